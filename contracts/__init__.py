@@ -1,0 +1,1 @@
+"""Solidity sources of MegaRouter's test tokens and their committed compiled artifacts."""

@@ -1,0 +1,6 @@
+"""Shared fixtures. Each fixture module has one owner and one kind of resource."""
+
+pytest_plugins = [
+    "tests.fixtures.db",
+    "tests.fixtures.chain",
+]
