@@ -1,0 +1,45 @@
+"""The app factory: builds the aiohttp application and starts nothing, so tests can make as many as they like."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from proxy.app_keys import SETTINGS
+from proxy.handlers import chat, health, models
+from proxy.logging_setup import configure_logging
+from proxy.middlewares import error_middleware, request_id_middleware
+from proxy.resources import (
+    catalog_ctx,
+    chain_ctx,
+    database_ctx,
+    hold_expiry_ctx,
+    http_session_ctx,
+    payment_gate_ctx,
+    settlement_recovery_ctx,
+)
+from proxy.settings import Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings) -> web.Application:
+    configure_logging(settings.log_format)
+    app = web.Application(
+        middlewares=[request_id_middleware, error_middleware],
+        client_max_size=settings.request_body_bytes_max,
+    )
+    app[SETTINGS] = settings
+    # Opened in this order, closed in reverse; recovery runs before the first request is served.
+    app.cleanup_ctx.extend([
+        database_ctx,
+        http_session_ctx,
+        chain_ctx,
+        catalog_ctx,
+        payment_gate_ctx,
+        settlement_recovery_ctx,
+        hold_expiry_ctx,
+    ])
+    app.add_routes(health.routes)
+    app.add_routes(models.routes)
+    app.add_routes(chat.routes)
+    return app

@@ -1,0 +1,42 @@
+"""Every typed aiohttp AppKey in one module, UPPER_SNAKE so no function name can shadow one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+from web3 import AsyncWeb3
+
+from ledger import Ledger
+from proxy.catalog import Catalog
+from proxy.payments.gate import PaymentGate
+from proxy.payments.intents import SettlementIntents
+from proxy.settings import Settings
+from proxy.upstream import Upstreams
+from x402.settle import Settler
+
+__all__ = [
+    "CATALOG",
+    "CHAIN_WEB3",
+    "DB_ENGINE",
+    "HTTP_SESSION",
+    "LEDGER",
+    "PAYMENT_GATE",
+    "SETTINGS",
+    "SETTLEMENT_INTENTS",
+    "SETTLER",
+    "UPSTREAMS",
+]
+
+SETTINGS = web.AppKey("SETTINGS", Settings)
+DB_ENGINE = web.AppKey("DB_ENGINE", AsyncEngine)
+LEDGER = web.AppKey("LEDGER", Ledger)
+SETTLEMENT_INTENTS = web.AppKey("SETTLEMENT_INTENTS", SettlementIntents)
+HTTP_SESSION = web.AppKey("HTTP_SESSION", aiohttp.ClientSession)
+CHAIN_WEB3 = web.AppKey("CHAIN_WEB3", AsyncWeb3[Any])
+SETTLER = web.AppKey("SETTLER", Settler)
+CATALOG = web.AppKey("CATALOG", Catalog)
+PAYMENT_GATE = web.AppKey("PAYMENT_GATE", PaymentGate)
+UPSTREAMS = web.AppKey("UPSTREAMS", Upstreams)

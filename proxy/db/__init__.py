@@ -1,0 +1,1 @@
+"""The proxy's own tables (payments, usage), beside the ledger's in the same database."""

@@ -1,0 +1,157 @@
+"""`megarouter demo`: the whole of MegaRouter on one machine, in the foreground.
+
+It starts Anvil (its chain kept in the state dir, so a second run continues the first), deploys the test
+tokens and funds accounts 1-9 on first start, starts the simulated providers and MegaRouter on
+127.0.0.1, prints what an agent needs, and stops everything on Ctrl-C (SIGINT) or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from aiohttp import web
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from pydantic import BaseModel
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from proxy.app import create_app
+from proxy.devnet.anvil import ANVIL_MNEMONIC, AnvilNode, free_tcp_port, run_anvil
+from proxy.devnet.tokens import DevnetTokens, deploy_test_tokens, mint_many
+from proxy.settings import AssetSettings, ProviderSettings, Settings
+from proxy.simulator import start_simulators
+
+__all__ = ["DEMO_ANVIL_PORT", "run_demo"]
+
+DEMO_ANVIL_PORT = 8545
+DEMO_FUNDED_ACCOUNTS = range(1, 10)
+DEMO_MINT_ATOMIC = 1_000 * 10**6
+DEMO_DEFAULT_MODEL = "openai/gpt-4o-mini"
+
+
+class DevnetRecord(BaseModel):
+    """What the demo deployed, kept next to Anvil's state so a second run reuses it."""
+
+    chain_id: int
+    usdc: str
+    usdt: str
+
+
+def anvil_account(index: int) -> LocalAccount:
+    Account.enable_unaudited_hdwallet_features()
+    account: LocalAccount = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    return account
+
+
+async def _ensure_tokens(node: AnvilNode, state_dir: Path) -> DevnetRecord:
+    record_path = state_dir / "devnet.json"
+    w3 = AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
+    try:
+        if record_path.exists():
+            record = DevnetRecord.model_validate_json(record_path.read_text())
+            if await w3.eth.get_code(AsyncWeb3.to_checksum_address(record.usdc)):
+                return record
+        deployer = anvil_account(0)
+        tokens: DevnetTokens = await deploy_test_tokens(w3, deployer)
+        await mint_many(
+            w3,
+            deployer,
+            tokens=[token.address for token in tokens.all()],
+            recipients=[anvil_account(index).address for index in DEMO_FUNDED_ACCOUNTS],
+            amount_atomic=DEMO_MINT_ATOMIC,
+        )
+        record = DevnetRecord(chain_id=node.chain_id, usdc=tokens.usdc.address, usdt=tokens.usdt.address)
+        record_path.write_text(record.model_dump_json(indent=2))
+        return record
+    finally:
+        await w3.provider.disconnect()
+
+
+def _archive_stale_database(state_dir: Path) -> None:
+    """A fresh chain under an old database would make every booking unreconcilable; set the old one aside."""
+    database = state_dir / "megarouter.db"
+    if database.exists():
+        archived = state_dir / f"megarouter.{int(time.time())}.db"
+        shutil.move(database, archived)
+        print(f"note: the chain state was missing, so the old database was moved to {archived}")
+
+
+def _banner(*, api: str, node: AnvilNode, record: DevnetRecord, agent: LocalAccount, network: str) -> str:
+    example = (
+        f'.venv/bin/megarouter pay --api {api} --private-key {agent.key.hex()} \\\n'
+        f'    --model {DEMO_DEFAULT_MODEL} "Say hello in five words"'
+    )
+    curl = f"curl -s -i {api}/v1/chat/completions -H 'content-type: application/json' " \
+           f"-d '{json.dumps({'model': DEMO_DEFAULT_MODEL, 'messages': [{'role': 'user', 'content': 'hi'}]})}'"
+    return "\n".join([
+        "MegaRouter demo is running. Ctrl-C stops everything.",
+        f"  API base URL     {api}/v1",
+        f"  chain RPC URL    {node.rpc_url}",
+        f"  network (CAIP-2) {network}",
+        f"  USDC (test)      {record.usdc}",
+        f"  USDT (test)      {record.usdt}",
+        f"  agent address    {agent.address}  (1,000 USDC + 1,000 USDT on first start)",
+        f"  agent key        {agent.key.hex()}",
+        "",
+        "See the 402 offer:",
+        f"  {curl}",
+        "Pay for a completion as an x402 agent (copy-paste):",
+        f"  {example}",
+        "Ledger: .venv/bin/megarouter ledger balances    .venv/bin/megarouter ledger check",
+    ])
+
+
+async def run_demo(*, state_dir: Path, port: int) -> int:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    anvil_state = state_dir / "anvil-state.json"
+    if not anvil_state.exists():
+        _archive_stale_database(state_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    anvil_port = DEMO_ANVIL_PORT
+    with contextlib.closing(__import__("socket").socket()) as probe:
+        if probe.connect_ex(("127.0.0.1", anvil_port)) == 0:
+            anvil_port = free_tcp_port()
+    async with (
+        run_anvil(port=anvil_port, state_path=anvil_state, log_path=state_dir / "anvil.log") as node,
+        start_simulators() as simulators,
+    ):
+        record = await _ensure_tokens(node, state_dir)
+        settings = Settings(
+            port=port,
+            database_url=f"sqlite+aiosqlite:///{state_dir / 'megarouter.db'}",
+            chain_rpc_url=node.rpc_url,
+            chain_id=node.chain_id,
+            settlement_private_key=anvil_account(0).key.hex(),
+            assets=(
+                AssetSettings(symbol="USDC", address=record.usdc, eip712_name="USD Coin", eip712_version="2"),
+                AssetSettings(symbol="USDT", address=record.usdt, eip712_name="USDT0", eip712_version="1"),
+            ),
+            providers={
+                name: ProviderSettings(api_kind=kind, base_url=url)  # type: ignore[arg-type]
+                for name, (kind, url) in simulators.provider_endpoints().items()
+            },
+            default_model=DEMO_DEFAULT_MODEL,
+            log_format="console",
+        )
+        runner = web.AppRunner(create_app(settings))
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, settings.host, settings.port)
+            await site.start()
+            api = f"http://{settings.host}:{settings.port}"
+            print(_banner(api=api, node=node, record=record, agent=anvil_account(1), network=settings.network),
+                  flush=True)
+            await stop.wait()
+            print("\nstopping…", flush=True)
+        finally:
+            await runner.cleanup()
+    return 0

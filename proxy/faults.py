@@ -1,0 +1,25 @@
+"""Test-only crash points, enabled by `Settings.fault_injection` (empty in production).
+
+A crash point ends the process at once, as a power cut would: no cleanup, no flush beyond what the
+database already committed. The crash-safety tests use them to prove recovery loses and doubles nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Literal
+
+__all__ = ["CrashPoint", "crash_if_enabled"]
+
+CrashPoint = Literal[
+    "after_settlement_signed",  # the intent holds the signed transaction; nothing was sent
+    "after_settlement_mined",  # the transaction is mined; nothing is booked
+]
+CRASH_EXIT_CODE = 86
+
+
+def crash_if_enabled(enabled: frozenset[str], point: CrashPoint) -> None:
+    if point in enabled:
+        print(f"fault injection: crashing at {point}", file=sys.stderr, flush=True)
+        os._exit(CRASH_EXIT_CODE)

@@ -1,0 +1,43 @@
+"""Integer money arithmetic shared by pricing and payments: nano-USD and token atomic units.
+
+The ledger counts nano-USD (1e-9 USD). A stablecoin with `decimals` decimals at par has
+10**(9 - decimals) nano-USD per atomic unit (1,000 for USDC/USDT's 6 decimals). Nothing here uses floats.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NANO_USD_DECIMALS",
+    "TOKENS_PER_MTOK",
+    "atomic_to_nano_usd",
+    "div_ceil",
+    "nano_usd_per_atomic",
+    "nano_usd_to_atomic_ceil",
+]
+
+NANO_USD_DECIMALS = 9
+TOKENS_PER_MTOK = 1_000_000
+
+
+def div_ceil(numerator: int, denominator: int) -> int:
+    """Integer division rounding towards +infinity, for non-negative numerators."""
+    assert numerator >= 0
+    assert denominator > 0
+    return -(-numerator // denominator)
+
+
+def nano_usd_per_atomic(decimals: int) -> int:
+    # A token with more decimals than the ledger unit could not be booked exactly.
+    assert 0 <= decimals <= NANO_USD_DECIMALS
+    return 10 ** (NANO_USD_DECIMALS - decimals)
+
+
+def atomic_to_nano_usd(amount_atomic: int, *, decimals: int) -> int:
+    assert amount_atomic >= 0
+    return amount_atomic * nano_usd_per_atomic(decimals)
+
+
+def nano_usd_to_atomic_ceil(amount_nano_usd: int, *, decimals: int) -> int:
+    """Rounds up to the token's atomic unit, so a quote paid in tokens always covers the cost."""
+    assert amount_nano_usd >= 0
+    return div_ceil(amount_nano_usd, nano_usd_per_atomic(decimals))

@@ -1,0 +1,205 @@
+"""The payment gate: offers x402 payment for a quote, and accepts a payment by verifying, settling and booking it.
+
+Order of work for a paid request (DESIGN §2, §6): decode → verify every field against our own offer →
+verify on chain → claim the authorization (unique in our database) → settle (the intent is stored before
+the transaction is sent) → book the deposit to the payer wallet's credit. Nothing is held or sent upstream
+before this returns, and every refusal changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from ledger import Ledger, chart
+from proxy.faults import crash_if_enabled
+from proxy.payments.booking import book_x402_deposit
+from proxy.payments.errors import PaymentMalformed, PaymentRequired
+from proxy.payments.intents import SettlementIntent, SettlementIntents
+from proxy.settings import AssetSettings, Settings
+from x402.chain import TokenReader
+from x402.codec import decode_payment_header, encode_header
+from x402.errors import (
+    InvalidPayload,
+    NonceAlreadyUsed,
+    SettlementError,
+    SettlementPending,
+    SettlementSendFailed,
+    X402Error,
+)
+from x402.models import PaymentPayload, PaymentPayloadV1, PaymentRequired as PaymentRequiredDocument
+from x402.models import PaymentRequirements, ResourceInfo, SettleResponse, to_wire
+from x402.requirements import AcceptedAsset, build_requirements
+from x402.settle import Settler, SignedSettlement
+from x402.verify import VerifiedPayment, verify_payment_offchain, verify_payment_onchain
+
+__all__ = ["AcceptedPayment", "PaymentGate"]
+
+V2_PAYMENT_HEADER = "PAYMENT-SIGNATURE"
+V1_PAYMENT_HEADER = "X-PAYMENT"
+V2_RESPONSE_HEADER = "PAYMENT-RESPONSE"
+V1_RESPONSE_HEADER = "X-PAYMENT-RESPONSE"
+EXPOSED_HEADERS = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE, X-Request-Id"
+PAYMENT_REQUIRED_MESSAGE = "PAYMENT-SIGNATURE header is required"
+log = structlog.get_logger("megarouter.payments")
+
+
+class AcceptedPayment(BaseModel):
+    """A settled and booked payment: the payer's credit now holds the paid amount."""
+
+    model_config = ConfigDict(frozen=True)
+
+    payer: str
+    credit_account: str
+    amount_nano_usd: int
+    response_headers: dict[str, str]
+
+
+class PaymentGate:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        settler: Settler,
+        token_reader: TokenReader,
+        intents: SettlementIntents,
+        ledger: Ledger,
+        clock_unix_s: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._settler = settler
+        self._token_reader = token_reader
+        self._intents = intents
+        self._ledger = ledger
+        self._clock_unix_s = clock_unix_s
+        self._accepted_assets = tuple(
+            AcceptedAsset(address=asset.address, name=asset.eip712_name, version=asset.eip712_version,
+                          decimals=asset.decimals)
+            for asset in settings.assets
+        )
+
+    @property
+    def settlement_wallet(self) -> str:
+        return self._settler.address
+
+    def asset_settings(self, address: str) -> AssetSettings:
+        for asset in self._settings.assets:
+            if asset.address.lower() == address.lower():
+                return asset
+        raise AssertionError(f"a payment in an asset we never offered: {address}")
+
+    def _resource(self, request: web.Request) -> ResourceInfo:
+        base = self._settings.public_base_url or f"{request.scheme}://{request.host}"
+        return ResourceInfo(url=f"{base.rstrip('/')}{request.path}",
+                            description="MegaRouter: one LLM completion, paid per request",
+                            mime_type="application/json")
+
+    def _requirements(self, quote_nano_usd: int) -> list[PaymentRequirements]:
+        return build_requirements(
+            quote_nano_usd=quote_nano_usd,
+            chain_id=self._settings.chain_id,
+            assets=self._accepted_assets,
+            pay_to=self.settlement_wallet,
+            max_timeout_s=self._settings.payment_validity_s,
+        )
+
+    def payment_required(self, request: web.Request, quote_nano_usd: int, *, reason: str | None,
+                         malformed: bool = False) -> PaymentRequired:
+        """The 402 (or, for a malformed header, 400) carrying the offer for this quote."""
+        document = PaymentRequiredDocument(
+            x402_version=2,
+            error=reason or PAYMENT_REQUIRED_MESSAGE,
+            resource=self._resource(request),
+            accepts=self._requirements(quote_nano_usd),
+            extensions={},
+        )
+        error_type = PaymentMalformed if malformed else PaymentRequired
+        return error_type(to_wire(document), reason=reason or "payment_required",
+                          header_value=encode_header(document))
+
+    async def accept(self, request: web.Request, *, quote_nano_usd: int, request_id: str) -> AcceptedPayment:
+        """Settles and books the request's payment, or raises the 402/400 that says why not."""
+        v2_header = request.headers.get(V2_PAYMENT_HEADER)
+        v1_header = request.headers.get(V1_PAYMENT_HEADER)
+        if v2_header is None and v1_header is None:
+            raise self.payment_required(request, quote_nano_usd, reason=None)
+        try:
+            payload: PaymentPayload | PaymentPayloadV1 = (
+                decode_payment_header(v2_header, 2) if v2_header is not None
+                else decode_payment_header(v1_header or "", 1)
+            )
+            verified = verify_payment_offchain(
+                payload, self._requirements(quote_nano_usd), int(self._clock_unix_s())
+            )
+            await verify_payment_onchain(verified, self._token_reader)
+            intent = await self._claim(verified, payload, request_id)
+            settle_response = await self._settle_and_book(verified, intent)
+        except InvalidPayload as error:
+            log.info("payment_malformed", reason=error.reason)
+            raise self.payment_required(request, quote_nano_usd, reason=error.reason, malformed=True) from error
+        except X402Error as error:
+            log.info("payment_refused", reason=error.reason, detail=str(error))
+            raise self.payment_required(request, quote_nano_usd, reason=error.reason) from error
+        header_name = V2_RESPONSE_HEADER if payload.x402_version == 2 else V1_RESPONSE_HEADER
+        asset = self.asset_settings(verified.asset)
+        return AcceptedPayment(
+            payer=verified.payer.lower(),
+            credit_account=chart.credit_wallet(verified.payer),
+            amount_nano_usd=verified.amount_atomic * 10 ** (9 - asset.decimals),
+            response_headers={header_name: encode_header(settle_response),
+                              "Access-Control-Expose-Headers": EXPOSED_HEADERS},
+        )
+
+    async def _claim(
+        self, verified: VerifiedPayment, payload: PaymentPayload | PaymentPayloadV1, request_id: str
+    ) -> SettlementIntent:
+        intent = await self._intents.claim(
+            network=verified.requirements.network,
+            asset=verified.asset,
+            payer=verified.payer,
+            authorization_nonce=verified.authorization.nonce,
+            value_atomic=verified.amount_atomic,
+            valid_before_unix_s=verified.authorization.valid_before,
+            payment_json=payload.model_dump_json(by_alias=True),
+            request_id=request_id,
+        )
+        if intent is None:
+            # Another request holds this very authorization, or already settled it.
+            raise NonceAlreadyUsed("authorization was already submitted")
+        return intent
+
+    async def _settle_and_book(self, verified: VerifiedPayment, intent: SettlementIntent) -> SettleResponse:
+        async def record_signed(signed: SignedSettlement) -> None:
+            await self._intents.record_signed(intent.id, tx_hash=signed.tx_hash, raw_tx=signed.raw_tx,
+                                              tx_nonce=signed.tx_nonce)
+            crash_if_enabled(self._settings.fault_injection, "after_settlement_signed")
+
+        try:
+            result = await self._settler.settle(verified, before_send=record_signed)
+        except (SettlementPending, SettlementSendFailed):
+            # The transaction may still be mined: the intent stays open and recovery finishes it (the payer's
+            # money then lands as credit). Marking it failed here could let the same authorization in twice.
+            raise
+        except SettlementError as error:
+            await self._intents.record_failed(intent.id, reason=error.reason)
+            raise
+        crash_if_enabled(self._settings.fault_injection, "after_settlement_mined")
+        await self._intents.record_mined(intent.id, tx_hash=result.tx_hash, block_number=result.block_number,
+                                         transfer_log_index=result.transfer_log_index)
+        transaction = await book_x402_deposit(
+            self._ledger,
+            intent=intent,
+            asset=self.asset_settings(verified.asset),
+            settlement_wallet=self.settlement_wallet,
+            tx_hash=result.tx_hash,
+            transfer_log_index=result.transfer_log_index,
+        )
+        await self._intents.record_booked(intent.id, ledger_transaction_id=transaction.id)
+        log.info("payment_settled", payer=verified.payer, amount_atomic=verified.amount_atomic,
+                 tx_hash=result.tx_hash, asset=verified.asset)
+        return SettleResponse(success=True, transaction=result.tx_hash, network=verified.requirements.network,
+                              payer=verified.payer, amount=verified.amount_atomic)

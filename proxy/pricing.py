@@ -1,0 +1,165 @@
+"""Quotes (a true upper bound of a request's cost) and charges (its real cost), in integer nano-USD.
+
+The quote bounds the prompt by its UTF-8 size: byte-level BPE tokenizers never produce more tokens than
+bytes, so `bytes + per-message overhead` cannot be exceeded, and each image part is bounded by the
+largest tile budget any provider bills. Output is bounded by the `max_tokens` we send upstream, which is
+capped here so the worst case fits the hold. A charge is `ceil(Σ tokens × price / 1e6)`: at most one
+nano-USD of rounding per request, always in the operator's favour.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from proxy.money import TOKENS_PER_MTOK, div_ceil
+
+__all__ = [
+    "IMAGE_TOKENS_MAX",
+    "Charge",
+    "PricedModel",
+    "Quote",
+    "ReportedUsage",
+    "charge_for_usage",
+    "prompt_tokens_upper_bound",
+    "quote_request",
+]
+
+# Chat templates add a handful of tokens per message (role markers, separators) and per request.
+MESSAGE_OVERHEAD_TOKENS = 8
+REQUEST_OVERHEAD_TOKENS = 16
+# The most any provider bills for one image (a 2048×2048 high-detail image is 2,805 tokens at OpenAI).
+IMAGE_TOKENS_MAX = 4_000
+
+
+class PricedModel(Protocol):
+    """What pricing needs of a catalog model."""
+
+    @property
+    def input_price_nano_usd_per_mtok(self) -> int: ...
+    @property
+    def output_price_nano_usd_per_mtok(self) -> int: ...
+    @property
+    def cached_input_price_nano_usd_per_mtok(self) -> int: ...
+    @property
+    def cache_write_input_price_nano_usd_per_mtok(self) -> int: ...
+
+
+class ReportedUsage(Protocol):
+    """Token counts as the provider reported them; input_tokens includes cached and cache-write tokens."""
+
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cached_input_tokens(self) -> int: ...
+    @property
+    def cache_write_input_tokens(self) -> int: ...
+
+
+class Quote(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    model_id: str
+    prompt_tokens_max: int
+    output_tokens_max: int
+    cost_nano_usd_max: int
+
+
+class Charge(BaseModel):
+    """A request's real cost and how it was reached, so every charge can be explained afterwards."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_id: str
+    uncached_input_tokens: int
+    cached_input_tokens: int
+    cache_write_input_tokens: int
+    output_tokens: int
+    input_price_nano_usd_per_mtok: int
+    cached_input_price_nano_usd_per_mtok: int
+    cache_write_input_price_nano_usd_per_mtok: int
+    output_price_nano_usd_per_mtok: int
+    cost_nano_usd: int
+
+
+def _count_content_bytes(content: Any) -> tuple[int, int]:
+    """(bytes, image parts) of a message's content, whatever its shape."""
+    if content is None:
+        return 0, 0
+    if isinstance(content, str):
+        return len(content.encode("utf-8")), 0
+    if isinstance(content, list):
+        total_bytes, images = 0, 0
+        for part in content:
+            if isinstance(part, Mapping) and part.get("type") in {"image_url", "input_image", "image"}:
+                images += 1
+                continue
+            part_bytes, part_images = _count_content_bytes(part if not isinstance(part, Mapping) else
+                                                           part.get("text", json.dumps(part)))
+            total_bytes += part_bytes
+            images += part_images
+        return total_bytes, images
+    return len(json.dumps(content, ensure_ascii=False).encode("utf-8")), 0
+
+
+def prompt_tokens_upper_bound(
+    messages: Sequence[Mapping[str, Any]], *, tools: Iterable[Mapping[str, Any]] | None = None
+) -> int:
+    total = REQUEST_OVERHEAD_TOKENS
+    for message in messages:
+        content_bytes, images = _count_content_bytes(message.get("content"))
+        # Everything except content (role, name, tool calls, ids) is bounded by its JSON size.
+        rest = {key: value for key, value in message.items() if key != "content"}
+        rest_bytes = len(json.dumps(rest, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        total += MESSAGE_OVERHEAD_TOKENS + content_bytes + rest_bytes + images * IMAGE_TOKENS_MAX
+    if tools:
+        total += len(json.dumps(list(tools), ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    assert total > 0
+    return total
+
+
+def quote_request(model_id: str, model: PricedModel, *, prompt_tokens_max: int, output_tokens_max: int) -> Quote:
+    assert prompt_tokens_max > 0
+    assert output_tokens_max > 0
+    # An input token may be billed as uncached, cached or cache-write: bound it by the dearest of the three.
+    input_price = max(
+        model.input_price_nano_usd_per_mtok,
+        model.cached_input_price_nano_usd_per_mtok,
+        model.cache_write_input_price_nano_usd_per_mtok,
+    )
+    numerator = prompt_tokens_max * input_price + output_tokens_max * model.output_price_nano_usd_per_mtok
+    return Quote(
+        model_id=model_id,
+        prompt_tokens_max=prompt_tokens_max,
+        output_tokens_max=output_tokens_max,
+        cost_nano_usd_max=div_ceil(numerator, TOKENS_PER_MTOK),
+    )
+
+
+def charge_for_usage(model_id: str, model: PricedModel, usage: ReportedUsage) -> Charge:
+    assert usage.input_tokens >= usage.cached_input_tokens + usage.cache_write_input_tokens
+    assert usage.output_tokens >= 0
+    uncached = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_input_tokens
+    numerator = (
+        uncached * model.input_price_nano_usd_per_mtok
+        + usage.cached_input_tokens * model.cached_input_price_nano_usd_per_mtok
+        + usage.cache_write_input_tokens * model.cache_write_input_price_nano_usd_per_mtok
+        + usage.output_tokens * model.output_price_nano_usd_per_mtok
+    )
+    return Charge(
+        model_id=model_id,
+        uncached_input_tokens=uncached,
+        cached_input_tokens=usage.cached_input_tokens,
+        cache_write_input_tokens=usage.cache_write_input_tokens,
+        output_tokens=usage.output_tokens,
+        input_price_nano_usd_per_mtok=model.input_price_nano_usd_per_mtok,
+        cached_input_price_nano_usd_per_mtok=model.cached_input_price_nano_usd_per_mtok,
+        cache_write_input_price_nano_usd_per_mtok=model.cache_write_input_price_nano_usd_per_mtok,
+        output_price_nano_usd_per_mtok=model.output_price_nano_usd_per_mtok,
+        cost_nano_usd=div_ceil(numerator, TOKENS_PER_MTOK),
+    )

@@ -1,0 +1,90 @@
+"""MegaRouter's validated configuration. Built by `proxy/config.py` (file + environment) or by the demo.
+
+Relationships between settings are checked here, at start-up, so a bad combination fails before serving.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+__all__ = ["DEFAULT_DATABASE_URL", "AssetSettings", "ProviderSettings", "Settings"]
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.megarouter/megarouter.db"
+
+
+class AssetSettings(BaseModel):
+    """A stablecoin MegaRouter accepts, counted at par with USD."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    symbol: str = Field(min_length=1, max_length=16)
+    address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    eip712_name: str = Field(min_length=1)
+    eip712_version: str = Field(min_length=1)
+    decimals: int = Field(default=6, ge=0, le=9)
+
+
+class ProviderSettings(BaseModel):
+    """Where one provider's API lives. With no api_key, the provider is served by a simulator URL."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api_kind: Literal["openai", "anthropic", "gemini"]
+    base_url: str = Field(pattern=r"^https?://")
+    api_key: SecretStr | None = None
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8402, ge=0, le=65535)
+    public_base_url: str | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    db_pool_size_max: int = Field(default=10, ge=1, le=200)
+
+    chain_rpc_url: str = Field(pattern=r"^https?://")
+    chain_id: int = Field(gt=0)
+    settlement_private_key: SecretStr
+    assets: tuple[AssetSettings, ...] = Field(min_length=1)
+
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    catalog_overrides_path: Path | None = None
+    default_model: str
+
+    # A request without max_tokens is quoted, and capped upstream, at this many output tokens.
+    default_max_output_tokens: int = Field(default=1024, ge=1)
+    # x402 maxTimeoutSeconds: how long a signed authorization may take to reach us.
+    payment_validity_s: int = Field(default=120, ge=10)
+    settle_receipt_timeout_s: float = Field(default=60.0, gt=0)
+    rpc_timeout_s: float = Field(default=10.0, gt=0)
+    hold_timeout_s: int = Field(default=900, ge=30)
+    upstream_timeout_s: float = Field(default=120.0, gt=0)
+    request_body_bytes_max: int = Field(default=4 * 1024 * 1024, ge=1024)
+    log_format: Literal["json", "console"] = "json"
+
+    # Test-only crash points (see proxy/faults.py); empty in production.
+    fault_injection: frozenset[str] = frozenset()
+
+    @field_validator("assets")
+    @classmethod
+    def _unique_assets(cls, assets: tuple[AssetSettings, ...]) -> tuple[AssetSettings, ...]:
+        addresses = [asset.address.lower() for asset in assets]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("assets: each token address may be listed once")
+        return assets
+
+    @model_validator(mode="after")
+    def _relationships(self) -> Settings:
+        # A hold must outlive the slowest request it covers, or it could expire while the upstream still runs.
+        if self.hold_timeout_s <= self.upstream_timeout_s + self.settle_receipt_timeout_s:
+            raise ValueError("hold_timeout_s must exceed upstream_timeout_s + settle_receipt_timeout_s")
+        return self
+
+    @property
+    def network(self) -> str:
+        """The chain as a CAIP-2 id, as x402 v2 names it."""
+        return f"eip155:{self.chain_id}"
