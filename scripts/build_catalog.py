@@ -72,21 +72,25 @@ EXCLUDED_PATTERN = re.compile(
 # Google's genai-prices entries also price Anthropic models on Vertex; only Gemini-API models are kept.
 GOOGLE_KEEP = re.compile(r"^(gemini|gemma)-", re.IGNORECASE)
 EMBEDDING_PATTERN = re.compile(r"embed", re.IGNORECASE)
-PRICE_KEYS = {"input_mtok": "input", "output_mtok": "output", "cache_read_mtok": "cache_read",
-              "cache_write_mtok": "cache_write"}
+PRICE_KEYS = {
+    "input_mtok": "input",
+    "output_mtok": "output",
+    "cache_read_mtok": "cache_read",
+    "cache_write_mtok": "cache_write",
+}
 
 # Public Chatbot Arena (LMArena) text Elo anchors: (overall Elo, coding-category Elo or None, source key).
 ARENA_SOURCES: dict[str, str] = {
-    "openlm-2025-07-01": "LMSYS Chatbot Arena full leaderboard as mirrored at https://openlm.ai/chatbot-arena "
-                         "(attribution LMSYS, snapshot 2025-07-01; Arena Elo and Coding Elo columns)",
+    "openlm-2025-07-01": "LMSYS Chatbot Arena full leaderboard, mirror https://openlm.ai/chatbot-arena "
+    "(attribution LMSYS, snapshot 2025-07-01; Arena Elo and Coding Elo columns)",
     "openlm-2025-05-05": "mirror https://openlm.ai/chatbot-arena (attribution LMSYS), snapshot 2025-05-05",
     "openlm-2025-02-21": "mirror https://openlm.ai/chatbot-arena (attribution LMSYS), snapshot 2025-02-21",
     "staituned-2025-08-21": "LMArena Text Arena top entries as of 2025-08-21, quoted at "
-                            "https://staituned.com/learn/expert/imarena-ai-benchmarking-platform",
+    "https://staituned.com/learn/expert/imarena-ai-benchmarking-platform",
     "llmreference-2026-05": "Chatbot Arena top-5 preview, window 2026-05-12..21, "
-                            "https://www.llmreference.com/benchmark/chatbot-arena",
+    "https://www.llmreference.com/benchmark/chatbot-arena",
     "localaimaster-2026-06": "LMArena overall #1 'Claude Opus 4.8 ~1510' as of June 2026, quoted at "
-                             "https://localaimaster.com/blog/lmarena-chatbot-arena-leaderboard",
+    "https://localaimaster.com/blog/lmarena-chatbot-arena-leaderboard",
 }
 # Keys are (catalog provider-independent) upstream model names, matched exactly after lower-casing,
 # and also used for the same model served by other hosts (see ANCHOR_ALIASES).
@@ -131,19 +135,38 @@ ANCHOR_ALIASES: dict[str, str] = {
 }
 ELO_FLOOR = 1000
 ELO_PER_POINT = Decimal("5.5")  # (Elo - 1000) / 5.5: 1510 -> 93, 1273 -> 50, 1256 -> 47.
+ESTIMATE_BASIS = (
+    "estimated from price tier: min(85, 40 + 9*log2(1 + output USD/MTok)); no public Arena figure"
+)
 CODE_MARKERS = ("code", "codestral", "devstral", "coder", "codex")
-REASONING_MARKERS = ("reasoner", "-r1", "r1-", "thinking", "reasoning", "o1", "o3", "o4", "magistral", "qwq", "pro")
+REASONING_MARKERS = (
+    "reasoner",
+    "-r1",
+    "r1-",
+    "thinking",
+    "reasoning",
+    "o1",
+    "o3",
+    "o4",
+    "magistral",
+    "qwq",
+    "pro",
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--litellm-wheel", type=Path, required=True, help="path to a downloaded litellm wheel")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--litellm-wheel", type=Path, required=True, help="path to a downloaded litellm wheel"
+    )
     parser.add_argument("--date", default=datetime.date.today().isoformat(), help="generation date (ISO)")
     parser.add_argument("--output", type=Path, default=OUTPUT_PATH)
     args = parser.parse_args()
     litellm_version, litellm_table = read_litellm_table(args.litellm_wheel)
     genai_version = metadata.version("genai-prices")
-    genai_licence = metadata.metadata("genai-prices").get("License-Expression", "")
+    genai_licence = metadata.metadata("genai-prices")["License-Expression"]
     assert genai_licence == "MIT", f"genai-prices licence changed to {genai_licence!r}: review before use"
     as_of = datetime.date.fromisoformat(args.date)
     entries = []
@@ -158,7 +181,10 @@ def main() -> None:
     CatalogFile.model_validate_json(json.dumps(document))  # fail the build, not the proxy, on a bad file
     args.output.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     providers = sorted({e["provider"] for e in entries})
-    print(f"wrote {len(entries)} models from {len(providers)} providers to {args.output}: {', '.join(providers)}")
+    print(
+        f"wrote {len(entries)} models from {len(providers)} providers to {args.output}: "
+        f"{', '.join(providers)}"
+    )
 
 
 def read_litellm_table(wheel: Path) -> tuple[str, dict[str, Any]]:
@@ -166,7 +192,9 @@ def read_litellm_table(wheel: Path) -> tuple[str, dict[str, Any]]:
     match = re.match(r"litellm-([^-]+)-", wheel.name)
     assert match, f"not a litellm wheel: {wheel}"
     with zipfile.ZipFile(wheel) as archive:
-        table: dict[str, Any] = json.loads(archive.read("litellm/model_prices_and_context_window_backup.json"))
+        table: dict[str, Any] = json.loads(
+            archive.read("litellm/model_prices_and_context_window_backup.json")
+        )
     table.pop("sample_spec", None)
     return match.group(1), table
 
@@ -221,8 +249,12 @@ def pick_prices(prices: Any, as_of: datetime.date) -> tuple[dict[str, str], int 
         candidates = [prices]
         time_of_day = False
     else:
-        dated = [c for c in prices if c.constraint is None or (
-            isinstance(c.constraint, StartDateConstraint) and c.constraint.start_date <= as_of)]
+        dated = [
+            c
+            for c in prices
+            if c.constraint is None
+            or (isinstance(c.constraint, StartDateConstraint) and c.constraint.start_date <= as_of)
+        ]
         if not dated:
             return None
         candidates = [dated[-1].prices]
@@ -254,7 +286,8 @@ def find_litellm(
             return key, table[key]
     bare = table.get(model_id)
     if isinstance(bare, dict) and str(bare.get("litellm_provider", "")).startswith(
-            {"google": "gemini", "xai": "xai"}.get(provider, provider)):
+        {"google": "gemini", "xai": "xai"}.get(provider, provider)
+    ):
         return model_id, bare
     return "", None
 
@@ -262,8 +295,17 @@ def find_litellm(
 def quality_for(entry: Mapping[str, Any]) -> dict[str, Any]:
     """Scores 0..100: an Arena Elo anchor if this model has one, else an estimate from its price tier."""
     if entry["capabilities"]["embeddings"]:
-        return {"overall": 0, "chat": 0, "summarization": 0, "extraction": 0, "code": 0, "math": 0, "reasoning": 0,
-                "estimated": True, "basis": "embedding model: chat quality not applicable"}
+        return {
+            "overall": 0,
+            "chat": 0,
+            "summarization": 0,
+            "extraction": 0,
+            "code": 0,
+            "math": 0,
+            "reasoning": 0,
+            "estimated": True,
+            "basis": "embedding model: chat quality not applicable",
+        }
     name = entry["upstream_model"].lower()
     anchor_key = ANCHOR_ALIASES.get(name, name)
     anchor = ARENA_ANCHORS.get(anchor_key)
@@ -277,7 +319,7 @@ def quality_for(entry: Mapping[str, Any]) -> dict[str, Any]:
     else:
         output_usd = Decimal(entry["output_price_nano_usd_per_mtok"]) / 1_000_000_000
         overall = min(85, 40 + round(9 * math.log2(1 + float(output_usd))))
-        basis = "estimated from price tier: min(85, 40 + 9*log2(1 + output USD/MTok)); no public Arena figure found"
+        basis = ESTIMATE_BASIS
         estimated = True
     scores = per_kind_scores(name, overall, code_score)
     return {**scores, "estimated": estimated, "basis": basis}
@@ -305,7 +347,9 @@ def per_kind_scores(name: str, overall: int, code_score: int | None) -> dict[str
     return {"overall": overall, **scores}
 
 
-def envelope(entries: list[dict[str, Any]], *, genai_version: str, litellm_version: str, date: str) -> dict[str, Any]:
+def envelope(
+    entries: list[dict[str, Any]], *, genai_version: str, litellm_version: str, date: str
+) -> dict[str, Any]:
     """The file around the models; catalog_version is a hash of the model entries themselves."""
     content_hash = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
     return {
@@ -315,33 +359,53 @@ def envelope(entries: list[dict[str, Any]], *, genai_version: str, litellm_versi
         "generator": "scripts/build_catalog.py",
         "price_unit": "nano_usd_per_mtok",
         "sources": [
-            {"name": "genai-prices", "version": genai_version, "licence": "MIT",
-             "url": "https://github.com/pydantic/genai-prices", "retrieved": date,
-             "used_for": "prices (input, output, cache read, cache write) and context windows"},
-            {"name": "litellm model_prices_and_context_window_backup.json", "version": litellm_version,
-             "licence": "MIT", "url": "https://github.com/BerriAI/litellm", "retrieved": date,
-             "used_for": "max output tokens, capabilities (tools, vision, JSON schema, reasoning), "
-                         "context windows where genai-prices has none"},
-            *({"name": f"Chatbot Arena Elo: {key}", "version": key.split("-", 1)[1], "licence": "public figures cited",
-               "url": re.findall(r"https://\S+", text)[0], "retrieved": date,
-               "used_for": f"quality anchors: {text}"} for key, text in ARENA_SOURCES.items()),
+            {
+                "name": "genai-prices",
+                "version": genai_version,
+                "licence": "MIT",
+                "url": "https://github.com/pydantic/genai-prices",
+                "retrieved": date,
+                "used_for": "prices (input, output, cache read, cache write) and context windows",
+            },
+            {
+                "name": "litellm model_prices_and_context_window_backup.json",
+                "version": litellm_version,
+                "licence": "MIT",
+                "url": "https://github.com/BerriAI/litellm",
+                "retrieved": date,
+                "used_for": "max output tokens, capabilities (tools, vision, JSON schema, reasoning), "
+                "context windows where genai-prices has none",
+            },
+            *(
+                {
+                    "name": f"Chatbot Arena Elo: {key}",
+                    "version": key.split("-", 1)[1],
+                    "licence": "public figures cited",
+                    "url": re.findall(r"https://\S+", text)[0],
+                    "retrieved": date,
+                    "used_for": f"quality anchors: {text}",
+                }
+                for key, text in ARENA_SOURCES.items()
+            ),
         ],
         "methodology": {
-            "prices": "Decimal(str(x)) of the source's USD-per-MTok value times 1e9, exact or the build fails. "
-                      "Missing cached/cache-write prices default to the input price. Tiered prices: base tier, "
-                      "context window capped at the first tier start. Time-of-day prices: highest band.",
-            "limits": "context window from genai-prices, else litellm max_input_tokens, else 8192; max output "
-                      "from litellm, else min(context, 8192); each default is noted on the model.",
-            "capabilities": "litellm supports_function_calling / supports_vision / supports_response_schema / "
-                            "supports_reasoning; reasoning also from the model name; without a litellm record "
-                            "tools/vision/json_mode are false (conservative). Streaming true for chat models.",
+            "prices": "Decimal(str(x)) of the source's USD-per-MTok value times 1e9, exact or the build "
+            "fails. Missing cached/cache-write prices default to the input price. Tiered prices: base tier, "
+            "context window capped at the first tier start. Time-of-day prices: highest band.",
+            "limits": "context window from genai-prices, else litellm max_input_tokens, else 8192; "
+            "max output "
+            "from litellm, else min(context, 8192); each default is noted on the model.",
+            "capabilities": "litellm supports_function_calling / supports_vision / "
+            "supports_response_schema / "
+            "supports_reasoning; reasoning also from the model name; without a litellm record "
+            "tools/vision/json_mode are false (conservative). Streaming true for chat models.",
             "quality": "overall = (Arena text Elo - 1000) / 5.5, clamped 0..100, for models with a cited "
-                       "public Elo (estimated=false; Elo snapshots from different dates are not perfectly "
-                       "comparable). Other models: estimated=true, min(85, 40 + 9*log2(1 + output USD/MTok)). "
-                       "Per-task scores = overall shifted by a family profile (code models: code +6, chat -5, "
-                       "summarization -3, math -2; reasoning models: math +5, reasoning +5, chat -2; small "
-                       "models: math -3, reasoning -3); code = Arena coding Elo mapped the same way where cited. "
-                       "Per-task profiles are estimates in every case.",
+            "public Elo (estimated=false; Elo snapshots from different dates are not perfectly "
+            "comparable). Other models: estimated=true, min(85, 40 + 9*log2(1 + output USD/MTok)). "
+            "Per-task scores = overall shifted by a family profile (code models: code +6, chat -5, "
+            "summarization -3, math -2; reasoning models: math +5, reasoning +5, chat -2; small "
+            "models: math -3, reasoning -3); code = Arena coding Elo mapped the same way where cited. "
+            "Per-task profiles are estimates in every case.",
         },
         "models": entries,
     }

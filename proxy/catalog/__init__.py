@@ -5,7 +5,13 @@ operator override format. Pure data and start-up file reads; imports nothing els
 """
 
 from proxy.catalog.catalog import Catalog, load_catalog, read_packaged_catalog_file
-from proxy.catalog.errors import CatalogDataError, CatalogError, CatalogOverrideError, UnknownModel, UnknownProvider
+from proxy.catalog.errors import (
+    CatalogDataError,
+    CatalogError,
+    CatalogOverrideError,
+    UnknownModel,
+    UnknownProvider,
+)
 from proxy.catalog.models import (
     TASK_KINDS,
     CatalogFile,

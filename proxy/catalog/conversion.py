@@ -57,8 +57,11 @@ class SourceRecord:
 
 def convert_source_record(record: SourceRecord) -> dict[str, Any]:
     """Return the catalog.json entry for `record`, without `quality` (the build adds it)."""
-    assert record.provider and record.upstream_model
-    prices = {kind: nano_usd_per_mtok_from_usd_per_mtok(value) for kind, value in record.prices_usd_per_mtok.items()}
+    assert record.provider
+    assert record.upstream_model
+    prices = {
+        kind: nano_usd_per_mtok_from_usd_per_mtok(value) for kind, value in record.prices_usd_per_mtok.items()
+    }
     assert "input" in prices, f"{record.source_ref}: no input price"
     input_price = prices["input"]
     output_price = prices.get("output", 0)
@@ -90,7 +93,8 @@ def convert_source_record(record: SourceRecord) -> dict[str, Any]:
         "context_window_tokens": context,
         "max_output_tokens": max_output,
         "capabilities": _capabilities(record, secondary),
-        "source_ref": record.source_ref + (f"; limits/capabilities: {record.secondary_ref}" if record.secondary_ref else ""),
+        "source_ref": record.source_ref
+        + (f"; limits/capabilities: {record.secondary_ref}" if record.secondary_ref else ""),
         "source_prices_usd_per_mtok": dict(sorted(record.prices_usd_per_mtok.items())),
         "notes": notes,
     }
@@ -109,8 +113,10 @@ def _context_window_tokens(record: SourceRecord, secondary: Mapping[str, Any]) -
             context = DEFAULT_CONTEXT_WINDOW_TOKENS
             note = f"context_window_tokens: no source figure, conservative default {context}"
     if record.tier_start_tokens is not None and record.tier_start_tokens < context:
-        note = (f"context_window_tokens capped from {context} at the first price tier "
-                f"({record.tier_start_tokens} input tokens) so the base price always applies")
+        note = (
+            f"context_window_tokens capped from {context} at the first price tier "
+            f"({record.tier_start_tokens} input tokens) so the base price always applies"
+        )
         context = record.tier_start_tokens
     assert context > 0
     return context, note
@@ -119,13 +125,20 @@ def _context_window_tokens(record: SourceRecord, secondary: Mapping[str, Any]) -
 def _capabilities(record: SourceRecord, secondary: Mapping[str, Any]) -> dict[str, bool]:
     name = record.upstream_model.lower()
     if record.embeddings:
-        return {"tools": False, "vision": False, "json_mode": False, "streaming": False, "reasoning": False,
-                "embeddings": True}
+        return {
+            "tools": False,
+            "vision": False,
+            "json_mode": False,
+            "streaming": False,
+            "reasoning": False,
+            "embeddings": True,
+        }
     return {
         "tools": bool(secondary.get("supports_function_calling", False)),
         "vision": bool(secondary.get("supports_vision", False)),
         "json_mode": bool(secondary.get("supports_response_schema", False)),
         "streaming": True,
-        "reasoning": bool(secondary.get("supports_reasoning", False)) or any(m in name for m in _REASONING_MARKERS),
+        "reasoning": bool(secondary.get("supports_reasoning", False))
+        or any(m in name for m in _REASONING_MARKERS),
         "embeddings": False,
     }

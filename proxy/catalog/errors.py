@@ -1,11 +1,11 @@
 """Errors of the model catalog.
 
-    CatalogError                 root; `code` is stable and safe to show to an operator or caller
-    ├── UnknownModel             a model id is not in the catalog (HTTP 404 `model_not_found` upstream)
-    ├── UnknownProvider          a provider name has no known wire API (openai/anthropic/gemini)
-    ├── CatalogDataError         the packaged catalog.json is corrupt (a build bug, never user input)
-    └── CatalogOverrideError     an operator override file is malformed, names a bad field, or has an
-                                 inexact or negative price; the message names the model and the field
+CatalogError                 root; `code` is stable and safe to show to an operator or caller
+├── UnknownModel             a model id is not in the catalog (HTTP 404 `model_not_found` upstream)
+├── UnknownProvider          a provider name has no known wire API (openai/anthropic/gemini)
+├── CatalogDataError         the packaged catalog.json is corrupt (a build bug, never user input)
+└── CatalogOverrideError     an operator override file is malformed, names a bad field, or has an
+                             inexact or negative price; the message names the model and the field
 """
 
 from __future__ import annotations

@@ -125,9 +125,14 @@ def parse_overrides(content: bytes, *, is_toml: bool, origin: str) -> CatalogOve
         text = content.decode("utf-8")
         document: Any = tomllib.loads(text) if is_toml else json.loads(text)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-        raise CatalogOverrideError(f"overrides file {origin}: not valid {'TOML' if is_toml else 'JSON'}: "
-                                   f"{error}") from error
-    if not isinstance(document, dict) or set(document) != {"models"} or not isinstance(document["models"], list):
+        raise CatalogOverrideError(
+            f"overrides file {origin}: not valid {'TOML' if is_toml else 'JSON'}: {error}"
+        ) from error
+    if (
+        not isinstance(document, dict)
+        or set(document) != {"models"}
+        or not isinstance(document["models"], list)
+    ):
         raise CatalogOverrideError(f"overrides file {origin}: must contain exactly one key, a `models` list")
     entries: list[ModelOverride] = []
     seen_ids: set[str] = set()
@@ -174,8 +179,10 @@ def apply_overrides(
         existing = by_id.get(entry.id)
         if entry.remove:
             if existing is None:
-                raise CatalogOverrideError(f"overrides file {origin}: model {entry.id!r}: cannot remove, "
-                                           "no such model in the catalog")
+                raise CatalogOverrideError(
+                    f"overrides file {origin}: model {entry.id!r}: cannot remove, "
+                    "no such model in the catalog"
+                )
             del by_id[entry.id]
             continue
         try:
@@ -221,12 +228,18 @@ def _new_model_base(entry: ModelOverride, prices: dict[str, int], *, origin: str
     provider, _, upstream_default = entry.id.partition("/")
     missing = [
         name
-        for name in ("input_usd_per_mtok", "output_usd_per_mtok", "context_window_tokens", "max_output_tokens")
+        for name in (
+            "input_usd_per_mtok",
+            "output_usd_per_mtok",
+            "context_window_tokens",
+            "max_output_tokens",
+        )
         if getattr(entry, name) is None
     ]
     if missing:
         raise CatalogOverrideError(
-            f"overrides file {origin}: model {entry.id!r}: new model needs field(s) {', '.join(map(repr, missing))}"
+            f"overrides file {origin}: model {entry.id!r}: new model needs field(s) "
+            f"{', '.join(map(repr, missing))}"
         )
     api_kind = entry.api_kind
     if api_kind is None:
@@ -246,8 +259,17 @@ def _new_model_base(entry: ModelOverride, prices: dict[str, int], *, origin: str
         "cached_input_price_nano_usd_per_mtok": input_price,
         "cache_write_input_price_nano_usd_per_mtok": input_price,
         "capabilities": ModelCapabilities().model_dump(),
-        "quality": {"overall": 50, "chat": 50, "summarization": 50, "extraction": 50, "code": 50, "math": 50,
-                    "reasoning": 50, "estimated": True, "basis": f"operator addition in {origin}, no score given"},
+        "quality": {
+            "overall": 50,
+            "chat": 50,
+            "summarization": 50,
+            "extraction": 50,
+            "code": 50,
+            "math": 50,
+            "reasoning": 50,
+            "estimated": True,
+            "basis": f"operator addition in {origin}, no score given",
+        },
         "source_ref": f"operator addition in {origin}",
         "source_prices_usd_per_mtok": {},
         "notes": [],
