@@ -281,8 +281,11 @@ def find_litellm(
     table: Mapping[str, Any], prefix: str, model_id: str, provider: str
 ) -> tuple[str, Mapping[str, Any] | None]:
     """Find litellm's record for a model: prefixed key first, then the bare name if its provider agrees."""
-    for key in (prefix + model_id, prefix + model_id.lower()):
-        if key in table:
+    # Same provider only, tolerant of case and of an alias "-latest" suffix; never another host's record.
+    names = {model_id, model_id.removesuffix("-latest"), model_id + "-latest"}
+    wanted = {(prefix + name).lower() for name in names}
+    for key in sorted(table):
+        if key.lower() in wanted:
             return key, table[key]
     bare = table.get(model_id)
     if isinstance(bare, dict) and str(bare.get("litellm_provider", "")).startswith(
