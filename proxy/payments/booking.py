@@ -7,7 +7,8 @@ by a retry, by recovery after a crash or by a chain watcher, can only return the
 
 from __future__ import annotations
 
-from ledger import Ledger, LedgerTransaction, Posting, chart
+from ledger import LedgerTransaction, Posting, chart
+from proxy.chart_accounts import ChartAccounts
 from proxy.money import atomic_to_nano_usd
 from proxy.payments.intents import SettlementIntent
 from proxy.settings import AssetSettings
@@ -22,7 +23,7 @@ def x402_deposit_key(intent: SettlementIntent) -> str:
 
 
 async def book_x402_deposit(
-    ledger: Ledger,
+    accounts: ChartAccounts,
     *,
     intent: SettlementIntent,
     asset: AssetSettings,
@@ -33,13 +34,16 @@ async def book_x402_deposit(
     assert intent.asset.lower() == asset.address.lower()
     amount_nano_usd = atomic_to_nano_usd(intent.value_atomic, decimals=asset.decimals)
     assert amount_nano_usd > 0
-    return await ledger.post(
+    cash_account = chart.cash(intent.network, asset.symbol, settlement_wallet)
+    credit_account = chart.credit_wallet(intent.payer)
+    await accounts.ensure([cash_account, credit_account])
+    return await accounts.ledger.post(
         idempotency_key=x402_deposit_key(intent),
         code=X402_DEPOSIT_CODE,
         external_ref=f"{intent.network}:{tx_hash}:{transfer_log_index}".lower(),
         postings=[
-            Posting(account=chart.cash(intent.network, asset.symbol, settlement_wallet), amount=amount_nano_usd),
-            Posting(account=chart.credit_wallet(intent.payer), amount=-amount_nano_usd),
+            Posting(account=cash_account, amount=amount_nano_usd),
+            Posting(account=credit_account, amount=-amount_nano_usd),
         ],
         metadata={
             "payer": intent.payer,

@@ -15,7 +15,8 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from ledger import Ledger, chart
+from ledger import chart
+from proxy.chart_accounts import ChartAccounts
 from proxy.faults import crash_if_enabled
 from proxy.payments.booking import book_x402_deposit
 from proxy.payments.errors import PaymentMalformed, PaymentRequired
@@ -67,14 +68,14 @@ class PaymentGate:
         settler: Settler,
         token_reader: TokenReader,
         intents: SettlementIntents,
-        ledger: Ledger,
+        accounts: ChartAccounts,
         clock_unix_s: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._settler = settler
         self._token_reader = token_reader
         self._intents = intents
-        self._ledger = ledger
+        self._accounts = accounts
         self._clock_unix_s = clock_unix_s
         self._accepted_assets = tuple(
             AcceptedAsset(address=asset.address, name=asset.eip712_name, version=asset.eip712_version,
@@ -191,7 +192,7 @@ class PaymentGate:
         await self._intents.record_mined(intent.id, tx_hash=result.tx_hash, block_number=result.block_number,
                                          transfer_log_index=result.transfer_log_index)
         transaction = await book_x402_deposit(
-            self._ledger,
+            self._accounts,
             intent=intent,
             asset=self.asset_settings(verified.asset),
             settlement_wallet=self.settlement_wallet,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import structlog
 from pydantic import BaseModel
 
-from ledger import Ledger
+from proxy.chart_accounts import ChartAccounts
 from proxy.payments.booking import book_x402_deposit
 from proxy.payments.intents import SettlementIntent, SettlementIntents, SettlementStatus
 from proxy.settings import AssetSettings
@@ -37,12 +37,12 @@ def _asset(assets: tuple[AssetSettings, ...], address: str) -> AssetSettings:
     raise AssertionError(f"intent in an asset that is no longer configured: {address}")
 
 
-async def _book(ledger: Ledger, intents: SettlementIntents, intent: SettlementIntent,
+async def _book(accounts: ChartAccounts, intents: SettlementIntents, intent: SettlementIntent,
                 assets: tuple[AssetSettings, ...], settlement_wallet: str) -> None:
     assert intent.tx_hash is not None
     assert intent.transfer_log_index is not None
     transaction = await book_x402_deposit(
-        ledger, intent=intent, asset=_asset(assets, intent.asset), settlement_wallet=settlement_wallet,
+        accounts, intent=intent, asset=_asset(assets, intent.asset), settlement_wallet=settlement_wallet,
         tx_hash=intent.tx_hash, transfer_log_index=intent.transfer_log_index,
     )
     await intents.record_booked(intent.id, ledger_transaction_id=transaction.id)
@@ -52,7 +52,7 @@ async def recover_settlements(
     *,
     intents: SettlementIntents,
     settler: Settler,
-    ledger: Ledger,
+    accounts: ChartAccounts,
     assets: tuple[AssetSettings, ...],
     older_than_s: float = 0.0,
 ) -> RecoveryReport:
@@ -80,7 +80,7 @@ async def recover_settlements(
             await intents.record_mined(intent.id, tx_hash=found.tx_hash, block_number=found.block_number,
                                        transfer_log_index=found.transfer_log_index)
             intent = await intents.get(intent.id) or intent
-        await _book(ledger, intents, intent, assets, settler.address)
+        await _book(accounts, intents, intent, assets, settler.address)
         report.booked += 1
     if report != RecoveryReport():
         log.info("settlements_recovered", **report.model_dump())

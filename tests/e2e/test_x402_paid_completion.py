@@ -166,7 +166,7 @@ async def test_insufficient_balance_is_refused_before_settlement(router: Running
         headers={"PAYMENT-SIGNATURE": encode_b64_json(sign_v2_payment(broke, offer))},
     )
     assert response.status == 402
-    assert (await response.json())["error"] == "invalid_exact_evm_insufficient_balance"
+    assert (await response.json())["error"] == "insufficient_funds"
     assert await router.snapshot() == before
 
 
@@ -185,8 +185,7 @@ async def test_replay_of_a_settled_payment_is_refused(router: RunningRouter) -> 
 async def test_nonce_used_on_chain_is_refused(router: RunningRouter) -> None:
     offer = await _offer(router)
     document = sign_v2_payment(router.payers[4], offer)
-    await router.cancel_authorization(router.payers[4], offer["accepts"][0]["asset"],
-                                      document["payload"]["authorization"]["nonce"])
+    await router.front_run(document, sender=router.payers[8].address)
     before = await router.snapshot()
     response = await router.client.post(
         "/v1/chat/completions", json=CHAT_BODY, headers={"PAYMENT-SIGNATURE": encode_b64_json(document)}
