@@ -62,17 +62,21 @@ async def test_postgresql_refuses_to_commit_an_unbalanced_transaction(ledger: Le
     await open_demo_accounts(ledger)
     alice = (await ledger.account("credit:account:alice")).id
     with pytest.raises(DBAPIError, match="does not sum to zero"):
-        async with ledger.engine.begin() as conn:
-            tx_id = (
-                await conn.execute(
-                    sa.text(
-                        "INSERT INTO ledger_transactions (idempotency_key, body_hash, code, metadata_json,"
-                        " created_at_unix_ms) VALUES ('raw', 'x', 'raw', '{}', 0) RETURNING id"
-                    )
-                )
-            ).scalar_one()
-            await conn.execute(
-                sa.text("INSERT INTO ledger_entries (transaction_id, account_id, amount) VALUES (:t, :a, 5)"),
-                {"t": tx_id, "a": alice},
-            )
+        await _insert_one_sided_transaction(ledger, alice)
     assert await ledger.transactions() == []
+
+
+async def _insert_one_sided_transaction(ledger: Ledger, account_id: int) -> None:
+    async with ledger.engine.begin() as conn:
+        tx_id = (
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO ledger_transactions (idempotency_key, body_hash, code, metadata_json,"
+                    " created_at_unix_ms) VALUES ('raw', 'x', 'raw', '{}', 0) RETURNING id"
+                )
+            )
+        ).scalar_one()
+        await conn.execute(
+            sa.text("INSERT INTO ledger_entries (transaction_id, account_id, amount) VALUES (:t, :a, 5)"),
+            {"t": tx_id, "a": account_id},
+        )
