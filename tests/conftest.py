@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.chain",
     "tests.fixtures.ledger",
+    "tests.fixtures.providers",
+    "tests.fixtures.app",
 ]
