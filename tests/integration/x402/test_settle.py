@@ -56,9 +56,7 @@ def offer(token: DevnetToken, pay_to: str, *, quote_nano_usd: int = QUOTE_NANO_U
     return requirements
 
 
-async def verified(
-    w3: Web3Client, token: DevnetToken, payer: LocalAccount, pay_to: str
-) -> VerifiedPayment:
+async def verified(w3: Web3Client, token: DevnetToken, payer: LocalAccount, pay_to: str) -> VerifiedPayment:
     requirements = offer(token, pay_to)
     now_unix_s = int(time.time())
     payload = sign_payment(requirements, payer, now_unix_s=now_unix_s)
