@@ -6,6 +6,8 @@ are one account. Parts must not contain ':' (it would make a name ambiguous).
 
 from __future__ import annotations
 
+import re
+
 from ledger.types import AccountFlags, AccountType
 
 __all__ = [
@@ -32,6 +34,15 @@ def _part(value: str) -> str:
     return value
 
 
+_CAIP2 = re.compile(r"^[-a-z0-9]{3,8}:[-_a-zA-Z0-9]{1,32}$")
+
+
+def _network(network: str) -> str:
+    """A CAIP-2 chain id such as `eip155:8453`: the one name part allowed its own colon, as DESIGN §5 names it."""
+    assert _CAIP2.fullmatch(network), f"not a CAIP-2 network id: {network!r}"
+    return network
+
+
 def _address(address: str) -> str:
     lowered = _part(address).lower()
     assert lowered.startswith("0x"), f"not an EVM address: {address!r}"
@@ -41,12 +52,12 @@ def _address(address: str) -> str:
 
 def cash(network: str, asset: str, address: str) -> str:
     """Tokens held in a settlement wallet (asset); tied out against the chain."""
-    return f"cash:{_part(network)}:{_address(asset)}:{_address(address)}"
+    return f"cash:{_network(network)}:{_address(asset)}:{_address(address)}"
 
 
 def in_transit(network: str, asset: str) -> str:
     """Settlement sent but not final yet (asset); drains to zero."""
-    return f"in_transit:{_part(network)}:{_address(asset)}"
+    return f"in_transit:{_network(network)}:{_address(asset)}"
 
 
 def credit_wallet(address: str) -> str:

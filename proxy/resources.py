@@ -98,8 +98,8 @@ async def chain_ctx(app: web.Application) -> AsyncIterator[None]:
         token_reader = TokenReader(w3, call_timeout_s=settings.rpc_timeout_s)
         app[CHAIN_WEB3] = w3
         app[TOKEN_READER] = token_reader
-        app[SETTLER] = Settler(w3, account, receipt_timeout_s=settings.settle_receipt_timeout_s,
-                               token_reader=token_reader)
+        app[SETTLER] = Settler(w3, account, reader=token_reader, receipt_timeout_s=settings.settle_receipt_timeout_s,
+                               rpc_timeout_s=settings.rpc_timeout_s)
         yield
     finally:
         await provider.disconnect()

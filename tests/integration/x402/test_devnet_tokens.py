@@ -21,8 +21,8 @@ async def test_tokens_deployed_and_funded(
             assert await contract.functions.name().call() == token.name
             assert await contract.functions.version().call() == token.version
             assert await contract.functions.decimals().call() == 6
-            payer_balance_atomic = await contract.functions.balanceOf(anvil_accounts[9].address).call()
-            assert payer_balance_atomic == TEST_PAYER_FUNDS_ATOMIC
-            assert await contract.functions.balanceOf(anvil_accounts[0].address).call() == 0
+            # Other tests move tokens between accounts on this shared chain; only minting changes the supply.
+            supply_atomic = await contract.functions.totalSupply().call()
+            assert supply_atomic == TEST_PAYER_FUNDS_ATOMIC * (len(anvil_accounts) - 1)
     finally:
         await w3.provider.disconnect()
