@@ -5,6 +5,7 @@ estimates and the HTTP/SSE plumbing. Must not import aiohttp.web, the ledger, x4
 (except proxy.openai_types).
 """
 
+from proxy.providers.anthropic import AnthropicAdapter
 from proxy.providers.base import (
     ApiKind,
     ChatResult,
@@ -22,14 +23,17 @@ from proxy.providers.errors import (
     UpstreamError,
     UpstreamErrorKind,
 )
+from proxy.providers.gemini import GeminiAdapter
 from proxy.providers.openai_compatible import OpenAICompatibleAdapter
 from proxy.providers.tokens import estimate_prompt_tokens, estimate_text_tokens
 
 __all__ = [
     "FAILOVER_KINDS",
+    "AnthropicAdapter",
     "ApiKind",
     "ChatResult",
     "EmbeddingsResult",
+    "GeminiAdapter",
     "OpenAICompatibleAdapter",
     "ProviderAdapter",
     "ProviderEndpoint",

@@ -13,9 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
+from proxy.simulator.anthropic_api import add_anthropic_routes
 from proxy.simulator.common import SIMULATOR_STATE, SimulatorState
 from proxy.simulator.control import add_control_routes
 from proxy.simulator.faults import FaultBook, FaultSpec
+from proxy.simulator.gemini_api import add_gemini_routes
 from proxy.simulator.openai_api import add_openai_routes
 
 __all__ = [
@@ -59,6 +61,8 @@ def create_simulator_app(
         context_window_tokens=context_window_tokens,
     )
     add_openai_routes(app)
+    add_anthropic_routes(app)
+    add_gemini_routes(app)
     add_control_routes(app)
     return app
 
