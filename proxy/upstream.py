@@ -8,7 +8,9 @@ import aiohttp
 
 from proxy.catalog import CatalogModel
 from proxy.errors import UpstreamUnavailable
+from proxy.providers.anthropic import AnthropicAdapter
 from proxy.providers.base import ApiKind, ProviderAdapter, ProviderEndpoint
+from proxy.providers.gemini import GeminiAdapter
 from proxy.providers.openai_compatible import OpenAICompatibleAdapter
 from proxy.settings import ProviderSettings
 
@@ -16,6 +18,8 @@ __all__ = ["Upstreams"]
 
 _ADAPTER_BY_KIND: Mapping[ApiKind, type[ProviderAdapter]] = {
     "openai": OpenAICompatibleAdapter,
+    "anthropic": AnthropicAdapter,
+    "gemini": GeminiAdapter,
 }
 
 
@@ -48,7 +52,5 @@ class Upstreams:
             raise UpstreamUnavailable(
                 f"provider '{model.provider}' of model '{model.id}' is not configured", code="provider_not_configured"
             )
-        adapter_type = _ADAPTER_BY_KIND.get(model.api_kind)
-        if adapter_type is None:
-            raise UpstreamUnavailable(f"no adapter for the {model.api_kind} API", code="provider_not_supported")
+        adapter_type = _ADAPTER_BY_KIND[model.api_kind]
         return adapter_type(self._session, endpoint, upstream_model=model.upstream_model, timeout_s=self._timeout_s)
