@@ -70,9 +70,13 @@ FOLD_COUNT = 5
 CALIBRATION_ITERATION_COUNT = 25
 
 # Keyword families deciding the request kind. Each keyword counts once; a kind wins with the highest score
-# above score_min, else the request is chat. Patterns catch what word tokens cannot (symbols, fences).
+# above score_min, else the request is chat. Patterns (lower-case text) catch what word tokens cannot.
 KIND_RULES: dict[str, Any] = {
     "score_min": 0.9,
+    # Patterns run on the lower-cased first and last window_chars characters only: instructions sit at
+    # either end of a prompt, and this bounds the regex work on long prompts. Patterns start with a
+    # literal where they can (no leading \b): the regex engine then scans for it fast (~10x).
+    "window_chars": 1000,
     "families": {
         "summarization": {
             "keywords": {
@@ -91,9 +95,9 @@ KIND_RULES: dict[str, Any] = {
                 "highlights": 0.5,
             },
             "patterns": [
-                [r"(?i)\btl;?dr\b", 2.0],
-                [r"(?i)\bkey (points|takeaways)\b", 1.0],
-                [r"(?i)\bin (one|two|three|a few) (sentences?|paragraphs?|words)\b", 1.0],
+                [r"tl;?dr\b", 2.0],
+                [r"key (points|takeaways)\b", 1.0],
+                [r"in (one|two|three|a few) (sentences?|paragraphs?|words)\b", 1.0],
             ],
         },
         "extraction": {
@@ -117,9 +121,9 @@ KIND_RULES: dict[str, Any] = {
                 "names": 0.3,
             },
             "patterns": [
-                [r"(?i)\b(list|find|pull out|identify) (all|every|each) (the )?\w+", 0.9],
-                [r"(?i)\breturn (only )?(a |the )?(json|list|table)\b", 1.0],
-                [r"(?i)\bnamed entit", 1.5],
+                [r"(list|find|pull out|identify) (all|every|each) (the )?\w+", 0.9],
+                [r"return (only )?(a |the )?(json|list|table)\b", 1.0],
+                [r"named entit", 1.5],
             ],
         },
         "code": {
@@ -172,12 +176,12 @@ KIND_RULES: dict[str, Any] = {
             },
             "patterns": [
                 [r"```", 1.5],
-                [r"\bdef \w+\(", 1.5],
-                [r"\b(function|class|fn|func) \w+\s*[({<]", 1.2],
+                [r"def \w+\(", 1.5],
+                [r"(function|class|fn|func) \w+\s*[({<]", 1.2],
                 [r"[;{}]\s*$", 0.6],
-                [r"\bimport \w+|#include\s*<", 1.2],
-                [r"\w+\.\w+\([^)]*\)", 0.5],
-                [r"(?i)\b(c\+\+|c#|node\.js)", 1.2],
+                [r"import \w+|#include\s*<", 1.2],
+                [r"\.[a-z_]\w*\(", 0.5],
+                [r"(c\+\+|c#|node\.js)", 1.2],
             ],
         },
         "math": {
@@ -228,9 +232,9 @@ KIND_RULES: dict[str, Any] = {
             "patterns": [
                 [r"\d+\s*[-+*/^×÷]\s*\d+", 1.0],
                 [r"\\(frac|sum|int|sqrt|cdot|le|ge)\b", 1.5],
-                [r"\b[a-z]\s*\^\s*\d", 0.8],
-                [r"\b\d*[a-z]\s*[-+]\s*\d+\s*=", 1.0],
-                [r"(?i)\bhow many\b", 0.5],
+                [r"\^\s*\d", 0.8],
+                [r"[-+]\s*\d+\s*=", 1.0],
+                [r"how many\b", 0.5],
             ],
         },
         "reasoning": {
@@ -263,12 +267,12 @@ KIND_RULES: dict[str, Any] = {
                 "plan": 0.3,
             },
             "patterns": [
-                [r"(?i)\bstep[- ]by[- ]step\b", 1.0],
-                [r"(?i)\bwhich of the following\b", 1.0],
-                [r"^\s*\(?[A-D][.)]\s", 0.5],
-                [r"(?i)\bwhat (would|will) happen\b", 0.6],
-                [r"(?i)\bpros and cons\b", 0.8],
-                [r"(?i)\bif .+, then\b", 0.5],
+                [r"step[- ]by[- ]step\b", 1.0],
+                [r"which of the following\b", 1.0],
+                [r"^\s*\(?[a-d][.)]\s", 0.5],
+                [r"what (would|will) happen\b", 0.6],
+                [r"pros and cons\b", 0.8],
+                [r"if .+, then\b", 0.5],
             ],
         },
     },

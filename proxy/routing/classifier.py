@@ -72,8 +72,9 @@ class KindRules:
     """Keyword families deciding the kind: token weights, plus regexes for what words cannot see."""
 
     keyword_weights: Mapping[str, Mapping[str, float]]  # token -> {kind: weight}
-    patterns: tuple[tuple[re.Pattern[str], str, float], ...]  # (regex, kind, weight)
+    patterns: tuple[tuple[re.Pattern[str], str, float], ...]  # (regex over lower-case text, kind, weight)
     score_min: float  # below this best score the request is plain chat
+    window_chars: int  # patterns see only the first and last window_chars characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,10 @@ class ClassifierModel:
             for pattern, weight in family["patterns"]:
                 patterns.append((re.compile(pattern, re.MULTILINE), kind, float(weight)))
         rules = KindRules(
-            keyword_weights=keyword_weights, patterns=tuple(patterns), score_min=float(kinds["score_min"])
+            keyword_weights=keyword_weights,
+            patterns=tuple(patterns),
+            score_min=float(kinds["score_min"]),
+            window_chars=int(kinds["window_chars"]),
         )
         calibration = data["calibration"]
         model = cls(
@@ -149,6 +153,10 @@ def messages_text(messages: Sequence[Mapping[str, Any]]) -> tuple[str, int]:
 
 def kind_scores(text: str, tokens: Sequence[str], rules: KindRules) -> dict[str, float]:
     """Score each kind from keyword families; each keyword counts once however often it appears."""
+    window = rules.window_chars
+    # Instructions sit at either end of a prompt; the middle is material. This bounds the regex work.
+    ends = text if len(text) <= 2 * window else f"{text[:window]}\n{text[-window:]}"
+    lowered_ends = ends.lower()
     scores = dict.fromkeys(TASK_KINDS, 0.0)
     for token in set(tokens):
         family_weights = rules.keyword_weights.get(token)
@@ -156,7 +164,7 @@ def kind_scores(text: str, tokens: Sequence[str], rules: KindRules) -> dict[str,
             for kind, weight in family_weights.items():
                 scores[kind] += weight
     for pattern, kind, weight in rules.patterns:
-        if pattern.search(text) is not None:
+        if pattern.search(lowered_ends) is not None:
             scores[kind] += weight
     return scores
 
