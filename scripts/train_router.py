@@ -121,7 +121,7 @@ KIND_RULES: dict[str, Any] = {
                 "names": 0.3,
             },
             "patterns": [
-                [r"(list|find|pull out|identify) (all|every|each) (the )?\w+", 0.9],
+                [r"(list|find|pull out|identify) (all|every|each) (the )?\w+", 1.2],
                 [r"return (only )?(a |the )?(json|list|table)\b", 1.0],
                 [r"named entit", 1.5],
             ],
@@ -428,10 +428,7 @@ def evaluate(rows: Sequence[Row], scores: Sequence[float]) -> RouterEvaluation:
 
 
 def describe(name: str, result: RouterEvaluation) -> str:
-    def share(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.3f}"
-
-    return f"{name:<8} APGR {result.apgr:.3f}  CPT(50%) {share(result.cpt50)}  CPT(80%) {share(result.cpt80)}"
+    return f"{name:<8} APGR {result.apgr:.3f}  CPT(50%) {result.cpt50:.3f}  CPT(80%) {result.cpt80:.3f}"
 
 
 def export_heldout(rows: Sequence[Row], data_dir: Path, out_dir: Path) -> None:

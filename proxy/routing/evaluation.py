@@ -48,11 +48,11 @@ class CurvePoint:
 
 @dataclass(frozen=True, slots=True)
 class RouterEvaluation:
-    """How one router does on one data set; CPT is None when the curve never recovers that much."""
+    """How one router does on one data set (shares and accuracies are fractions of 1)."""
 
     apgr: float
-    cpt50: float | None
-    cpt80: float | None
+    cpt50: float
+    cpt80: float
     curve: tuple[CurvePoint, ...]
     weak_accuracy: float
     strong_accuracy: float
@@ -116,8 +116,12 @@ def _area_under(points: Sequence[CurvePoint]) -> float:
     )
 
 
-def _share_reaching(points: Sequence[CurvePoint], accuracy_target: float) -> float | None:
-    """The first share at which the piecewise-linear curve reaches the target accuracy."""
+def _share_reaching(points: Sequence[CurvePoint], accuracy_target: float) -> float:
+    """The first share at which the piecewise-linear curve reaches the target accuracy.
+
+    Always found for targets up to the strong accuracy, since the curve ends there.
+    """
+    assert accuracy_target <= points[-1].accuracy
     if points[0].accuracy >= accuracy_target:
         return 0.0
     for left, right in itertools.pairwise(points):
@@ -125,7 +129,7 @@ def _share_reaching(points: Sequence[CurvePoint], accuracy_target: float) -> flo
             # The curve rises across this segment (left is below target, right at or above it).
             fraction = (accuracy_target - left.accuracy) / (right.accuracy - left.accuracy)
             return left.strong_share + fraction * (right.strong_share - left.strong_share)
-    return None
+    raise AssertionError("unreachable: the last point has the strong accuracy")
 
 
 def _accuracy_at(points: Sequence[CurvePoint], share: float) -> float:

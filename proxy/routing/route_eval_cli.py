@@ -125,8 +125,8 @@ def evaluate_route_data(data: RouteEvalData) -> dict[str, RouterEvaluation]:
         raise RouteEvalError(str(error)) from error
 
 
-def _percent(share: float | None) -> str:
-    return "never" if share is None else f"{100 * share:.1f}%"
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f}%"
 
 
 def _render_table(results: dict[str, RouterEvaluation], *, strong_model: str, weak_model: str) -> str:
