@@ -17,8 +17,10 @@ prompts gets value = sum(gain - mean gain) / (count + prior_strength), gain = st
 topic score is the mean value over its terms. A 1-D logistic curve, fitted on out-of-fold topic scores
 (5 folds, so the curve sees scores of prompts whose own labels did not shape the values), maps the score
 to P(weak wrong and strong right). prior_strength is chosen on the validation split. Pure Python, ~30 s.
-Tried and rejected on validation: logistic regression over hashed words + length/structure features
-(APGR ~0.58-0.63 vs 0.70 here), and adding log length to the topic score (lowers APGR).
+Tried and rejected on validation: logistic regression over words + length/structure features
+(APGR ~0.58-0.63 vs 0.70 here), adding log length to the topic score (lowers APGR), blending in a
+structural logistic model (+0.01 at best, with the blend weight tuned on validation itself), and
+word trigrams (+0.004, 2x the JSON).
 
 Usage: .venv/bin/python scripts/train_router.py [--data DIR] [--export-heldout tests/data/routing]
 """

@@ -12,8 +12,9 @@ millisecond, from parameters shipped next to it (`classifier_model.json`, writte
   learnt from strong-vs-weak correctness data (the shrunken mean of strong-minus-weak correctness over
   the training prompts containing it); the prompt's score is the mean over its terms, mapped through a
   fitted logistic curve to an estimate of P(weak model fails and strong model succeeds). Topic is what
-  carries the signal on that data (a cheap model fails on some subjects far more than on others);
-  length and structure features were tried and added nothing on the validation split.
+  carries the signal on that data (a cheap model fails on some subjects far more than on others).
+  Length and structure features were tried on the validation split: adding length lowered APGR, and a
+  separate structural model blended in added at most +0.01 with a blend weight tuned on that same split.
 
 Imports nothing from the proxy, the ledger or x402: it takes plain OpenAI-format message dicts.
 """
