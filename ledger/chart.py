@@ -38,7 +38,7 @@ _CAIP2 = re.compile(r"^[-a-z0-9]{3,8}:[-_a-zA-Z0-9]{1,32}$")
 
 
 def _network(network: str) -> str:
-    """A CAIP-2 chain id such as `eip155:8453`: the one name part allowed its own colon, as DESIGN §5 names it."""
+    """A CAIP-2 chain id such as `eip155:8453`: the one name part with its own colon (DESIGN §5)."""
     assert _CAIP2.fullmatch(network), f"not a CAIP-2 network id: {network!r}"
     return network
 

@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 from eth_account import Account
 
-from x402.codec import decode_payment_required_header, decode_header_json, encode_header
 from x402.client import sign_payment
+from x402.codec import decode_header_json, decode_payment_required_header, encode_header
 from x402.models import PaymentRequirements
 
 __all__ = ["run_pay_command"]
@@ -36,7 +36,11 @@ def _choose(accepts: list[PaymentRequirements], asset: str | None) -> PaymentReq
         return accepts[0]
     for requirement in accepts:
         domain_name = str((requirement.extra or {}).get("name", ""))
-        names = {requirement.asset.lower(), domain_name.lower(), *_SYMBOLS_BY_DOMAIN_NAME.get(domain_name, ())}
+        names = {
+            requirement.asset.lower(),
+            domain_name.lower(),
+            *_SYMBOLS_BY_DOMAIN_NAME.get(domain_name, ()),
+        }
         if asset.lower() in names:
             return requirement
     raise SystemExit(f"pay: asset {asset} is not offered; offered: {[r.asset for r in accepts]}")
@@ -56,26 +60,39 @@ async def run_pay_command(args: argparse.Namespace, environ: Mapping[str, str] =
     async with aiohttp.ClientSession(timeout=timeout) as session:
         async with session.post(url, json=body) as offer_response:
             if offer_response.status != 402:
-                print(f"pay: expected 402, got {offer_response.status}: {await offer_response.text()}",
-                      file=sys.stderr)
+                print(
+                    f"pay: expected 402, got {offer_response.status}: {await offer_response.text()}",
+                    file=sys.stderr,
+                )
                 return 1
             offer = decode_payment_required_header(offer_response.headers["PAYMENT-REQUIRED"])
         requirement = _choose(offer.accepts, args.asset)
         payment = sign_payment(requirement, account, now_unix_s=int(time.time()), resource=offer.resource)
-        print(f"paying {requirement.amount} atomic units of {requirement.asset} to {requirement.pay_to}",
-              file=sys.stderr)
-        async with session.post(url, json=body, headers={"PAYMENT-SIGNATURE": encode_header(payment)}) as paid:
+        print(
+            f"paying {requirement.amount} atomic units of {requirement.asset} to {requirement.pay_to}",
+            file=sys.stderr,
+        )
+        async with session.post(
+            url, json=body, headers={"PAYMENT-SIGNATURE": encode_header(payment)}
+        ) as paid:
             text = await paid.text()
             if paid.status != 200:
                 print(f"pay: refused with {paid.status}: {text}", file=sys.stderr)
                 return 1
             settlement = decode_header_json(paid.headers["PAYMENT-RESPONSE"])
             completion = json.loads(text)
-    print(completion["choices"][0]["message"].get("content") or json.dumps(completion["choices"][0]["message"]))
-    print(json.dumps({
-        "model": paid.headers.get("X-MegaRouter-Model"),
-        "transaction": settlement.get("transaction"),
-        "paid_atomic": str(requirement.amount),
-        "cost_nano_usd": paid.headers.get("X-MegaRouter-Cost-Nano-USD"),
-    }), file=sys.stderr)
+    print(
+        completion["choices"][0]["message"].get("content") or json.dumps(completion["choices"][0]["message"])
+    )
+    print(
+        json.dumps(
+            {
+                "model": paid.headers.get("X-MegaRouter-Model"),
+                "transaction": settlement.get("transaction"),
+                "paid_atomic": str(requirement.amount),
+                "cost_nano_usd": paid.headers.get("X-MegaRouter-Cost-Nano-USD"),
+            }
+        ),
+        file=sys.stderr,
+    )
     return 0

@@ -1,4 +1,4 @@
-"""The app factory: builds the aiohttp application and starts nothing, so tests can make as many as they like."""
+"""The app factory: builds the aiohttp application and starts nothing, so tests can make many."""
 
 from __future__ import annotations
 
@@ -30,15 +30,17 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     # Opened in this order, closed in reverse; recovery runs before the first request is served.
-    app.cleanup_ctx.extend([
-        database_ctx,
-        http_session_ctx,
-        chain_ctx,
-        catalog_ctx,
-        payment_gate_ctx,
-        settlement_recovery_ctx,
-        hold_expiry_ctx,
-    ])
+    app.cleanup_ctx.extend(
+        [
+            database_ctx,
+            http_session_ctx,
+            chain_ctx,
+            catalog_ctx,
+            payment_gate_ctx,
+            settlement_recovery_ctx,
+            hold_expiry_ctx,
+        ]
+    )
     app.add_routes(health.routes)
     app.add_routes(models.routes)
     app.add_routes(chat.routes)

@@ -23,5 +23,7 @@ class ChartAccounts:
             if name in self._open:
                 continue
             spec = chart.spec_for(name)
-            await self._ledger.ensure_account(name, type=spec.type, unit=chart.UNIT_NANO_USD, flags=spec.flags)
+            await self._ledger.ensure_account(
+                name, type=spec.type, unit=chart.UNIT_NANO_USD, flags=spec.flags
+            )
             self._open.add(name)

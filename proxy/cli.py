@@ -22,7 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the API server from a config file")
     serve.add_argument("--config", type=Path, default=None, help="TOML config (default: $MEGAROUTER_CONFIG)")
 
-    demo = commands.add_parser("demo", help="Anvil + test tokens + simulated providers + MegaRouter, all local")
+    demo = commands.add_parser(
+        "demo", help="Anvil + test tokens + simulated providers + MegaRouter, all local"
+    )
     demo.add_argument("--port", type=int, default=8402)
     demo.add_argument("--state-dir", type=Path, default=Path(".megarouter"))
 
@@ -30,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     pay.add_argument("prompt")
     pay.add_argument("--api", default="http://127.0.0.1:8402", help="MegaRouter base URL")
     pay.add_argument("--model", default="auto")
-    pay.add_argument("--asset", default=None, help="token symbol or address to pay with (default: first offered)")
+    pay.add_argument(
+        "--asset", default=None, help="token symbol or address to pay with (default: first offered)"
+    )
     pay.add_argument("--max-tokens", type=int, default=None)
     pay.add_argument("--private-key", default=None, help="agent key (default: $MEGAROUTER_AGENT_KEY)")
 
@@ -53,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     # Assertions guard money invariants; refuse to run with them stripped.
     if sys.flags.optimize:
-        print("megarouter: refusing to run under python -O (assertions guard money invariants)", file=sys.stderr)
+        print(
+            "megarouter: refusing to run under python -O (assertions guard money invariants)", file=sys.stderr
+        )
         return 2
     args = _parser().parse_args(argv)
     if args.command == "serve":

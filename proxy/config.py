@@ -60,7 +60,9 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{config_path}: not valid TOML: {error}") from error
     if "settlement_private_key" in raw:
-        raise ConfigError("settlement_private_key: keep it out of the file; set MEGAROUTER_SETTLEMENT_PRIVATE_KEY")
+        raise ConfigError(
+            "settlement_private_key: keep it out of the file; set MEGAROUTER_SETTLEMENT_PRIVATE_KEY"
+        )
     key = environ.get("MEGAROUTER_SETTLEMENT_PRIVATE_KEY")
     if not key:
         raise ConfigError("MEGAROUTER_SETTLEMENT_PRIVATE_KEY is not set")
@@ -71,8 +73,10 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
     try:
         return Settings.model_validate(raw)
     except ValidationError as error:
-        lines = [f"  {'.'.join(str(part) for part in issue['loc']) or '(root)'}: {issue['msg']}"
-                 for issue in error.errors()]
+        lines = [
+            f"  {'.'.join(str(part) for part in issue['loc']) or '(root)'}: {issue['msg']}"
+            for issue in error.errors()
+        ]
         raise ConfigError(f"{config_path}: invalid configuration:\n" + "\n".join(lines)) from error
 
 
@@ -82,6 +86,8 @@ def run_config_check(path: Path | None, environ: Mapping[str, str] = os.environ)
     except ConfigError as error:
         print(f"config: {error}", file=sys.stderr)
         return 1
-    print(f"config ok: {len(settings.assets)} assets, {len(settings.providers)} providers, "
-          f"network {settings.network}, default model {settings.default_model}")
+    print(
+        f"config ok: {len(settings.assets)} assets, {len(settings.providers)} providers, "
+        f"network {settings.network}, default model {settings.default_model}"
+    )
     return 0

@@ -22,11 +22,11 @@ from pydantic import BaseModel
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from proxy.app import create_app
+from proxy.catalog import load_catalog
 from proxy.devnet.anvil import ANVIL_MNEMONIC, AnvilNode, free_tcp_port, run_anvil
+from proxy.devnet.providers import simulated_providers
 from proxy.devnet.tokens import DevnetTokens, deploy_test_tokens, mint_many
 from proxy.settings import AssetSettings, Settings
-from proxy.catalog import load_catalog
-from proxy.devnet.providers import simulated_providers
 from proxy.simulator import start_simulators
 
 __all__ = ["DEMO_ANVIL_PORT", "run_demo"]
@@ -86,31 +86,35 @@ def _archive_stale_database(state_dir: Path) -> None:
 
 def _banner(*, api: str, node: AnvilNode, record: DevnetRecord, agent: LocalAccount, network: str) -> str:
     example = (
-        f'.venv/bin/megarouter pay --api {api} --private-key {agent.key.to_0x_hex()} \\\n'
+        f".venv/bin/megarouter pay --api {api} --private-key {'0x' + agent.key.hex().removeprefix('0x')} \\\n"
         f'    --model {DEMO_DEFAULT_MODEL} "Say hello in five words"'
     )
-    curl = f"curl -s -i {api}/v1/chat/completions -H 'content-type: application/json' " \
-           f"-d '{json.dumps({'model': DEMO_DEFAULT_MODEL, 'messages': [{'role': 'user', 'content': 'hi'}]})}'"
-    return "\n".join([
-        "MegaRouter demo is running. Ctrl-C stops everything.",
-        f"  API base URL     {api}/v1",
-        f"  chain RPC URL    {node.rpc_url}",
-        f"  network (CAIP-2) {network}",
-        f"  USDC (test)      {record.usdc}",
-        f"  USDT (test)      {record.usdt}",
-        f"  agent address    {agent.address}  (1,000 USDC + 1,000 USDT on first start)",
-        f"  agent key        {agent.key.to_0x_hex()}",
-        "",
-        "See the 402 offer:",
-        f"  {curl}",
-        "Pay for a completion as an x402 agent (copy-paste):",
-        f"  {example}",
-        "Ledger: .venv/bin/megarouter ledger balances    .venv/bin/megarouter ledger check",
-    ])
+    curl = (
+        f"curl -s -i {api}/v1/chat/completions -H 'content-type: application/json' "
+        f"-d '{json.dumps({'model': DEMO_DEFAULT_MODEL, 'messages': [{'role': 'user', 'content': 'hi'}]})}'"
+    )
+    return "\n".join(
+        [
+            "MegaRouter demo is running. Ctrl-C stops everything.",
+            f"  API base URL     {api}/v1",
+            f"  chain RPC URL    {node.rpc_url}",
+            f"  network (CAIP-2) {network}",
+            f"  USDC (test)      {record.usdc}",
+            f"  USDT (test)      {record.usdt}",
+            f"  agent address    {agent.address}  (1,000 USDC + 1,000 USDT on first start)",
+            f"  agent key        {'0x' + agent.key.hex().removeprefix('0x')}",
+            "",
+            "See the 402 offer:",
+            f"  {curl}",
+            "Pay for a completion as an x402 agent (copy-paste):",
+            f"  {example}",
+            "Ledger: .venv/bin/megarouter ledger balances    .venv/bin/megarouter ledger check",
+        ]
+    )
 
 
 async def run_demo(*, state_dir: Path, port: int) -> int:
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything starts.
     anvil_state = state_dir / "anvil-state.json"
     if not anvil_state.exists():
         _archive_stale_database(state_dir)
@@ -147,8 +151,10 @@ async def run_demo(*, state_dir: Path, port: int) -> int:
             site = web.TCPSite(runner, settings.host, settings.port)
             await site.start()
             api = f"http://{settings.host}:{settings.port}"
-            print(_banner(api=api, node=node, record=record, agent=anvil_account(1), network=settings.network),
-                  flush=True)
+            print(
+                _banner(api=api, node=node, record=record, agent=anvil_account(1), network=settings.network),
+                flush=True,
+            )
             await stop.wait()
             print("\nstopping…", flush=True)
         finally:

@@ -20,7 +20,9 @@ EXPOSED_HEADERS = (
     "X-MegaRouter-Model, X-MegaRouter-Provider, X-MegaRouter-Strategy, X-MegaRouter-Attempts, "
     "X-MegaRouter-Quote-Nano-USD, X-MegaRouter-Cost-Nano-USD"
 )
-ALLOWED_REQUEST_HEADERS = "Authorization, Content-Type, PAYMENT-SIGNATURE, X-PAYMENT, X-Request-Id, X-MegaRouter-Strategy"
+ALLOWED_REQUEST_HEADERS = (
+    "Authorization, Content-Type, PAYMENT-SIGNATURE, X-PAYMENT, X-Request-Id, X-MegaRouter-Strategy"
+)
 # An inbound id is reused only when it cannot smuggle anything into logs or headers.
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 log = structlog.get_logger("megarouter.http")
@@ -66,7 +68,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.info("request_rejected", status=error.status, code=error.code, path=request.path)
         return json_error(error)
     except web.HTTPRequestEntityTooLarge as error:
-        return json_error(PayloadTooLarge(f"request body is larger than {error.max_size} bytes"))
+        return json_error(PayloadTooLarge(f"request body is too large: {error.text}"))
     except web.HTTPNotFound:
         return json_error(NotFound(f"no route for {request.method} {request.path}", code="unknown_url"))
     except web.HTTPMethodNotAllowed:

@@ -29,7 +29,8 @@ def div_ceil(numerator: int, denominator: int) -> int:
 def nano_usd_per_atomic(decimals: int) -> int:
     # A token with more decimals than the ledger unit could not be booked exactly.
     assert 0 <= decimals <= NANO_USD_DECIMALS
-    return 10 ** (NANO_USD_DECIMALS - decimals)
+    factor: int = 10 ** (NANO_USD_DECIMALS - decimals)
+    return factor
 
 
 def atomic_to_nano_usd(amount_atomic: int, *, decimals: int) -> int:

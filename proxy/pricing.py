@@ -99,8 +99,9 @@ def _count_content_bytes(content: Any) -> tuple[int, int]:
             if isinstance(part, Mapping) and part.get("type") in {"image_url", "input_image", "image"}:
                 images += 1
                 continue
-            part_bytes, part_images = _count_content_bytes(part if not isinstance(part, Mapping) else
-                                                           part.get("text", json.dumps(part)))
+            part_bytes, part_images = _count_content_bytes(
+                part if not isinstance(part, Mapping) else part.get("text", json.dumps(part))
+            )
             total_bytes += part_bytes
             images += part_images
         return total_bytes, images
@@ -123,7 +124,9 @@ def prompt_tokens_upper_bound(
     return total
 
 
-def quote_request(model_id: str, model: PricedModel, *, prompt_tokens_max: int, output_tokens_max: int) -> Quote:
+def quote_request(
+    model_id: str, model: PricedModel, *, prompt_tokens_max: int, output_tokens_max: int
+) -> Quote:
     assert prompt_tokens_max > 0
     assert output_tokens_max > 0
     # An input token may be billed as uncached, cached or cache-write: bound it by the dearest of the three.

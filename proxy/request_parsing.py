@@ -30,4 +30,6 @@ async def read_json_model(request: web.Request, model_type: type[ModelT]) -> Mod
     except ValidationError as error:
         first = error.errors()[0]
         param = ".".join(str(part) for part in first["loc"]) or None
-        raise InvalidRequest(f"{param or 'body'}: {first['msg']}", code="invalid_value", param=param) from error
+        raise InvalidRequest(
+            f"{param or 'body'}: {first['msg']}", code="invalid_value", param=param
+        ) from error

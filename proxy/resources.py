@@ -98,8 +98,13 @@ async def chain_ctx(app: web.Application) -> AsyncIterator[None]:
         token_reader = TokenReader(w3, call_timeout_s=settings.rpc_timeout_s)
         app[CHAIN_WEB3] = w3
         app[TOKEN_READER] = token_reader
-        app[SETTLER] = Settler(w3, account, reader=token_reader, receipt_timeout_s=settings.settle_receipt_timeout_s,
-                               rpc_timeout_s=settings.rpc_timeout_s)
+        app[SETTLER] = Settler(
+            w3,
+            account,
+            reader=token_reader,
+            receipt_timeout_s=settings.settle_receipt_timeout_s,
+            rpc_timeout_s=settings.rpc_timeout_s,
+        )
         yield
     finally:
         await provider.disconnect()
@@ -136,7 +141,7 @@ async def _every(interval_s: float, what: str, work: Any) -> None:
         await asyncio.sleep(interval_s)
         try:
             await work()
-        except Exception:  # noqa: BLE001 - a periodic task logs and tries again; it must not die silently.
+        except Exception:
             log.exception("periodic_task_failed", task=what)
 
 

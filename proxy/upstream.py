@@ -50,7 +50,10 @@ class Upstreams:
         endpoint = self._endpoints.get(model.provider)
         if endpoint is None:
             raise UpstreamUnavailable(
-                f"provider '{model.provider}' of model '{model.id}' is not configured", code="provider_not_configured"
+                f"provider '{model.provider}' of model '{model.id}' is not configured",
+                code="provider_not_configured",
             )
         adapter_type = _ADAPTER_BY_KIND[model.api_kind]
-        return adapter_type(self._session, endpoint, upstream_model=model.upstream_model, timeout_s=self._timeout_s)
+        return adapter_type(
+            self._session, endpoint, upstream_model=model.upstream_model, timeout_s=self._timeout_s
+        )

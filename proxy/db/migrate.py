@@ -1,4 +1,4 @@
-"""Brings the proxy's own tables to the newest Alembic revision (its version table is separate from the ledger's)."""
+"""Brings the proxy's own tables to the newest Alembic revision (its version table is not the ledger's)."""
 
 from __future__ import annotations
 

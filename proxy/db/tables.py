@@ -46,6 +46,8 @@ x402_settlements = Table(
     Column("request_id", String(128), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("network", "asset", "payer", "authorization_nonce", name="uq_x402_settlements_replay_key"),
+    UniqueConstraint(
+        "network", "asset", "payer", "authorization_nonce", name="uq_x402_settlements_replay_key"
+    ),
     Index("ix_x402_settlements_status", "status"),
 )

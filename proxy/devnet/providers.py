@@ -18,7 +18,7 @@ def simulated_providers(catalog: Catalog, *, simulator_base_url: str) -> dict[st
         provider: ProviderSettings(
             api_kind=provider_api_kind(provider),
             base_url=base_by_kind[provider_api_kind(provider)],
-            api_key=SIMULATOR_API_KEY,  # type: ignore[arg-type]
+            api_key=SIMULATOR_API_KEY,
         )
         for provider in catalog.providers()
     }

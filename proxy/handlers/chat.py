@@ -47,7 +47,9 @@ def _validate_supported(request: ChatCompletionRequest, model: CatalogModel) -> 
     if request.stream:
         raise InvalidRequest("streaming is not supported yet", code="unsupported_value", param="stream")
     if model.capabilities.embeddings:
-        raise InvalidRequest(f"'{model.id}' is an embeddings model", code="model_not_supported", param="model")
+        raise InvalidRequest(
+            f"'{model.id}' is an embeddings model", code="model_not_supported", param="model"
+        )
 
 
 def _output_tokens_max(request: ChatCompletionRequest, model: CatalogModel, settings: Settings) -> int:
@@ -75,7 +77,7 @@ async def _serve_held(
     payment: AcceptedPayment,
     request_id: str,
 ) -> tuple[ChatResult, int]:
-    """Holds the quote on the payer's credit, calls upstream, and captures or voids. Returns the result and cost."""
+    """Holds the quote on the credit, calls upstream, then captures or voids; returns result and cost."""
     ledger = app[LEDGER]
     payable_account = chart.provider_payable(model.provider)
     await app[CHART_ACCOUNTS].ensure([payable_account])
@@ -89,7 +91,9 @@ async def _serve_held(
         metadata={"request_id": request_id, "model": model.id},
     )
     # The upstream may never produce more than was quoted for.
-    upstream_body = body.model_copy(update={"max_tokens": quote.output_tokens_max, "max_completion_tokens": None})
+    upstream_body = body.model_copy(
+        update={"max_tokens": quote.output_tokens_max, "max_completion_tokens": None}
+    )
     try:
         result = await app[UPSTREAMS].adapter_for(model).chat(upstream_body)
     except UpstreamError as error:
@@ -103,13 +107,21 @@ async def _serve_held(
     charge = charge_for_usage(model.id, model, result.usage)
     cost_nano_usd = charge.cost_nano_usd
     if cost_nano_usd > quote.cost_nano_usd_max:
-        # The quote is an upper bound by construction; if a provider over-reports, the payer is not billed more.
-        log.error("charge_exceeds_quote", charge_nano_usd=cost_nano_usd, quote_nano_usd=quote.cost_nano_usd_max)
+        # The quote bounds the cost by construction; if a provider over-reports, the payer is not billed more.
+        log.error(
+            "charge_exceeds_quote", charge_nano_usd=cost_nano_usd, quote_nano_usd=quote.cost_nano_usd_max
+        )
         cost_nano_usd = quote.cost_nano_usd_max
     await ledger.capture(hold.id, cost_nano_usd, idempotency_key=f"{request_id}:capture")
-    log.info("inference_charged", model=model.id, provider=model.provider, cost_nano_usd=cost_nano_usd,
-             quote_nano_usd=quote.cost_nano_usd_max, input_tokens=result.usage.input_tokens,
-             output_tokens=result.usage.output_tokens)
+    log.info(
+        "inference_charged",
+        model=model.id,
+        provider=model.provider,
+        cost_nano_usd=cost_nano_usd,
+        quote_nano_usd=quote.cost_nano_usd_max,
+        input_tokens=result.usage.input_tokens,
+        output_tokens=result.usage.output_tokens,
+    )
     return result, cost_nano_usd
 
 
@@ -122,7 +134,9 @@ async def chat_completions(request: web.Request) -> web.Response:
     quote = _quote(body, model, app[SETTINGS])
     request_id = str(structlog.contextvars.get_contextvars().get("request_id", ""))
     structlog.contextvars.bind_contextvars(model=model.id)
-    payment = await app[PAYMENT_GATE].accept(request, quote_nano_usd=quote.cost_nano_usd_max, request_id=request_id)
+    payment = await app[PAYMENT_GATE].accept(
+        request, quote_nano_usd=quote.cost_nano_usd_max, request_id=request_id
+    )
     result, cost_nano_usd = await _serve_held(
         app, body=body, model=model, quote=quote, payment=payment, request_id=request_id
     )

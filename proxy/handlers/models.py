@@ -51,5 +51,7 @@ async def get_model(request: web.Request) -> web.Response:
     try:
         model = catalog.get(model_id)
     except UnknownModel as error:
-        raise NotFound(f"The model '{model_id}' does not exist", code="model_not_found", param="model") from error
+        raise NotFound(
+            f"The model '{model_id}' does not exist", code="model_not_found", param="model"
+        ) from error
     return web.json_response(model_entry(model, catalog_version=catalog.version))

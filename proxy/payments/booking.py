@@ -64,10 +64,17 @@ async def book_x402_deposit(
     )
 
 
-async def record_signed_settlement(intents: SettlementIntents, intent_id: int, signed: SignedSettlement) -> None:
+async def record_signed_settlement(
+    intents: SettlementIntents, intent_id: int, signed: SignedSettlement
+) -> None:
     """The `before_send` step: the signed transaction is durable before it can reach the chain."""
-    await intents.record_signed(intent_id, tx_hash=signed.tx_hash, raw_tx="0x" + signed.raw_tx.hex(),
-                                tx_nonce=signed.tx_nonce, from_block=signed.from_block)
+    await intents.record_signed(
+        intent_id,
+        tx_hash=signed.tx_hash,
+        raw_tx="0x" + signed.raw_tx.hex(),
+        tx_nonce=signed.tx_nonce,
+        from_block=signed.from_block,
+    )
 
 
 async def book_mined_settlement(
@@ -81,9 +88,15 @@ async def book_mined_settlement(
 ) -> LedgerTransaction:
     # Every settlement transaction emits the token's Transfer; without it there is nothing to book against.
     assert result.transfer_log_index is not None, f"no Transfer log in {result.tx_hash}"
-    intent = await intents.record_mined(intent_id, tx_hash=result.tx_hash, block_number=result.block_number,
-                                        transfer_log_index=result.transfer_log_index)
-    return await book_mined_intent(intents, accounts, intent, asset=asset, settlement_wallet=settlement_wallet)
+    intent = await intents.record_mined(
+        intent_id,
+        tx_hash=result.tx_hash,
+        block_number=result.block_number,
+        transfer_log_index=result.transfer_log_index,
+    )
+    return await book_mined_intent(
+        intents, accounts, intent, asset=asset, settlement_wallet=settlement_wallet
+    )
 
 
 async def book_mined_intent(
@@ -97,8 +110,12 @@ async def book_mined_intent(
     assert intent.tx_hash is not None
     assert intent.transfer_log_index is not None
     transaction = await book_x402_deposit(
-        accounts, intent=intent, asset=asset, settlement_wallet=settlement_wallet,
-        tx_hash=intent.tx_hash, transfer_log_index=intent.transfer_log_index,
+        accounts,
+        intent=intent,
+        asset=asset,
+        settlement_wallet=settlement_wallet,
+        tx_hash=intent.tx_hash,
+        transfer_log_index=intent.transfer_log_index,
     )
     await intents.record_booked(intent.id, ledger_transaction_id=transaction.id)
     return transaction

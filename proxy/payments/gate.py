@@ -1,4 +1,4 @@
-"""The payment gate: offers x402 payment for a quote, and accepts a payment by verifying, settling and booking it.
+"""The payment gate: offers x402 payment for a quote; accepts a payment by verifying, settling, booking it.
 
 Order of work for a paid request (DESIGN §2, §6): decode → verify every field against our own offer →
 verify on chain → claim the authorization (unique in our database) → settle (the intent is stored before
@@ -33,8 +33,15 @@ from x402.errors import (
     SettlementSendFailed,
     X402Error,
 )
-from x402.models import PaymentPayload, PaymentPayloadV1, PaymentRequired as PaymentRequiredDocument
-from x402.models import PaymentRequirements, ResourceInfo, to_wire
+from x402.models import (
+    PaymentPayload,
+    PaymentPayloadV1,
+    PaymentRequirements,
+    ResourceInfo,
+    SettleResponse,
+    to_wire,
+)
+from x402.models import PaymentRequired as PaymentRequiredDocument
 from x402.requirements import AcceptedAsset, build_requirements
 from x402.settle import Settler, SignedSettlement
 from x402.verify import VerifiedPayment, verify_payment_offchain, verify_payment_onchain
@@ -78,8 +85,12 @@ class PaymentGate:
         self._accounts = accounts
         self._clock_unix_s = clock_unix_s
         self._accepted_assets = tuple(
-            AcceptedAsset(address=asset.address, name=asset.eip712_name, version=asset.eip712_version,
-                          decimals=asset.decimals)
+            AcceptedAsset(
+                address=asset.address,
+                name=asset.eip712_name,
+                version=asset.eip712_version,
+                decimals=asset.decimals,
+            )
             for asset in settings.assets
         )
 
@@ -95,9 +106,11 @@ class PaymentGate:
 
     def _resource(self, request: web.Request) -> ResourceInfo:
         base = self._settings.public_base_url or f"{request.scheme}://{request.host}"
-        return ResourceInfo(url=f"{base.rstrip('/')}{request.path}",
-                            description="MegaRouter: one LLM completion, paid per request",
-                            mime_type="application/json")
+        return ResourceInfo(
+            url=f"{base.rstrip('/')}{request.path}",
+            description="MegaRouter: one LLM completion, paid per request",
+            mime_type="application/json",
+        )
 
     def _requirements(self, quote_nano_usd: int) -> list[PaymentRequirements]:
         return build_requirements(
@@ -108,8 +121,9 @@ class PaymentGate:
             max_timeout_s=self._settings.payment_validity_s,
         )
 
-    def payment_required(self, request: web.Request, quote_nano_usd: int, *, reason: str | None,
-                         malformed: bool = False) -> PaymentRequired:
+    def payment_required(
+        self, request: web.Request, quote_nano_usd: int, *, reason: str | None, malformed: bool = False
+    ) -> PaymentRequired:
         """The 402 (or, for a malformed header, 400) carrying the offer for this quote."""
         document = PaymentRequiredDocument(
             x402_version=2,
@@ -119,8 +133,9 @@ class PaymentGate:
             extensions={},
         )
         error_type = PaymentMalformed if malformed else PaymentRequired
-        return error_type(to_wire(document), reason=reason or "payment_required",
-                          header_value=encode_header(document))
+        return error_type(
+            to_wire(document), reason=reason or "payment_required", header_value=encode_header(document)
+        )
 
     async def accept(self, request: web.Request, *, quote_nano_usd: int, request_id: str) -> AcceptedPayment:
         """Settles and books the request's payment, or raises the 402/400 that says why not."""
@@ -130,7 +145,8 @@ class PaymentGate:
             raise self.payment_required(request, quote_nano_usd, reason=None)
         try:
             payload: PaymentPayload | PaymentPayloadV1 = (
-                decode_payment_header(v2_header, 2) if v2_header is not None
+                decode_payment_header(v2_header, 2)
+                if v2_header is not None
                 else decode_payment_header(v1_header or "", 1)
             )
             verified = verify_payment_offchain(
@@ -141,7 +157,9 @@ class PaymentGate:
             settle_response = await self._settle_and_book(verified, intent)
         except InvalidPayload as error:
             log.info("payment_malformed", reason=error.reason)
-            raise self.payment_required(request, quote_nano_usd, reason=error.reason, malformed=True) from error
+            raise self.payment_required(
+                request, quote_nano_usd, reason=error.reason, malformed=True
+            ) from error
         except X402Error as error:
             log.info("payment_refused", reason=error.reason, detail=str(error))
             raise self.payment_required(request, quote_nano_usd, reason=error.reason) from error
@@ -185,8 +203,19 @@ class PaymentGate:
             await self._intents.record_failed(intent.id, reason=error.reason)
             raise
         crash_if_enabled(self._settings.fault_injection, "after_settlement_mined")
-        await book_mined_settlement(self._intents, self._accounts, intent.id, result,
-                                    asset=self.asset_settings(verified.asset), settlement_wallet=self.settlement_wallet)
-        log.info("payment_settled", payer=verified.payer, amount_atomic=verified.amount_atomic,
-                 tx_hash=result.tx_hash, asset=verified.asset)
+        await book_mined_settlement(
+            self._intents,
+            self._accounts,
+            intent.id,
+            result,
+            asset=self.asset_settings(verified.asset),
+            settlement_wallet=self.settlement_wallet,
+        )
+        log.info(
+            "payment_settled",
+            payer=verified.payer,
+            amount_atomic=verified.amount_atomic,
+            tx_hash=result.tx_hash,
+            asset=verified.asset,
+        )
         return result.to_settle_response()

@@ -139,7 +139,12 @@ class SettlementIntents:
         return SettlementIntent.model_validate(dict(row)) if row else None
 
     async def _transition(
-        self, intent_id: int, *, from_statuses: tuple[SettlementStatus, ...], to: SettlementStatus, **values: object
+        self,
+        intent_id: int,
+        *,
+        from_statuses: tuple[SettlementStatus, ...],
+        to: SettlementStatus,
+        **values: object,
     ) -> None:
         table = x402_settlements
         statement = (
@@ -207,7 +212,7 @@ class SettlementIntents:
         )
 
     async def unfinished(self, *, older_than_s: float = 0.0) -> list[SettlementIntent]:
-        """Intents not yet booked or closed, untouched for `older_than_s` (so live requests are left alone)."""
+        """Open intents untouched for `older_than_s`, so that live requests are left alone."""
         assert older_than_s >= 0
         table = x402_settlements
         cutoff = self._clock() - timedelta(seconds=older_than_s)

@@ -40,7 +40,11 @@ def _asset(assets: tuple[AssetSettings, ...], address: str) -> AssetSettings:
 
 
 async def _finish_signed(
-    intent: SettlementIntent, *, intents: SettlementIntents, settler: Settler, accounts: ChartAccounts,
+    intent: SettlementIntent,
+    *,
+    intents: SettlementIntents,
+    settler: Settler,
+    accounts: ChartAccounts,
     asset: AssetSettings,
 ) -> None:
     async def record_signed(signed: SignedSettlement) -> None:
@@ -49,10 +53,15 @@ async def _finish_signed(
     recovered = await settler.recover(
         load_verified_payment(intent), load_signed_settlement(intent), before_send=record_signed
     )
-    await book_mined_settlement(intents, accounts, intent.id, recovered.result, asset=asset,
-                                settlement_wallet=settler.address)
-    log.info("settlement_recovered", intent_id=intent.id, method=recovered.recovered_by,
-             tx_hash=recovered.result.tx_hash)
+    await book_mined_settlement(
+        intents, accounts, intent.id, recovered.result, asset=asset, settlement_wallet=settler.address
+    )
+    log.info(
+        "settlement_recovered",
+        intent_id=intent.id,
+        method=recovered.recovered_by,
+        tx_hash=recovered.result.tx_hash,
+    )
 
 
 async def recover_settlements(

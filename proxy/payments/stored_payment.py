@@ -36,9 +36,12 @@ def dump_verified_payment(payment: VerifiedPayment) -> str:
         requirements=to_wire(payment.requirements),
         authorization=to_wire(payment.authorization),
         signature=payment.signature,
-        domain=_StoredDomain(name=payment.domain.name, version=payment.domain.version,
-                             chain_id=payment.domain.chain_id,
-                             verifying_contract=payment.domain.verifying_contract),
+        domain=_StoredDomain(
+            name=payment.domain.name,
+            version=payment.domain.version,
+            chain_id=payment.domain.chain_id,
+            verifying_contract=payment.domain.verifying_contract,
+        ),
     )
     return stored.model_dump_json()
 
@@ -59,5 +62,9 @@ def load_signed_settlement(intent: SettlementIntent) -> SignedSettlement:
     assert intent.tx_hash is not None
     assert intent.tx_nonce is not None
     assert intent.from_block is not None
-    return SignedSettlement(raw_tx=bytes.fromhex(intent.raw_tx.removeprefix("0x")), tx_hash=intent.tx_hash,
-                            tx_nonce=intent.tx_nonce, from_block=intent.from_block)
+    return SignedSettlement(
+        raw_tx=bytes.fromhex(intent.raw_tx.removeprefix("0x")),
+        tx_hash=intent.tx_hash,
+        tx_nonce=intent.tx_nonce,
+        from_block=intent.from_block,
+    )

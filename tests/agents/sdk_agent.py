@@ -12,25 +12,34 @@ import json
 import sys
 
 from eth_account import Account
-from x402 import x402Client
 from x402.http.clients import x402HttpxClient
 from x402.mechanisms.evm.exact.register import register_exact_evm_client
+
+from x402 import x402Client
 
 MAX_AMOUNT_PER_PAYMENT_ATOMIC = "100000000"
 REQUEST_TIMEOUT_S = 60.0
 
 
-async def pay_once(url: str, private_key: str, asset: str, network: str, body: dict[str, object]) -> dict[str, object]:
+async def pay_once(
+    url: str, private_key: str, asset: str, network: str, body: dict[str, object]
+) -> dict[str, object]:
     client = x402Client()
     register_exact_evm_client(client, Account.from_key(private_key), networks=network)
     client.set_spend_controls(
-        {"allowed_assets": [{"network": network, "asset": asset, "max_amount_per_payment": MAX_AMOUNT_PER_PAYMENT_ATOMIC}]}
+        {
+            "allowed_assets": [
+                {"network": network, "asset": asset, "max_amount_per_payment": MAX_AMOUNT_PER_PAYMENT_ATOMIC}
+            ]
+        }
     )
     async with x402HttpxClient(client, timeout=REQUEST_TIMEOUT_S) as http:
         response = await http.post(url, json=body)
     return {
         "status": response.status_code,
-        "body": response.json() if response.headers.get("content-type", "").startswith("application/json") else response.text,
+        "body": response.json()
+        if response.headers.get("content-type", "").startswith("application/json")
+        else response.text,
         "payment_response": response.headers.get("PAYMENT-RESPONSE"),
     }
 

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_typing import Hash32
 
 from x402.eip3009 import Eip712Domain, authorization_digest, random_authorization_nonce, sign_authorization
 from x402.models import ExactEvmAuthorization
@@ -37,14 +38,20 @@ def _signed_authorization(
     signer: LocalAccount | None,
     domain_name: str | None,
 ) -> dict[str, Any]:
-    authorization = ExactEvmAuthorization.model_validate({
-        "from": account.address,
-        "to": to or requirement["payTo"],
-        "value": str(value if value is not None else int(requirement.get("amount") or requirement["maxAmountRequired"])),
-        "validAfter": str(valid_after),
-        "validBefore": str(valid_before if valid_before is not None else int(time.time()) + 120),
-        "nonce": nonce or random_authorization_nonce(),
-    })
+    authorization = ExactEvmAuthorization.model_validate(
+        {
+            "from": account.address,
+            "to": to or requirement["payTo"],
+            "value": str(
+                value
+                if value is not None
+                else int(requirement.get("amount") or requirement["maxAmountRequired"])
+            ),
+            "validAfter": str(valid_after),
+            "validBefore": str(valid_before if valid_before is not None else int(time.time()) + 120),
+            "nonce": nonce or random_authorization_nonce(),
+        }
+    )
     domain = Eip712Domain(
         name=domain_name or requirement["extra"]["name"],
         version=requirement["extra"]["version"],
@@ -55,8 +62,10 @@ def _signed_authorization(
         signature = sign_authorization(account, domain, authorization)
     else:
         # A forgery: another key signs the very digest that `account` should have signed.
-        signed = signer.unsafe_sign_hash(authorization_digest(domain, authorization))
-        signature = "0x" + (signed.r.to_bytes(32, "big") + signed.s.to_bytes(32, "big") + bytes([signed.v])).hex()
+        signed = signer.unsafe_sign_hash(Hash32(authorization_digest(domain, authorization)))
+        signature = (
+            "0x" + (signed.r.to_bytes(32, "big") + signed.s.to_bytes(32, "big") + bytes([signed.v])).hex()
+        )
     return {"signature": signature, "authorization": authorization.model_dump(mode="json", by_alias=True)}
 
 
@@ -78,8 +87,15 @@ def sign_v2_payment(
     """A PAYMENT-SIGNATURE document for offer['accepts'][asset_index]; overrides make it wrong on purpose."""
     requirement = dict(offer["accepts"][asset_index])
     payload = _signed_authorization(
-        account, requirement, value=value, to=to, valid_after=valid_after, valid_before=valid_before,
-        nonce=nonce, signer=signer, domain_name=domain_name,
+        account,
+        requirement,
+        value=value,
+        to=to,
+        valid_after=valid_after,
+        valid_before=valid_before,
+        nonce=nonce,
+        signer=signer,
+        domain_name=domain_name,
     )
     document = {
         "x402Version": 2,
@@ -91,12 +107,20 @@ def sign_v2_payment(
     return document
 
 
-def sign_v1_payment(account: LocalAccount, offer: dict[str, Any], *, network_name: str, asset_index: int = 0
-                    ) -> dict[str, Any]:
+def sign_v1_payment(
+    account: LocalAccount, offer: dict[str, Any], *, network_name: str, asset_index: int = 0
+) -> dict[str, Any]:
     requirement = dict(offer["accepts"][asset_index])
     now = int(time.time())
     payload = _signed_authorization(
-        account, requirement, value=None, to=None, valid_after=now - 600, valid_before=now + 120,
-        nonce=None, signer=None, domain_name=None,
+        account,
+        requirement,
+        value=None,
+        to=None,
+        valid_after=now - 600,
+        valid_before=now + 120,
+        nonce=None,
+        signer=None,
+        domain_name=None,
     )
     return {"x402Version": 1, "scheme": "exact", "network": network_name, "payload": payload}

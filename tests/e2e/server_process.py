@@ -30,10 +30,17 @@ def settings_to_toml(settings: Settings) -> str:
     data = settings.model_dump(mode="json", exclude={"settlement_private_key", "providers", "assets"})
     lines = [f"{key} = {_toml_value(value)}" for key, value in data.items() if value is not None]
     for asset in settings.assets:
-        lines += ["", "[[assets]]"] + [f"{key} = {_toml_value(value)}" for key, value in asset.model_dump().items()]
+        lines += ["", "[[assets]]"] + [
+            f"{key} = {_toml_value(value)}" for key, value in asset.model_dump().items()
+        ]
     for name, provider in settings.providers.items():
-        lines += ["", f'[providers."{name}"]', f"api_kind = {_toml_value(provider.api_kind)}",
-                  f"base_url = {_toml_value(provider.base_url)}", 'api_key_env = "MEGAROUTER_TEST_PROVIDER_KEY"']
+        lines += [
+            "",
+            f'[providers."{name}"]',
+            f"api_kind = {_toml_value(provider.api_kind)}",
+            f"base_url = {_toml_value(provider.base_url)}",
+            'api_key_env = "MEGAROUTER_TEST_PROVIDER_KEY"',
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -63,8 +70,9 @@ async def _wait_healthy(base_url: str, process: asyncio.subprocess.Process) -> N
 
 
 @contextlib.asynccontextmanager
-async def run_server_process(settings: Settings, config_dir: Path, *, log_name: str = "server.log"
-                             ) -> AsyncIterator[ServerProcess]:
+async def run_server_process(
+    settings: Settings, config_dir: Path, *, log_name: str = "server.log"
+) -> AsyncIterator[ServerProcess]:
     port = free_tcp_port()
     settings = settings.model_copy(update={"port": port, "log_format": "json"})
     config_path = config_dir / "megarouter.toml"
@@ -76,8 +84,16 @@ async def run_server_process(settings: Settings, config_dir: Path, *, log_name: 
     }
     with open(config_dir / log_name, "ab") as log_file:  # noqa: ASYNC230 - test set-up, once per process.
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "proxy", "serve", "--config", str(config_path),
-            env=environ, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+            sys.executable,
+            "-m",
+            "proxy",
+            "serve",
+            "--config",
+            str(config_path),
+            env=environ,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
         )
     base_url = f"http://127.0.0.1:{port}"
     try:

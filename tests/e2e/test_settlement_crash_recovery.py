@@ -26,8 +26,11 @@ from tests.e2e.payments import encode_b64_json, sign_v2_payment
 from tests.e2e.server_process import run_server_process
 from tests.fixtures.app import router_settings
 
-CHAT_BODY: dict[str, Any] = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}],
-                             "max_tokens": 16}
+CHAT_BODY: dict[str, Any] = {
+    "model": "openai/gpt-4o-mini",
+    "messages": [{"role": "user", "content": "Hi"}],
+    "max_tokens": 16,
+}
 
 
 async def _pay_until_crash(base_url: str, payer: LocalAccount) -> int:
@@ -38,8 +41,9 @@ async def _pay_until_crash(base_url: str, payer: LocalAccount) -> int:
             offer = await response.json()
         header = encode_b64_json(sign_v2_payment(payer, offer))
         with pytest.raises(aiohttp.ClientError):
-            async with session.post(f"{base_url}/v1/chat/completions", json=CHAT_BODY,
-                                    headers={"PAYMENT-SIGNATURE": header}) as paid:
+            async with session.post(
+                f"{base_url}/v1/chat/completions", json=CHAT_BODY, headers={"PAYMENT-SIGNATURE": header}
+            ) as paid:
                 await paid.read()
     return int(offer["accepts"][0]["amount"])
 
@@ -53,18 +57,29 @@ async def _usdc_balance(w3: AsyncWeb3[Any], token: str, owner: str) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("crash_point", ["after_settlement_signed", "after_settlement_mined"])
 async def test_crash_during_settlement_is_recovered_once(
-    crash_point: str, tmp_path: Path, anvil: AnvilNode, tokens: DevnetTokens, anvil_accounts: list[LocalAccount],
-    simulator: Simulators, database_url: str,
+    crash_point: str,
+    tmp_path: Path,
+    anvil: AnvilNode,
+    tokens: DevnetTokens,
+    anvil_accounts: list[LocalAccount],
+    simulator: Simulators,
+    database_url: str,
 ) -> None:
     payer = anvil_accounts[7]
-    settings = router_settings(anvil=anvil, tokens=tokens, settlement_key=anvil_accounts[0].key.to_0x_hex(),
-                               simulator_base_url=simulator.base_url, database_url=database_url)
+    settings = router_settings(
+        anvil=anvil,
+        tokens=tokens,
+        settlement_key="0x" + anvil_accounts[0].key.hex().removeprefix("0x"),
+        simulator_base_url=simulator.base_url,
+        database_url=database_url,
+    )
     w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
     usdc = tokens.usdc.address
     before = await _usdc_balance(w3, usdc, payer.address)
 
-    async with run_server_process(settings.model_copy(update={"fault_injection": frozenset({crash_point})}),
-                                  tmp_path) as server:
+    async with run_server_process(
+        settings.model_copy(update={"fault_injection": frozenset({crash_point})}), tmp_path
+    ) as server:
         paid_atomic = await _pay_until_crash(server.base_url, payer)
         assert await server.wait_exit() == CRASH_EXIT_CODE
 

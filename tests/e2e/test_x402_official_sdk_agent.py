@@ -27,8 +27,15 @@ async def _run_agent(router: RunningRouter, body: dict[str, Any], asset: str) ->
     assert AGENT_PYTHON.exists(), "no .venv-agent: run ./scripts/bootstrap --agent-sdk (./scripts/test does)"
     url = str(router.client.make_url("/v1/chat/completions"))
     process = await asyncio.create_subprocess_exec(
-        str(AGENT_PYTHON), str(AGENT_SCRIPT), url, router.payers[6].key.to_0x_hex(), asset, "eip155:31337",
-        json.dumps(body), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        str(AGENT_PYTHON),
+        str(AGENT_SCRIPT),
+        url,
+        "0x" + router.payers[6].key.hex().removeprefix("0x"),
+        asset,
+        "eip155:31337",
+        json.dumps(body),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     async with asyncio.timeout(AGENT_TIMEOUT_S):
         stdout, stderr = await process.communicate()
@@ -38,7 +45,11 @@ async def _run_agent(router: RunningRouter, body: dict[str, Any], asset: str) ->
 
 
 async def test_official_sdk_agent_pays_and_gets_its_completion(router: RunningRouter) -> None:
-    body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 32}
+    body = {
+        "model": "openai/gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Say hi"}],
+        "max_tokens": 32,
+    }
     result = await _run_agent(router, body, router.tokens.usdc.address)
     assert result["status"] == 200, result
     assert result["body"]["choices"][0]["message"]["content"]

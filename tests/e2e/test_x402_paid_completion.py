@@ -1,4 +1,4 @@
-"""The spine, end to end: an agent with a wallet and no account pays per call with x402 and gets its completion.
+"""The spine, end to end: an agent with a wallet and no account pays per call with x402 and is served.
 
 Method: the real app (create_app) against a real Anvil with our token contracts, the OpenAI simulator as
 upstream, and SQLite or PostgreSQL; payments are real EIP-3009 signatures. Every bad payment must be
@@ -42,15 +42,21 @@ async def test_unpaid_request_gets_402_with_header_and_body_agreeing(router: Run
     assert body["resource"]["url"].endswith("/v1/chat/completions")
     assert body["resource"]["mimeType"] == "application/json"
     assert {entry["asset"].lower() for entry in body["accepts"]} == {
-        router.tokens.usdc.address.lower(), router.tokens.usdt.address.lower()}
+        router.tokens.usdc.address.lower(),
+        router.tokens.usdt.address.lower(),
+    }
     for entry in body["accepts"]:
         assert entry["scheme"] == "exact"
         assert entry["network"] == "eip155:31337"
-        assert entry["amount"].isdigit() and int(entry["amount"]) > 0
+        assert entry["amount"].isdigit()
+        assert int(entry["amount"]) > 0
         assert entry["payTo"].lower() == router.settlement_wallet.lower()
         assert entry["maxTimeoutSeconds"] == router.settings.payment_validity_s
         assert {"name", "version"} <= set(entry["extra"])
-    assert {(e["extra"]["name"], e["extra"]["version"]) for e in body["accepts"]} == {("USD Coin", "2"), ("USDT0", "1")}
+    assert {(e["extra"]["name"], e["extra"]["version"]) for e in body["accepts"]} == {
+        ("USD Coin", "2"),
+        ("USDT0", "1"),
+    }
     assert "PAYMENT-REQUIRED" in response.headers.get("Access-Control-Expose-Headers", "")
 
 
@@ -62,7 +68,9 @@ async def test_paid_request_is_served_settled_and_booked(router: RunningRouter) 
     wallet_before = await router.token_balance(router.tokens.usdc.address, router.settlement_wallet)
 
     header = encode_b64_json(sign_v2_payment(payer, offer))
-    response = await router.client.post("/v1/chat/completions", json=CHAT_BODY, headers={"PAYMENT-SIGNATURE": header})
+    response = await router.client.post(
+        "/v1/chat/completions", json=CHAT_BODY, headers={"PAYMENT-SIGNATURE": header}
+    )
     assert response.status == 200, await response.text()
     completion = await response.json()
     assert completion["object"] == "chat.completion"
@@ -75,8 +83,13 @@ async def test_paid_request_is_served_settled_and_booked(router: RunningRouter) 
     receipt = await router.w3.eth.get_transaction_receipt(settlement["transaction"])
     assert receipt["status"] == 1
 
-    assert await router.token_balance(router.tokens.usdc.address, payer.address) == payer_before - quote_atomic
-    assert await router.token_balance(router.tokens.usdc.address, router.settlement_wallet) == wallet_before + quote_atomic
+    assert (
+        await router.token_balance(router.tokens.usdc.address, payer.address) == payer_before - quote_atomic
+    )
+    assert (
+        await router.token_balance(router.tokens.usdc.address, router.settlement_wallet)
+        == wallet_before + quote_atomic
+    )
 
     ledger = router.app[LEDGER]
     assert await check_ledger(router.app[DB_ENGINE]) == []
@@ -103,22 +116,42 @@ def _bad_payment_cases() -> list[Any]:
     return [
         pytest.param({"document_overrides": {"x402Version": 3}}, "invalid_x402_version", id="wrong-version"),
         pytest.param({"accepted_overrides": {"scheme": "upto"}}, "unsupported_scheme", id="wrong-scheme"),
-        pytest.param({"accepted_overrides": {"network": "eip155:8453"}}, "invalid_network", id="wrong-network"),
-        pytest.param({"accepted_overrides": {"asset": "0x" + "11" * 20}}, "invalid_payment_requirements",
-                     id="wrong-asset"),
-        pytest.param({"to": "0x" + "22" * 20}, "invalid_exact_evm_payload_recipient_mismatch", id="wrong-payto"),
-        pytest.param({"value_delta": -1}, "invalid_exact_evm_payload_authorization_value_mismatch",
-                     id="amount-below-quote"),
-        pytest.param({"value_delta": 1}, "invalid_exact_evm_payload_authorization_value_mismatch",
-                     id="amount-above-quote"),
-        pytest.param({"valid_before": now - 1}, "invalid_exact_evm_payload_authorization_valid_before",
-                     id="expired"),
-        pytest.param({"valid_after": now + 3600}, "invalid_exact_evm_payload_authorization_valid_after",
-                     id="not-yet-valid"),
+        pytest.param(
+            {"accepted_overrides": {"network": "eip155:8453"}}, "invalid_network", id="wrong-network"
+        ),
+        pytest.param(
+            {"accepted_overrides": {"asset": "0x" + "11" * 20}},
+            "invalid_payment_requirements",
+            id="wrong-asset",
+        ),
+        pytest.param(
+            {"to": "0x" + "22" * 20}, "invalid_exact_evm_payload_recipient_mismatch", id="wrong-payto"
+        ),
+        pytest.param(
+            {"value_delta": -1},
+            "invalid_exact_evm_payload_authorization_value_mismatch",
+            id="amount-below-quote",
+        ),
+        pytest.param(
+            {"value_delta": 1},
+            "invalid_exact_evm_payload_authorization_value_mismatch",
+            id="amount-above-quote",
+        ),
+        pytest.param(
+            {"valid_before": now - 1}, "invalid_exact_evm_payload_authorization_valid_before", id="expired"
+        ),
+        pytest.param(
+            {"valid_after": now + 3600},
+            "invalid_exact_evm_payload_authorization_valid_after",
+            id="not-yet-valid",
+        ),
         pytest.param({"corrupt_signature": True}, "invalid_exact_evm_payload_signature", id="bad-signature"),
         pytest.param({"signer": stranger}, "invalid_exact_evm_payload_signature", id="signed-by-another-key"),
-        pytest.param({"domain_name": "Not USD Coin"}, "invalid_exact_evm_payload_signature",
-                     id="signed-for-another-domain"),
+        pytest.param(
+            {"domain_name": "Not USD Coin"},
+            "invalid_exact_evm_payload_signature",
+            id="signed-for-another-domain",
+        ),
     ]
 
 
@@ -135,7 +168,9 @@ async def test_bad_payment_gets_its_reason_and_changes_nothing(
     document = sign_v2_payment(router.payers[2], offer, **tamper)
     if corrupt:
         signature = document["payload"]["signature"]
-        document["payload"]["signature"] = signature[:10] + ("0" if signature[10] != "0" else "1") + signature[11:]
+        document["payload"]["signature"] = (
+            signature[:10] + ("0" if signature[10] != "0" else "1") + signature[11:]
+        )
     before = await router.snapshot()
     response = await router.client.post(
         "/v1/chat/completions", json=CHAT_BODY, headers={"PAYMENT-SIGNATURE": encode_b64_json(document)}
@@ -150,8 +185,9 @@ async def test_bad_payment_gets_its_reason_and_changes_nothing(
 async def test_malformed_payment_header_is_400_and_changes_nothing(router: RunningRouter) -> None:
     before = await router.snapshot()
     for header in ("not base64!", encode_b64_json({"x402Version": 2, "payload": "nope"})):
-        response = await router.client.post("/v1/chat/completions", json=CHAT_BODY,
-                                            headers={"PAYMENT-SIGNATURE": header})
+        response = await router.client.post(
+            "/v1/chat/completions", json=CHAT_BODY, headers={"PAYMENT-SIGNATURE": header}
+        )
         assert response.status == 400
         assert (await response.json())["error"] == "invalid_payload"
     assert await router.snapshot() == before
@@ -162,7 +198,8 @@ async def test_insufficient_balance_is_refused_before_settlement(router: Running
     broke = Account.create()
     before = await router.snapshot()
     response = await router.client.post(
-        "/v1/chat/completions", json=CHAT_BODY,
+        "/v1/chat/completions",
+        json=CHAT_BODY,
         headers={"PAYMENT-SIGNATURE": encode_b64_json(sign_v2_payment(broke, offer))},
     )
     assert response.status == 402
@@ -173,10 +210,14 @@ async def test_insufficient_balance_is_refused_before_settlement(router: Running
 async def test_replay_of_a_settled_payment_is_refused(router: RunningRouter) -> None:
     offer = await _offer(router)
     header = encode_b64_json(sign_v2_payment(router.payers[3], offer))
-    first = await router.client.post("/v1/chat/completions", json=CHAT_BODY, headers={"PAYMENT-SIGNATURE": header})
+    first = await router.client.post(
+        "/v1/chat/completions", json=CHAT_BODY, headers={"PAYMENT-SIGNATURE": header}
+    )
     assert first.status == 200
     before = await router.snapshot()
-    replay = await router.client.post("/v1/chat/completions", json=CHAT_BODY, headers={"PAYMENT-SIGNATURE": header})
+    replay = await router.client.post(
+        "/v1/chat/completions", json=CHAT_BODY, headers={"PAYMENT-SIGNATURE": header}
+    )
     assert replay.status == 402
     assert (await replay.json())["error"] == "invalid_exact_evm_nonce_already_used"
     assert await router.snapshot() == before
@@ -201,8 +242,9 @@ async def test_twenty_concurrent_copies_of_one_authorization_are_served_once(rou
     block_before = await router.w3.eth.block_number
 
     async def submit() -> int:
-        response = await router.client.post("/v1/chat/completions", json=CHAT_BODY,
-                                            headers={"PAYMENT-SIGNATURE": header})
+        response = await router.client.post(
+            "/v1/chat/completions", json=CHAT_BODY, headers={"PAYMENT-SIGNATURE": header}
+        )
         await response.read()
         return response.status
 

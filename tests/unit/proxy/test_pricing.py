@@ -68,15 +68,24 @@ def test_charge_is_exact_cost_rounded_up_by_less_than_one_unit(prices: Prices, u
 @given(prices_strategy, usage_strategy())
 def test_quote_covers_every_charge_within_its_bounds(prices: Prices, usage: Usage) -> None:
     quote = quote_request(
-        "m", prices, prompt_tokens_max=max(usage.input_tokens, 1), output_tokens_max=max(usage.output_tokens, 1)
+        "m",
+        prices,
+        prompt_tokens_max=max(usage.input_tokens, 1),
+        output_tokens_max=max(usage.output_tokens, 1),
     )
     assert charge_for_usage("m", prices, usage).cost_nano_usd <= quote.cost_nano_usd_max
 
 
 @given(st.integers(min_value=0, max_value=10**15), st.integers(min_value=0, max_value=9))
-def test_atomic_rounding_covers_the_amount_and_wastes_less_than_one_atomic_unit(nano: int, decimals: int) -> None:
+def test_atomic_rounding_covers_the_amount_and_wastes_less_than_one_atomic_unit(
+    nano: int, decimals: int
+) -> None:
     atomic = nano_usd_to_atomic_ceil(nano, decimals=decimals)
-    assert nano <= atomic_to_nano_usd(atomic, decimals=decimals) < nano + atomic_to_nano_usd(1, decimals=decimals)
+    assert (
+        nano
+        <= atomic_to_nano_usd(atomic, decimals=decimals)
+        < nano + atomic_to_nano_usd(1, decimals=decimals)
+    )
 
 
 @given(st.integers(min_value=0, max_value=10**30), st.integers(min_value=1, max_value=10**12))
@@ -93,7 +102,9 @@ def test_prompt_bound_is_at_least_the_utf8_size(text: str) -> None:
 
 def test_image_parts_are_bounded_by_the_largest_tile_budget() -> None:
     image = {"type": "image_url", "image_url": {"url": "https://example.invalid/cat.png"}}
-    with_image = prompt_tokens_upper_bound([{"role": "user", "content": [{"type": "text", "text": "hi"}, image]}])
+    with_image = prompt_tokens_upper_bound(
+        [{"role": "user", "content": [{"type": "text", "text": "hi"}, image]}]
+    )
     text_only = prompt_tokens_upper_bound([{"role": "user", "content": [{"type": "text", "text": "hi"}]}])
     assert with_image - text_only == IMAGE_TOKENS_MAX
 

@@ -41,8 +41,9 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(128), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.UniqueConstraint("network", "asset", "payer", "authorization_nonce",
-                            name="uq_x402_settlements_replay_key"),
+        sa.UniqueConstraint(
+            "network", "asset", "payer", "authorization_nonce", name="uq_x402_settlements_replay_key"
+        ),
     )
     op.create_index("ix_x402_settlements_status", "x402_settlements", ["status"])
 
