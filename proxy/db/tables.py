@@ -15,7 +15,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["PROXY_METADATA", "x402_settlements"]
+__all__ = ["PROXY_METADATA", "usage_events", "x402_settlements"]
 
 PROXY_METADATA = MetaData()
 
@@ -50,4 +50,37 @@ x402_settlements = Table(
         "network", "asset", "payer", "authorization_nonce", name="uq_x402_settlements_replay_key"
     ),
     Index("ix_x402_settlements_status", "status"),
+)
+
+# One row per served (or failed) request: what it cost and why, so every charge can be explained afterwards
+# (tokens by kind, the prices used, the catalog version, the quote and hold, the route and its attempts).
+usage_events = Table(
+    "usage_events",
+    PROXY_METADATA,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("request_id", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("payer_account", String(255), nullable=False),
+    Column("api_key_id", BigInteger, nullable=True),
+    Column("outcome", String(32), nullable=False),
+    Column("model_id", String(255), nullable=True),
+    Column("provider", String(64), nullable=True),
+    Column("strategy", String(32), nullable=True),
+    Column("attempts_json", Text, nullable=False),
+    Column("streamed", Integer, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("cache_write_input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("usage_estimated", Integer, nullable=False),
+    Column("prices_json", Text, nullable=False),
+    Column("catalog_version", String(128), nullable=False),
+    Column("quote_nano_usd", BigInteger, nullable=False),
+    Column("cost_nano_usd", BigInteger, nullable=False),
+    Column("hold_id", BigInteger, nullable=True),
+    Column("latency_ms", Integer, nullable=False),
+    Column("time_to_first_token_ms", Integer, nullable=True),
+    Index("ix_usage_events_payer_created", "payer_account", "created_at"),
+    Index("ix_usage_events_request", "request_id"),
 )
