@@ -1,7 +1,8 @@
 """Chart of accounts: the names the proxy books under, built in one place so spelling never drifts.
 
 Names are `kind:part:part`. Addresses are lower-cased so the checksummed and plain spellings of one wallet
-are one account. Parts must not contain ':' (it would make a name ambiguous).
+are one account. Parts must not contain ':' (it would make a name ambiguous), except the network, which may be
+a CAIP-2 id such as `eip155:8453`.
 """
 
 from __future__ import annotations
@@ -39,14 +40,24 @@ def _address(address: str) -> str:
     return lowered
 
 
+def _network(network: str) -> str:
+    """A CAIP-2 id (`eip155:8453`, one ':') or an x402 v1 name (`base-sepolia`). Addresses follow it at fixed
+    positions from the end, so the one colon inside a CAIP-2 id keeps names unambiguous."""
+    parts = network.split(":")
+    assert len(parts) <= 2, f"a network is namespace:reference at most: {network!r}"
+    for part in parts:
+        _part(part)
+    return network
+
+
 def cash(network: str, asset: str, address: str) -> str:
     """Tokens held in a settlement wallet (asset); tied out against the chain."""
-    return f"cash:{_part(network)}:{_address(asset)}:{_address(address)}"
+    return f"cash:{_network(network)}:{_address(asset)}:{_address(address)}"
 
 
 def in_transit(network: str, asset: str) -> str:
     """Settlement sent but not final yet (asset); drains to zero."""
-    return f"in_transit:{_part(network)}:{_address(asset)}"
+    return f"in_transit:{_network(network)}:{_address(asset)}"
 
 
 def credit_wallet(address: str) -> str:
