@@ -70,6 +70,7 @@ def add_ledger_commands(subparsers: argparse._SubParsersAction[argparse.Argument
 async def run_ledger_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """Run the parsed ledger command and return its exit code."""
     stream = out if out is not None else sys.stdout
+    errors = out if out is not None else sys.stderr
     command: str = getattr(args, COMMAND_DEST)
     url: str = args.database_url
     missing = _missing_sqlite_file(url)
@@ -85,7 +86,7 @@ async def run_ledger_command(args: argparse.Namespace, *, out: TextIO | None = N
         ledger = Ledger(engine)
         return await _dispatch(command, args, ledger, stream)
     except LedgerError as error:
-        print(f"ledger: {error.code}: {error}", file=stream)
+        print(f"ledger: {error.code}: {error}", file=errors)
         return EXIT_PROBLEMS
     finally:
         await engine.dispose()
