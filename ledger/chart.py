@@ -1,7 +1,8 @@
 """Chart of accounts: the names the proxy books under, built in one place so spelling never drifts.
 
 Names are `kind:part:part`. Addresses are lower-cased so the checksummed and plain spellings of one wallet
-are one account. Parts must not contain ':' (it would make a name ambiguous).
+are one account. Parts must not contain ':' (it would make a name ambiguous), except the network, which may be
+a CAIP-2 id such as `eip155:8453`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ def _address(address: str) -> str:
     assert lowered.startswith("0x"), f"not an EVM address: {address!r}"
     assert len(lowered) == 42, f"not an EVM address: {address!r}"
     return lowered
+
+
+def _network(network: str) -> str:
+    """A CAIP-2 id (`eip155:8453`, one ':') or an x402 v1 name (`base-sepolia`). Addresses follow it at fixed
+    positions from the end, so the one colon inside a CAIP-2 id keeps names unambiguous."""
+    parts = network.split(":")
+    assert len(parts) <= 2, f"a network is namespace:reference at most: {network!r}"
+    for part in parts:
+        _part(part)
+    return network
 
 
 def cash(network: str, asset: str, address: str) -> str:

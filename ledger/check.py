@@ -110,7 +110,7 @@ async def _accounts_match(conn: AsyncConnection) -> list[Problem]:
     for row in (await conn.execute(sa.select(ACCOUNTS).order_by(ACCOUNTS.c.id))).mappings():
         problems += _account_problems(row, derived[row["id"]])
         for side in ("debits_posted", "credits_posted", "debits_pending", "credits_pending"):
-            totals[row["unit"]][side] += derived[row["id"]][side]
+            totals[row["unit"]][side] += int(row[side])
     for unit, sums in sorted(totals.items()):
         for debit_side, credit_side in (
             ("debits_posted", "credits_posted"),

@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from ledger.check import check_ledger
 from ledger.engine import create_ledger_engine, migrate
 from ledger.errors import LedgerError
+from ledger.reconcile import Break, ReconcileRun, list_runs, run_breaks
 from ledger.store import Ledger
 from ledger.types import Balance, Hold, LedgerTransaction
 
@@ -62,11 +63,14 @@ def add_ledger_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     holds.add_argument("--account", default=None)
     add("trial-balance", "debits and credits per account; per unit the totals must be equal")
     add("expire", "expire every hold whose timeout has passed (the sweeper, run once)")
+    runs = add("reconcile-runs", "stored reconciliation runs, newest first; with --run ID, that run's breaks")
+    runs.add_argument("--run", type=int, default=None, help="show the breaks of this run")
 
 
 async def run_ledger_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """Run the parsed ledger command and return its exit code."""
     stream = out if out is not None else sys.stdout
+    errors = out if out is not None else sys.stderr
     command: str = getattr(args, COMMAND_DEST)
     url: str = args.database_url
     missing = _missing_sqlite_file(url)
@@ -82,7 +86,7 @@ async def run_ledger_command(args: argparse.Namespace, *, out: TextIO | None = N
         ledger = Ledger(engine)
         return await _dispatch(command, args, ledger, stream)
     except LedgerError as error:
-        print(f"ledger: {error.code}: {error}", file=stream)
+        print(f"ledger: {error.code}: {error}", file=errors)
         return EXIT_PROBLEMS
     finally:
         await engine.dispose()
@@ -107,6 +111,11 @@ async def _dispatch(command: str, args: argparse.Namespace, ledger: Ledger, out:
         _emit(out, as_json, await ledger.open_holds(args.account), _hold_table)
     elif command == "trial-balance":
         return await _trial_balance(ledger, as_json, out)
+    elif command == "reconcile-runs":
+        if args.run is None:
+            _emit(out, as_json, await list_runs(ledger.engine), _runs_table)
+        else:
+            _emit(out, as_json, await run_breaks(ledger.engine, args.run), _breaks_table)
     elif command == "expire":
         expired = await ledger.expire_due()
         _emit(out, as_json, expired, _hold_table)
@@ -197,6 +206,33 @@ def _hold_table(holds: Sequence[Hold]) -> str:
         for h in holds
     ]
     return _table(["hold", "debit_account", "credit_account", "amount", "state", "expires_at_unix_ms"], rows)
+
+
+def _runs_table(runs: Sequence[ReconcileRun]) -> str:
+    rows = [
+        [str(r.id), str(r.started_at_unix_ms), r.movements_count, r.matched_count, r.breaks_count]
+        for r in runs
+    ]
+    return _table(["run", "started_at_unix_ms", "movements", "matched", "breaks"], rows)
+
+
+def _breaks_table(breaks: Sequence[Break]) -> str:
+    rows = [
+        [
+            b.kind.value,
+            b.external_ref or "",
+            b.account or "",
+            _or_blank(b.ledger_amount_nano_usd),
+            _or_blank(b.external_amount_nano_usd),
+            b.detail,
+        ]
+        for b in breaks
+    ]
+    return _table(["kind", "external_ref", "account", "ledger_nano_usd", "external_nano_usd", "detail"], rows)
+
+
+def _or_blank(value: int | None) -> int | str:
+    return "" if value is None else value
 
 
 def _transaction_table(transactions: Sequence[LedgerTransaction]) -> str:

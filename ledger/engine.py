@@ -16,9 +16,18 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "create_ledger_engine", "install_sqlite_hooks", "migrate"]
+__all__ = [
+    "PG_LOCK_TIMEOUT_MS",
+    "PG_STATEMENT_TIMEOUT_MS",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "create_ledger_engine",
+    "install_sqlite_hooks",
+    "migrate",
+]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_LOCK_TIMEOUT_MS = 10_000
+PG_STATEMENT_TIMEOUT_MS = 30_000
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -49,6 +58,15 @@ def create_ledger_engine(url: str, **engine_kwargs: Any) -> AsyncEngine:
         install_sqlite_hooks(engine)
         return engine
     engine_kwargs.setdefault("pool_pre_ping", True)
+    if url.startswith("postgresql+asyncpg"):
+        # Bounded waits: a lock held too long or a runaway statement fails instead of hanging a request.
+        connect_args = dict(engine_kwargs.pop("connect_args", {}))
+        server_settings = {
+            "lock_timeout": str(PG_LOCK_TIMEOUT_MS),
+            "statement_timeout": str(PG_STATEMENT_TIMEOUT_MS),
+            **connect_args.get("server_settings", {}),
+        }
+        engine_kwargs["connect_args"] = connect_args | {"server_settings": server_settings}
     return create_async_engine(url, **engine_kwargs)
 
 

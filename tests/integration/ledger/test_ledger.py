@@ -206,3 +206,12 @@ async def test_statement_and_trial_balance(ledger: Ledger) -> None:
     trial = await ledger.trial_balance()
     assert trial.balanced
     assert trial.debits_by_unit == {"nano_usd": 1_300}
+
+
+async def test_statement_window_keeps_running_balance(ledger: Ledger) -> None:
+    await open_demo_accounts(ledger)
+    for i in range(4):
+        await deposit(ledger, 10, key=f"d{i}")
+    statement = await ledger.statement(ALICE, limit=2)
+    assert [line.balance_after for line in statement.lines] == [30, 40]
+    assert statement.balance.posted == 40
