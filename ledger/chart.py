@@ -7,8 +7,6 @@ a CAIP-2 id such as `eip155:8453`.
 
 from __future__ import annotations
 
-import re
-
 from ledger.types import AccountFlags, AccountType
 
 __all__ = [
@@ -33,15 +31,6 @@ def _part(value: str) -> str:
     assert value, "an account name part must not be empty"
     assert ":" not in value, f"an account name part must not contain ':': {value!r}"
     return value
-
-
-_CAIP2 = re.compile(r"^[-a-z0-9]{3,8}:[-_a-zA-Z0-9]{1,32}$")
-
-
-def _network(network: str) -> str:
-    """A CAIP-2 chain id such as `eip155:8453`: the one name part with its own colon (DESIGN §5)."""
-    assert _CAIP2.fullmatch(network), f"not a CAIP-2 network id: {network!r}"
-    return network
 
 
 def _address(address: str) -> str:
