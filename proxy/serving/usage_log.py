@@ -1,0 +1,93 @@
+"""Writes one usage event per request: the explanation of its charge (tokens by kind, prices, catalog version)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from proxy.db.tables import usage_events
+
+__all__ = ["Attempt", "UsageEvent", "UsageLog"]
+
+
+class Attempt(BaseModel):
+    """One upstream attempt of a request: which deployment, and how it ended."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_id: str
+    provider: str
+    outcome: str  # "ok", or the UpstreamError kind that ended it.
+    status: int | None = None
+    latency_ms: int
+
+
+class UsageEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    payer_account: str
+    api_key_id: int | None
+    outcome: str  # completed | upstream_failed | stream_cut | client_disconnected | caller_error
+    model_id: str | None
+    provider: str | None
+    strategy: str | None
+    attempts: tuple[Attempt, ...]
+    streamed: bool
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    usage_estimated: bool
+    prices_nano_usd_per_mtok: dict[str, int]
+    catalog_version: str
+    quote_nano_usd: int
+    cost_nano_usd: int
+    hold_id: int | None
+    latency_ms: int
+    time_to_first_token_ms: int | None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UsageLog:
+    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = _utcnow) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    async def record(self, event: UsageEvent) -> None:
+        assert event.cost_nano_usd <= event.quote_nano_usd
+        row = event.model_dump(exclude={"attempts", "prices_nano_usd_per_mtok", "streamed", "usage_estimated"})
+        row |= {
+            "created_at": self._clock(),
+            "attempts_json": json.dumps([attempt.model_dump() for attempt in event.attempts]),
+            "prices_json": json.dumps(event.prices_nano_usd_per_mtok, sort_keys=True),
+            "streamed": int(event.streamed),
+            "usage_estimated": int(event.usage_estimated),
+        }
+        async with self._engine.begin() as connection:
+            await connection.execute(insert(usage_events).values(**row))
+
+    async def for_request(self, request_id: str) -> list[UsageEvent]:
+        statement = select(usage_events).where(usage_events.c.request_id == request_id).order_by(usage_events.c.id)
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(statement)).mappings().all()
+        return [
+            UsageEvent(
+                **{key: row[key] for key in UsageEvent.model_fields if key in row.keys()
+                   and key not in ("attempts", "streamed", "usage_estimated")},
+                attempts=tuple(Attempt(**item) for item in json.loads(row["attempts_json"])),
+                prices_nano_usd_per_mtok=json.loads(row["prices_json"]),
+                streamed=bool(row["streamed"]),
+                usage_estimated=bool(row["usage_estimated"]),
+            )
+            for row in rows
+        ]
