@@ -7,7 +7,7 @@ from aiohttp import web
 from proxy.app_keys import SETTINGS
 from proxy.handlers import chat, health, models
 from proxy.logging_setup import configure_logging
-from proxy.middlewares import error_middleware, request_id_middleware
+from proxy.middlewares import cors_middleware, error_middleware, request_id_middleware
 from proxy.resources import (
     catalog_ctx,
     chain_ctx,
@@ -25,7 +25,7 @@ __all__ = ["create_app"]
 def create_app(settings: Settings) -> web.Application:
     configure_logging(settings.log_format)
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware],
+        middlewares=[request_id_middleware, cors_middleware, error_middleware],
         client_max_size=settings.request_body_bytes_max,
     )
     app[SETTINGS] = settings

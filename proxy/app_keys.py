@@ -11,15 +11,18 @@ from web3 import AsyncWeb3
 
 from ledger import Ledger
 from proxy.catalog import Catalog
+from proxy.chart_accounts import ChartAccounts
 from proxy.payments.gate import PaymentGate
 from proxy.payments.intents import SettlementIntents
 from proxy.settings import Settings
 from proxy.upstream import Upstreams
+from x402.chain import TokenReader
 from x402.settle import Settler
 
 __all__ = [
     "CATALOG",
     "CHAIN_WEB3",
+    "CHART_ACCOUNTS",
     "DB_ENGINE",
     "HTTP_SESSION",
     "LEDGER",
@@ -27,16 +30,19 @@ __all__ = [
     "SETTINGS",
     "SETTLEMENT_INTENTS",
     "SETTLER",
+    "TOKEN_READER",
     "UPSTREAMS",
 ]
 
 SETTINGS = web.AppKey("SETTINGS", Settings)
 DB_ENGINE = web.AppKey("DB_ENGINE", AsyncEngine)
 LEDGER = web.AppKey("LEDGER", Ledger)
+CHART_ACCOUNTS = web.AppKey("CHART_ACCOUNTS", ChartAccounts)
 SETTLEMENT_INTENTS = web.AppKey("SETTLEMENT_INTENTS", SettlementIntents)
 HTTP_SESSION = web.AppKey("HTTP_SESSION", aiohttp.ClientSession)
 CHAIN_WEB3 = web.AppKey("CHAIN_WEB3", AsyncWeb3[Any])
 SETTLER = web.AppKey("SETTLER", Settler)
+TOKEN_READER = web.AppKey("TOKEN_READER", TokenReader)
 CATALOG = web.AppKey("CATALOG", Catalog)
 PAYMENT_GATE = web.AppKey("PAYMENT_GATE", PaymentGate)
 UPSTREAMS = web.AppKey("UPSTREAMS", Upstreams)

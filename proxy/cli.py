@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     from ledger.cli import add_ledger_commands
 
     ledger = commands.add_parser("ledger", help="inspect and check the ledger")
-    add_ledger_commands(ledger)
+    add_ledger_commands(ledger.add_subparsers(required=True))
 
     from proxy.routing.route_eval_cli import add_route_eval_command
 
@@ -72,12 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from proxy.config import run_config_check
 
         return run_config_check(args.config, os.environ)
-    if args.command == "ledger":
-        from ledger.cli import run_ledger_command
-
-        return asyncio.run(run_ledger_command(args))
     if args.command == "route-eval":
         from proxy.routing.route_eval_cli import run_route_eval
 
         return run_route_eval(args)
+    if args.command == "ledger":
+        from ledger.cli import run_ledger_command
+
+        return asyncio.run(run_ledger_command(args))
     raise AssertionError(f"unhandled command {args.command}")

@@ -24,7 +24,9 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from proxy.app import create_app
 from proxy.devnet.anvil import ANVIL_MNEMONIC, AnvilNode, free_tcp_port, run_anvil
 from proxy.devnet.tokens import DevnetTokens, deploy_test_tokens, mint_many
-from proxy.settings import AssetSettings, ProviderSettings, Settings
+from proxy.settings import AssetSettings, Settings
+from proxy.catalog import load_catalog
+from proxy.devnet.providers import simulated_providers
 from proxy.simulator import start_simulators
 
 __all__ = ["DEMO_ANVIL_PORT", "run_demo"]
@@ -84,7 +86,7 @@ def _archive_stale_database(state_dir: Path) -> None:
 
 def _banner(*, api: str, node: AnvilNode, record: DevnetRecord, agent: LocalAccount, network: str) -> str:
     example = (
-        f'.venv/bin/megarouter pay --api {api} --private-key {agent.key.hex()} \\\n'
+        f'.venv/bin/megarouter pay --api {api} --private-key {agent.key.to_0x_hex()} \\\n'
         f'    --model {DEMO_DEFAULT_MODEL} "Say hello in five words"'
     )
     curl = f"curl -s -i {api}/v1/chat/completions -H 'content-type: application/json' " \
@@ -97,7 +99,7 @@ def _banner(*, api: str, node: AnvilNode, record: DevnetRecord, agent: LocalAcco
         f"  USDC (test)      {record.usdc}",
         f"  USDT (test)      {record.usdt}",
         f"  agent address    {agent.address}  (1,000 USDC + 1,000 USDT on first start)",
-        f"  agent key        {agent.key.hex()}",
+        f"  agent key        {agent.key.to_0x_hex()}",
         "",
         "See the 402 offer:",
         f"  {curl}",
@@ -135,10 +137,7 @@ async def run_demo(*, state_dir: Path, port: int) -> int:
                 AssetSettings(symbol="USDC", address=record.usdc, eip712_name="USD Coin", eip712_version="2"),
                 AssetSettings(symbol="USDT", address=record.usdt, eip712_name="USDT0", eip712_version="1"),
             ),
-            providers={
-                name: ProviderSettings(api_kind=kind, base_url=url)  # type: ignore[arg-type]
-                for name, (kind, url) in simulators.provider_endpoints().items()
-            },
+            providers=simulated_providers(load_catalog(), simulator_base_url=simulators.base_url),
             default_model=DEMO_DEFAULT_MODEL,
             log_format="console",
         )

@@ -11,9 +11,16 @@ from aiohttp.typedefs import Handler
 
 from proxy.errors import ApiError, InvalidRequest, NotFound, PayloadTooLarge
 
-__all__ = ["error_middleware", "json_error", "request_id_middleware"]
+__all__ = ["cors_middleware", "error_middleware", "json_error", "request_id_middleware"]
 
 REQUEST_ID_HEADER = "X-Request-Id"
+# Browsers hide response headers from scripts unless named here; x402 clients in a page need these.
+EXPOSED_HEADERS = (
+    "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE, X-Request-Id, Retry-After, "
+    "X-MegaRouter-Model, X-MegaRouter-Provider, X-MegaRouter-Strategy, X-MegaRouter-Attempts, "
+    "X-MegaRouter-Quote-Nano-USD, X-MegaRouter-Cost-Nano-USD"
+)
+ALLOWED_REQUEST_HEADERS = "Authorization, Content-Type, PAYMENT-SIGNATURE, X-PAYMENT, X-Request-Id, X-MegaRouter-Strategy"
 # An inbound id is reused only when it cannot smuggle anything into logs or headers.
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 log = structlog.get_logger("megarouter.http")
@@ -32,6 +39,22 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     response = await handler(request)
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Any origin may call the API (it is paid per request or by key, never by cookie)."""
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        response: web.StreamResponse = web.Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = ALLOWED_REQUEST_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+    else:
+        response = await handler(request)
+    if not response.prepared:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
     return response
 
 

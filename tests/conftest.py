@@ -3,5 +3,8 @@
 pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.chain",
+    "tests.fixtures.ledger",
+    "tests.fixtures.providers",
+    "tests.fixtures.app",
     "tests.fixtures.router",
 ]

@@ -95,10 +95,14 @@ async def run_anvil(
     port = port or free_tcp_port()
     args = [
         find_anvil_binary(),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--chain-id", str(ANVIL_CHAIN_ID),
-        "--mnemonic", ANVIL_MNEMONIC,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--chain-id",
+        str(ANVIL_CHAIN_ID),
+        "--mnemonic",
+        ANVIL_MNEMONIC,
         "--silent",
         *extra_args,
     ]

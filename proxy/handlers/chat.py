@@ -9,10 +9,10 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from ledger import Ledger, chart
-from proxy.app_keys import CATALOG, LEDGER, PAYMENT_GATE, SETTINGS, UPSTREAMS
+from ledger import chart
+from proxy.app_keys import CATALOG, CHART_ACCOUNTS, LEDGER, PAYMENT_GATE, SETTINGS, UPSTREAMS
 from proxy.catalog import CatalogModel, UnknownModel
-from proxy.errors import ApiError, InvalidRequest, NotFound
+from proxy.errors import InvalidRequest, NotFound
 from proxy.openai_types import ChatCompletionRequest
 from proxy.payments.gate import AcceptedPayment
 from proxy.pricing import Quote, charge_for_usage, prompt_tokens_upper_bound, quote_request
@@ -76,12 +76,14 @@ async def _serve_held(
     request_id: str,
 ) -> tuple[ChatResult, int]:
     """Holds the quote on the payer's credit, calls upstream, and captures or voids. Returns the result and cost."""
-    ledger: Ledger = app[LEDGER]
+    ledger = app[LEDGER]
+    payable_account = chart.provider_payable(model.provider)
+    await app[CHART_ACCOUNTS].ensure([payable_account])
     hold = await ledger.hold(
         idempotency_key=f"{request_id}:hold",
         code=HOLD_CODE,
         debit_account=payment.credit_account,
-        credit_account=chart.provider_payable(model.provider),
+        credit_account=payable_account,
         amount=quote.cost_nano_usd_max,
         timeout_s=app[SETTINGS].hold_timeout_s,
         metadata={"request_id": request_id, "model": model.id},
@@ -104,12 +106,7 @@ async def _serve_held(
         # The quote is an upper bound by construction; if a provider over-reports, the payer is not billed more.
         log.error("charge_exceeds_quote", charge_nano_usd=cost_nano_usd, quote_nano_usd=quote.cost_nano_usd_max)
         cost_nano_usd = quote.cost_nano_usd_max
-    await ledger.capture(
-        hold.id,
-        amount=cost_nano_usd,
-        idempotency_key=f"{request_id}:capture",
-        metadata={"charge": charge.model_dump(), "usage_estimated": result.usage.estimated},
-    )
+    await ledger.capture(hold.id, cost_nano_usd, idempotency_key=f"{request_id}:capture")
     log.info("inference_charged", model=model.id, provider=model.provider, cost_nano_usd=cost_nano_usd,
              quote_nano_usd=quote.cost_nano_usd_max, input_tokens=result.usage.input_tokens,
              output_tokens=result.usage.output_tokens)
@@ -126,12 +123,9 @@ async def chat_completions(request: web.Request) -> web.Response:
     request_id = str(structlog.contextvars.get_contextvars().get("request_id", ""))
     structlog.contextvars.bind_contextvars(model=model.id)
     payment = await app[PAYMENT_GATE].accept(request, quote_nano_usd=quote.cost_nano_usd_max, request_id=request_id)
-    try:
-        result, cost_nano_usd = await _serve_held(
-            app, body=body, model=model, quote=quote, payment=payment, request_id=request_id
-        )
-    except ApiError:
-        raise
+    result, cost_nano_usd = await _serve_held(
+        app, body=body, model=model, quote=quote, payment=payment, request_id=request_id
+    )
     headers = {
         **payment.response_headers,
         "X-MegaRouter-Model": model.id,

@@ -15,11 +15,13 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from ledger import Ledger, chart
+from ledger import chart
+from proxy.chart_accounts import ChartAccounts
 from proxy.faults import crash_if_enabled
-from proxy.payments.booking import book_x402_deposit
+from proxy.payments.booking import book_mined_settlement, record_signed_settlement
 from proxy.payments.errors import PaymentMalformed, PaymentRequired
 from proxy.payments.intents import SettlementIntent, SettlementIntents
+from proxy.payments.stored_payment import dump_verified_payment
 from proxy.settings import AssetSettings, Settings
 from x402.chain import TokenReader
 from x402.codec import decode_payment_header, encode_header
@@ -32,7 +34,7 @@ from x402.errors import (
     X402Error,
 )
 from x402.models import PaymentPayload, PaymentPayloadV1, PaymentRequired as PaymentRequiredDocument
-from x402.models import PaymentRequirements, ResourceInfo, SettleResponse, to_wire
+from x402.models import PaymentRequirements, ResourceInfo, to_wire
 from x402.requirements import AcceptedAsset, build_requirements
 from x402.settle import Settler, SignedSettlement
 from x402.verify import VerifiedPayment, verify_payment_offchain, verify_payment_onchain
@@ -43,7 +45,6 @@ V2_PAYMENT_HEADER = "PAYMENT-SIGNATURE"
 V1_PAYMENT_HEADER = "X-PAYMENT"
 V2_RESPONSE_HEADER = "PAYMENT-RESPONSE"
 V1_RESPONSE_HEADER = "X-PAYMENT-RESPONSE"
-EXPOSED_HEADERS = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE, X-Request-Id"
 PAYMENT_REQUIRED_MESSAGE = "PAYMENT-SIGNATURE header is required"
 log = structlog.get_logger("megarouter.payments")
 
@@ -67,14 +68,14 @@ class PaymentGate:
         settler: Settler,
         token_reader: TokenReader,
         intents: SettlementIntents,
-        ledger: Ledger,
+        accounts: ChartAccounts,
         clock_unix_s: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._settler = settler
         self._token_reader = token_reader
         self._intents = intents
-        self._ledger = ledger
+        self._accounts = accounts
         self._clock_unix_s = clock_unix_s
         self._accepted_assets = tuple(
             AcceptedAsset(address=asset.address, name=asset.eip712_name, version=asset.eip712_version,
@@ -135,8 +136,8 @@ class PaymentGate:
             verified = verify_payment_offchain(
                 payload, self._requirements(quote_nano_usd), int(self._clock_unix_s())
             )
-            await verify_payment_onchain(verified, self._token_reader)
-            intent = await self._claim(verified, payload, request_id)
+            await verify_payment_onchain(self._token_reader, verified)
+            intent = await self._claim(verified, request_id)
             settle_response = await self._settle_and_book(verified, intent)
         except InvalidPayload as error:
             log.info("payment_malformed", reason=error.reason)
@@ -150,13 +151,10 @@ class PaymentGate:
             payer=verified.payer.lower(),
             credit_account=chart.credit_wallet(verified.payer),
             amount_nano_usd=verified.amount_atomic * 10 ** (9 - asset.decimals),
-            response_headers={header_name: encode_header(settle_response),
-                              "Access-Control-Expose-Headers": EXPOSED_HEADERS},
+            response_headers={header_name: encode_header(settle_response)},
         )
 
-    async def _claim(
-        self, verified: VerifiedPayment, payload: PaymentPayload | PaymentPayloadV1, request_id: str
-    ) -> SettlementIntent:
+    async def _claim(self, verified: VerifiedPayment, request_id: str) -> SettlementIntent:
         intent = await self._intents.claim(
             network=verified.requirements.network,
             asset=verified.asset,
@@ -164,7 +162,7 @@ class PaymentGate:
             authorization_nonce=verified.authorization.nonce,
             value_atomic=verified.amount_atomic,
             valid_before_unix_s=verified.authorization.valid_before,
-            payment_json=payload.model_dump_json(by_alias=True),
+            verified_payment_json=dump_verified_payment(verified),
             request_id=request_id,
         )
         if intent is None:
@@ -174,8 +172,7 @@ class PaymentGate:
 
     async def _settle_and_book(self, verified: VerifiedPayment, intent: SettlementIntent) -> SettleResponse:
         async def record_signed(signed: SignedSettlement) -> None:
-            await self._intents.record_signed(intent.id, tx_hash=signed.tx_hash, raw_tx=signed.raw_tx,
-                                              tx_nonce=signed.tx_nonce)
+            await record_signed_settlement(self._intents, intent.id, signed)
             crash_if_enabled(self._settings.fault_injection, "after_settlement_signed")
 
         try:
@@ -188,18 +185,8 @@ class PaymentGate:
             await self._intents.record_failed(intent.id, reason=error.reason)
             raise
         crash_if_enabled(self._settings.fault_injection, "after_settlement_mined")
-        await self._intents.record_mined(intent.id, tx_hash=result.tx_hash, block_number=result.block_number,
-                                         transfer_log_index=result.transfer_log_index)
-        transaction = await book_x402_deposit(
-            self._ledger,
-            intent=intent,
-            asset=self.asset_settings(verified.asset),
-            settlement_wallet=self.settlement_wallet,
-            tx_hash=result.tx_hash,
-            transfer_log_index=result.transfer_log_index,
-        )
-        await self._intents.record_booked(intent.id, ledger_transaction_id=transaction.id)
+        await book_mined_settlement(self._intents, self._accounts, intent.id, result,
+                                    asset=self.asset_settings(verified.asset), settlement_wallet=self.settlement_wallet)
         log.info("payment_settled", payer=verified.payer, amount_atomic=verified.amount_atomic,
                  tx_hash=result.tx_hash, asset=verified.asset)
-        return SettleResponse(success=True, transaction=result.tx_hash, network=verified.requirements.network,
-                              payer=verified.payer, amount=verified.amount_atomic)
+        return result.to_settle_response()

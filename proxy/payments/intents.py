@@ -46,11 +46,12 @@ class SettlementIntent(BaseModel):
     authorization_nonce: str
     value_atomic: int
     valid_before_unix_s: int
-    payment_json: str
+    verified_payment_json: str
     status: SettlementStatus
     tx_hash: str | None
     raw_tx: str | None
     tx_nonce: int | None
+    from_block: int | None
     block_number: int | None
     transfer_log_index: int | None
     ledger_transaction_id: int | None
@@ -76,7 +77,7 @@ class SettlementIntents:
         authorization_nonce: str,
         value_atomic: int,
         valid_before_unix_s: int,
-        payment_json: str,
+        verified_payment_json: str,
         request_id: str | None,
     ) -> SettlementIntent | None:
         """Claims an authorization for settlement; None when another request holds or finished it."""
@@ -91,12 +92,13 @@ class SettlementIntents:
         fresh = {
             "value_atomic": value_atomic,
             "valid_before_unix_s": valid_before_unix_s,
-            "payment_json": payment_json,
+            "verified_payment_json": verified_payment_json,
             "status": SettlementStatus.CLAIMED.value,
             "request_id": request_id,
             "tx_hash": None,
             "raw_tx": None,
             "tx_nonce": None,
+            "from_block": None,
             "error_reason": None,
             "updated_at": now,
         }
@@ -151,7 +153,10 @@ class SettlementIntents:
         # A lost transition means two workers drove one intent: a bug, never an expected outcome.
         assert result.rowcount == 1, f"intent {intent_id} was not in {from_statuses} for → {to}"
 
-    async def record_signed(self, intent_id: int, *, tx_hash: str, raw_tx: str, tx_nonce: int) -> None:
+    async def record_signed(
+        self, intent_id: int, *, tx_hash: str, raw_tx: str, tx_nonce: int, from_block: int
+    ) -> None:
+        # SIGNED → SIGNED: recovery may replace a transaction that can never be mined with a fresh one.
         await self._transition(
             intent_id,
             from_statuses=(SettlementStatus.CLAIMED, SettlementStatus.SIGNED),
@@ -159,11 +164,12 @@ class SettlementIntents:
             tx_hash=tx_hash,
             raw_tx=raw_tx,
             tx_nonce=tx_nonce,
+            from_block=from_block,
         )
 
     async def record_mined(
         self, intent_id: int, *, tx_hash: str, block_number: int, transfer_log_index: int
-    ) -> None:
+    ) -> SettlementIntent:
         await self._transition(
             intent_id,
             from_statuses=(SettlementStatus.CLAIMED, SettlementStatus.SIGNED),
@@ -172,6 +178,9 @@ class SettlementIntents:
             block_number=block_number,
             transfer_log_index=transfer_log_index,
         )
+        intent = await self.get(intent_id)
+        assert intent is not None
+        return intent
 
     async def record_booked(self, intent_id: int, *, ledger_transaction_id: int) -> None:
         await self._transition(

@@ -1,9 +1,10 @@
 """Finishes unfinished settlement intents from the chain's state, at start-up and then periodically.
 
 claimed (never signed, so never sent) → abandoned: nothing moved, the payer may submit it again.
-signed → the settler looks for the transaction (receipt; or rebroadcast of the stored raw transaction;
-or the authorization's AuthorizationUsed log) → mined and booked, or failed when it can never land.
-mined → booked. Booking is idempotent, so running this twice, or beside a live request, books once.
+signed → the settler finds the outcome (receipt; rebroadcast of the stored raw transaction; the
+authorization's AuthorizationUsed log; or a fresh transaction when the stored one can never be mined)
+→ mined and booked, or failed when it can never land. mined → booked. Booking is idempotent, so running
+this twice, or beside a live request, books once.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import structlog
 from pydantic import BaseModel
 
-from ledger import Ledger
-from proxy.payments.booking import book_x402_deposit
+from proxy.chart_accounts import ChartAccounts
+from proxy.payments.booking import book_mined_intent, book_mined_settlement, record_signed_settlement
 from proxy.payments.intents import SettlementIntent, SettlementIntents, SettlementStatus
+from proxy.payments.stored_payment import load_signed_settlement, load_verified_payment
 from proxy.settings import AssetSettings
-from x402.errors import SettlementError, SettlementPending
-from x402.settle import Settler
+from x402.errors import ChainUnavailable, SettlementPending, SettlementSendFailed, X402Error
+from x402.settle import Settler, SignedSettlement
 
 __all__ = ["RecoveryReport", "recover_settlements"]
 
@@ -37,51 +39,52 @@ def _asset(assets: tuple[AssetSettings, ...], address: str) -> AssetSettings:
     raise AssertionError(f"intent in an asset that is no longer configured: {address}")
 
 
-async def _book(ledger: Ledger, intents: SettlementIntents, intent: SettlementIntent,
-                assets: tuple[AssetSettings, ...], settlement_wallet: str) -> None:
-    assert intent.tx_hash is not None
-    assert intent.transfer_log_index is not None
-    transaction = await book_x402_deposit(
-        ledger, intent=intent, asset=_asset(assets, intent.asset), settlement_wallet=settlement_wallet,
-        tx_hash=intent.tx_hash, transfer_log_index=intent.transfer_log_index,
+async def _finish_signed(
+    intent: SettlementIntent, *, intents: SettlementIntents, settler: Settler, accounts: ChartAccounts,
+    asset: AssetSettings,
+) -> None:
+    async def record_signed(signed: SignedSettlement) -> None:
+        await record_signed_settlement(intents, intent.id, signed)
+
+    recovered = await settler.recover(
+        load_verified_payment(intent), load_signed_settlement(intent), before_send=record_signed
     )
-    await intents.record_booked(intent.id, ledger_transaction_id=transaction.id)
+    await book_mined_settlement(intents, accounts, intent.id, recovered.result, asset=asset,
+                                settlement_wallet=settler.address)
+    log.info("settlement_recovered", intent_id=intent.id, method=recovered.recovered_by,
+             tx_hash=recovered.result.tx_hash)
 
 
 async def recover_settlements(
     *,
     intents: SettlementIntents,
     settler: Settler,
-    ledger: Ledger,
+    accounts: ChartAccounts,
     assets: tuple[AssetSettings, ...],
     older_than_s: float = 0.0,
 ) -> RecoveryReport:
     report = RecoveryReport()
     for intent in await intents.unfinished(older_than_s=older_than_s):
+        asset = _asset(assets, intent.asset)
         if intent.status == SettlementStatus.CLAIMED:
             await intents.record_abandoned(intent.id, reason="never_signed")
             report.abandoned += 1
-            continue
-        if intent.status == SettlementStatus.SIGNED:
-            assert intent.raw_tx is not None and intent.tx_hash is not None
+        elif intent.status == SettlementStatus.SIGNED:
             try:
-                found = await settler.recover(
-                    raw_tx=intent.raw_tx, tx_hash=intent.tx_hash, asset=intent.asset,
-                    authorizer=intent.payer, nonce=intent.authorization_nonce,
-                    valid_before_unix_s=intent.valid_before_unix_s,
-                )
-            except SettlementPending:
+                await _finish_signed(intent, intents=intents, settler=settler, accounts=accounts, asset=asset)
+            except (SettlementPending, SettlementSendFailed, ChainUnavailable):
+                # The outcome is still unknown: leave the intent open for the next pass.
                 report.pending += 1
                 continue
-            except SettlementError as error:
+            except X402Error as error:
                 await intents.record_failed(intent.id, reason=error.reason)
                 report.failed += 1
                 continue
-            await intents.record_mined(intent.id, tx_hash=found.tx_hash, block_number=found.block_number,
-                                       transfer_log_index=found.transfer_log_index)
-            intent = await intents.get(intent.id) or intent
-        await _book(ledger, intents, intent, assets, settler.address)
-        report.booked += 1
+            report.booked += 1
+        else:
+            assert intent.status == SettlementStatus.MINED
+            await book_mined_intent(intents, accounts, intent, asset=asset, settlement_wallet=settler.address)
+            report.booked += 1
     if report != RecoveryReport():
-        log.info("settlements_recovered", **report.model_dump())
+        log.info("settlements_recovery_done", **report.model_dump())
     return report

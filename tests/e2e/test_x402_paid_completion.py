@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from ledger import chart
-from proxy.app_keys import LEDGER
+from ledger import chart, check_ledger
+from proxy.app_keys import DB_ENGINE, LEDGER
 from tests.e2e.payments import decode_b64_json, encode_b64_json, sign_v1_payment, sign_v2_payment
 from tests.fixtures.app import RunningRouter
 
@@ -79,7 +79,7 @@ async def test_paid_request_is_served_settled_and_booked(router: RunningRouter) 
     assert await router.token_balance(router.tokens.usdc.address, router.settlement_wallet) == wallet_before + quote_atomic
 
     ledger = router.app[LEDGER]
-    assert await ledger.check() == []
+    assert await check_ledger(router.app[DB_ENGINE]) == []
     cost_nano_usd = int(response.headers["X-MegaRouter-Cost-Nano-USD"])
     credit = await ledger.balance(chart.credit_wallet(payer.address))
     assert credit.available == quote_atomic * 1_000 - cost_nano_usd
@@ -166,7 +166,7 @@ async def test_insufficient_balance_is_refused_before_settlement(router: Running
         headers={"PAYMENT-SIGNATURE": encode_b64_json(sign_v2_payment(broke, offer))},
     )
     assert response.status == 402
-    assert (await response.json())["error"] == "invalid_exact_evm_insufficient_balance"
+    assert (await response.json())["error"] == "insufficient_funds"
     assert await router.snapshot() == before
 
 
@@ -185,8 +185,7 @@ async def test_replay_of_a_settled_payment_is_refused(router: RunningRouter) -> 
 async def test_nonce_used_on_chain_is_refused(router: RunningRouter) -> None:
     offer = await _offer(router)
     document = sign_v2_payment(router.payers[4], offer)
-    await router.cancel_authorization(router.payers[4], offer["accepts"][0]["asset"],
-                                      document["payload"]["authorization"]["nonce"])
+    await router.front_run(document, sender=router.payers[8].address)
     before = await router.snapshot()
     response = await router.client.post(
         "/v1/chat/completions", json=CHAT_BODY, headers={"PAYMENT-SIGNATURE": encode_b64_json(document)}
@@ -211,5 +210,5 @@ async def test_twenty_concurrent_copies_of_one_authorization_are_served_once(rou
     assert sorted(statuses) == [200] + [402] * 19
     # Exactly one settlement transaction reached the chain (Anvil mines one block per transaction).
     assert await router.w3.eth.block_number == block_before + 1
-    assert await router.app[LEDGER].check() == []
+    assert await check_ledger(router.app[DB_ENGINE]) == []
     assert await router.upstream_calls() == 1

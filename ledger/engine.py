@@ -1,0 +1,72 @@
+"""Engine helpers: `create_ledger_engine(url)` and `migrate(engine)`.
+
+On SQLite every transaction starts with BEGIN IMMEDIATE, so writers queue on the database lock at BEGIN
+(bounded by busy_timeout) instead of failing with SQLITE_BUSY when a read lock is upgraded; WAL lets readers
+go on meanwhile. On PostgreSQL the ledger locks accounts itself (SELECT ... FOR UPDATE in id order).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "create_ledger_engine", "install_sqlite_hooks", "migrate"]
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
+    """Make an aiosqlite engine safe for concurrent ledger writes: WAL, busy_timeout, BEGIN IMMEDIATE."""
+    assert engine.dialect.name == "sqlite"
+    assert busy_timeout_ms > 0
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the driver so the "begin" hook below decides how to BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_ledger_engine(url: str, **engine_kwargs: Any) -> AsyncEngine:
+    """An async engine configured for the ledger (SQLite hooks when the URL is SQLite)."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, **engine_kwargs)
+        install_sqlite_hooks(engine)
+        return engine
+    engine_kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, **engine_kwargs)
+
+
+def _upgrade(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the ledger schema to the newest revision. Safe to call at every start."""
+    if engine.dialect.name == "sqlite":
+        db_path = engine.url.database
+        if db_path and db_path != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    async with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # Two processes starting at once must not both create the schema.
+            await connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7262034501)")
+        await connection.run_sync(_upgrade)

@@ -1,0 +1,81 @@
+"""`megarouter pay`: a minimal x402 agent — ask, read the 402 offer, sign an EIP-3009 payment, ask again.
+
+It shows exactly what any agent does: no account and no API key, only a funded wallet key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from eth_account import Account
+
+from x402.codec import decode_payment_required_header, decode_header_json, encode_header
+from x402.client import sign_payment
+from x402.models import PaymentRequirements
+
+__all__ = ["run_pay_command"]
+
+AGENT_KEY_ENV = "MEGAROUTER_AGENT_KEY"
+REQUEST_TIMEOUT_S = 120.0
+
+
+# Token symbols an operator may type, by the EIP-712 domain name the offer carries.
+_SYMBOLS_BY_DOMAIN_NAME = {"USD Coin": ("usdc",), "USDT0": ("usdt", "usdt0")}
+
+
+def _choose(accepts: list[PaymentRequirements], asset: str | None) -> PaymentRequirements:
+    """The offer to pay: by token address or symbol, else the first (the server's preference)."""
+    if asset is None:
+        return accepts[0]
+    for requirement in accepts:
+        domain_name = str((requirement.extra or {}).get("name", ""))
+        names = {requirement.asset.lower(), domain_name.lower(), *_SYMBOLS_BY_DOMAIN_NAME.get(domain_name, ())}
+        if asset.lower() in names:
+            return requirement
+    raise SystemExit(f"pay: asset {asset} is not offered; offered: {[r.asset for r in accepts]}")
+
+
+async def run_pay_command(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
+    key = args.private_key or environ.get(AGENT_KEY_ENV)
+    if not key:
+        print(f"pay: pass --private-key or set {AGENT_KEY_ENV}", file=sys.stderr)
+        return 2
+    account = Account.from_key(key)
+    body: dict[str, Any] = {"model": args.model, "messages": [{"role": "user", "content": args.prompt}]}
+    if args.max_tokens:
+        body["max_tokens"] = args.max_tokens
+    url = f"{args.api.rstrip('/')}/v1/chat/completions"
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with session.post(url, json=body) as offer_response:
+            if offer_response.status != 402:
+                print(f"pay: expected 402, got {offer_response.status}: {await offer_response.text()}",
+                      file=sys.stderr)
+                return 1
+            offer = decode_payment_required_header(offer_response.headers["PAYMENT-REQUIRED"])
+        requirement = _choose(offer.accepts, args.asset)
+        payment = sign_payment(requirement, account, now_unix_s=int(time.time()), resource=offer.resource)
+        print(f"paying {requirement.amount} atomic units of {requirement.asset} to {requirement.pay_to}",
+              file=sys.stderr)
+        async with session.post(url, json=body, headers={"PAYMENT-SIGNATURE": encode_header(payment)}) as paid:
+            text = await paid.text()
+            if paid.status != 200:
+                print(f"pay: refused with {paid.status}: {text}", file=sys.stderr)
+                return 1
+            settlement = decode_header_json(paid.headers["PAYMENT-RESPONSE"])
+            completion = json.loads(text)
+    print(completion["choices"][0]["message"].get("content") or json.dumps(completion["choices"][0]["message"]))
+    print(json.dumps({
+        "model": paid.headers.get("X-MegaRouter-Model"),
+        "transaction": settlement.get("transaction"),
+        "paid_atomic": str(requirement.amount),
+        "cost_nano_usd": paid.headers.get("X-MegaRouter-Cost-Nano-USD"),
+    }), file=sys.stderr)
+    return 0

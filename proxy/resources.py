@@ -1,0 +1,170 @@
+"""One aiohttp cleanup context per resource; each is opened in order by create_app and closed in reverse.
+
+Teardown of a context runs only if its setup finished. Nothing here lives at module level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+from eth_account import Account
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from ledger import Ledger, create_ledger_engine, migrate, unix_ms_now
+from proxy.app_keys import (
+    CATALOG,
+    CHAIN_WEB3,
+    CHART_ACCOUNTS,
+    DB_ENGINE,
+    HTTP_SESSION,
+    LEDGER,
+    PAYMENT_GATE,
+    SETTINGS,
+    SETTLEMENT_INTENTS,
+    SETTLER,
+    TOKEN_READER,
+    UPSTREAMS,
+)
+from proxy.catalog import load_catalog
+from proxy.chart_accounts import ChartAccounts
+from proxy.db.migrate import migrate_proxy
+from proxy.payments.gate import PaymentGate
+from proxy.payments.intents import SettlementIntents
+from proxy.payments.recovery import recover_settlements
+from proxy.upstream import Upstreams
+from x402.chain import TokenReader
+from x402.settle import Settler
+
+__all__ = [
+    "catalog_ctx",
+    "chain_ctx",
+    "database_ctx",
+    "hold_expiry_ctx",
+    "http_session_ctx",
+    "payment_gate_ctx",
+    "settlement_recovery_ctx",
+]
+
+log = structlog.get_logger("megarouter.resources")
+HOLD_EXPIRY_INTERVAL_S = 15.0
+RECOVERY_INTERVAL_S = 30.0
+UPSTREAM_CONNECT_TIMEOUT_S = 10.0
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    engine_kwargs: dict[str, Any] = {}
+    if not settings.database_url.startswith("sqlite"):
+        engine_kwargs["pool_size"] = settings.db_pool_size_max
+    engine = create_ledger_engine(settings.database_url, **engine_kwargs)
+    try:
+        await migrate(engine)
+        await migrate_proxy(engine)
+        ledger = Ledger(engine)
+        app[DB_ENGINE] = engine
+        app[LEDGER] = ledger
+        app[CHART_ACCOUNTS] = ChartAccounts(ledger)
+        app[SETTLEMENT_INTENTS] = SettlementIntents(engine)
+        yield
+    finally:
+        await engine.dispose()
+
+
+async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    # Whole-request bounds are applied per call by the adapters; the session bounds only connecting.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=UPSTREAM_CONNECT_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        app[HTTP_SESSION] = session
+        app[UPSTREAMS] = Upstreams(session, settings.providers, timeout_s=settings.upstream_timeout_s)
+        yield
+
+
+async def chain_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    provider = AsyncHTTPProvider(
+        settings.chain_rpc_url,
+        request_kwargs={"timeout": aiohttp.ClientTimeout(total=settings.rpc_timeout_s)},
+    )
+    w3 = AsyncWeb3(provider)
+    try:
+        account = Account.from_key(settings.settlement_private_key.get_secret_value())
+        token_reader = TokenReader(w3, call_timeout_s=settings.rpc_timeout_s)
+        app[CHAIN_WEB3] = w3
+        app[TOKEN_READER] = token_reader
+        app[SETTLER] = Settler(w3, account, reader=token_reader, receipt_timeout_s=settings.settle_receipt_timeout_s,
+                               rpc_timeout_s=settings.rpc_timeout_s)
+        yield
+    finally:
+        await provider.disconnect()
+
+
+async def catalog_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[CATALOG] = load_catalog(app[SETTINGS].catalog_overrides_path)
+    yield
+
+
+async def payment_gate_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[PAYMENT_GATE] = PaymentGate(
+        settings=app[SETTINGS],
+        settler=app[SETTLER],
+        token_reader=app[TOKEN_READER],
+        intents=app[SETTLEMENT_INTENTS],
+        accounts=app[CHART_ACCOUNTS],
+    )
+    yield
+
+
+async def _recover(app: web.Application, *, older_than_s: float) -> None:
+    await recover_settlements(
+        intents=app[SETTLEMENT_INTENTS],
+        settler=app[SETTLER],
+        accounts=app[CHART_ACCOUNTS],
+        assets=app[SETTINGS].assets,
+        older_than_s=older_than_s,
+    )
+
+
+async def _every(interval_s: float, what: str, work: Any) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await work()
+        except Exception:  # noqa: BLE001 - a periodic task logs and tries again; it must not die silently.
+            log.exception("periodic_task_failed", task=what)
+
+
+async def settlement_recovery_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Finishes what a crash left before serving, then keeps finishing intents left pending by slow chains."""
+    await _recover(app, older_than_s=0.0)
+    # Only intents idle longer than a receipt wait can be orphans; younger ones belong to live requests.
+    idle_s = app[SETTINGS].settle_receipt_timeout_s * 2
+
+    async def again() -> None:
+        await _recover(app, older_than_s=idle_s)
+
+    task = asyncio.create_task(_every(RECOVERY_INTERVAL_S, "settlement_recovery", again))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def hold_expiry_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Expires holds whose request died without resolving them (the ledger also expires them lazily)."""
+    ledger = app[LEDGER]
+
+    async def sweep() -> None:
+        await ledger.expire_due(now_unix_ms=unix_ms_now())
+
+    task = asyncio.create_task(_every(HOLD_EXPIRY_INTERVAL_S, "hold_expiry", sweep))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

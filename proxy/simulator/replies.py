@@ -1,0 +1,174 @@
+"""Deterministic replies for the simulated providers: the same request always gets the same answer.
+
+The seed is a hash of the request's model and conversation, so tests can predict text, tool calls and
+usage without storing anything. A reply is a list of words from a fixed vocabulary; each word (with its
+leading space) counts as one completion token, which keeps streamed and non-streamed counts identical.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ReplyPlan", "ToolSpec", "plan_reply", "seed_for", "tool_arguments"]
+
+VOCABULARY = (
+    "the",
+    "router",
+    "picks",
+    "a",
+    "model",
+    "that",
+    "fits",
+    "the",
+    "task",
+    "and",
+    "the",
+    "budget",
+    "while",
+    "every",
+    "token",
+    "is",
+    "counted",
+    "and",
+    "settled",
+    "on",
+    "chain",
+    "with",
+    "exact",
+    "integer",
+    "money",
+    "so",
+    "nothing",
+    "drifts",
+    "between",
+    "the",
+    "ledger",
+    "and",
+    "the",
+    "wallet",
+    "latency",
+    "stays",
+    "low",
+    "because",
+    "streams",
+    "flow",
+    "through",
+    "without",
+    "buffering",
+    "and",
+    "failures",
+    "fail",
+    "over",
+    "quickly",
+    "simulated",
+    "providers",
+    "answer",
+    "deterministically",
+    "for",
+    "tests",
+    "demos",
+    "and",
+    "benchmarks",
+)
+REPLY_WORDS_MIN = 12
+REPLY_WORDS_SPREAD = 36
+REASONING_TOKENS_MIN = 16
+REASONING_TOKENS_SPREAD = 64
+
+
+def seed_for(material: Any) -> int:
+    """A 64-bit seed from any JSON-able value (sorted keys, so dict order does not matter)."""
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPlan:
+    """What the simulated model answers. `words` are the visible tokens; `tool_call` replaces text."""
+
+    words: tuple[str, ...]
+    finish: str  # "stop" | "length" | "tool_calls"; each format renders its own spelling.
+    tool_call: tuple[str, str] | None  # (name, JSON arguments)
+    tool_call_id: str
+    reasoning_tokens: int
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def pieces(self) -> list[str]:
+        """Stream deltas: the first word capitalised, the others with a leading space."""
+        if not self.words:
+            return []
+        first = self.words[0].capitalize()
+        return [first, *(f" {word}" for word in self.words[1:])]
+
+    @property
+    def output_tokens(self) -> int:
+        tool_tokens = 0
+        if self.tool_call is not None:
+            name, arguments = self.tool_call
+            tool_tokens = 1 + -(-(len(name) + len(arguments)) // 4)
+        return len(self.words) + tool_tokens + self.reasoning_tokens
+
+
+def tool_arguments(parameters: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Arguments that satisfy a simple JSON schema: every required property (all, if none is marked)."""
+    properties = parameters.get("properties") or {}
+    names = parameters.get("required") or list(properties)
+    arguments: dict[str, Any] = {}
+    for index, name in enumerate(names):
+        schema = properties.get(name) or {}
+        word = VOCABULARY[(seed >> index) % len(VOCABULARY)]
+        if schema.get("enum"):
+            arguments[name] = schema["enum"][0]
+        elif schema.get("type") == "integer":
+            arguments[name] = (seed >> index) % 100
+        elif schema.get("type") == "number":
+            arguments[name] = ((seed >> index) % 1000) / 10
+        elif schema.get("type") == "boolean":
+            arguments[name] = bool((seed >> index) & 1)
+        elif schema.get("type") == "array":
+            arguments[name] = [word]
+        elif schema.get("type") == "object":
+            arguments[name] = {}
+        else:
+            arguments[name] = word
+    return arguments
+
+
+def plan_reply(
+    *,
+    seed: int,
+    output_tokens_max: int | None,
+    tool: ToolSpec | None,
+    reasoning: bool,
+) -> ReplyPlan:
+    """The reply for a seed. `tool` is the tool to call (the format's handler decides whether to call one)."""
+    assert output_tokens_max is None or output_tokens_max >= 1
+    reasoning_tokens = 0
+    if reasoning:
+        reasoning_tokens = REASONING_TOKENS_MIN + seed % REASONING_TOKENS_SPREAD
+        if output_tokens_max is not None:
+            reasoning_tokens = min(reasoning_tokens, output_tokens_max // 2)
+    call_id = f"{seed:016x}"[:12]
+    if tool is not None:
+        arguments = json.dumps(tool_arguments(tool.parameters, seed), separators=(",", ":"))
+        return ReplyPlan((), "tool_calls", (tool.name, arguments), call_id, reasoning_tokens)
+    wanted = REPLY_WORDS_MIN + seed % REPLY_WORDS_SPREAD
+    room = wanted if output_tokens_max is None else output_tokens_max - reasoning_tokens
+    count = min(wanted, room)
+    words = tuple(VOCABULARY[(seed // 7 + index * 13) % len(VOCABULARY)] for index in range(count))
+    finish = "stop" if count == wanted else "length"
+    return ReplyPlan(words, finish, None, call_id, reasoning_tokens)

@@ -1,0 +1,94 @@
+"""Runs MegaRouter as a separate OS process (`python -m proxy serve`), for crash and multi-process tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+
+from proxy.devnet.anvil import free_tcp_port
+from proxy.settings import Settings
+
+__all__ = ["ServerProcess", "run_server_process", "settings_to_toml"]
+
+SERVER_READY_TIMEOUT_S = 30.0
+
+
+def _toml_value(value: object) -> str:
+    # JSON strings, numbers, booleans and arrays are valid TOML values.
+    return json.dumps(value)
+
+
+def settings_to_toml(settings: Settings) -> str:
+    """The config file a server process would read; secrets stay out (they travel in the environment)."""
+    data = settings.model_dump(mode="json", exclude={"settlement_private_key", "providers", "assets"})
+    lines = [f"{key} = {_toml_value(value)}" for key, value in data.items() if value is not None]
+    for asset in settings.assets:
+        lines += ["", "[[assets]]"] + [f"{key} = {_toml_value(value)}" for key, value in asset.model_dump().items()]
+    for name, provider in settings.providers.items():
+        lines += ["", f'[providers."{name}"]', f"api_kind = {_toml_value(provider.api_kind)}",
+                  f"base_url = {_toml_value(provider.base_url)}", 'api_key_env = "MEGAROUTER_TEST_PROVIDER_KEY"']
+    return "\n".join(lines) + "\n"
+
+
+class ServerProcess:
+    def __init__(self, process: asyncio.subprocess.Process, base_url: str) -> None:
+        self.process = process
+        self.base_url = base_url
+
+    async def wait_exit(self, timeout_s: float = 30.0) -> int:
+        async with asyncio.timeout(timeout_s):
+            return await self.process.wait()
+
+
+async def _wait_healthy(base_url: str, process: asyncio.subprocess.Process) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SERVER_READY_TIMEOUT_S
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0)) as session:
+        while loop.time() < deadline:
+            if process.returncode is not None:
+                raise RuntimeError(f"server exited early with code {process.returncode}")
+            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                async with session.get(f"{base_url}/healthz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"server at {base_url} not healthy within {SERVER_READY_TIMEOUT_S} s")
+
+
+@contextlib.asynccontextmanager
+async def run_server_process(settings: Settings, config_dir: Path, *, log_name: str = "server.log"
+                             ) -> AsyncIterator[ServerProcess]:
+    port = free_tcp_port()
+    settings = settings.model_copy(update={"port": port, "log_format": "json"})
+    config_path = config_dir / "megarouter.toml"
+    config_path.write_text(settings_to_toml(settings))
+    environ = {
+        **os.environ,
+        "MEGAROUTER_SETTLEMENT_PRIVATE_KEY": settings.settlement_private_key.get_secret_value(),
+        "MEGAROUTER_TEST_PROVIDER_KEY": "sim-key",
+    }
+    with open(config_dir / log_name, "ab") as log_file:  # noqa: ASYNC230 - test set-up, once per process.
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "proxy", "serve", "--config", str(config_path),
+            env=environ, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_healthy(base_url, process)
+        yield ServerProcess(process, base_url)
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
+                await process.wait()

@@ -1,0 +1,89 @@
+"""A crash anywhere in settlement loses nothing and books nothing twice.
+
+Method: MegaRouter runs as a real OS process with a crash point enabled (proxy/faults.py); an agent pays;
+the process dies with os._exit at that point; a new process on the same database and chain starts, and
+its start-up recovery must finish the intent from the chain's state. A third start must change nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from eth_account.signers.local import LocalAccount
+from sqlalchemy import select
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from ledger import Ledger, chart, check_ledger, create_ledger_engine
+from proxy.db.tables import x402_settlements
+from proxy.devnet.anvil import AnvilNode
+from proxy.devnet.tokens import DevnetTokens
+from proxy.faults import CRASH_EXIT_CODE
+from proxy.simulator import Simulators
+from tests.e2e.payments import encode_b64_json, sign_v2_payment
+from tests.e2e.server_process import run_server_process
+from tests.fixtures.app import router_settings
+
+CHAT_BODY: dict[str, Any] = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}],
+                             "max_tokens": 16}
+
+
+async def _pay_until_crash(base_url: str, payer: LocalAccount) -> int:
+    """Pays one request; the server dies mid-way, so the client sees the connection drop."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        async with session.post(f"{base_url}/v1/chat/completions", json=CHAT_BODY) as response:
+            assert response.status == 402
+            offer = await response.json()
+        header = encode_b64_json(sign_v2_payment(payer, offer))
+        with pytest.raises(aiohttp.ClientError):
+            async with session.post(f"{base_url}/v1/chat/completions", json=CHAT_BODY,
+                                    headers={"PAYMENT-SIGNATURE": header}) as paid:
+                await paid.read()
+    return int(offer["accepts"][0]["amount"])
+
+
+async def _usdc_balance(w3: AsyncWeb3[Any], token: str, owner: str) -> int:
+    data = "0x70a08231" + owner.lower().removeprefix("0x").rjust(64, "0")
+    result = await w3.eth.call({"to": AsyncWeb3.to_checksum_address(token), "data": data})  # type: ignore[typeddict-item]
+    return int.from_bytes(result, "big")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crash_point", ["after_settlement_signed", "after_settlement_mined"])
+async def test_crash_during_settlement_is_recovered_once(
+    crash_point: str, tmp_path: Path, anvil: AnvilNode, tokens: DevnetTokens, anvil_accounts: list[LocalAccount],
+    simulator: Simulators, database_url: str,
+) -> None:
+    payer = anvil_accounts[7]
+    settings = router_settings(anvil=anvil, tokens=tokens, settlement_key=anvil_accounts[0].key.to_0x_hex(),
+                               simulator_base_url=simulator.base_url, database_url=database_url)
+    w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
+    usdc = tokens.usdc.address
+    before = await _usdc_balance(w3, usdc, payer.address)
+
+    async with run_server_process(settings.model_copy(update={"fault_injection": frozenset({crash_point})}),
+                                  tmp_path) as server:
+        paid_atomic = await _pay_until_crash(server.base_url, payer)
+        assert await server.wait_exit() == CRASH_EXIT_CODE
+
+    for _ in range(2):  # Recovery runs at start; a second start must change nothing.
+        async with run_server_process(settings, tmp_path):
+            pass
+
+    assert await _usdc_balance(w3, usdc, payer.address) == before - paid_atomic
+    engine = create_ledger_engine(database_url)
+    try:
+        assert await check_ledger(engine) == []
+        credit = await Ledger(engine).balance(chart.credit_wallet(payer.address))
+        # The request never reached the model, so the whole payment is the payer's credit.
+        assert credit.available == paid_atomic * 1_000
+        async with engine.connect() as connection:
+            rows = (await connection.execute(select(x402_settlements))).mappings().all()
+        assert [row["status"] for row in rows] == ["booked"]
+        deposits = [tx for tx in await Ledger(engine).transactions() if tx.code == "x402_deposit"]
+        assert len(deposits) == 1
+    finally:
+        await engine.dispose()
+        await w3.provider.disconnect()

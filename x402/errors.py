@@ -1,0 +1,158 @@
+"""Typed x402 failures, each carrying the stable reason code that goes on the wire.
+
+    X402Error (reason: unexpected_verify_error)
+    ├── InvalidPayload                  invalid_payload            (malformed header/JSON; HTTP 400)
+    ├── InvalidX402Version              invalid_x402_version
+    ├── UnsupportedScheme               unsupported_scheme
+    ├── InvalidNetwork                  invalid_network
+    ├── InvalidPaymentRequirements      invalid_payment_requirements (asset or `accepted` not offered)
+    ├── RecipientMismatch               invalid_exact_evm_payload_recipient_mismatch
+    ├── ValueMismatch                   invalid_exact_evm_payload_authorization_value_mismatch
+    ├── AuthorizationNotYetValid        invalid_exact_evm_payload_authorization_valid_after
+    ├── AuthorizationExpired            invalid_exact_evm_payload_authorization_valid_before
+    ├── InvalidSignature                invalid_exact_evm_payload_signature
+    ├── TokenNameMismatch               invalid_exact_evm_token_name_mismatch
+    ├── TokenVersionMismatch            invalid_exact_evm_token_version_mismatch
+    ├── NetworkMismatch                 network_mismatch           (RPC chain id differs from the network)
+    ├── AssetNotDeployed                asset_not_deployed_contract
+    ├── NonceAlreadyUsed                invalid_exact_evm_nonce_already_used
+    ├── InsufficientFunds               insufficient_funds
+    ├── ChainUnavailable                unexpected_verify_error    (RPC failed or timed out)
+    └── SettlementError                 unexpected_settle_error
+        ├── SettlementSendFailed        unexpected_settle_error    (send failed; outcome unknown → recover)
+        ├── SettlementPending           settlement_pending         (no receipt within the bound)
+        ├── TransactionFailed           transaction_failed         (mined and reverted)
+        └── InvalidTransactionState     invalid_transaction_state  (authorization canceled, cannot settle)
+
+Verification failures map to HTTP 402 except InvalidPayload (400); mapping to HTTP is the proxy's job.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AssetNotDeployed",
+    "AuthorizationExpired",
+    "AuthorizationNotYetValid",
+    "ChainUnavailable",
+    "InsufficientFunds",
+    "InvalidNetwork",
+    "InvalidPayload",
+    "InvalidPaymentRequirements",
+    "InvalidSignature",
+    "InvalidTransactionState",
+    "InvalidX402Version",
+    "NetworkMismatch",
+    "NonceAlreadyUsed",
+    "RecipientMismatch",
+    "SettlementError",
+    "SettlementPending",
+    "SettlementSendFailed",
+    "TokenNameMismatch",
+    "TokenVersionMismatch",
+    "TransactionFailed",
+    "UnsupportedScheme",
+    "ValueMismatch",
+    "X402Error",
+]
+
+
+class X402Error(Exception):
+    """Root of every expected x402 failure; `reason` is the spec's reason code (stable, on the wire)."""
+
+    reason: ClassVar[str] = "unexpected_verify_error"
+
+    def __init__(self, message: str, *, tx_hash: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        # Set on settlement errors once a transaction exists, so callers can store and recover it.
+        self.tx_hash = tx_hash
+
+
+class InvalidPayload(X402Error):
+    reason = "invalid_payload"
+
+
+class InvalidX402Version(X402Error):
+    reason = "invalid_x402_version"
+
+
+class UnsupportedScheme(X402Error):
+    reason = "unsupported_scheme"
+
+
+class InvalidNetwork(X402Error):
+    reason = "invalid_network"
+
+
+class InvalidPaymentRequirements(X402Error):
+    reason = "invalid_payment_requirements"
+
+
+class RecipientMismatch(X402Error):
+    reason = "invalid_exact_evm_payload_recipient_mismatch"
+
+
+class ValueMismatch(X402Error):
+    reason = "invalid_exact_evm_payload_authorization_value_mismatch"
+
+
+class AuthorizationNotYetValid(X402Error):
+    reason = "invalid_exact_evm_payload_authorization_valid_after"
+
+
+class AuthorizationExpired(X402Error):
+    reason = "invalid_exact_evm_payload_authorization_valid_before"
+
+
+class InvalidSignature(X402Error):
+    reason = "invalid_exact_evm_payload_signature"
+
+
+class TokenNameMismatch(X402Error):
+    reason = "invalid_exact_evm_token_name_mismatch"
+
+
+class TokenVersionMismatch(X402Error):
+    reason = "invalid_exact_evm_token_version_mismatch"
+
+
+class NetworkMismatch(X402Error):
+    reason = "network_mismatch"
+
+
+class AssetNotDeployed(X402Error):
+    reason = "asset_not_deployed_contract"
+
+
+class NonceAlreadyUsed(X402Error):
+    reason = "invalid_exact_evm_nonce_already_used"
+
+
+class InsufficientFunds(X402Error):
+    reason = "insufficient_funds"
+
+
+class ChainUnavailable(X402Error):
+    reason = "unexpected_verify_error"
+
+
+class SettlementError(X402Error):
+    reason = "unexpected_settle_error"
+
+
+class SettlementSendFailed(SettlementError):
+    reason = "unexpected_settle_error"
+
+
+class SettlementPending(SettlementError):
+    reason = "settlement_pending"
+
+
+class TransactionFailed(SettlementError):
+    reason = "transaction_failed"
+
+
+class InvalidTransactionState(SettlementError):
+    reason = "invalid_transaction_state"

@@ -1,0 +1,336 @@
+"""On-chain settlement of verified `exact` payments: transferWithAuthorization sent from our own key.
+
+Settler owns the settlement key's transaction nonces. Per settlement, under one asyncio.Lock: re-check
+the authorization is unused and the balance suffices (the SDK does not, so a replay would burn gas),
+sign with the next nonce, await the caller's `before_send` (the proxy persists the intent there), send.
+Receipts are awaited outside the lock, so many settlements are in flight at once. A failed send resyncs
+the nonce from the chain. After a crash `recover` finishes a stored settlement without ever sending a
+second, different transaction for an authorization that could still be mined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from eth_abi.abi import encode as abi_encode
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+from hexbytes import HexBytes
+from web3 import AsyncWeb3
+from web3.exceptions import TimeExhausted, TransactionNotFound, Web3Exception
+
+from x402.chain import TokenReader
+from x402.eip3009 import split_signature
+from x402.errors import (
+    ChainUnavailable,
+    InsufficientFunds,
+    InvalidTransactionState,
+    NonceAlreadyUsed,
+    SettlementPending,
+    SettlementSendFailed,
+    TransactionFailed,
+)
+from x402.models import SettleResponse
+from x402.verify import VerifiedPayment
+
+__all__ = [
+    "TRANSFER_WITH_AUTHORIZATION_SELECTOR",
+    "BeforeSend",
+    "RecoveredSettlement",
+    "RecoveryMethod",
+    "SettlementResult",
+    "Settler",
+    "SignedSettlement",
+]
+
+# transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)
+TRANSFER_WITH_AUTHORIZATION_SELECTOR = bytes.fromhex("e3ee160e")
+_TRANSFER_TOPIC = keccak(text="Transfer(address,address,uint256)")
+
+RecoveryMethod = Literal["receipt", "rebroadcast", "discovered", "resettled"]
+
+
+@dataclass(frozen=True, slots=True)
+class SignedSettlement:
+    """A signed, not yet sent settlement transaction: what the proxy persists before sending."""
+
+    raw_tx: bytes
+    tx_hash: str
+    tx_nonce: int
+    # The chain head when signed: log searches during recovery start here.
+    from_block: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementResult:
+    """A mined, successful settlement."""
+
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    effective_gas_price_wei: int
+    transfer_log_index: int | None
+    payer: str
+    amount_atomic: int
+    network: str
+
+    def to_settle_response(self) -> SettleResponse:
+        return SettleResponse(
+            success=True,
+            transaction=self.tx_hash,
+            network=self.network,
+            payer=self.payer,
+            amount=self.amount_atomic,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredSettlement:
+    result: SettlementResult
+    recovered_by: RecoveryMethod
+
+
+BeforeSend = Callable[[SignedSettlement], Awaitable[None]]
+
+
+class Settler:
+    """Sends settlements from `account`; one instance per settlement key per process."""
+
+    def __init__(
+        self,
+        w3: AsyncWeb3[Any],
+        account: LocalAccount,
+        *,
+        reader: TokenReader | None = None,
+        receipt_timeout_s: float = 60.0,
+        rpc_timeout_s: float = 10.0,
+        receipt_poll_s: float = 0.05,
+        gas_limit: int = 150_000,
+        priority_fee_wei: int = 1_000_000_000,
+        log_search_blocks_max: int = 50_000,
+    ) -> None:
+        assert receipt_timeout_s > 0
+        assert rpc_timeout_s > 0
+        assert 21_000 < gas_limit <= 1_000_000
+        self._w3 = w3
+        self._account = account
+        self._reader = reader or TokenReader(w3, call_timeout_s=rpc_timeout_s)
+        self._receipt_timeout_s = receipt_timeout_s
+        self._rpc_timeout_s = rpc_timeout_s
+        self._receipt_poll_s = receipt_poll_s
+        self._gas_limit = gas_limit
+        self._priority_fee_wei = priority_fee_wei
+        self._log_search_blocks_max = log_search_blocks_max
+        self._lock = asyncio.Lock()
+        self._next_tx_nonce: int | None = None
+        # Authorizations sent by this process and not yet final; a second copy is refused at once.
+        self._in_flight: set[tuple[str, str, str]] = set()
+
+    @property
+    def address(self) -> str:
+        return str(self._account.address)
+
+    async def settle(
+        self, payment: VerifiedPayment, *, before_send: BeforeSend | None = None
+    ) -> SettlementResult:
+        """Re-check, sign, `before_send`, send, await the receipt. Raises X402Error subclasses."""
+        key = _authorization_key(payment)
+        if key in self._in_flight:
+            raise NonceAlreadyUsed("this authorization is already being settled")
+        self._in_flight.add(key)
+        try:
+            async with self._lock:
+                await self._recheck(payment)
+                signed = await self._sign_locked(payment)
+                if before_send is not None:
+                    await before_send(signed)
+                await self._send_locked(signed)
+            return await self._await_result(payment, signed.tx_hash)
+        finally:
+            self._in_flight.discard(key)
+
+    async def _recheck(self, payment: VerifiedPayment) -> None:
+        used, balance_atomic = await asyncio.gather(
+            self._reader.authorization_used(payment.asset, payment.payer, payment.authorization.nonce),
+            self._reader.balance_atomic(payment.asset, payment.payer),
+        )
+        if used:
+            raise NonceAlreadyUsed("authorization nonce is already used or canceled on chain")
+        if balance_atomic < payment.amount_atomic:
+            raise InsufficientFunds("payer balance is below the authorized value")
+
+    async def _rpc(self, call: Awaitable[Any], what: str) -> Any:
+        try:
+            async with asyncio.timeout(self._rpc_timeout_s):
+                return await call
+        except (TimeoutError, OSError, Web3Exception) as error:
+            raise ChainUnavailable(f"RPC {what} failed: {type(error).__name__}") from error
+
+    async def _sign_locked(self, payment: VerifiedPayment) -> SignedSettlement:
+        assert self._lock.locked()
+        if self._next_tx_nonce is None:
+            self._next_tx_nonce = int(
+                await self._rpc(self._w3.eth.get_transaction_count(self._account.address, "pending"), "nonce")
+            )
+        block = await self._rpc(self._w3.eth.get_block("latest"), "eth_getBlockByNumber")
+        base_fee_wei = int(block.get("baseFeePerGas", 0))
+        tx: dict[str, Any] = {
+            "type": 2,
+            "chainId": payment.chain_id,
+            "nonce": self._next_tx_nonce,
+            "to": payment.asset,
+            "value": 0,
+            "data": _transfer_with_authorization_calldata(payment),
+            "gas": self._gas_limit,
+            "maxPriorityFeePerGas": self._priority_fee_wei,
+            # Twice the base fee survives several full blocks of base-fee growth before the tx stalls.
+            "maxFeePerGas": 2 * base_fee_wei + self._priority_fee_wei,
+        }
+        signed_tx = self._account.sign_transaction(tx)
+        return SignedSettlement(
+            raw_tx=bytes(signed_tx.raw_transaction),
+            tx_hash=HexBytes(signed_tx.hash).to_0x_hex(),
+            tx_nonce=self._next_tx_nonce,
+            from_block=int(block["number"]),
+        )
+
+    async def _send_locked(self, signed: SignedSettlement) -> None:
+        assert self._lock.locked()
+        assert self._next_tx_nonce == signed.tx_nonce
+        try:
+            await self._rpc(self._w3.eth.send_raw_transaction(signed.raw_tx), "eth_sendRawTransaction")
+        except ChainUnavailable as error:
+            # The node may or may not hold the transaction: ask the chain for the nonce next time.
+            self._next_tx_nonce = None
+            raise SettlementSendFailed(str(error), tx_hash=signed.tx_hash) from error
+        self._next_tx_nonce = signed.tx_nonce + 1
+
+    async def _receipt_or_none(self, tx_hash: str) -> Any:
+        try:
+            return await self._rpc(self._w3.eth.get_transaction_receipt(HexBytes(tx_hash)), "receipt")
+        except ChainUnavailable as error:
+            if isinstance(error.__cause__, TransactionNotFound):
+                return None
+            raise
+
+    async def _is_known(self, tx_hash: str) -> bool:
+        """True while the node holds the transaction (pending or mined)."""
+        try:
+            await self._rpc(self._w3.eth.get_transaction(HexBytes(tx_hash)), "eth_getTransactionByHash")
+        except ChainUnavailable as error:
+            if isinstance(error.__cause__, TransactionNotFound):
+                return False
+            raise
+        return True
+
+    async def _await_result(self, payment: VerifiedPayment, tx_hash: str) -> SettlementResult:
+        try:
+            receipt = await self._w3.eth.wait_for_transaction_receipt(
+                HexBytes(tx_hash), timeout=self._receipt_timeout_s, poll_latency=self._receipt_poll_s
+            )
+        except TimeExhausted as error:
+            raise SettlementPending("no receipt within the bound", tx_hash=tx_hash) from error
+        return _result_from_receipt(payment, receipt)
+
+    async def recover(
+        self,
+        payment: VerifiedPayment,
+        signed: SignedSettlement,
+        *,
+        before_send: BeforeSend | None = None,
+    ) -> RecoveredSettlement:
+        """Finishes a settlement whose outcome a crash hid. Run it before new settlements start.
+
+        Mined → its receipt. Unknown and the authorization unused → rebroadcast the very same raw tx, or,
+        when its tx nonce was taken by another tx (so it can never be mined), settle afresh. Authorization
+        used → find the AuthorizationUsed log (whoever sent it) and return that transaction's receipt.
+        """
+        receipt = await self._receipt_or_none(signed.tx_hash)
+        if receipt is not None and receipt["status"] == 1:
+            return RecoveredSettlement(_result_from_receipt(payment, receipt), "receipt")
+        if await self._reader.authorization_used(payment.asset, payment.payer, payment.authorization.nonce):
+            return RecoveredSettlement(await self._discover(payment, signed), "discovered")
+        confirmed_nonce = int(
+            await self._rpc(self._w3.eth.get_transaction_count(self._account.address, "latest"), "nonce")
+        )
+        if receipt is None and signed.tx_nonce >= confirmed_nonce:
+            if await self._is_known(signed.tx_hash):
+                return RecoveredSettlement(await self._await_result(payment, signed.tx_hash), "receipt")
+            async with self._lock:
+                try:
+                    send = self._w3.eth.send_raw_transaction(signed.raw_tx)
+                    await self._rpc(send, "eth_sendRawTransaction")
+                finally:
+                    self._next_tx_nonce = None
+            return RecoveredSettlement(await self._await_result(payment, signed.tx_hash), "rebroadcast")
+        # Our tx reverted or its nonce went to another tx: it can never be mined, so a new one is safe.
+        return RecoveredSettlement(await self.settle(payment, before_send=before_send), "resettled")
+
+    async def _discover(self, payment: VerifiedPayment, signed: SignedSettlement) -> SettlementResult:
+        head = int(await self._rpc(self._w3.eth.block_number, "eth_blockNumber"))
+        from_block = max(signed.from_block, head - self._log_search_blocks_max, 0)
+        logs = await self._reader.authorization_used_logs(
+            payment.asset, payment.payer, payment.authorization.nonce, from_block=from_block
+        )
+        if not logs:
+            raise InvalidTransactionState("authorization was canceled, not used: nothing can be settled")
+        receipt = await self._receipt_or_none(logs[0].tx_hash)
+        assert receipt is not None, "a log's transaction has a receipt"
+        return _result_from_receipt(payment, receipt)
+
+
+def _authorization_key(payment: VerifiedPayment) -> tuple[str, str, str]:
+    return (payment.asset.lower(), payment.payer.lower(), payment.authorization.nonce.lower())
+
+
+def _transfer_with_authorization_calldata(payment: VerifiedPayment) -> bytes:
+    authorization = payment.authorization
+    v, r, s = split_signature(payment.signature)
+    arguments = abi_encode(
+        ["address", "address", "uint256", "uint256", "uint256", "bytes32", "uint8", "bytes32", "bytes32"],
+        [
+            authorization.from_,
+            authorization.to,
+            authorization.value,
+            authorization.valid_after,
+            authorization.valid_before,
+            bytes.fromhex(authorization.nonce[2:]),
+            v,
+            r,
+            s,
+        ],
+    )
+    return TRANSFER_WITH_AUTHORIZATION_SELECTOR + arguments
+
+
+def _result_from_receipt(payment: VerifiedPayment, receipt: Any) -> SettlementResult:
+    tx_hash = HexBytes(receipt["transactionHash"]).to_0x_hex()
+    if receipt["status"] != 1:
+        raise TransactionFailed("settlement transaction reverted", tx_hash=tx_hash)
+    return SettlementResult(
+        tx_hash=tx_hash,
+        block_number=int(receipt["blockNumber"]),
+        gas_used=int(receipt["gasUsed"]),
+        effective_gas_price_wei=int(receipt["effectiveGasPrice"]),
+        transfer_log_index=_transfer_log_index(payment, receipt),
+        payer=payment.payer,
+        amount_atomic=payment.amount_atomic,
+        network=payment.requirements.network,
+    )
+
+
+def _transfer_log_index(payment: VerifiedPayment, receipt: Any) -> int | None:
+    payer_topic = abi_encode(["address"], [payment.payer])
+    for log in receipt["logs"]:
+        topics = [bytes(HexBytes(t)) for t in log["topics"]]
+        if (
+            str(log["address"]).lower() == payment.asset.lower()
+            and len(topics) == 3
+            and topics[0] == _TRANSFER_TOPIC
+            and topics[1] == payer_topic
+        ):
+            return int(log["logIndex"])
+    return None
