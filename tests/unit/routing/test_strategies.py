@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.catalog import CatalogModel, ModelCapabilities, ModelQuality, load_catalog
+from proxy.routing.classifier import classify_request
 from proxy.routing.errors import InvalidRoute, NoRouteCandidate
 from proxy.routing.health import DeploymentHealth
 from proxy.routing.requirements import RequestNeeds, RouteRequest
@@ -372,3 +373,22 @@ def test_real_catalog_every_strategy_plans_quickly() -> None:
         assert len(route_plan.candidates) == 5
         assert all(c.capabilities.tools and not c.capabilities.embeddings for c in route_plan.candidates)
         assert all(c.quality.code >= route_plan.needed_quality for c in route_plan.candidates)
+
+
+def test_the_classifiers_task_profile_drives_auto_routing() -> None:
+    catalog = load_catalog()
+    profile = classify_request(
+        [{"role": "user", "content": "Prove that the square root of 2 is irrational."}]
+    )
+    route_plan = plan_route(
+        catalog,
+        route=RouteRequest(strategy="cost"),
+        needs=RequestNeeds(prompt_tokens=profile.prompt_tokens_estimate, vision=profile.image_count > 0),
+        health={},
+        providers_available=set(catalog.providers()),
+        task=profile,
+    )
+    assert route_plan.task_kind == profile.kind
+    assert all(
+        c.quality.for_task(route_plan.task_kind) >= route_plan.needed_quality for c in route_plan.candidates
+    )
