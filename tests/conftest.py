@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.ledger",
     "tests.fixtures.providers",
     "tests.fixtures.app",
+    "tests.fixtures.router",
 ]

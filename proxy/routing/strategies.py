@@ -1,0 +1,319 @@
+"""Strategies: from the catalog, the caller's `route`, the task and live health to an ordered failover list.
+
+`plan_route` is pure and synchronous: the handler reads health first (`await tracker.snapshots()`),
+then calls it. Steps:
+1. Hard requirements filter (proxy/routing/requirements.py): never an embeddings model, only
+   configured providers, allow-lists, capabilities used or required, context window, price ceiling.
+2. The needed quality: from the task (see `needed_quality`), or, for an explicitly named model, that
+   model's own quality for the task kind (its fallbacks should be about as good as what was asked).
+3. Ranking. Within every strategy, deployments group as: (a) meeting the needed quality, ranked by
+   the strategy; (b) below it, best quality first (used only when (a) is exhausted); (c) breaker
+   open, in the same order (kept last so a request still has somewhere to go when everything is
+   cooling down; `try_acquire` refuses them until their cool-down ends). The strategy keys:
+   - cost: cheapest expected cost for this request; ties to higher quality.
+   - latency: closed before half-open, then lowest latency EWMA (time to first token when streaming
+     and known; `LATENCY_PRIOR_S` for a deployment never measured), ties to higher quality.
+   - availability: closed before half-open, lowest smoothed error rate (failures+1)/(requests+2) over
+     the window, widest redundancy (healthy deployments of the same model in the pool), quality, cost.
+   - balanced: highest `0.5·quality/100 − 0.3·cost_norm − 0.15·latency_norm − 0.05·error_rate`, where
+     cost_norm is log-scaled and latency_norm linear, each relative to the pool's maximum (0..1).
+4. For an explicitly named model: the named deployment, then its other providers (the same canonical
+   model, ranked as above), then `route.models` in the caller's order, then — only with
+   `route.allow_fallbacks` — the rest of the pool by the strategy.
+The plan is cut to `candidates_max`: the hold covers the most expensive candidate in it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from proxy.catalog import TASK_KINDS, CatalogModel, TaskKind
+from proxy.routing.candidates import canonical_model_key, resolve_model_names, resolve_requested_model
+from proxy.routing.errors import NoRouteCandidate
+from proxy.routing.health import DeploymentHealth
+from proxy.routing.requirements import RequestNeeds, RouteRequest, Strategy, filter_deployments
+
+__all__ = [
+    "EXPECTED_OUTPUT_TOKENS",
+    "LATENCY_PRIOR_S",
+    "QUALITY_NEEDED_RANGE",
+    "RoutePlan",
+    "RouteTask",
+    "TaskLike",
+    "expected_cost_nano_usd",
+    "needed_quality",
+    "plan_route",
+    "rank_deployments",
+]
+
+# Latency assumed for a deployment with no measurement yet: typical for a short chat completion, so a
+# new deployment is tried before ones measured slower and after ones measured faster.
+LATENCY_PRIOR_S = 2.0
+# Replies are a few hundred tokens whatever max_tokens says; ranking by expected (not worst) cost.
+EXPECTED_OUTPUT_TOKENS = 400
+TOKENS_PER_MTOK = 1_000_000
+
+# needed quality = floor + difficulty × (ceiling − floor), per task kind, on the catalog's 0..100 scale.
+# The catalog's scores run from about 40 to 93 (median ~56, top decile ≥ ~81): an easy prompt (difficulty
+# 0) is served by anything above the weakest decile (45); the hardest (difficulty 1) asks for the top
+# ~7% (85). Code, math and reasoning punish weak models harder, so their floor is higher.
+QUALITY_NEEDED_RANGE: Mapping[TaskKind, tuple[int, int]] = {
+    "chat": (45, 85),
+    "summarization": (45, 85),
+    "extraction": (45, 85),
+    "code": (50, 88),
+    "math": (50, 88),
+    "reasoning": (50, 88),
+}
+assert set(QUALITY_NEEDED_RANGE) == set(TASK_KINDS)
+
+_BALANCED_WEIGHTS = (0.5, 0.3, 0.15, 0.05)  # quality, cost, latency, error rate
+
+
+class TaskLike(Protocol):
+    """What routing needs from the classifier's judgement (proxy.routing.classifier.TaskProfile fits)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def difficulty(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTask:
+    """A task judgement built by hand (tests, explicit models, a per-key default)."""
+
+    kind: TaskKind = "chat"
+    difficulty: float = 0.5
+
+
+def needed_quality(kind: str, difficulty: float) -> int:
+    """The quality (0..100) a model needs for this task kind at this difficulty (0..1, clamped)."""
+    assert not math.isnan(difficulty)
+    floor, ceiling = QUALITY_NEEDED_RANGE[_task_kind(kind)]
+    quality = round(floor + min(1.0, max(0.0, difficulty)) * (ceiling - floor))
+    assert floor <= quality <= ceiling
+    return quality
+
+
+class RoutePlan(BaseModel):
+    """The ordered failover list and why it looks the way it does (for headers, logs and errors)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    candidates: list[CatalogModel] = Field(min_length=1)
+    strategy: Strategy
+    task_kind: TaskKind
+    needed_quality: int
+    reasons: list[str]
+
+
+def expected_cost_nano_usd(model: CatalogModel, needs: RequestNeeds) -> int:
+    """The cost ranking uses: prompt estimate plus a typical reply, at list prices (not the quote)."""
+    output_tokens = EXPECTED_OUTPUT_TOKENS
+    if needs.output_tokens_max is not None:
+        output_tokens = min(output_tokens, needs.output_tokens_max)
+    total = (
+        needs.prompt_tokens * model.input_price_nano_usd_per_mtok
+        + output_tokens * model.output_price_nano_usd_per_mtok
+    )
+    return -(-total // TOKENS_PER_MTOK)
+
+
+def _latency_s(health: DeploymentHealth | None, *, streaming: bool) -> float:
+    if health is None:
+        return LATENCY_PRIOR_S
+    if streaming and health.ttft_ewma_s is not None:
+        return health.ttft_ewma_s
+    return LATENCY_PRIOR_S if health.latency_ewma_s is None else health.latency_ewma_s
+
+
+def _smoothed_error_rate(health: DeploymentHealth | None) -> float:
+    if health is None:
+        return 0.5
+    return (health.failures_in_window + 1) / (health.requests_in_window + 2)
+
+
+def _half_open(health: DeploymentHealth | None) -> bool:
+    return health is not None and health.breaker == "half_open"
+
+
+def _open(health: DeploymentHealth | None) -> bool:
+    return health is not None and health.breaker == "open"
+
+
+def _strategy_key(
+    strategy: Strategy,
+    pool: list[CatalogModel],
+    *,
+    kind: TaskKind,
+    needs: RequestNeeds,
+    health: Mapping[str, DeploymentHealth],
+) -> Callable[[CatalogModel], tuple[float | int | str, ...]]:
+    """The sort key (ascending = better) of one strategy over this pool."""
+    cost = {model.id: expected_cost_nano_usd(model, needs) for model in pool}
+    latency = {model.id: _latency_s(health.get(model.id), streaming=needs.streaming) for model in pool}
+    if strategy == "cost":
+        return lambda m: (cost[m.id], -m.quality.for_task(kind), m.id)
+    if strategy == "latency":
+        return lambda m: (_half_open(health.get(m.id)), latency[m.id], -m.quality.for_task(kind), m.id)
+    if strategy == "availability":
+        healthy = Counter(canonical_model_key(m) for m in pool if not _open(health.get(m.id)))
+        return lambda m: (
+            _half_open(health.get(m.id)),
+            _smoothed_error_rate(health.get(m.id)),
+            -healthy[canonical_model_key(m)],
+            -m.quality.for_task(kind),
+            cost[m.id],
+            m.id,
+        )
+    assert strategy == "balanced", strategy
+    log_cost_max = max((math.log1p(c) for c in cost.values()), default=0.0) or 1.0
+    latency_max = max(latency.values(), default=0.0) or 1.0
+    w_quality, w_cost, w_latency, w_errors = _BALANCED_WEIGHTS
+
+    def balanced(m: CatalogModel) -> tuple[float | int | str, ...]:
+        score = (
+            w_quality * m.quality.for_task(kind) / 100
+            - w_cost * math.log1p(cost[m.id]) / log_cost_max
+            - w_latency * latency[m.id] / latency_max
+            - w_errors * _smoothed_error_rate(health.get(m.id))
+        )
+        return (-score, m.id)
+
+    return balanced
+
+
+def rank_deployments(
+    pool: list[CatalogModel],
+    *,
+    strategy: Strategy,
+    kind: TaskKind,
+    quality_needed: int,
+    needs: RequestNeeds,
+    health: Mapping[str, DeploymentHealth],
+) -> list[CatalogModel]:
+    """Order `pool` by the strategy within the groups: meets quality, below quality, breaker open."""
+    key = _strategy_key(strategy, pool, kind=kind, needs=needs, health=health)
+
+    def grouped(model: CatalogModel) -> tuple[bool, int, tuple[float | int | str, ...]]:
+        quality = model.quality.for_task(kind)
+        if quality >= quality_needed:
+            return (_open(health.get(model.id)), 0, key(model))
+        return (_open(health.get(model.id)), 1, (-quality, *key(model)))
+
+    ranked = sorted(pool, key=grouped)
+    assert len(ranked) == len(pool)
+    return ranked
+
+
+def _explicit_order(
+    ranked: list[CatalogModel],
+    *,
+    exact: CatalogModel | None,
+    model_key: str,
+    listed: list[list[CatalogModel]],
+    allow_fallbacks: bool,
+) -> list[CatalogModel]:
+    """Named deployment, its other providers, the caller's listed fallbacks, then (maybe) the rest."""
+    ordered: dict[str, CatalogModel] = {}
+    in_pool = {model.id for model in ranked}
+    if exact is not None and exact.id in in_pool:
+        ordered[exact.id] = exact
+    for model in ranked:
+        if canonical_model_key(model) == model_key:
+            ordered.setdefault(model.id, model)
+    for group in listed:
+        group_ids = {model.id for model in group}
+        for model in ranked:
+            if model.id in group_ids:
+                ordered.setdefault(model.id, model)
+    if allow_fallbacks:
+        for model in ranked:
+            ordered.setdefault(model.id, model)
+    return list(ordered.values())
+
+
+def plan_route(
+    models: Iterable[CatalogModel],
+    *,
+    route: RouteRequest,
+    needs: RequestNeeds,
+    health: Mapping[str, DeploymentHealth],
+    providers_available: Collection[str],
+    task: TaskLike | None = None,
+    requested_model: str | None = None,
+    candidates_max: int = 5,
+) -> RoutePlan:
+    """The ordered deployments to try for one request; raises `NoRouteCandidate` when none qualifies.
+
+    `requested_model` is the body's `model`: None or "auto" lets the strategy choose; anything else
+    is a catalog id or a provider-neutral name (`InvalidRoute` when unknown). `health` maps deployment
+    ids to snapshots; a missing id counts as a fresh, closed deployment.
+    """
+    assert candidates_max >= 1
+    catalog = list(models)
+    kind: TaskKind = "chat" if task is None else _task_kind(task.kind)
+    difficulty = 0.5 if task is None else task.difficulty
+    explicit = requested_model is not None and requested_model != "auto"
+    exact, model_key = (None, "")
+    if requested_model is not None and explicit:
+        exact, model_key = resolve_requested_model(catalog, requested_model)
+    listed = resolve_model_names(catalog, route.models) if route.models else []
+    allowed: set[str] | None = {m.id for group in listed for m in group} if route.models else None
+    if allowed is not None and explicit:
+        allowed |= {m.id for m in catalog if canonical_model_key(m) == model_key}
+    pool, excluded = filter_deployments(
+        catalog, route=route, needs=needs, providers_available=providers_available, models_allowed=allowed
+    )
+    reasons = [
+        f"excluded {count}: {why}" for why, count in sorted(excluded.items(), key=lambda item: -item[1])
+    ]
+    quality = needed_quality(kind, difficulty)
+    if explicit:
+        named = [m for m in catalog if canonical_model_key(m) == model_key]
+        quality = (exact or max(named, key=lambda m: m.quality.for_task(kind))).quality.for_task(kind)
+    ranked = rank_deployments(
+        pool, strategy=route.strategy, kind=kind, quality_needed=quality, needs=needs, health=health
+    )
+    if explicit:
+        ranked = _explicit_order(
+            ranked, exact=exact, model_key=model_key, listed=listed, allow_fallbacks=route.allow_fallbacks
+        )
+        # The named deployment goes first only while it admits traffic; open breakers go last, as always.
+        ranked = [m for m in ranked if not _open(health.get(m.id))] + [
+            m for m in ranked if _open(health.get(m.id))
+        ]
+    if not ranked:
+        what = f"model '{requested_model}'" if explicit else "any model"
+        raise NoRouteCandidate(
+            f"no deployment of {what} meets the request's requirements", reasons=tuple(reasons)
+        )
+    candidates = ranked[:candidates_max]
+    reasons.append(
+        f"strategy {route.strategy} for {kind} (difficulty {difficulty:.2f}) needs quality {quality}"
+    )
+    reasons.append(f"{len(candidates)} of {len(ranked)} eligible deployments kept as candidates")
+    for model in candidates:
+        if _open(health.get(model.id)):
+            reasons.append(f"{model.id}: breaker open, kept last")
+    return RoutePlan(
+        candidates=candidates,
+        strategy=route.strategy,
+        task_kind=kind,
+        needed_quality=quality,
+        reasons=reasons,
+    )
+
+
+def _task_kind(kind: str) -> TaskKind:
+    for known in TASK_KINDS:
+        if kind == known:
+            return known
+    raise AssertionError(f"unknown task kind {kind!r}")
