@@ -336,12 +336,22 @@ class Ledger:
         assert row is not None
         return await self._hold_model(conn, row)
 
-    async def capture(self, hold_id: int, amount: int, *, idempotency_key: str) -> Hold:
-        """Post `amount` (≤ held) of a pending hold and release the rest. Resolves the hold."""
+    async def capture(
+        self, hold_id: int, amount: int, *, idempotency_key: str, credit_account: str | None = None
+    ) -> Hold:
+        """Post `amount` (≤ held) of a pending hold and release the rest. Resolves the hold.
+
+        `credit_account` sends the captured amount to another account of the same unit than the one the
+        hold named (a request held against one provider may be served by another after failover); the
+        reservation on the debit account is what the hold guaranteed, and it is unchanged.
+        """
         request = CaptureRequest(idempotency_key=idempotency_key, hold_id=hold_id, amount=amount)
-        body = {"op": "capture", "hold_id": hold_id, "amount": amount}
+        body: dict[str, Any] = {"op": "capture", "hold_id": hold_id, "amount": amount}
+        if credit_account is not None:
+            body["credit_account"] = credit_account
         return await self._resolve(
-            request.hold_id, HoldState.CAPTURED, request.amount, request.idempotency_key, body
+            request.hold_id, HoldState.CAPTURED, request.amount, request.idempotency_key, body,
+            credit_account=credit_account,
         )
 
     async def void(self, hold_id: int, *, idempotency_key: str) -> Hold:
@@ -351,13 +361,22 @@ class Ledger:
         return await self._resolve(request.hold_id, HoldState.VOIDED, 0, request.idempotency_key, body)
 
     async def _resolve(
-        self, hold_id: int, kind: HoldState, amount: int, idempotency_key: str, body: dict[str, Any]
+        self,
+        hold_id: int,
+        kind: HoldState,
+        amount: int,
+        idempotency_key: str,
+        body: dict[str, Any],
+        *,
+        credit_account: str | None = None,
     ) -> Hold:
         digest = body_hash(body)
         for attempt in range(2):
             try:
                 async with self._engine.begin() as conn:
-                    outcome = await self._resolve_in(conn, hold_id, kind, amount, idempotency_key, digest)
+                    outcome = await self._resolve_in(
+                        conn, hold_id, kind, amount, idempotency_key, digest, credit_account=credit_account
+                    )
                 break
             except IntegrityError:
                 if attempt == 1:
@@ -377,6 +396,8 @@ class Ledger:
         amount: int,
         idempotency_key: str,
         digest: str,
+        *,
+        credit_account: str | None = None,
     ) -> Hold:
         existing = await self._one(conn, RESOLUTIONS, RESOLUTIONS.c.idempotency_key == idempotency_key)
         if existing is not None:
@@ -387,9 +408,17 @@ class Ledger:
         hold = await self._one(conn, HOLDS, HOLDS.c.id == hold_id)
         if hold is None:
             raise HoldNotFound(f"hold {hold_id}")
+        target_id = hold["credit_account_id"]
+        if credit_account is not None:
+            target = await self._account_row(conn, credit_account)
+            if target is None:
+                raise AccountNotFound(credit_account)
+            target_id = target["id"]
         accounts = await self._lock_accounts_by_id(
-            conn, [hold["debit_account_id"], hold["credit_account_id"]]
+            conn, sorted({hold["debit_account_id"], hold["credit_account_id"], target_id})
         )
+        if accounts[target_id]["unit"] != accounts[hold["credit_account_id"]]["unit"]:
+            raise UnitMismatch(f"capture of hold {hold_id} into {credit_account}: another unit")
         hold = await self._one(conn, HOLDS, HOLDS.c.id == hold_id, for_update=True)
         assert hold is not None
         if hold["state"] != HoldState.PENDING.value:
@@ -400,7 +429,9 @@ class Ledger:
             digest = body_hash({"op": "expire", "hold_id": hold_id})
         elif amount > hold["amount"]:
             raise CaptureExceedsHold(f"capture of {amount} exceeds hold {hold_id} of {hold['amount']}")
-        await self._apply_resolution(conn, hold, accounts, kind, amount, idempotency_key, digest, now)
+        await self._apply_resolution(
+            conn, hold, accounts, kind, amount, idempotency_key, digest, now, target_id=target_id
+        )
         row = await self._one(conn, HOLDS, HOLDS.c.id == hold_id)
         assert row is not None
         return await self._hold_model(conn, row)
@@ -415,17 +446,20 @@ class Ledger:
         idempotency_key: str,
         digest: str,
         now: int,
+        *,
+        target_id: int | None = None,
     ) -> None:
         assert kind is not HoldState.PENDING
         assert 0 <= amount <= hold["amount"]
         debit, credit = accounts[hold["debit_account_id"]], accounts[hold["credit_account_id"]]
-        debit_sums, credit_sums = _sums(debit), _sums(credit)
-        debit_sums["debits_pending"] -= hold["amount"]
-        credit_sums["credits_pending"] -= hold["amount"]
-        debit_sums["debits_posted"] += amount
-        credit_sums["credits_posted"] += amount
-        _check_limits(debit, debit_sums, releasing=True)
-        _check_limits(credit, credit_sums, releasing=True)
+        target = accounts[target_id] if target_id is not None else credit
+        sums = {row["id"]: _sums(row) for row in (debit, credit, target)}
+        sums[debit["id"]]["debits_pending"] -= hold["amount"]
+        sums[credit["id"]]["credits_pending"] -= hold["amount"]
+        sums[debit["id"]]["debits_posted"] += amount
+        sums[target["id"]]["credits_posted"] += amount
+        for row in {row["id"]: row for row in (debit, credit, target)}.values():
+            _check_limits(row, sums[row["id"]], releasing=True)
         transaction_id: int | None = None
         if amount > 0:
             transaction_id = await self._insert_transaction(
@@ -436,7 +470,7 @@ class Ledger:
                 external_ref=None,
                 metadata=hold["metadata_json"],
                 hold_id=hold["id"],
-                entries=[(debit["id"], amount), (credit["id"], -amount)],
+                entries=[(debit["id"], amount), (target["id"], -amount)],
             )
         await conn.execute(
             RESOLUTIONS.insert().values(
@@ -460,8 +494,8 @@ class Ledger:
             )
         )
         assert updated.rowcount == 1, "a hold is resolved exactly once"
-        await self._write_sums(conn, debit["id"], debit_sums)
-        await self._write_sums(conn, credit["id"], credit_sums)
+        for account_id, account_sums in sums.items():
+            await self._write_sums(conn, account_id, account_sums)
 
     async def expire_due(
         self, now_unix_ms: int | None = None, *, limit: int = EXPIRE_BATCH_MAX

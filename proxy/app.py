@@ -15,6 +15,8 @@ from proxy.resources import (
     hold_expiry_ctx,
     http_session_ctx,
     payment_gate_ctx,
+    routing_ctx,
+    serving_ctx,
     settlement_recovery_ctx,
 )
 from proxy.settings import Settings
@@ -36,6 +38,8 @@ def create_app(settings: Settings) -> web.Application:
             http_session_ctx,
             chain_ctx,
             catalog_ctx,
+            routing_ctx,
+            serving_ctx,
             payment_gate_ctx,
             settlement_recovery_ctx,
             hold_expiry_ctx,

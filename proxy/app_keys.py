@@ -14,13 +14,25 @@ from proxy.catalog import Catalog
 from proxy.chart_accounts import ChartAccounts
 from proxy.payments.gate import PaymentGate
 from proxy.payments.intents import SettlementIntents
+from proxy.routing.classifier import ClassifierModel
+from proxy.routing.health import HealthTracker
+from proxy.serving.billing import Billing
+from proxy.serving.dispatch import Dispatcher
+from proxy.serving.payer import BearerAuthenticator
+from proxy.serving.usage_log import UsageLog
 from proxy.settings import Settings
 from proxy.upstream import Upstreams
 from x402.chain import TokenReader
 from x402.settle import Settler
 
 __all__ = [
+    "BEARER_AUTHENTICATOR",
+    "BILLING",
     "CATALOG",
+    "CLASSIFIER",
+    "DISPATCHER",
+    "HEALTH_TRACKER",
+    "USAGE_LOG",
     "CHAIN_WEB3",
     "CHART_ACCOUNTS",
     "DB_ENGINE",
@@ -46,3 +58,10 @@ TOKEN_READER = web.AppKey("TOKEN_READER", TokenReader)
 CATALOG = web.AppKey("CATALOG", Catalog)
 PAYMENT_GATE = web.AppKey("PAYMENT_GATE", PaymentGate)
 UPSTREAMS = web.AppKey("UPSTREAMS", Upstreams)
+HEALTH_TRACKER = web.AppKey("HEALTH_TRACKER", HealthTracker)
+CLASSIFIER = web.AppKey("CLASSIFIER", ClassifierModel)
+USAGE_LOG = web.AppKey("USAGE_LOG", UsageLog)
+BILLING = web.AppKey("BILLING", Billing)
+DISPATCHER = web.AppKey("DISPATCHER", Dispatcher)
+# Optional: set when API keys are enabled (proxy/accounts); without it every request pays by x402.
+BEARER_AUTHENTICATOR = web.AppKey("BEARER_AUTHENTICATOR", BearerAuthenticator)

@@ -14,11 +14,17 @@ import aiohttp
 import structlog
 from aiohttp import web
 from eth_account import Account
+from redis.asyncio import Redis
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from ledger import Ledger, create_ledger_engine, migrate, unix_ms_now
 from proxy.app_keys import (
+    BILLING,
     CATALOG,
+    CLASSIFIER,
+    DISPATCHER,
+    HEALTH_TRACKER,
+    USAGE_LOG,
     CHAIN_WEB3,
     CHART_ACCOUNTS,
     DB_ENGINE,
@@ -37,6 +43,11 @@ from proxy.db.migrate import migrate_proxy
 from proxy.payments.gate import PaymentGate
 from proxy.payments.intents import SettlementIntents
 from proxy.payments.recovery import recover_settlements
+from proxy.routing.classifier import load_classifier_model
+from proxy.routing.health import InMemoryHealthTracker, RedisHealthTracker
+from proxy.serving.billing import Billing
+from proxy.serving.dispatch import Dispatcher
+from proxy.serving.usage_log import UsageLog
 from proxy.upstream import Upstreams
 from x402.chain import TokenReader
 from x402.settle import Settler
@@ -48,6 +59,8 @@ __all__ = [
     "hold_expiry_ctx",
     "http_session_ctx",
     "payment_gate_ctx",
+    "routing_ctx",
+    "serving_ctx",
     "settlement_recovery_ctx",
 ]
 
@@ -55,6 +68,7 @@ log = structlog.get_logger("megarouter.resources")
 HOLD_EXPIRY_INTERVAL_S = 15.0
 RECOVERY_INTERVAL_S = 30.0
 UPSTREAM_CONNECT_TIMEOUT_S = 10.0
+REDIS_TIMEOUT_S = 0.5
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -112,6 +126,33 @@ async def chain_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def catalog_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CATALOG] = load_catalog(app[SETTINGS].catalog_overrides_path)
+    yield
+
+
+async def routing_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Deployment health (shared through Redis when configured) and the request classifier."""
+    settings = app[SETTINGS]
+    app[CLASSIFIER] = load_classifier_model()
+    if settings.redis_url is None:
+        app[HEALTH_TRACKER] = InMemoryHealthTracker()
+        yield
+        return
+    redis_client = Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT_S,
+                                  socket_connect_timeout=REDIS_TIMEOUT_S)
+    try:
+        app[HEALTH_TRACKER] = RedisHealthTracker(redis_client)
+        yield
+    finally:
+        await redis_client.aclose()
+
+
+async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[USAGE_LOG] = UsageLog(app[DB_ENGINE])
+    app[BILLING] = Billing(ledger=app[LEDGER], accounts=app[CHART_ACCOUNTS], usage_log=app[USAGE_LOG],
+                           catalog_version=app[CATALOG].version, hold_timeout_s=settings.hold_timeout_s)
+    app[DISPATCHER] = Dispatcher(upstreams=app[UPSTREAMS], tracker=app[HEALTH_TRACKER],
+                                 attempts_max=settings.route_attempts_max, deadline_s=settings.request_deadline_s)
     yield
 
 

@@ -55,6 +55,14 @@ class Settings(BaseModel):
     catalog_overrides_path: Path | None = None
     default_model: str
 
+    # Routing: the server's default strategy, how many candidates a request may try, and in how long.
+    default_strategy: Literal["balanced", "cost", "latency", "availability"] = "balanced"
+    route_candidates_max: int = Field(default=5, ge=1, le=20)
+    route_attempts_max: int = Field(default=3, ge=1, le=20)
+    request_deadline_s: float = Field(default=300.0, gt=0)
+    # With a Redis URL, deployment health is shared by every replica; without, it is per process.
+    redis_url: str | None = Field(default=None, pattern=r"^rediss?://")
+
     # A request without max_tokens is quoted, and capped upstream, at this many output tokens.
     default_max_output_tokens: int = Field(default=1024, ge=1)
     # x402 maxTimeoutSeconds: how long a signed authorization may take to reach us.

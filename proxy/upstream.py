@@ -43,8 +43,10 @@ class Upstreams:
             for name, provider in providers.items()
         }
 
-    def serves(self, model: CatalogModel) -> bool:
-        return model.provider in self._endpoints
+    @property
+    def providers(self) -> frozenset[str]:
+        """The providers with a configured endpoint: only their models can be routed to."""
+        return frozenset(self._endpoints)
 
     def adapter_for(self, model: CatalogModel) -> ProviderAdapter:
         endpoint = self._endpoints.get(model.provider)

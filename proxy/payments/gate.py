@@ -137,6 +137,10 @@ class PaymentGate:
             to_wire(document), reason=reason or "payment_required", header_value=encode_header(document)
         )
 
+    @staticmethod
+    def carries_payment(request: web.Request) -> bool:
+        return V2_PAYMENT_HEADER in request.headers or V1_PAYMENT_HEADER in request.headers
+
     async def accept(self, request: web.Request, *, quote_nano_usd: int, request_id: str) -> AcceptedPayment:
         """Settles and books the request's payment, or raises the 402/400 that says why not."""
         v2_header = request.headers.get(V2_PAYMENT_HEADER)

@@ -1,0 +1,180 @@
+"""A request's money from hold to resolution. Every way out resolves the hold exactly once: captured at the
+real cost (into the payable of the provider that served, whichever failover chose), or voided.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import structlog
+
+from ledger import AccountNotFound, Hold, Ledger, chart
+from proxy.catalog import CatalogModel
+from proxy.chart_accounts import ChartAccounts
+from proxy.pricing import charge_for_usage
+from proxy.providers.base import TokenUsage
+from proxy.serving.usage_log import Attempt, UsageEvent, UsageLog
+
+__all__ = ["HOLD_CODE", "Billing", "BillingSession"]
+
+HOLD_CODE = "inference_hold"
+log = structlog.get_logger("megarouter.billing")
+
+
+class BillingSession:
+    def __init__(
+        self,
+        *,
+        billing: Billing,
+        hold: Hold,
+        request_id: str,
+        payer_account: str,
+        api_key_id: int | None,
+        strategy: str | None,
+        streamed: bool,
+    ) -> None:
+        self._billing = billing
+        self.hold = hold
+        self._request_id = request_id
+        self._payer_account = payer_account
+        self._api_key_id = api_key_id
+        self._strategy = strategy
+        self._streamed = streamed
+        self._started_s = time.monotonic()
+        self._resolved = False
+
+    @property
+    def quote_nano_usd(self) -> int:
+        return self.hold.amount
+
+    def _elapsed_ms(self) -> int:
+        return int((time.monotonic() - self._started_s) * 1000)
+
+    async def charge(
+        self,
+        model: CatalogModel,
+        usage: TokenUsage,
+        *,
+        attempts: Sequence[Attempt],
+        outcome: str,
+        time_to_first_token_ms: int | None = None,
+    ) -> int:
+        """Captures the real cost of `usage` at `model`'s prices (never more than held); returns it."""
+        assert not self._resolved, "a request's hold is resolved once"
+        self._resolved = True
+        charge = charge_for_usage(model.id, model, usage)
+        cost_nano_usd = charge.cost_nano_usd
+        if cost_nano_usd > self.quote_nano_usd:
+            # The quote bounds the cost by construction; a provider over-reporting is not billed beyond it.
+            log.error("charge_exceeds_quote", charge_nano_usd=cost_nano_usd, quote_nano_usd=self.quote_nano_usd)
+            cost_nano_usd = self.quote_nano_usd
+        payable = chart.provider_payable(model.provider)
+        await self._billing.accounts.ensure([payable])
+        await self._billing.ledger.capture(
+            self.hold.id, cost_nano_usd, idempotency_key=f"{self._request_id}:capture", credit_account=payable
+        )
+        await self._record(model, usage, attempts=attempts, outcome=outcome, cost_nano_usd=cost_nano_usd,
+                           time_to_first_token_ms=time_to_first_token_ms)
+        log.info("inference_charged", model=model.id, provider=model.provider, cost_nano_usd=cost_nano_usd,
+                 quote_nano_usd=self.quote_nano_usd, input_tokens=usage.input_tokens,
+                 output_tokens=usage.output_tokens, usage_estimated=usage.estimated, outcome=outcome)
+        return cost_nano_usd
+
+    async def release(self, *, attempts: Sequence[Attempt], outcome: str) -> None:
+        """Voids the hold: nothing reached the caller, so nothing is charged."""
+        assert not self._resolved, "a request's hold is resolved once"
+        self._resolved = True
+        await self._billing.ledger.void(self.hold.id, idempotency_key=f"{self._request_id}:void")
+        await self._record(None, None, attempts=attempts, outcome=outcome, cost_nano_usd=0,
+                           time_to_first_token_ms=None)
+
+    async def _record(
+        self,
+        model: CatalogModel | None,
+        usage: TokenUsage | None,
+        *,
+        attempts: Sequence[Attempt],
+        outcome: str,
+        cost_nano_usd: int,
+        time_to_first_token_ms: int | None,
+    ) -> None:
+        prices = {} if model is None else {
+            "input": model.input_price_nano_usd_per_mtok,
+            "cached_input": model.cached_input_price_nano_usd_per_mtok,
+            "cache_write_input": model.cache_write_input_price_nano_usd_per_mtok,
+            "output": model.output_price_nano_usd_per_mtok,
+        }
+        usage = usage or TokenUsage(input_tokens=0, output_tokens=0)
+        await self._billing.usage_log.record(UsageEvent(
+            request_id=self._request_id,
+            payer_account=self._payer_account,
+            api_key_id=self._api_key_id,
+            outcome=outcome,
+            model_id=model.id if model else None,
+            provider=model.provider if model else None,
+            strategy=self._strategy,
+            attempts=tuple(attempts),
+            streamed=self._streamed,
+            input_tokens=usage.input_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            cache_write_input_tokens=usage.cache_write_input_tokens,
+            output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            usage_estimated=usage.estimated,
+            prices_nano_usd_per_mtok=prices,
+            catalog_version=self._billing.catalog_version,
+            quote_nano_usd=self.quote_nano_usd,
+            cost_nano_usd=cost_nano_usd,
+            hold_id=self.hold.id,
+            latency_ms=self._elapsed_ms(),
+            time_to_first_token_ms=time_to_first_token_ms,
+        ))
+
+
+class Billing:
+    """Opens billing sessions: one hold per request on the payer's credit account."""
+
+    def __init__(
+        self, *, ledger: Ledger, accounts: ChartAccounts, usage_log: UsageLog, catalog_version: str,
+        hold_timeout_s: int,
+    ) -> None:
+        self.ledger = ledger
+        self.accounts = accounts
+        self.usage_log = usage_log
+        self.catalog_version = catalog_version
+        self._hold_timeout_s = hold_timeout_s
+
+    async def has_account(self, name: str) -> bool:
+        try:
+            await self.ledger.account(name)
+        except AccountNotFound:
+            return False
+        return True
+
+    async def open(
+        self,
+        *,
+        request_id: str,
+        payer_account: str,
+        api_key_id: int | None,
+        amount_nano_usd: int,
+        first_provider: str,
+        strategy: str | None,
+        streamed: bool,
+    ) -> BillingSession:
+        """Holds `amount_nano_usd`; raises ledger InsufficientFunds when the credit cannot cover it."""
+        assert amount_nano_usd > 0
+        payable = chart.provider_payable(first_provider)
+        await self.accounts.ensure([payer_account, payable])
+        hold = await self.ledger.hold(
+            idempotency_key=f"{request_id}:hold",
+            code=HOLD_CODE,
+            debit_account=payer_account,
+            credit_account=payable,
+            amount=amount_nano_usd,
+            timeout_s=self._hold_timeout_s,
+            metadata={"request_id": request_id},
+        )
+        return BillingSession(billing=self, hold=hold, request_id=request_id, payer_account=payer_account,
+                              api_key_id=api_key_id, strategy=strategy, streamed=streamed)

@@ -1,0 +1,159 @@
+"""Calls the plan's candidates in order until one serves, recording health and every attempt.
+
+Failover happens on upstream failures another deployment could serve (429, 5xx, timeouts, connection
+errors), within an attempt limit and an overall deadline, and never on the caller's own errors. For a
+stream, a candidate counts as serving once its first event has arrived, before any byte reaches the
+caller; after that, the stream relay owns the failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import structlog
+
+from proxy.catalog import CatalogModel
+from proxy.errors import ApiError, UpstreamUnavailable
+from proxy.openai_types import ChatCompletionRequest
+from proxy.providers.base import ChatResult, StreamEvent
+from proxy.providers.errors import UpstreamError
+from proxy.routing.failover import should_fail_over
+from proxy.routing.health import HealthTracker
+from proxy.serving.planning import ServePlan
+from proxy.serving.usage_log import Attempt
+from proxy.upstream import Upstreams
+from proxy.upstream_errors import api_error_for_upstream
+
+__all__ = ["Dispatcher", "NoCandidateServed", "OpenedStream", "attempts_header", "close_events"]
+
+log = structlog.get_logger("megarouter.dispatch")
+
+
+@dataclass
+class OpenedStream:
+    model: CatalogModel
+    first_event: StreamEvent
+    events: AsyncIterator[StreamEvent]
+    attempts: list[Attempt]
+    time_to_first_event_s: float
+
+
+@dataclass
+class _Run:
+    plan: ServePlan
+    deadline_s: float
+    attempts: list[Attempt] = field(default_factory=list)
+    last_error: UpstreamError | None = None
+
+
+async def close_events(events: AsyncIterator[StreamEvent]) -> None:
+    """Closes an upstream stream early (its connection is released) when it is an async generator."""
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def attempts_header(attempts: list[Attempt]) -> str:
+    """`model@provider=outcome` per attempt, in order: why each failed, for the caller to see."""
+    return ", ".join(f"{attempt.model_id}={attempt.outcome}" for attempt in attempts)
+
+
+class Dispatcher:
+    def __init__(self, *, upstreams: Upstreams, tracker: HealthTracker, attempts_max: int, deadline_s: float) -> None:
+        assert attempts_max >= 1
+        assert deadline_s > 0
+        self._upstreams = upstreams
+        self._tracker = tracker
+        self._attempts_max = attempts_max
+        self._deadline_s = deadline_s
+
+    def _body_for(self, body: ChatCompletionRequest, plan: ServePlan, model: CatalogModel) -> ChatCompletionRequest:
+        # The upstream may never produce more than this candidate's quote paid for.
+        output_tokens_max = plan.quotes[model.id].output_tokens_max
+        return body.model_copy(update={"max_tokens": output_tokens_max, "max_completion_tokens": None})
+
+    async def _admitted(self, run: _Run) -> AsyncIterator[tuple[int, CatalogModel]]:
+        attempt = 0
+        for model in run.plan.candidates:
+            if attempt >= self._attempts_max or time.monotonic() >= run.deadline_s:
+                return
+            if not await self._tracker.try_acquire(model.id):
+                run.attempts.append(Attempt(model_id=model.id, provider=model.provider, outcome="breaker_open",
+                                            latency_ms=0))
+                continue
+            attempt += 1
+            yield attempt, model
+
+    async def _failed(self, run: _Run, model: CatalogModel, error: UpstreamError, started_s: float,
+                      attempt: int) -> bool:
+        """Records a failure; True when the next candidate may be tried."""
+        await self._tracker.record_failure(model.id, kind=error.kind, retry_after_s=error.retry_after_s)
+        run.attempts.append(Attempt(model_id=model.id, provider=model.provider, outcome=error.kind,
+                                    status=error.status, latency_ms=int((time.monotonic() - started_s) * 1000)))
+        run.last_error = error
+        log.warning("upstream_attempt_failed", model=model.id, kind=error.kind, status=error.status,
+                    attempt=attempt)
+        return should_fail_over(error.kind, bytes_sent_to_client=False, attempt=attempt,
+                                attempts_max=self._attempts_max, deadline_left_s=run.deadline_s - time.monotonic())
+
+    def _exhausted(self, run: _Run) -> ApiError:
+        if run.last_error is not None:
+            return api_error_for_upstream(run.last_error)
+        return UpstreamUnavailable("no candidate deployment is available (breakers open)", code="no_healthy_deployment")
+
+    async def complete(self, body: ChatCompletionRequest, plan: ServePlan) -> tuple[ChatResult, CatalogModel, list[Attempt]]:
+        run = _Run(plan=plan, deadline_s=time.monotonic() + self._deadline_s)
+        async for attempt, model in self._admitted(run):
+            started_s = time.monotonic()
+            try:
+                result = await self._upstreams.adapter_for(model).chat(self._body_for(body, plan, model))
+            except UpstreamError as error:
+                if await self._failed(run, model, error, started_s, attempt):
+                    continue
+                break
+            latency_s = time.monotonic() - started_s
+            await self._tracker.record_success(model.id, latency_s=latency_s)
+            run.attempts.append(Attempt(model_id=model.id, provider=model.provider, outcome="ok",
+                                        latency_ms=int(latency_s * 1000)))
+            return result, model, run.attempts
+        raise NoCandidateServed(self._exhausted(run), run.attempts)
+
+    async def open_stream(self, body: ChatCompletionRequest, plan: ServePlan) -> OpenedStream:
+        run = _Run(plan=plan, deadline_s=time.monotonic() + self._deadline_s)
+        async for attempt, model in self._admitted(run):
+            started_s = time.monotonic()
+            events = self._upstreams.adapter_for(model).chat_stream(self._body_for(body, plan, model))
+            try:
+                first_event = await anext(events)
+            except (UpstreamError, StopAsyncIteration) as error:
+                await close_events(events)
+                failure = error if isinstance(error, UpstreamError) else UpstreamError(
+                    "stream_interrupted", "the stream ended before its first event")
+                if await self._failed(run, model, failure, started_s, attempt):
+                    continue
+                break
+            first_s = time.monotonic() - started_s
+            run.attempts.append(Attempt(model_id=model.id, provider=model.provider, outcome="ok",
+                                        latency_ms=int(first_s * 1000)))
+            return OpenedStream(model=model, first_event=first_event, events=events, attempts=run.attempts,
+                                time_to_first_event_s=first_s)
+        raise NoCandidateServed(self._exhausted(run), run.attempts)
+
+    async def stream_finished(self, model: CatalogModel, *, latency_s: float, ttft_s: float,
+                              error: UpstreamError | None) -> None:
+        if error is None:
+            await self._tracker.record_success(model.id, latency_s=latency_s, ttft_s=ttft_s)
+        else:
+            await self._tracker.record_failure(model.id, kind=error.kind, retry_after_s=error.retry_after_s)
+
+
+class NoCandidateServed(Exception):
+    """No candidate served: the API error to render and the attempts that led there (for billing records)."""
+
+    def __init__(self, error: ApiError, attempts: list[Attempt]) -> None:
+        super().__init__(error.message)
+        error.headers["X-MegaRouter-Attempts"] = attempts_header(attempts)
+        self.error = error
+        self.attempts = attempts

@@ -1,0 +1,134 @@
+"""Plans a chat request: which deployments to try in which order, and what each may cost at most.
+
+The hold must cover the most expensive candidate that may be tried, so the request's quote is the largest
+of the candidates' quotes; each candidate's own quote caps the `max_tokens` sent to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import structlog
+from pydantic import BaseModel, ConfigDict
+
+from proxy.catalog import Catalog, CatalogModel
+from proxy.errors import ContextLengthExceeded, InvalidRequest, NotFound
+from proxy.openai_types import ChatCompletionRequest
+from proxy.pricing import Quote, prompt_tokens_upper_bound, quote_request
+from proxy.providers.tokens import estimate_prompt_tokens
+from proxy.routing.classifier import ClassifierModel, classify_request
+from proxy.routing.errors import HealthStoreUnavailable, InvalidRoute, NoRouteCandidate
+from proxy.routing.health import DeploymentHealth, HealthTracker
+from proxy.routing.requirements import RequestNeeds, RouteRequest, parse_route
+from proxy.routing.strategies import plan_route
+from proxy.settings import Settings
+
+__all__ = ["STRATEGY_HEADER", "ServePlan", "plan_chat_request"]
+
+STRATEGY_HEADER = "X-MegaRouter-Strategy"
+log = structlog.get_logger("megarouter.planning")
+
+
+class ServePlan(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    candidates: tuple[CatalogModel, ...]
+    quotes: dict[str, Quote]
+    strategy: str
+    task_kind: str
+    reasons: tuple[str, ...]
+
+    @property
+    def hold_nano_usd(self) -> int:
+        return max(quote.cost_nano_usd_max for quote in self.quotes.values())
+
+
+def _route_request(body: ChatCompletionRequest, headers: Mapping[str, str], settings: Settings) -> RouteRequest:
+    raw = (body.model_extra or {}).get("route")
+    route = parse_route(raw)
+    header_strategy = headers.get(STRATEGY_HEADER)
+    explicit_strategy = isinstance(raw, Mapping) and "strategy" in raw
+    if header_strategy is not None and not explicit_strategy:
+        route = parse_route({**(raw or {}), "strategy": header_strategy.strip()})
+    elif not explicit_strategy:
+        route = route.model_copy(update={"strategy": settings.default_strategy})
+    return route
+
+
+def _has_images(body: ChatCompletionRequest) -> bool:
+    return any(
+        isinstance(message.content, list) and any(part.type == "image_url" for part in message.content)
+        for message in body.messages
+    )
+
+
+def _json_mode(body: ChatCompletionRequest) -> bool:
+    return body.response_format is not None and body.response_format.type in ("json_object", "json_schema")
+
+
+async def _health(tracker: HealthTracker) -> dict[str, DeploymentHealth]:
+    try:
+        return await tracker.snapshots()
+    except HealthStoreUnavailable:
+        # Routing without shared health beats refusing traffic while Redis is away.
+        log.warning("health_store_unavailable")
+        return {}
+
+
+async def plan_chat_request(
+    body: ChatCompletionRequest,
+    *,
+    headers: Mapping[str, str],
+    catalog: Catalog,
+    settings: Settings,
+    tracker: HealthTracker,
+    classifier: ClassifierModel,
+    providers_available: frozenset[str],
+) -> ServePlan:
+    try:
+        route = _route_request(body, headers, settings)
+    except InvalidRoute as error:
+        raise InvalidRequest(str(error), code="invalid_route", param=error.param) from error
+    messages = [message.model_dump(mode="json", exclude_none=True) for message in body.messages]
+    tools = [tool.model_dump(mode="json", exclude_none=True) for tool in body.tools or []]
+    prompt_tokens_max = prompt_tokens_upper_bound(messages, tools=tools)
+    output_asked = body.max_completion_tokens or body.max_tokens or settings.default_max_output_tokens
+    needs = RequestNeeds(
+        prompt_tokens=min(estimate_prompt_tokens(body), prompt_tokens_max),
+        prompt_tokens_max=prompt_tokens_max,
+        output_tokens_max=output_asked,
+        tools=bool(body.tools),
+        vision=_has_images(body),
+        json_mode=_json_mode(body),
+        streaming=bool(body.stream),
+    )
+    task = classify_request(messages, classifier) if body.model == "auto" else None
+    try:
+        plan = plan_route(
+            catalog,
+            route=route,
+            needs=needs,
+            health=await _health(tracker),
+            providers_available=providers_available,
+            task=task,
+            requested_model=body.model,
+            candidates_max=settings.route_candidates_max,
+        )
+    except InvalidRoute as error:
+        raise NotFound(f"The model '{body.model}' does not exist", code="model_not_found", param="model") from error
+    except NoRouteCandidate as error:
+        detail = "; ".join(error.reasons[:5])
+        if body.model != "auto" and "context window too small" in detail:
+            raise ContextLengthExceeded(
+                f"the prompt (about {needs.prompt_tokens} tokens) does not fit the context window of "
+                f"'{body.model}'", param="messages",
+            ) from error
+        raise InvalidRequest(f"{error} ({detail})" if detail else str(error), code="no_route_candidate",
+                             param="model") from error
+    quotes = {
+        model.id: quote_request(model.id, model, prompt_tokens_max=prompt_tokens_max,
+                                output_tokens_max=min(output_asked, model.max_output_tokens))
+        for model in plan.candidates
+    }
+    return ServePlan(candidates=tuple(plan.candidates), quotes=quotes, strategy=plan.strategy,
+                     task_kind=plan.task_kind, reasons=tuple(plan.reasons))
