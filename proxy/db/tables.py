@@ -15,7 +15,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["PROXY_METADATA", "x402_settlements"]
+__all__ = ["PROXY_METADATA", "chain_watch_cursors", "x402_settlements"]
 
 PROXY_METADATA = MetaData()
 
@@ -48,4 +48,17 @@ x402_settlements = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("network", "asset", "payer", "authorization_nonce", name="uq_x402_settlements_replay_key"),
     Index("ix_x402_settlements_status", "status"),
+)
+
+# The chain watcher's progress per (network, token): every block below `next_block` has been scanned for
+# Transfers to the settlement wallet and its deposits booked. `last_block_hash` is the hash of block
+# `next_block - 1` when it was scanned, so a reorganisation that replaced it is noticed on the next poll.
+chain_watch_cursors = Table(
+    "chain_watch_cursors",
+    PROXY_METADATA,
+    Column("network", String(64), primary_key=True),
+    Column("asset", String(42), primary_key=True),
+    Column("next_block", BigInteger, nullable=False),
+    Column("last_block_hash", String(66), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
