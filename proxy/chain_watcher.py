@@ -124,7 +124,7 @@ class PollReport(BaseModel):
     already_booked: int = 0
     skipped_x402: int = 0
     skipped_other: int = 0
-    reorgs_detected: int = 0
+    cursors_rewound: int = 0
 
 
 def transfer_deposit_key(network: str, tx_hash: str, log_index: int) -> str:
@@ -159,7 +159,7 @@ class ChainWatcher:
         while True:
             try:
                 report = await self.poll_once()
-                if report.booked or report.reorgs_detected:
+                if report.booked or report.cursors_rewound:
                     log.info("chain_watch_poll", **report.model_dump())
             except Exception:  # A periodic task logs and tries again; it must not die silently.
                 log.exception("chain_watch_poll_failed", network=self._settings.network)
@@ -195,7 +195,7 @@ class ChainWatcher:
         replaced = last_scanned > head or await self._block_hash(last_scanned) != cursor.last_block_hash
         if not replaced:
             return cursor.next_block
-        report.reorgs_detected += 1
+        report.cursors_rewound += 1
         floor = self._settings.start_block or 0
         rescan_from = max(floor, cursor.next_block - self._settings.reorg_rescan_blocks, 0)
         log.warning("chain_reorg_detected", network=self._settings.network, block_number=last_scanned,
