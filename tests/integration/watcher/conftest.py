@@ -38,18 +38,26 @@ class PrivateChain:
         return self.accounts[0]
 
     async def rpc(self, method: str, params: list[Any] | None = None) -> Any:
-        response = await self.w3.provider.make_request(method, params or [])  # type: ignore[arg-type]
+        response = await self.w3.provider.make_request(method, params or [])
         assert "error" not in response, response
         return response["result"]
 
-    async def transfer(self, sender: LocalAccount, token: str, to: str, amount_atomic: int) -> tuple[str, int]:
+    async def transfer(
+        self, sender: LocalAccount, token: str, to: str, amount_atomic: int
+    ) -> tuple[str, int]:
         """A plain ERC-20 transfer from `sender`, mined; returns (tx hash, block number)."""
         data = _TRANSFER_SELECTOR + abi_encode(["address", "uint256"], [to, amount_atomic])
         block = await self.w3.eth.get_block("latest")
         tx: dict[str, Any] = {
-            "type": 2, "chainId": self.node.chain_id, "to": token, "value": 0, "data": data, "gas": 100_000,
+            "type": 2,
+            "chainId": self.node.chain_id,
+            "to": token,
+            "value": 0,
+            "data": data,
+            "gas": 100_000,
             "nonce": await self.w3.eth.get_transaction_count(sender.address, "pending"),
-            "maxPriorityFeePerGas": 10**9, "maxFeePerGas": 2 * int(block["baseFeePerGas"]) + 10**9,
+            "maxPriorityFeePerGas": 10**9,
+            "maxFeePerGas": 2 * int(block["baseFeePerGas"]) + 10**9,
         }
         tx_hash = await self.w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
         receipt = await self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
@@ -63,9 +71,13 @@ async def private_chain(anvil_accounts: list[LocalAccount]) -> AsyncIterator[Pri
         w3 = AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
         try:
             tokens = await deploy_test_tokens(w3, anvil_accounts[0])
-            await mint_many(w3, anvil_accounts[0], tokens=[t.address for t in tokens.all()],
-                            recipients=[a.address for a in anvil_accounts[:4]],
-                            amount_atomic=PRIVATE_FUNDS_ATOMIC)
+            await mint_many(
+                w3,
+                anvil_accounts[0],
+                tokens=[t.address for t in tokens.all()],
+                recipients=[a.address for a in anvil_accounts[:4]],
+                amount_atomic=PRIVATE_FUNDS_ATOMIC,
+            )
             yield PrivateChain(node=node, w3=w3, tokens=tokens, accounts=anvil_accounts)
         finally:
             await w3.provider.disconnect()

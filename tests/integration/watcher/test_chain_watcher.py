@@ -28,8 +28,9 @@ NETWORK = "eip155:31337"
 NANO_USD_PER_ATOMIC = 1_000
 
 
-async def _watcher(chain: PrivateChain, accounts: ChartAccounts, engine: AsyncEngine, **overrides: Any
-                   ) -> ChainWatcher:
+async def _watcher(
+    chain: PrivateChain, accounts: ChartAccounts, engine: AsyncEngine, **overrides: Any
+) -> ChainWatcher:
     settings = WatcherSettings(
         network=NETWORK,
         settlement_wallet=chain.wallet.address,
@@ -85,7 +86,9 @@ async def test_restart_resumes_from_the_stored_cursor_without_double_booking(
     # Losing the cursor altogether re-scans from start_block: every booking is found, none is repeated.
     async with watcher_engine.begin() as connection:
         await connection.execute(delete(chain_watch_cursors))
-    rescanned = await _watcher(chain, restarted_accounts, watcher_engine, start_block=first.settings.start_block)
+    rescanned = await _watcher(
+        chain, restarted_accounts, watcher_engine, start_block=first.settings.start_block
+    )
     again = await rescanned.poll_once()
     assert (again.booked, again.already_booked) == (0, 2)
     assert await _deposit_count(chart_accounts, tx_hash) == 1
@@ -109,12 +112,17 @@ async def test_transfer_waits_for_its_confirmations(
 async def test_depth_one_reorg_with_one_confirmation_books_only_the_surviving_transfer(
     private_chain: PrivateChain, chart_accounts: ChartAccounts, watcher_engine: AsyncEngine
 ) -> None:
-    chain, reverted_sender, surviving_sender = private_chain, private_chain.accounts[1], private_chain.accounts[2]
+    chain, reverted_sender, surviving_sender = (
+        private_chain,
+        private_chain.accounts[1],
+        private_chain.accounts[2],
+    )
     watcher = await _watcher(chain, chart_accounts, watcher_engine, confirmations=1)
     credit_before = await _credit_nano_usd(chart_accounts, reverted_sender.address)
     snapshot = await chain.rpc("evm_snapshot")
-    reverted_hash, block = await chain.transfer(reverted_sender, chain.tokens.usdc.address, chain.wallet.address,
-                                                111)
+    reverted_hash, block = await chain.transfer(
+        reverted_sender, chain.tokens.usdc.address, chain.wallet.address, 111
+    )
     assert (await watcher.poll_once()).booked == 0  # block `block` has no confirmation yet
     assert await chain.rpc("evm_revert", [snapshot]) is True
     surviving_hash, surviving_block = await chain.transfer(
@@ -134,14 +142,21 @@ async def test_depth_one_reorg_with_one_confirmation_books_only_the_surviving_tr
 async def test_reorg_of_a_scanned_block_with_zero_confirmations_is_noticed_and_stays_idempotent(
     private_chain: PrivateChain, chart_accounts: ChartAccounts, watcher_engine: AsyncEngine
 ) -> None:
-    chain, reverted_sender, surviving_sender = private_chain, private_chain.accounts[1], private_chain.accounts[3]
+    chain, reverted_sender, surviving_sender = (
+        private_chain,
+        private_chain.accounts[1],
+        private_chain.accounts[3],
+    )
     watcher = await _watcher(chain, chart_accounts, watcher_engine, confirmations=0)
     snapshot = await chain.rpc("evm_snapshot")
-    reverted_hash, _ = await chain.transfer(reverted_sender, chain.tokens.usdt.address, chain.wallet.address, 333)
+    reverted_hash, _ = await chain.transfer(
+        reverted_sender, chain.tokens.usdt.address, chain.wallet.address, 333
+    )
     assert (await watcher.poll_once()).booked == 1  # booked from the head block, which is then dropped
     assert await chain.rpc("evm_revert", [snapshot]) is True
-    surviving_hash, _ = await chain.transfer(surviving_sender, chain.tokens.usdt.address, chain.wallet.address,
-                                             444)
+    surviving_hash, _ = await chain.transfer(
+        surviving_sender, chain.tokens.usdt.address, chain.wallet.address, 444
+    )
     report = await watcher.poll_once()
     assert (report.booked, report.cursors_rewound) == (1, 2)  # one cursor per token
     for _ in range(2):
@@ -161,7 +176,8 @@ async def test_x402_style_booking_of_the_same_transfer_is_not_repeated(
     credit = chart.credit_wallet(sender.address)
     await chart_accounts.ensure([cash, credit])
     await chart_accounts.ledger.post(
-        idempotency_key="x402:elsewhere", code="x402_deposit",
+        idempotency_key="x402:elsewhere",
+        code="x402_deposit",
         external_ref=transfer_external_ref(NETWORK, tx_hash, 0),
         postings=[Posting(account=cash, amount=9_000_000), Posting(account=credit, amount=-9_000_000)],
     )
@@ -175,7 +191,9 @@ async def test_mints_and_zero_value_transfers_are_not_deposits(
 ) -> None:
     chain = private_chain
     watcher = await _watcher(chain, chart_accounts, watcher_engine)
-    await mint(chain.w3, chain.wallet, token=chain.tokens.usdc.address, to=chain.wallet.address, amount_atomic=5)
+    await mint(
+        chain.w3, chain.wallet, token=chain.tokens.usdc.address, to=chain.wallet.address, amount_atomic=5
+    )
     await chain.transfer(chain.accounts[1], chain.tokens.usdc.address, chain.wallet.address, 0)
     report = await watcher.poll_once()
     assert (report.booked, report.skipped_other) == (0, 2)
@@ -186,7 +204,9 @@ async def test_batches_are_bounded_per_poll(
     private_chain: PrivateChain, chart_accounts: ChartAccounts, watcher_engine: AsyncEngine
 ) -> None:
     chain = private_chain
-    watcher = await _watcher(chain, chart_accounts, watcher_engine, blocks_per_batch_max=2, batches_per_poll_max=1)
+    watcher = await _watcher(
+        chain, chart_accounts, watcher_engine, blocks_per_batch_max=2, batches_per_poll_max=1
+    )
     for _ in range(5):
         await chain.transfer(chain.accounts[1], chain.tokens.usdc.address, chain.wallet.address, 10)
     reports = [await watcher.poll_once() for _ in range(4)]

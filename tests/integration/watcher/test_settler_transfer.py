@@ -29,8 +29,9 @@ async def _balance(chain: PrivateChain, owner: str) -> int:
     return await TokenReader(chain.w3).balance_atomic(chain.tokens.usdc.address, owner)
 
 
-async def _crash_before_send(settler: Settler, chain: PrivateChain, to: str, amount_atomic: int
-                             ) -> SignedSettlement:
+async def _crash_before_send(
+    settler: Settler, chain: PrivateChain, to: str, amount_atomic: int
+) -> SignedSettlement:
     stored: list[SignedSettlement] = []
 
     async def before_send(signed: SignedSettlement) -> None:
@@ -71,7 +72,9 @@ async def test_transfer_refuses_more_than_the_balance_before_signing(private_cha
     assert await chain.w3.eth.get_transaction_count(chain.wallet.address) == nonce_before
 
 
-async def test_concurrent_transfers_never_overspend_and_use_distinct_nonces(private_chain: PrivateChain) -> None:
+async def test_concurrent_transfers_never_overspend_and_use_distinct_nonces(
+    private_chain: PrivateChain,
+) -> None:
     chain = private_chain
     settler = Settler(chain.w3, chain.wallet, receipt_timeout_s=20.0)
     balance = await _balance(chain, chain.wallet.address)
@@ -83,8 +86,12 @@ async def test_concurrent_transfers_never_overspend_and_use_distinct_nonces(priv
         signed.append(item)
 
     outcomes = await asyncio.gather(
-        *(settler.transfer(chain.tokens.usdc.address, chain.accounts[6].address, share, before_send=before_send)
-          for _ in range(5)),
+        *(
+            settler.transfer(
+                chain.tokens.usdc.address, chain.accounts[6].address, share, before_send=before_send
+            )
+            for _ in range(5)
+        ),
         return_exceptions=True,
     )
     mined = [o for o in outcomes if not isinstance(o, BaseException)]
@@ -99,15 +106,21 @@ async def test_recover_rebroadcasts_an_unsent_transfer_once(private_chain: Priva
     settler = Settler(chain.w3, chain.wallet, receipt_timeout_s=20.0)
     to_before = await _balance(chain, to)
     signed = await _crash_before_send(settler, chain, to, 1_000)
-    recovered = await Settler(chain.w3, chain.wallet).recover_transfer(chain.tokens.usdc.address, to, 1_000, signed)
+    recovered = await Settler(chain.w3, chain.wallet).recover_transfer(
+        chain.tokens.usdc.address, to, 1_000, signed
+    )
     assert recovered.recovered_by == "rebroadcast"
     assert recovered.result.tx_hash == signed.tx_hash
-    again = await Settler(chain.w3, chain.wallet).recover_transfer(chain.tokens.usdc.address, to, 1_000, signed)
+    again = await Settler(chain.w3, chain.wallet).recover_transfer(
+        chain.tokens.usdc.address, to, 1_000, signed
+    )
     assert again.recovered_by == "receipt"
     assert await _balance(chain, to) == to_before + 1_000
 
 
-async def test_recover_resends_when_the_nonce_went_to_another_transaction(private_chain: PrivateChain) -> None:
+async def test_recover_resends_when_the_nonce_went_to_another_transaction(
+    private_chain: PrivateChain,
+) -> None:
     chain, to = private_chain, private_chain.accounts[8].address
     settler = Settler(chain.w3, chain.wallet, receipt_timeout_s=20.0)
     to_before = await _balance(chain, to)
@@ -125,13 +138,25 @@ async def test_recover_of_a_reverted_transfer_raises(private_chain: PrivateChain
     poor = chain.accounts[9]  # holds no private-chain tokens, so its transfer reverts on chain
     block = await chain.w3.eth.get_block("latest")
     nonce = await chain.w3.eth.get_transaction_count(poor.address, "pending")
-    signed_tx = poor.sign_transaction({
-        "type": 2, "chainId": chain.node.chain_id, "to": chain.tokens.usdc.address, "value": 0, "gas": 100_000,
-        "data": TRANSFER_SELECTOR + abi_encode(["address", "uint256"], [to, 7]), "nonce": nonce,
-        "maxPriorityFeePerGas": 10**9, "maxFeePerGas": 2 * int(block["baseFeePerGas"]) + 10**9,
-    })
-    signed = SignedSettlement(raw_tx=bytes(signed_tx.raw_transaction), tx_hash=HexBytes(signed_tx.hash).to_0x_hex(),
-                              tx_nonce=nonce, from_block=int(block["number"]))
+    signed_tx = poor.sign_transaction(
+        {
+            "type": 2,
+            "chainId": chain.node.chain_id,
+            "to": chain.tokens.usdc.address,
+            "value": 0,
+            "gas": 100_000,
+            "data": TRANSFER_SELECTOR + abi_encode(["address", "uint256"], [to, 7]),
+            "nonce": nonce,
+            "maxPriorityFeePerGas": 10**9,
+            "maxFeePerGas": 2 * int(block["baseFeePerGas"]) + 10**9,
+        }
+    )
+    signed = SignedSettlement(
+        raw_tx=bytes(signed_tx.raw_transaction),
+        tx_hash=HexBytes(signed_tx.hash).to_0x_hex(),
+        tx_nonce=nonce,
+        from_block=int(block["number"]),
+    )
     await chain.w3.eth.send_raw_transaction(signed.raw_tx)
     receipt = await chain.w3.eth.wait_for_transaction_receipt(HexBytes(signed.tx_hash), timeout=20.0)
     assert receipt["status"] == 0
