@@ -45,15 +45,22 @@ class ChainWatchStore:
             row = (await connection.execute(statement)).mappings().first()
         if row is None:
             return None
-        return ChainWatchCursor(network=row["network"], asset=row["asset"], next_block=row["next_block"],
-                                last_block_hash=row["last_block_hash"])
+        return ChainWatchCursor(
+            network=row["network"],
+            asset=row["asset"],
+            next_block=row["next_block"],
+            last_block_hash=row["last_block_hash"],
+        )
 
     async def put(self, cursor: ChainWatchCursor) -> None:
         """Stores the cursor, moving it backwards too: after a reorganisation the chain may be shorter."""
         assert cursor.asset == cursor.asset.lower()
         table = chain_watch_cursors
-        values = {"next_block": cursor.next_block, "last_block_hash": cursor.last_block_hash,
-                  "updated_at": self._clock()}
+        values = {
+            "next_block": cursor.next_block,
+            "last_block_hash": cursor.last_block_hash,
+            "updated_at": self._clock(),
+        }
         key = (table.c.network == cursor.network, table.c.asset == cursor.asset)
         for attempt in range(2):
             try:

@@ -183,8 +183,9 @@ class ChainWatcher:
         block = await self._rpc(self._w3.eth.get_block(number), "eth_getBlockByNumber")
         return HexBytes(block["hash"]).to_0x_hex().lower()
 
-    async def _start_block(self, cursor: ChainWatchCursor | None, *, head: int, safe_head: int,
-                           report: PollReport) -> int:
+    async def _start_block(
+        self, cursor: ChainWatchCursor | None, *, head: int, safe_head: int, report: PollReport
+    ) -> int:
         """The first block to scan: the cursor's, or earlier when the cursor's last block was replaced."""
         if cursor is None:
             start = self._settings.start_block
@@ -198,8 +199,12 @@ class ChainWatcher:
         report.cursors_rewound += 1
         floor = self._settings.start_block or 0
         rescan_from = max(floor, cursor.next_block - self._settings.reorg_rescan_blocks, 0)
-        log.warning("chain_reorg_detected", network=self._settings.network, block_number=last_scanned,
-                    rescan_from_block=rescan_from)
+        log.warning(
+            "chain_reorg_detected",
+            network=self._settings.network,
+            block_number=last_scanned,
+            rescan_from_block=rescan_from,
+        )
         return rescan_from
 
     async def _poll_token(
@@ -210,8 +215,9 @@ class ChainWatcher:
         from_block = await self._start_block(cursor, head=head, safe_head=safe_head, report=report)
         if cursor is None:
             # Remember the starting point at once, so a restart before the first batch resumes there.
-            await self._store.put(ChainWatchCursor(network=network, asset=asset, next_block=from_block,
-                                                   last_block_hash=None))
+            await self._store.put(
+                ChainWatchCursor(network=network, asset=asset, next_block=from_block, last_block_hash=None)
+            )
         for _ in range(self._settings.batches_per_poll_max):
             if from_block > safe_head:
                 break
@@ -219,34 +225,49 @@ class ChainWatcher:
             # The hash is read before the logs: a reorganisation in between changes it and forces a re-scan.
             to_hash = await self._block_hash(to_block)
             await self._scan_batch(token, from_block=from_block, to_block=to_block, report=report)
-            await self._store.put(ChainWatchCursor(network=network, asset=asset, next_block=to_block + 1,
-                                                   last_block_hash=to_hash))
+            await self._store.put(
+                ChainWatchCursor(
+                    network=network, asset=asset, next_block=to_block + 1, last_block_hash=to_hash
+                )
+            )
             report.blocks_scanned += to_block - from_block + 1
             from_block = to_block + 1
 
-    async def _scan_batch(self, token: WatchedToken, *, from_block: int, to_block: int,
-                          report: PollReport) -> None:
+    async def _scan_batch(
+        self, token: WatchedToken, *, from_block: int, to_block: int, report: PollReport
+    ) -> None:
         timeout_s = self._settings.rpc_timeout_s
         transfers = await fetch_transfer_logs(
-            self._w3, token.address, from_block=from_block, to_block=to_block, recipient=self._wallet,
+            self._w3,
+            token.address,
+            from_block=from_block,
+            to_block=to_block,
+            recipient=self._wallet,
             rpc_timeout_s=timeout_s,
         )
         if not transfers:
             return
-        uses = await fetch_authorization_uses(self._w3, token.address, from_block=from_block,
-                                              to_block=to_block, rpc_timeout_s=timeout_s)
+        uses = await fetch_authorization_uses(
+            self._w3, token.address, from_block=from_block, to_block=to_block, rpc_timeout_s=timeout_s
+        )
         for transfer in transfers:
             await self._book(token, transfer, uses, report)
 
-    async def _book(self, token: WatchedToken, transfer: TransferLog, uses: Sequence[AuthorizationUse],
-                    report: PollReport) -> None:
+    async def _book(
+        self, token: WatchedToken, transfer: TransferLog, uses: Sequence[AuthorizationUse], report: PollReport
+    ) -> None:
         network = self._settings.network
         external_ref = transfer_external_ref(network, transfer.tx_hash, transfer.log_index)
         skip_reason = self._skip_reason(token, transfer)
         if skip_reason is not None:
             # Not a customer deposit; reconciliation shows it as a movement the ledger must explain.
-            log.warning("chain_transfer_not_booked", reason=skip_reason, external_ref=external_ref,
-                        sender=transfer.sender, value_atomic=transfer.value_atomic)
+            log.warning(
+                "chain_transfer_not_booked",
+                reason=skip_reason,
+                external_ref=external_ref,
+                sender=transfer.sender,
+                value_atomic=transfer.value_atomic,
+            )
             report.skipped_other += 1
             return
         if await self._owned_by_x402(transfer, uses):
@@ -264,18 +285,29 @@ class ChainWatcher:
                 idempotency_key=transfer_deposit_key(network, transfer.tx_hash, transfer.log_index),
                 code=TRANSFER_DEPOSIT_CODE,
                 external_ref=external_ref,
-                postings=[Posting(account=cash_account, amount=amount_nano_usd),
-                          Posting(account=credit_account, amount=-amount_nano_usd)],
-                metadata={"sender": transfer.sender, "asset": transfer.asset,
-                          "value_atomic": transfer.value_atomic, "tx_hash": transfer.tx_hash,
-                          "log_index": transfer.log_index, "block_number": transfer.block_number},
+                postings=[
+                    Posting(account=cash_account, amount=amount_nano_usd),
+                    Posting(account=credit_account, amount=-amount_nano_usd),
+                ],
+                metadata={
+                    "sender": transfer.sender,
+                    "asset": transfer.asset,
+                    "value_atomic": transfer.value_atomic,
+                    "tx_hash": transfer.tx_hash,
+                    "log_index": transfer.log_index,
+                    "block_number": transfer.block_number,
+                },
             )
         except DuplicateExternalRef:
             report.already_booked += 1
             return
         report.booked += 1
-        log.info("chain_deposit_booked", external_ref=external_ref, sender=transfer.sender,
-                 amount_nano_usd=amount_nano_usd)
+        log.info(
+            "chain_deposit_booked",
+            external_ref=external_ref,
+            sender=transfer.sender,
+            amount_nano_usd=amount_nano_usd,
+        )
 
     def _skip_reason(self, token: WatchedToken, transfer: TransferLog) -> str | None:
         if transfer.value_atomic == 0:
@@ -320,8 +352,9 @@ async def chain_watcher_ctx(app: web.Application) -> AsyncIterator[None]:
     if not settings.enabled:
         yield
         return
-    watcher = ChainWatcher(app[CHAIN_WEB3], settings=settings, accounts=app[CHART_ACCOUNTS],
-                           engine=app[DB_ENGINE])
+    watcher = ChainWatcher(
+        app[CHAIN_WEB3], settings=settings, accounts=app[CHART_ACCOUNTS], engine=app[DB_ENGINE]
+    )
     app[CHAIN_WATCHER] = watcher
     task = asyncio.create_task(watcher.run(), name="chain_watcher")
     try:

@@ -26,6 +26,7 @@ from proxy.chain_watcher import (
     chain_watcher_ctx,
     watcher_settings_from,
 )
+from proxy.reconcile_chain import reconcile_from_chain
 from tests.e2e.payments import decode_b64_json, encode_b64_json, sign_v2_payment
 from tests.fixtures.app import RunningRouter
 
@@ -94,6 +95,18 @@ async def test_x402_settlement_is_not_booked_twice_by_the_watcher(router: Runnin
     [plain] = [t for t in transactions_after if t.code == "transfer_deposit"]
     assert plain.external_ref == transfer_external_ref(router.settings.network, plain_tx_hash, 0)
     assert (await accounts.ledger.balance(chart.credit_wallet(router.payers[4].address))).posted >= 3_000_000
+
+    # Reconciliation sees both movements, keyed like their bookings, and the settlement's receipt.
+    observed = await reconcile_from_chain(
+        router.app[CHAIN_WEB3],
+        network=router.settings.network,
+        settlement_wallet=router.settlement_wallet,
+        tokens=settings.tokens,
+        from_block=start_block,
+        engine=router.app[DB_ENGINE],
+    )
+    assert {m.external_ref for m in observed.movements} == {x402_booking.external_ref, plain.external_ref}
+    assert [(r.tx_hash, r.status) for r in observed.receipts] == [(x402_tx_hash, 1)]
 
 
 async def test_chain_watcher_ctx_runs_the_watcher_in_the_background(router: RunningRouter) -> None:
