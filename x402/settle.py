@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import AsyncWeb3
@@ -37,20 +38,27 @@ from x402.models import SettleResponse
 from x402.verify import VerifiedPayment
 
 __all__ = [
+    "TRANSFER_SELECTOR",
     "TRANSFER_WITH_AUTHORIZATION_SELECTOR",
     "BeforeSend",
     "RecoveredSettlement",
+    "RecoveredTransfer",
     "RecoveryMethod",
     "SettlementResult",
     "Settler",
     "SignedSettlement",
+    "TransferRecoveryMethod",
+    "TransferResult",
 ]
 
 # transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)
 TRANSFER_WITH_AUTHORIZATION_SELECTOR = bytes.fromhex("e3ee160e")
+# transfer(address,uint256): a plain ERC-20 transfer out of the settlement wallet (withdrawals).
+TRANSFER_SELECTOR = keccak(text="transfer(address,uint256)")[:4]
 _TRANSFER_TOPIC = keccak(text="Transfer(address,address,uint256)")
 
 RecoveryMethod = Literal["receipt", "rebroadcast", "discovered", "resettled"]
+TransferRecoveryMethod = Literal["receipt", "rebroadcast", "resent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +101,28 @@ class RecoveredSettlement:
     recovered_by: RecoveryMethod
 
 
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    """A mined, successful ERC-20 transfer out of the settlement wallet."""
+
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    effective_gas_price_wei: int
+    transfer_log_index: int | None
+    sender: str
+    asset: str
+    to: str
+    amount_atomic: int
+    network: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredTransfer:
+    result: TransferResult
+    recovered_by: TransferRecoveryMethod
+
+
 BeforeSend = Callable[[SignedSettlement], Awaitable[None]]
 
 
@@ -128,6 +158,9 @@ class Settler:
         self._next_tx_nonce: int | None = None
         # Authorizations sent by this process and not yet final; a second copy is refused at once.
         self._in_flight: set[tuple[str, str, str]] = set()
+        # Atomic units per asset sent by `transfer` and not yet mined: the balance re-check must not count
+        # tokens that an earlier, still pending transfer already spends.
+        self._outgoing_in_flight_atomic: dict[str, int] = {}
 
     @property
     def address(self) -> str:
@@ -170,7 +203,14 @@ class Settler:
             raise ChainUnavailable(f"RPC {what} failed: {type(error).__name__}") from error
 
     async def _sign_locked(self, payment: VerifiedPayment) -> SignedSettlement:
+        return await self._sign_call_locked(
+            chain_id=payment.chain_id, to=payment.asset, data=_transfer_with_authorization_calldata(payment)
+        )
+
+    async def _sign_call_locked(self, *, chain_id: int, to: str, data: bytes) -> SignedSettlement:
+        """Signs a contract call with the next transaction nonce of the settlement key (not sent yet)."""
         assert self._lock.locked()
+        assert len(data) >= 4
         if self._next_tx_nonce is None:
             self._next_tx_nonce = int(
                 await self._rpc(self._w3.eth.get_transaction_count(self._account.address, "pending"), "nonce")
@@ -179,11 +219,11 @@ class Settler:
         base_fee_wei = int(block.get("baseFeePerGas", 0))
         tx: dict[str, Any] = {
             "type": 2,
-            "chainId": payment.chain_id,
+            "chainId": chain_id,
             "nonce": self._next_tx_nonce,
-            "to": payment.asset,
+            "to": to_checksum_address(to),
             "value": 0,
-            "data": _transfer_with_authorization_calldata(payment),
+            "data": data,
             "gas": self._gas_limit,
             "maxPriorityFeePerGas": self._priority_fee_wei,
             # Twice the base fee survives several full blocks of base-fee growth before the tx stalls.
@@ -282,6 +322,107 @@ class Settler:
         return _result_from_receipt(payment, receipt)
 
 
+    # ------------------------------------------------------------------------------ plain transfers
+
+    async def transfer(
+        self, asset: str, to: str, amount_atomic: int, *, before_send: BeforeSend | None = None
+    ) -> TransferResult:
+        """Sends `amount_atomic` of the ERC-20 `asset` from the settlement wallet to `to` (withdrawals).
+
+        Shares the settlement nonce manager and lock, so transfers and settlements never collide on a
+        transaction nonce. Under the lock the wallet's balance, less what earlier transfers still in flight
+        spend, must cover the amount (else InsufficientFunds, nothing signed); then sign, `before_send` (the
+        caller persists the signed transaction), send, and await the receipt outside the lock.
+        """
+        assert amount_atomic > 0
+        assert is_address(asset)
+        assert is_address(to)
+        key = asset.lower()
+        reserved = False
+        try:
+            async with self._lock:
+                chain_id, balance_atomic = await asyncio.gather(
+                    self._reader.chain_id(), self._reader.balance_atomic(asset, self.address)
+                )
+                in_flight_atomic = self._outgoing_in_flight_atomic.get(key, 0)
+                if balance_atomic - in_flight_atomic < amount_atomic:
+                    raise InsufficientFunds(
+                        f"settlement wallet holds {balance_atomic} atomic units, {in_flight_atomic} of them "
+                        f"already being sent; {amount_atomic} requested"
+                    )
+                signed = await self._sign_call_locked(
+                    chain_id=chain_id, to=asset, data=_transfer_calldata(to, amount_atomic)
+                )
+                self._outgoing_in_flight_atomic[key] = in_flight_atomic + amount_atomic
+                reserved = True
+                if before_send is not None:
+                    await before_send(signed)
+                await self._send_locked(signed)
+            return await self._await_transfer(asset, to, amount_atomic, signed.tx_hash)
+        finally:
+            if reserved:
+                self._outgoing_in_flight_atomic[key] -= amount_atomic
+                assert self._outgoing_in_flight_atomic[key] >= 0
+
+    async def _await_transfer(self, asset: str, to: str, amount_atomic: int, tx_hash: str) -> TransferResult:
+        try:
+            receipt = await self._w3.eth.wait_for_transaction_receipt(
+                HexBytes(tx_hash), timeout=self._receipt_timeout_s, poll_latency=self._receipt_poll_s
+            )
+        except TimeExhausted as error:
+            raise SettlementPending("no transfer receipt within the bound", tx_hash=tx_hash) from error
+        return _transfer_result_from_receipt(
+            receipt,
+            sender=self.address,
+            asset=asset,
+            to=to,
+            amount_atomic=amount_atomic,
+            network=f"eip155:{await self._reader.chain_id()}",
+        )
+
+    async def recover_transfer(
+        self,
+        asset: str,
+        to: str,
+        amount_atomic: int,
+        signed: SignedSettlement,
+        *,
+        before_send: BeforeSend | None = None,
+    ) -> RecoveredTransfer:
+        """Finishes a transfer whose outcome a crash hid, never letting two transfers for it land.
+
+        Mined → its receipt (a reverted one raises TransactionFailed: nothing moved, the caller decides).
+        Unknown with its nonce still free → await it if the node holds it, else rebroadcast the very same raw
+        transaction. Unknown with its nonce taken by another transaction → it can never be mined, so a fresh
+        transfer (through `transfer`, with its balance check and `before_send`) is safe.
+        """
+        assert amount_atomic > 0
+        receipt = await self._receipt_or_none(signed.tx_hash)
+        if receipt is not None:
+            network = f"eip155:{await self._reader.chain_id()}"
+            result = _transfer_result_from_receipt(
+                receipt, sender=self.address, asset=asset, to=to, amount_atomic=amount_atomic, network=network
+            )
+            return RecoveredTransfer(result, "receipt")
+        confirmed_nonce = int(
+            await self._rpc(self._w3.eth.get_transaction_count(self._account.address, "latest"), "nonce")
+        )
+        if signed.tx_nonce >= confirmed_nonce:
+            if not await self._is_known(signed.tx_hash):
+                async with self._lock:
+                    try:
+                        send = self._w3.eth.send_raw_transaction(signed.raw_tx)
+                        await self._rpc(send, "eth_sendRawTransaction")
+                    finally:
+                        self._next_tx_nonce = None
+                return RecoveredTransfer(await self._await_transfer(asset, to, amount_atomic, signed.tx_hash),
+                                         "rebroadcast")
+            return RecoveredTransfer(await self._await_transfer(asset, to, amount_atomic, signed.tx_hash),
+                                     "receipt")
+        fresh = await self.transfer(asset, to, amount_atomic, before_send=before_send)
+        return RecoveredTransfer(fresh, "resent")
+
+
 def _authorization_key(payment: VerifiedPayment) -> tuple[str, str, str]:
     return (payment.asset.lower(), payment.payer.lower(), payment.authorization.nonce.lower())
 
@@ -331,6 +472,49 @@ def _transfer_log_index(payment: VerifiedPayment, receipt: Any) -> int | None:
             and len(topics) == 3
             and topics[0] == _TRANSFER_TOPIC
             and topics[1] == payer_topic
+        ):
+            return int(log["logIndex"])
+    return None
+
+
+def _transfer_calldata(to: str, amount_atomic: int) -> bytes:
+    return TRANSFER_SELECTOR + abi_encode(["address", "uint256"], [to_checksum_address(to), amount_atomic])
+
+
+def _transfer_result_from_receipt(
+    receipt: Any, *, sender: str, asset: str, to: str, amount_atomic: int, network: str
+) -> TransferResult:
+    tx_hash = HexBytes(receipt["transactionHash"]).to_0x_hex()
+    if receipt["status"] != 1:
+        raise TransactionFailed("transfer transaction reverted", tx_hash=tx_hash)
+    result = TransferResult(
+        tx_hash=tx_hash,
+        block_number=int(receipt["blockNumber"]),
+        gas_used=int(receipt["gasUsed"]),
+        effective_gas_price_wei=int(receipt["effectiveGasPrice"]),
+        transfer_log_index=_log_index_of_transfer(receipt, asset=asset, sender=sender, to=to),
+        sender=sender,
+        asset=asset,
+        to=to,
+        amount_atomic=amount_atomic,
+        network=network,
+    )
+    # A successful ERC-20 transfer always emits its Transfer event; its absence means a wrong asset/receipt.
+    assert result.transfer_log_index is not None, f"no Transfer log in {tx_hash}"
+    return result
+
+
+def _log_index_of_transfer(receipt: Any, *, asset: str, sender: str, to: str) -> int | None:
+    sender_topic = abi_encode(["address"], [to_checksum_address(sender)])
+    to_topic = abi_encode(["address"], [to_checksum_address(to)])
+    for log in receipt["logs"]:
+        topics = [bytes(HexBytes(t)) for t in log["topics"]]
+        if (
+            str(log["address"]).lower() == asset.lower()
+            and len(topics) == 3
+            and topics[0] == _TRANSFER_TOPIC
+            and topics[1] == sender_topic
+            and topics[2] == to_topic
         ):
             return int(log["logIndex"])
     return None

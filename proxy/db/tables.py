@@ -15,7 +15,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["PROXY_METADATA", "usage_events", "x402_settlements"]
+__all__ = ["PROXY_METADATA", "chain_watch_cursors", "usage_events", "x402_settlements"]
 
 PROXY_METADATA = MetaData()
 
@@ -83,4 +83,16 @@ usage_events = Table(
     Column("time_to_first_token_ms", Integer, nullable=True),
     Index("ix_usage_events_payer_created", "payer_account", "created_at"),
     Index("ix_usage_events_request", "request_id"),
+
+# The chain watcher's progress per (network, token): every block below `next_block` has been scanned for
+# Transfers to the settlement wallet and its deposits booked. `last_block_hash` is the hash of block
+# `next_block - 1` when it was scanned, so a reorganisation that replaced it is noticed on the next poll.
+chain_watch_cursors = Table(
+    "chain_watch_cursors",
+    PROXY_METADATA,
+    Column("network", String(64), primary_key=True),
+    Column("asset", String(42), primary_key=True),
+    Column("next_block", BigInteger, nullable=False),
+    Column("last_block_hash", String(66), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
