@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from eth_keys.exceptions import BadSignature
 from eth_utils.exceptions import ValidationError as EthValidationError
 
 from proxy.accounts.errors import SignatureMismatch
@@ -80,6 +81,6 @@ def recover_signer(message: str, signature: str) -> str:
         raise SignatureMismatch("signature must be 65 bytes of hex", param="signature")
     try:
         signer: str = Account.recover_message(encode_defunct(text=message), signature=signature)
-    except (ValueError, EthValidationError) as error:
+    except (ValueError, EthValidationError, BadSignature) as error:
         raise SignatureMismatch(f"signature cannot be recovered: {error}", param="signature") from error
     return signer.lower()
