@@ -20,8 +20,8 @@ __all__ = [
 
 
 def nano_usd_to_usd_string(amount_nano_usd: int) -> str:
-    """Exact decimal USD ("0.000012345"), never through a float."""
-    return format(Decimal(amount_nano_usd).scaleb(-NANO_USD_DECIMALS), "f")
+    """Exact decimal USD without trailing zeros ("0.000012345", "1.5", "0"), never through a float."""
+    return format(Decimal(amount_nano_usd).scaleb(-NANO_USD_DECIMALS).normalize(), "f")
 
 
 class _Frozen(BaseModel):

@@ -32,8 +32,11 @@ async def accounts_router(
     database_url: str,
 ) -> AsyncIterator[RunningRouter]:
     settings = router_settings(
-        anvil=anvil, tokens=tokens, settlement_key=anvil_accounts[0].key.hex(),
-        simulator_base_url=simulator.base_url, database_url=database_url,
+        anvil=anvil,
+        tokens=tokens,
+        settlement_key=anvil_accounts[0].key.hex(),
+        simulator_base_url=simulator.base_url,
+        database_url=database_url,
     )
     w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
     app = create_app(settings)
@@ -41,7 +44,15 @@ async def accounts_router(
     setup_accounts(app)
     client = await aiohttp_client(app)
     try:
-        yield RunningRouter(client=client, app=app, settings=settings, tokens=tokens, w3=w3,
-                            payers=anvil_accounts[1:], settlement_account=anvil_accounts[0], simulator=simulator)
+        yield RunningRouter(
+            client=client,
+            app=app,
+            settings=settings,
+            tokens=tokens,
+            w3=w3,
+            payers=anvil_accounts[1:],
+            settlement_account=anvil_accounts[0],
+            simulator=simulator,
+        )
     finally:
         await w3.provider.disconnect()

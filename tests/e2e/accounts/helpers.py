@@ -33,10 +33,16 @@ async def challenge(router: RunningRouter, address: str) -> dict[str, Any]:
     return document
 
 
-async def obtain_key(router: RunningRouter, account: LocalAccount, *, name: str | None = None) -> dict[str, Any]:
+async def obtain_key(
+    router: RunningRouter, account: LocalAccount, *, name: str | None = None
+) -> dict[str, Any]:
     issued = await challenge(router, account.address)
-    body = {"address": account.address, "message": issued["message"],
-            "signature": sign_text(account, issued["message"]), **({"name": name} if name else {})}
+    body = {
+        "address": account.address,
+        "message": issued["message"],
+        "signature": sign_text(account, issued["message"]),
+        **({"name": name} if name else {}),
+    }
     response = await router.client.post("/v1/keys", json=body)
     assert response.status == 201, await response.text()
     document: dict[str, Any] = await response.json()
@@ -45,23 +51,34 @@ async def obtain_key(router: RunningRouter, account: LocalAccount, *, name: str 
 
 async def pay_for_credit(router: RunningRouter, payer: LocalAccount, *, max_tokens: int) -> tuple[int, int]:
     """Pays one completion with x402; returns (paid nano-USD, charged nano-USD). The rest is credit."""
-    body = {"model": "openai/gpt-4o-mini", "max_tokens": max_tokens,
-            "messages": [{"role": "user", "content": "Say hello."}]}
+    body = {
+        "model": "openai/gpt-4o-mini",
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": "Say hello."}],
+    }
     offer_response = await router.client.post("/v1/chat/completions", json=body)
     assert offer_response.status == 402
     offer = await offer_response.json()
     header = encode_b64_json(sign_v2_payment(payer, offer))
-    response = await router.client.post("/v1/chat/completions", json=body, headers={"PAYMENT-SIGNATURE": header})
+    response = await router.client.post(
+        "/v1/chat/completions", json=body, headers={"PAYMENT-SIGNATURE": header}
+    )
     assert response.status == 200, await response.text()
     return int(offer["accepts"][0]["amount"]) * 1_000, int(response.headers["X-MegaRouter-Cost-Nano-USD"])
 
 
 def signed_withdrawal(
-    router: RunningRouter, account: LocalAccount, *, amount_atomic: int, signer: LocalAccount | None = None,
-    destination: str | None = None, expires_at_unix_s: int | None = None, asset: str | None = None,
+    router: RunningRouter,
+    account: LocalAccount,
+    *,
+    amount_atomic: int,
+    signer: LocalAccount | None = None,
+    destination: str | None = None,
+    expires_at_unix_s: int | None = None,
+    asset: str | None = None,
     nonce: str | None = None,
 ) -> dict[str, Any]:
-    request = {
+    request: dict[str, Any] = {
         "address": account.address,
         "asset": asset or router.tokens.usdc.address,
         "amount_atomic": amount_atomic,
@@ -70,7 +87,13 @@ def signed_withdrawal(
         "expires_at_unix_s": expires_at_unix_s or int(time.time()) + 300,
     }
     message = withdrawal_message(
-        domain=f"{router.client.host}:{router.client.port}", wallet=request["address"],
-        network=router.settings.network, asset=request["asset"], amount_atomic=amount_atomic,
-        destination=request["destination"], nonce=request["nonce"], expires_at_unix_s=request["expires_at_unix_s"])
+        domain=f"{router.client.host}:{router.client.port}",
+        wallet=request["address"],
+        network=router.settings.network,
+        asset=request["asset"],
+        amount_atomic=amount_atomic,
+        destination=request["destination"],
+        nonce=request["nonce"],
+        expires_at_unix_s=request["expires_at_unix_s"],
+    )
     return {**request, "signature": sign_text(signer or account, message)}

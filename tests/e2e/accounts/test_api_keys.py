@@ -49,7 +49,9 @@ async def test_challenge_key_list_and_revoke(accounts_router: RunningRouter) -> 
 
     # Another wallet cannot see or revoke this key.
     other_key = (await obtain_key(router, router.payers[1]))["key"]
-    assert (await (await router.client.get("/v1/keys", headers=bearer(other_key))).json())["data"][0]["id"] != created["id"]
+    assert (await (await router.client.get("/v1/keys", headers=bearer(other_key))).json())["data"][0][
+        "id"
+    ] != created["id"]
     foreign = await router.client.delete(f"/v1/keys/{created['id']}", headers=bearer(other_key))
     assert foreign.status == 404
 
@@ -63,8 +65,11 @@ async def test_challenge_key_list_and_revoke(accounts_router: RunningRouter) -> 
 
 async def test_bearer_is_required_and_checked(accounts_router: RunningRouter) -> None:
     router = accounts_router
-    for headers, code in (({}, "missing_api_key"), (bearer("mr_live_nope"), "invalid_api_key"),
-                          ({"Authorization": "Basic abc"}, "invalid_authorization")):
+    for headers, code in (
+        ({}, "missing_api_key"),
+        (bearer("mr_live_nope"), "invalid_api_key"),
+        ({"Authorization": "Basic abc"}, "invalid_authorization"),
+    ):
         for method, path in (("GET", "/v1/keys"), ("GET", "/v1/credits"), ("DELETE", "/v1/keys/1")):
             response = await router.client.request(method, path, headers=headers)
             assert response.status == 401, (method, path)
@@ -110,10 +115,16 @@ async def test_expired_challenge_is_refused(accounts_router: RunningRouter) -> N
     wallet = router.payers[2]
     issued = await challenge(router, wallet.address)
     async with router.app[DB_ENGINE].begin() as conn:
-        await conn.execute(account_challenges.update().where(account_challenges.c.nonce == issued["nonce"])
-                           .values(expires_at_unix_s=issued["issued_at"] - 1))
-    body = {"address": wallet.address, "message": issued["message"],
-            "signature": sign_text(wallet, issued["message"])}
+        await conn.execute(
+            account_challenges.update()
+            .where(account_challenges.c.nonce == issued["nonce"])
+            .values(expires_at_unix_s=issued["issued_at"] - 1)
+        )
+    body = {
+        "address": wallet.address,
+        "message": issued["message"],
+        "signature": sign_text(wallet, issued["message"]),
+    }
     response = await router.client.post("/v1/keys", json=body)
     assert response.status == 400
     assert (await response.json())["error"]["code"] == "challenge_expired"

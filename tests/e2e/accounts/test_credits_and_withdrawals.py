@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from decimal import Decimal
 
 import pytest
 from eth_account import Account
@@ -34,11 +35,13 @@ async def test_credits_show_what_an_x402_payment_left(accounts_router: RunningRo
     assert credit["balance"]["available_nano_usd"] == left_nano_usd
     assert credit["balance"]["posted_nano_usd"] == left_nano_usd
     assert credit["balance"]["pending_nano_usd"] == 0
-    assert credit["balance"]["available_usd"] == f"{left_nano_usd / 10**9:.9f}".rstrip("0").rstrip(".") or "0"
+    assert Decimal(credit["balance"]["available_usd"]).scaleb(9) == left_nano_usd
     assert credit["holds"] == []
     # Newest first: the charge for the completion, then the x402 deposit.
     assert [(m["code"], m["amount_nano_usd"]) for m in credit["movements"]] == [
-        ("inference_hold", -cost_nano_usd), ("x402_deposit", paid_nano_usd)]
+        ("inference_hold", -cost_nano_usd),
+        ("x402_deposit", paid_nano_usd),
+    ]
     assert credit["movements"][0]["balance_after_nano_usd"] == left_nano_usd
     assert credit["movements"][1]["external_ref"].startswith("eip155:31337:0x")
 
@@ -100,12 +103,26 @@ async def test_bad_withdrawal_requests_are_refused_and_change_nothing(accounts_r
     await pay_for_credit(router, payer, max_tokens=1024)
     now = int(time.time())
     cases = [
-        (signed_withdrawal(router, payer, amount_atomic=1, signer=Account.create()), 400, "signature_mismatch"),
-        (signed_withdrawal(router, payer, amount_atomic=1, destination=router.payers[8].address), 400,
-         "invalid_destination"),
-        (signed_withdrawal(router, payer, amount_atomic=1, expires_at_unix_s=now - 1), 400, "withdrawal_expired"),
-        (signed_withdrawal(router, payer, amount_atomic=1, expires_at_unix_s=now + 86_400), 400,
-         "withdrawal_expiry_too_far"),
+        (
+            signed_withdrawal(router, payer, amount_atomic=1, signer=Account.create()),
+            400,
+            "signature_mismatch",
+        ),
+        (
+            signed_withdrawal(router, payer, amount_atomic=1, destination=router.payers[8].address),
+            400,
+            "invalid_destination",
+        ),
+        (
+            signed_withdrawal(router, payer, amount_atomic=1, expires_at_unix_s=now - 1),
+            400,
+            "withdrawal_expired",
+        ),
+        (
+            signed_withdrawal(router, payer, amount_atomic=1, expires_at_unix_s=now + 86_400),
+            400,
+            "withdrawal_expiry_too_far",
+        ),
         (signed_withdrawal(router, payer, amount_atomic=1, asset="0x" + "11" * 20), 400, "unsupported_asset"),
         (signed_withdrawal(router, payer, amount_atomic=10**9), 400, "insufficient_credit"),
     ]
@@ -127,15 +144,18 @@ async def test_bad_withdrawal_requests_are_refused_and_change_nothing(accounts_r
 
 
 @pytest.mark.parametrize("copies", [5])
-async def test_concurrent_copies_of_one_signed_withdrawal_pay_once(accounts_router: RunningRouter,
-                                                                   copies: int) -> None:
+async def test_concurrent_copies_of_one_signed_withdrawal_pay_once(
+    accounts_router: RunningRouter, copies: int
+) -> None:
     router = accounts_router
     payer = router.payers[8]
     await pay_for_credit(router, payer, max_tokens=1024)
     usdc = router.tokens.usdc.address
     payer_before = await router.token_balance(usdc, payer.address)
     body = signed_withdrawal(router, payer, amount_atomic=3)
-    responses = await asyncio.gather(*(router.client.post("/v1/credits/withdraw", json=body) for _ in range(copies)))
+    responses = await asyncio.gather(
+        *(router.client.post("/v1/credits/withdraw", json=body) for _ in range(copies))
+    )
     assert sorted(response.status for response in responses) == [200] + [409] * (copies - 1)
     assert await router.token_balance(usdc, payer.address) == payer_before + 3
     assert await check_ledger(router.app[DB_ENGINE]) == []
