@@ -1,4 +1,4 @@
-"""Migration p0003 builds exactly the account tables that proxy/db/tables.py describes (SQLite, PostgreSQL)."""
+"""Migration p0003 builds exactly the account tables that proxy/db/tables.py describes."""
 
 from __future__ import annotations
 
