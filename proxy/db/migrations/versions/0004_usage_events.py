@@ -1,7 +1,7 @@
 """Usage events: one explainable record per request.
 
 Revision ID: p0004
-Revises: p0001
+Revises: p0003
 Create Date: 2026-11-25
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "p0004"
-down_revision = "p0001"
+down_revision = "p0003"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,279 @@
+"""Sign-in challenges and wallet-bound API keys, stored in the proxy's tables.
+
+A key is shown once and stored as its SHA-256: the table alone never lets anyone call the API. Challenges are
+consumed by a conditional UPDATE in the same transaction that inserts the key, so one signature yields at
+most one key even when sent twice at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger import chart
+from proxy.accounts.errors import ChallengeInvalid, SignatureMismatch
+from proxy.accounts.settings import AccountsSettings
+from proxy.accounts.signatures import challenge_message, recover_signer
+from proxy.db.tables import account_api_keys, account_challenges
+from proxy.errors import AuthenticationFailed, InvalidRequest
+
+__all__ = ["ApiKeyInfo", "ApiKeys", "Challenge", "IssuedApiKey", "hash_api_key"]
+
+_NONCE_MESSAGE_LINE = "\nNonce: "
+_KEY_PREFIX_DISPLAY_CHARS = 8
+
+
+class Challenge(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    address: str
+    nonce: str
+    message: str
+    issued_at_unix_s: int
+    expires_at_unix_s: int
+
+
+class ApiKeyInfo(BaseModel):
+    """What may be shown about a key after it was issued: never the key itself."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    wallet: str
+    credit_account: str
+    prefix: str
+    name: str | None
+    created_at_unix_s: int
+    last_used_at_unix_s: int | None
+    revoked_at_unix_s: int | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at_unix_s is not None
+
+
+class IssuedApiKey(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    info: ApiKeyInfo
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _info(row: sa.RowMapping) -> ApiKeyInfo:
+    return ApiKeyInfo(
+        id=row["id"],
+        wallet=row["wallet"],
+        credit_account=row["credit_account"],
+        prefix=row["key_prefix"],
+        name=row["name"],
+        created_at_unix_s=row["created_at_unix_s"],
+        last_used_at_unix_s=row["last_used_at_unix_s"],
+        revoked_at_unix_s=row["revoked_at_unix_s"],
+    )
+
+
+class ApiKeys:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: AccountsSettings,
+        *,
+        clock_unix_s: Callable[[], float] = time.time,
+    ) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._clock_unix_s = clock_unix_s
+
+    def _now(self) -> int:
+        return int(self._clock_unix_s())
+
+    async def issue_challenge(self, address: str, *, domain: str) -> Challenge:
+        now = self._now()
+        nonce = secrets.token_hex(16)
+        challenge = Challenge(
+            address=address.lower(),
+            nonce=nonce,
+            issued_at_unix_s=now,
+            expires_at_unix_s=now + self._settings.challenge_validity_s,
+            message=challenge_message(
+                domain=domain,
+                address=address,
+                nonce=nonce,
+                issued_at_unix_s=now,
+                expires_at_unix_s=now + self._settings.challenge_validity_s,
+            ),
+        )
+        async with self._engine.begin() as conn:
+            # Expired challenges are worthless; dropping them here keeps the table small without a sweeper.
+            await conn.execute(
+                account_challenges.delete().where(account_challenges.c.expires_at_unix_s < now)
+            )
+            await conn.execute(
+                account_challenges.insert().values(
+                    nonce=nonce,
+                    address=challenge.address,
+                    message=challenge.message,
+                    issued_at_unix_s=now,
+                    expires_at_unix_s=challenge.expires_at_unix_s,
+                    used_at_unix_s=None,
+                )
+            )
+        return challenge
+
+    async def create_key(
+        self, *, address: str, message: str, signature: str, name: str | None
+    ) -> IssuedApiKey:
+        """Checks the signed challenge and issues a key. A refusal leaves the challenge usable."""
+        wallet = address.lower()
+        nonce = message.rpartition(_NONCE_MESSAGE_LINE)[2].split("\n", 1)[0]
+        now = self._now()
+        async with self._engine.connect() as conn:
+            row = (
+                (await conn.execute(sa.select(account_challenges).where(account_challenges.c.nonce == nonce)))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise ChallengeInvalid(
+                "no challenge with this nonce was issued; ask POST /v1/auth/challenge",
+                code="challenge_not_found",
+                param="message",
+            )
+        if row["message"] != message or row["address"] != wallet:
+            raise ChallengeInvalid(
+                "message is not the challenge issued to this address",
+                code="challenge_mismatch",
+                param="message",
+            )
+        if row["used_at_unix_s"] is not None:
+            raise ChallengeInvalid("this challenge was already used", code="challenge_used", param="message")
+        if row["expires_at_unix_s"] <= now:
+            raise ChallengeInvalid("this challenge has expired", code="challenge_expired", param="message")
+        signer = recover_signer(message, signature)
+        if signer != wallet:
+            raise SignatureMismatch(f"signature was made by {signer}, not by {wallet}", param="signature")
+        key = self._settings.api_key_prefix + secrets.token_urlsafe(self._settings.api_key_random_bytes)
+        async with self._engine.begin() as conn:
+            consumed = await conn.execute(
+                account_challenges.update()
+                .where(account_challenges.c.id == row["id"], account_challenges.c.used_at_unix_s.is_(None))
+                .values(used_at_unix_s=now)
+            )
+            if consumed.rowcount != 1:
+                raise ChallengeInvalid(
+                    "this challenge was already used", code="challenge_used", param="message"
+                )
+            count = (
+                await conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(account_api_keys)
+                    .where(
+                        account_api_keys.c.wallet == wallet, account_api_keys.c.revoked_at_unix_s.is_(None)
+                    )
+                )
+            ).scalar_one()
+            if count >= self._settings.api_keys_per_wallet_max:
+                raise InvalidRequest(
+                    f"a wallet may hold at most {self._settings.api_keys_per_wallet_max} "
+                    "active keys; revoke one first",
+                    code="too_many_api_keys",
+                )
+            result = await conn.execute(
+                account_api_keys.insert().values(
+                    wallet=wallet,
+                    credit_account=chart.credit_wallet(wallet),
+                    key_sha256=hash_api_key(key),
+                    key_prefix=key[: len(self._settings.api_key_prefix) + _KEY_PREFIX_DISPLAY_CHARS],
+                    name=name,
+                    created_at_unix_s=now,
+                    last_used_at_unix_s=None,
+                    revoked_at_unix_s=None,
+                )
+            )
+            assert result.inserted_primary_key is not None
+            key_id = result.inserted_primary_key[0]
+            stored = (
+                (await conn.execute(sa.select(account_api_keys).where(account_api_keys.c.id == key_id)))
+                .mappings()
+                .one()
+            )
+        return IssuedApiKey(key=key, info=_info(stored))
+
+    async def authenticate(self, key: str) -> ApiKeyInfo:
+        """The live key's info (last use refreshed), or AuthenticationFailed."""
+        async with self._engine.connect() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        sa.select(account_api_keys).where(account_api_keys.c.key_sha256 == hash_api_key(key))
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise AuthenticationFailed("Incorrect API key provided", code="invalid_api_key")
+        info = _info(row)
+        if info.revoked:
+            raise AuthenticationFailed("This API key has been revoked", code="api_key_revoked")
+        now = self._now()
+        last = info.last_used_at_unix_s
+        if last is None or now - last >= self._settings.key_last_used_resolution_s:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    account_api_keys.update()
+                    .where(account_api_keys.c.id == info.id)
+                    .values(last_used_at_unix_s=now)
+                )
+            info = info.model_copy(update={"last_used_at_unix_s": now})
+        return info
+
+    async def list_keys(self, wallet: str) -> list[ApiKeyInfo]:
+        async with self._engine.connect() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(account_api_keys)
+                        .where(account_api_keys.c.wallet == wallet.lower())
+                        .order_by(account_api_keys.c.id)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [_info(row) for row in rows]
+
+    async def revoke(self, key_id: int, *, wallet: str) -> ApiKeyInfo | None:
+        """Revokes the wallet's key (idempotent); None when the wallet has no key with this id."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                account_api_keys.update()
+                .where(
+                    account_api_keys.c.id == key_id,
+                    account_api_keys.c.wallet == wallet.lower(),
+                    account_api_keys.c.revoked_at_unix_s.is_(None),
+                )
+                .values(revoked_at_unix_s=self._now())
+            )
+            row = (
+                (
+                    await conn.execute(
+                        sa.select(account_api_keys).where(
+                            account_api_keys.c.id == key_id, account_api_keys.c.wallet == wallet.lower()
+                        )
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else _info(row)

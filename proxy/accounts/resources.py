@@ -1,0 +1,53 @@
+"""Wiring of prepaid accounts into an app: one cleanup context and one function that installs everything.
+
+`accounts_ctx` must run after the lead's database_ctx and chain_ctx (it reads DB_ENGINE, CHART_ACCOUNTS,
+SETTINGS and SETTLER), so it is appended after them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import cast
+
+from aiohttp import web
+
+from proxy.accounts.app_keys import ACCOUNTS_SETTINGS, API_KEYS, TRANSFER_SENDER, WITHDRAWALS
+from proxy.accounts.keys import ApiKeys
+from proxy.accounts.settings import AccountsSettings
+from proxy.accounts.withdrawals import TransferSender, Withdrawals
+from proxy.app_keys import CHART_ACCOUNTS, DB_ENGINE, SETTINGS, SETTLER
+
+__all__ = ["accounts_ctx", "setup_accounts"]
+
+
+def _transfer_sender(app: web.Application) -> TransferSender | None:
+    sender = app.get(TRANSFER_SENDER)
+    if sender is not None:
+        return sender
+    settler = app[SETTLER]
+    # Settler.transfer arrives with branch `watcher`; until then withdrawals answer 503.
+    return cast(TransferSender, settler) if hasattr(settler, "transfer") else None
+
+
+async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app.get(ACCOUNTS_SETTINGS) or AccountsSettings()
+    if ACCOUNTS_SETTINGS not in app:
+        app[ACCOUNTS_SETTINGS] = settings
+    app[API_KEYS] = ApiKeys(app[DB_ENGINE], settings)
+    app[WITHDRAWALS] = Withdrawals(
+        engine=app[DB_ENGINE],
+        accounts=app[CHART_ACCOUNTS],
+        settings=app[SETTINGS],
+        accounts_settings=settings,
+        sender=_transfer_sender(app),
+    )
+    yield
+
+
+def setup_accounts(app: web.Application) -> None:
+    """Adds the key and credit routes and `accounts_ctx` (call after the lead's contexts are added)."""
+    from proxy.handlers import credits, keys
+
+    app.cleanup_ctx.append(accounts_ctx)
+    app.add_routes(keys.routes)
+    app.add_routes(credits.routes)

@@ -1,0 +1,99 @@
+"""What a wallet-owning client does: sign challenges and withdrawals, pay one x402 request for credit."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+
+from proxy.accounts import withdrawal_message
+from tests.e2e.payments import encode_b64_json, sign_v2_payment
+from tests.fixtures.app import RunningRouter
+
+__all__ = ["bearer", "obtain_key", "pay_for_credit", "sign_text", "signed_withdrawal"]
+
+
+def sign_text(account: LocalAccount, text: str) -> str:
+    signature: bytes = Account.sign_message(encode_defunct(text=text), private_key=account.key).signature
+    return "0x" + signature.hex()
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def challenge(router: RunningRouter, address: str) -> dict[str, Any]:
+    response = await router.client.post("/v1/auth/challenge", json={"address": address})
+    assert response.status == 200, await response.text()
+    document: dict[str, Any] = await response.json()
+    return document
+
+
+async def obtain_key(
+    router: RunningRouter, account: LocalAccount, *, name: str | None = None
+) -> dict[str, Any]:
+    issued = await challenge(router, account.address)
+    body = {
+        "address": account.address,
+        "message": issued["message"],
+        "signature": sign_text(account, issued["message"]),
+        **({"name": name} if name else {}),
+    }
+    response = await router.client.post("/v1/keys", json=body)
+    assert response.status == 201, await response.text()
+    document: dict[str, Any] = await response.json()
+    return document
+
+
+async def pay_for_credit(router: RunningRouter, payer: LocalAccount, *, max_tokens: int) -> tuple[int, int]:
+    """Pays one completion with x402; returns (paid nano-USD, charged nano-USD). The rest is credit."""
+    body = {
+        "model": "openai/gpt-4o-mini",
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": "Say hello."}],
+    }
+    offer_response = await router.client.post("/v1/chat/completions", json=body)
+    assert offer_response.status == 402
+    offer = await offer_response.json()
+    header = encode_b64_json(sign_v2_payment(payer, offer))
+    response = await router.client.post(
+        "/v1/chat/completions", json=body, headers={"PAYMENT-SIGNATURE": header}
+    )
+    assert response.status == 200, await response.text()
+    return int(offer["accepts"][0]["amount"]) * 1_000, int(response.headers["X-MegaRouter-Cost-Nano-USD"])
+
+
+def signed_withdrawal(
+    router: RunningRouter,
+    account: LocalAccount,
+    *,
+    amount_atomic: int,
+    signer: LocalAccount | None = None,
+    destination: str | None = None,
+    expires_at_unix_s: int | None = None,
+    asset: str | None = None,
+    nonce: str | None = None,
+) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "address": account.address,
+        "asset": asset or router.tokens.usdc.address,
+        "amount_atomic": amount_atomic,
+        "destination": destination or account.address,
+        "nonce": nonce or secrets.token_hex(16),
+        "expires_at_unix_s": expires_at_unix_s or int(time.time()) + 300,
+    }
+    message = withdrawal_message(
+        domain=f"{router.client.host}:{router.client.port}",
+        wallet=request["address"],
+        network=router.settings.network,
+        asset=request["asset"],
+        amount_atomic=amount_atomic,
+        destination=request["destination"],
+        nonce=request["nonce"],
+        expires_at_unix_s=request["expires_at_unix_s"],
+    )
+    return {**request, "signature": sign_text(signer or account, message)}
