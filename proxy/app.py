@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from proxy.accounts.resources import setup_accounts
 from proxy.app_keys import SETTINGS
+from proxy.chain_watcher import chain_watcher_ctx
 from proxy.handlers import chat, health, models
 from proxy.logging_setup import configure_logging
 from proxy.middlewares import cors_middleware, error_middleware, request_id_middleware
@@ -43,8 +45,10 @@ def create_app(settings: Settings) -> web.Application:
             payment_gate_ctx,
             settlement_recovery_ctx,
             hold_expiry_ctx,
+            chain_watcher_ctx,
         ]
     )
+    setup_accounts(app)
     app.add_routes(health.routes)
     app.add_routes(models.routes)
     app.add_routes(chat.routes)

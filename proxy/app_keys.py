@@ -18,7 +18,6 @@ from proxy.routing.classifier import ClassifierModel
 from proxy.routing.health import HealthTracker
 from proxy.serving.billing import Billing
 from proxy.serving.dispatch import Dispatcher
-from proxy.serving.payer import BearerAuthenticator
 from proxy.serving.usage_log import UsageLog
 from proxy.settings import Settings
 from proxy.upstream import Upstreams
@@ -26,16 +25,14 @@ from x402.chain import TokenReader
 from x402.settle import Settler
 
 __all__ = [
-    "BEARER_AUTHENTICATOR",
     "BILLING",
     "CATALOG",
-    "CLASSIFIER",
-    "DISPATCHER",
-    "HEALTH_TRACKER",
-    "USAGE_LOG",
     "CHAIN_WEB3",
     "CHART_ACCOUNTS",
+    "CLASSIFIER",
     "DB_ENGINE",
+    "DISPATCHER",
+    "HEALTH_TRACKER",
     "HTTP_SESSION",
     "LEDGER",
     "PAYMENT_GATE",
@@ -44,6 +41,7 @@ __all__ = [
     "SETTLER",
     "TOKEN_READER",
     "UPSTREAMS",
+    "USAGE_LOG",
 ]
 
 SETTINGS = web.AppKey("SETTINGS", Settings)
@@ -63,5 +61,3 @@ CLASSIFIER = web.AppKey("CLASSIFIER", ClassifierModel)
 USAGE_LOG = web.AppKey("USAGE_LOG", UsageLog)
 BILLING = web.AppKey("BILLING", Billing)
 DISPATCHER = web.AppKey("DISPATCHER", Dispatcher)
-# Optional: set when API keys are enabled (proxy/accounts); without it every request pays by x402.
-BEARER_AUTHENTICATOR = web.AppKey("BEARER_AUTHENTICATOR", BearerAuthenticator)

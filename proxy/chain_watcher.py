@@ -107,12 +107,18 @@ class WatcherSettings(BaseModel):
 
 def watcher_settings_from(settings: Settings, *, settlement_wallet: str, **overrides: Any) -> WatcherSettings:
     """The watcher's settings for an app: network, wallet and tokens from `Settings`, the rest defaults."""
+    fields: dict[str, Any] = {
+        "enabled": settings.chain_watcher_enabled,
+        "confirmations": settings.chain_watch_confirmations,
+        "poll_interval_s": settings.chain_watch_poll_interval_s,
+        "start_block": settings.chain_watch_start_block,
+        "rpc_timeout_s": settings.rpc_timeout_s,
+    }
     return WatcherSettings(
         network=settings.network,
         settlement_wallet=settlement_wallet,
         tokens=tuple(WatchedToken(address=a.address, decimals=a.decimals) for a in settings.assets),
-        rpc_timeout_s=settings.rpc_timeout_s,
-        **overrides,
+        **(fields | overrides),
     )
 
 

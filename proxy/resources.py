@@ -21,13 +21,12 @@ from ledger import Ledger, create_ledger_engine, migrate, unix_ms_now
 from proxy.app_keys import (
     BILLING,
     CATALOG,
-    CLASSIFIER,
-    DISPATCHER,
-    HEALTH_TRACKER,
-    USAGE_LOG,
     CHAIN_WEB3,
     CHART_ACCOUNTS,
+    CLASSIFIER,
     DB_ENGINE,
+    DISPATCHER,
+    HEALTH_TRACKER,
     HTTP_SESSION,
     LEDGER,
     PAYMENT_GATE,
@@ -36,6 +35,7 @@ from proxy.app_keys import (
     SETTLER,
     TOKEN_READER,
     UPSTREAMS,
+    USAGE_LOG,
 )
 from proxy.catalog import load_catalog
 from proxy.chart_accounts import ChartAccounts
@@ -137,8 +137,9 @@ async def routing_ctx(app: web.Application) -> AsyncIterator[None]:
         app[HEALTH_TRACKER] = InMemoryHealthTracker()
         yield
         return
-    redis_client = Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT_S,
-                                  socket_connect_timeout=REDIS_TIMEOUT_S)
+    redis_client = Redis.from_url(
+        settings.redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+    )
     try:
         app[HEALTH_TRACKER] = RedisHealthTracker(redis_client)
         yield
@@ -149,10 +150,19 @@ async def routing_ctx(app: web.Application) -> AsyncIterator[None]:
 async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[USAGE_LOG] = UsageLog(app[DB_ENGINE])
-    app[BILLING] = Billing(ledger=app[LEDGER], accounts=app[CHART_ACCOUNTS], usage_log=app[USAGE_LOG],
-                           catalog_version=app[CATALOG].version, hold_timeout_s=settings.hold_timeout_s)
-    app[DISPATCHER] = Dispatcher(upstreams=app[UPSTREAMS], tracker=app[HEALTH_TRACKER],
-                                 attempts_max=settings.route_attempts_max, deadline_s=settings.request_deadline_s)
+    app[BILLING] = Billing(
+        ledger=app[LEDGER],
+        accounts=app[CHART_ACCOUNTS],
+        usage_log=app[USAGE_LOG],
+        catalog_version=app[CATALOG].version,
+        hold_timeout_s=settings.hold_timeout_s,
+    )
+    app[DISPATCHER] = Dispatcher(
+        upstreams=app[UPSTREAMS],
+        tracker=app[HEALTH_TRACKER],
+        attempts_max=settings.route_attempts_max,
+        deadline_s=settings.request_deadline_s,
+    )
     yield
 
 

@@ -63,6 +63,13 @@ class Settings(BaseModel):
     # With a Redis URL, deployment health is shared by every replica; without, it is per process.
     redis_url: str | None = Field(default=None, pattern=r"^rediss?://")
 
+    # The chain watcher books plain token transfers to the settlement wallet as deposits.
+    chain_watcher_enabled: bool = True
+    chain_watch_confirmations: int = Field(default=3, ge=0)
+    chain_watch_poll_interval_s: float = Field(default=2.0, gt=0)
+    # Where a watcher with no stored cursor starts; None: at the confirmed head (future transfers only).
+    chain_watch_start_block: int | None = Field(default=None, ge=0)
+
     # A request without max_tokens is quoted, and capped upstream, at this many output tokens.
     default_max_output_tokens: int = Field(default=1024, ge=1)
     # x402 maxTimeoutSeconds: how long a signed authorization may take to reach us.

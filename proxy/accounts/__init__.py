@@ -3,7 +3,7 @@
 Imports proxy/, ledger/ and x402/ (types only); the chat handler imports `authenticate_bearer` from here.
 """
 
-from proxy.accounts.app_keys import ACCOUNTS_SETTINGS, API_KEYS, TRANSFER_SENDER, WITHDRAWALS
+from proxy.accounts.app_keys import ACCOUNTS_SETTINGS, API_KEYS, WITHDRAWALS
 from proxy.accounts.auth import KeyPrincipal, authenticate_bearer, require_bearer
 from proxy.accounts.credits import CreditView, credit_view, nano_usd_to_usd_string
 from proxy.accounts.keys import ApiKeyInfo, ApiKeys, Challenge, IssuedApiKey, hash_api_key
@@ -22,7 +22,6 @@ from proxy.accounts.withdrawals import (
 __all__ = [
     "ACCOUNTS_SETTINGS",
     "API_KEYS",
-    "TRANSFER_SENDER",
     "WITHDRAWALS",
     "AccountsSettings",
     "ApiKeyInfo",

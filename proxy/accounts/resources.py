@@ -7,26 +7,16 @@ SETTINGS and SETTLER), so it is appended after them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import cast
 
 from aiohttp import web
 
-from proxy.accounts.app_keys import ACCOUNTS_SETTINGS, API_KEYS, TRANSFER_SENDER, WITHDRAWALS
+from proxy.accounts.app_keys import ACCOUNTS_SETTINGS, API_KEYS, WITHDRAWALS
 from proxy.accounts.keys import ApiKeys
 from proxy.accounts.settings import AccountsSettings
-from proxy.accounts.withdrawals import TransferSender, Withdrawals
+from proxy.accounts.withdrawals import Withdrawals
 from proxy.app_keys import CHART_ACCOUNTS, DB_ENGINE, SETTINGS, SETTLER
 
 __all__ = ["accounts_ctx", "setup_accounts"]
-
-
-def _transfer_sender(app: web.Application) -> TransferSender | None:
-    sender = app.get(TRANSFER_SENDER)
-    if sender is not None:
-        return sender
-    settler = app[SETTLER]
-    # Settler.transfer arrives with branch `watcher`; until then withdrawals answer 503.
-    return cast(TransferSender, settler) if hasattr(settler, "transfer") else None
 
 
 async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -39,7 +29,8 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
         accounts=app[CHART_ACCOUNTS],
         settings=app[SETTINGS],
         accounts_settings=settings,
-        sender=_transfer_sender(app),
+        # Withdrawals share the settlement wallet's transaction nonces with x402 settlements.
+        sender=app[SETTLER],
     )
     yield
 

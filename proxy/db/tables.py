@@ -91,6 +91,7 @@ usage_events = Table(
     Column("time_to_first_token_ms", Integer, nullable=True),
     Index("ix_usage_events_payer_created", "payer_account", "created_at"),
     Index("ix_usage_events_request", "request_id"),
+)
 
 # The chain watcher's progress per (network, token): every block below `next_block` has been scanned for
 # Transfers to the settlement wallet and its deposits booked. `last_block_hash` is the hash of block
@@ -103,6 +104,7 @@ chain_watch_cursors = Table(
     Column("next_block", BigInteger, nullable=False),
     Column("last_block_hash", String(66), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
 
 
 # ---- Prepaid wallet accounts (proxy/accounts). Times are unix seconds; amounts are ints. ----

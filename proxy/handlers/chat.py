@@ -10,7 +10,6 @@ import structlog
 from aiohttp import web
 
 from proxy.app_keys import (
-    BEARER_AUTHENTICATOR,
     BILLING,
     CATALOG,
     CLASSIFIER,
@@ -36,8 +35,9 @@ routes = web.RouteTableDef()
 log = structlog.get_logger("megarouter.chat")
 
 
-def _routing_headers(plan: ServePlan, served_model_id: str, served_provider: str,
-                     attempts: list[Attempt]) -> dict[str, str]:
+def _routing_headers(
+    plan: ServePlan, served_model_id: str, served_provider: str, attempts: list[Attempt]
+) -> dict[str, str]:
     return {
         "X-MegaRouter-Model": served_model_id,
         "X-MegaRouter-Provider": served_provider,
@@ -47,8 +47,9 @@ def _routing_headers(plan: ServePlan, served_model_id: str, served_provider: str
     }
 
 
-async def _release_on_failure(billing: BillingSession, failure: NoCandidateServed,
-                              payment_headers: dict[str, str]) -> None:
+async def _release_on_failure(
+    billing: BillingSession, failure: NoCandidateServed, payment_headers: dict[str, str]
+) -> None:
     await billing.release(attempts=failure.attempts, outcome="upstream_failed")
     failure.error.headers.update(payment_headers)
     log.warning("no_candidate_served", attempts=attempts_header(failure.attempts), code=failure.error.code)
@@ -61,15 +62,25 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if body.n not in (None, 1):
         raise InvalidRequest("only n=1 is supported", code="unsupported_value", param="n")
     plan = await plan_chat_request(
-        body, headers=request.headers, catalog=app[CATALOG], settings=app[SETTINGS], tracker=app[HEALTH_TRACKER],
-        classifier=app[CLASSIFIER], providers_available=app[UPSTREAMS].providers,
+        body,
+        headers=request.headers,
+        catalog=app[CATALOG],
+        settings=app[SETTINGS],
+        tracker=app[HEALTH_TRACKER],
+        classifier=app[CLASSIFIER],
+        providers_available=app[UPSTREAMS].providers,
     )
     request_id = str(structlog.contextvars.get_contextvars().get("request_id", ""))
     structlog.contextvars.bind_contextvars(strategy=plan.strategy, first_candidate=plan.candidates[0].id)
     billing, payment_headers = await open_paid_session(
-        request, gate=app[PAYMENT_GATE], billing=app[BILLING], authenticate=app.get(BEARER_AUTHENTICATOR),
-        hold_nano_usd=plan.hold_nano_usd, first_provider=plan.candidates[0].provider, strategy=plan.strategy,
-        streamed=bool(body.stream), request_id=request_id,
+        request,
+        gate=app[PAYMENT_GATE],
+        billing=app[BILLING],
+        hold_nano_usd=plan.hold_nano_usd,
+        first_provider=plan.candidates[0].provider,
+        strategy=plan.strategy,
+        streamed=bool(body.stream),
+        request_id=request_id,
     )
     dispatcher = app[DISPATCHER]
     try:
@@ -85,11 +96,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         await billing.release(attempts=[], outcome="aborted")
         raise
     if body.stream:
-        headers = {**payment_headers,
-                   **_routing_headers(plan, opened.model.id, opened.model.provider, opened.attempts)}
-        return await relay_stream(request, body=body, opened=opened, billing=billing, dispatcher=dispatcher,
-                                  headers=headers)
+        headers = {
+            **payment_headers,
+            **_routing_headers(plan, opened.model.id, opened.model.provider, opened.attempts),
+        }
+        return await relay_stream(
+            request, body=body, opened=opened, billing=billing, dispatcher=dispatcher, headers=headers
+        )
     cost_nano_usd = await billing.charge(model, result.usage, attempts=attempts, outcome="completed")
-    headers = {**payment_headers, **_routing_headers(plan, model.id, model.provider, attempts),
-               "X-MegaRouter-Cost-Nano-USD": str(cost_nano_usd)}
+    headers = {
+        **payment_headers,
+        **_routing_headers(plan, model.id, model.provider, attempts),
+        "X-MegaRouter-Cost-Nano-USD": str(cost_nano_usd),
+    }
     return web.json_response(result.response.model_dump(mode="json", exclude_none=True), headers=headers)

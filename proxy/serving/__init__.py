@@ -1,1 +1,1 @@
-"""Serving a paid request: billing (hold, capture, void, usage event), upstream calls with failover, streams."""
+"""Serving a paid request: billing (hold, capture, void, usage event), upstream calls with failover."""

@@ -67,18 +67,34 @@ class BillingSession:
         cost_nano_usd = charge.cost_nano_usd
         if cost_nano_usd > self.quote_nano_usd:
             # The quote bounds the cost by construction; a provider over-reporting is not billed beyond it.
-            log.error("charge_exceeds_quote", charge_nano_usd=cost_nano_usd, quote_nano_usd=self.quote_nano_usd)
+            log.error(
+                "charge_exceeds_quote", charge_nano_usd=cost_nano_usd, quote_nano_usd=self.quote_nano_usd
+            )
             cost_nano_usd = self.quote_nano_usd
         payable = chart.provider_payable(model.provider)
         await self._billing.accounts.ensure([payable])
         await self._billing.ledger.capture(
             self.hold.id, cost_nano_usd, idempotency_key=f"{self._request_id}:capture", credit_account=payable
         )
-        await self._record(model, usage, attempts=attempts, outcome=outcome, cost_nano_usd=cost_nano_usd,
-                           time_to_first_token_ms=time_to_first_token_ms)
-        log.info("inference_charged", model=model.id, provider=model.provider, cost_nano_usd=cost_nano_usd,
-                 quote_nano_usd=self.quote_nano_usd, input_tokens=usage.input_tokens,
-                 output_tokens=usage.output_tokens, usage_estimated=usage.estimated, outcome=outcome)
+        await self._record(
+            model,
+            usage,
+            attempts=attempts,
+            outcome=outcome,
+            cost_nano_usd=cost_nano_usd,
+            time_to_first_token_ms=time_to_first_token_ms,
+        )
+        log.info(
+            "inference_charged",
+            model=model.id,
+            provider=model.provider,
+            cost_nano_usd=cost_nano_usd,
+            quote_nano_usd=self.quote_nano_usd,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            usage_estimated=usage.estimated,
+            outcome=outcome,
+        )
         return cost_nano_usd
 
     async def release(self, *, attempts: Sequence[Attempt], outcome: str) -> None:
@@ -86,8 +102,9 @@ class BillingSession:
         assert not self._resolved, "a request's hold is resolved once"
         self._resolved = True
         await self._billing.ledger.void(self.hold.id, idempotency_key=f"{self._request_id}:void")
-        await self._record(None, None, attempts=attempts, outcome=outcome, cost_nano_usd=0,
-                           time_to_first_token_ms=None)
+        await self._record(
+            None, None, attempts=attempts, outcome=outcome, cost_nano_usd=0, time_to_first_token_ms=None
+        )
 
     async def _record(
         self,
@@ -99,44 +116,55 @@ class BillingSession:
         cost_nano_usd: int,
         time_to_first_token_ms: int | None,
     ) -> None:
-        prices = {} if model is None else {
-            "input": model.input_price_nano_usd_per_mtok,
-            "cached_input": model.cached_input_price_nano_usd_per_mtok,
-            "cache_write_input": model.cache_write_input_price_nano_usd_per_mtok,
-            "output": model.output_price_nano_usd_per_mtok,
-        }
+        prices = (
+            {}
+            if model is None
+            else {
+                "input": model.input_price_nano_usd_per_mtok,
+                "cached_input": model.cached_input_price_nano_usd_per_mtok,
+                "cache_write_input": model.cache_write_input_price_nano_usd_per_mtok,
+                "output": model.output_price_nano_usd_per_mtok,
+            }
+        )
         usage = usage or TokenUsage(input_tokens=0, output_tokens=0)
-        await self._billing.usage_log.record(UsageEvent(
-            request_id=self._request_id,
-            payer_account=self._payer_account,
-            api_key_id=self._api_key_id,
-            outcome=outcome,
-            model_id=model.id if model else None,
-            provider=model.provider if model else None,
-            strategy=self._strategy,
-            attempts=tuple(attempts),
-            streamed=self._streamed,
-            input_tokens=usage.input_tokens,
-            cached_input_tokens=usage.cached_input_tokens,
-            cache_write_input_tokens=usage.cache_write_input_tokens,
-            output_tokens=usage.output_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            usage_estimated=usage.estimated,
-            prices_nano_usd_per_mtok=prices,
-            catalog_version=self._billing.catalog_version,
-            quote_nano_usd=self.quote_nano_usd,
-            cost_nano_usd=cost_nano_usd,
-            hold_id=self.hold.id,
-            latency_ms=self._elapsed_ms(),
-            time_to_first_token_ms=time_to_first_token_ms,
-        ))
+        await self._billing.usage_log.record(
+            UsageEvent(
+                request_id=self._request_id,
+                payer_account=self._payer_account,
+                api_key_id=self._api_key_id,
+                outcome=outcome,
+                model_id=model.id if model else None,
+                provider=model.provider if model else None,
+                strategy=self._strategy,
+                attempts=tuple(attempts),
+                streamed=self._streamed,
+                input_tokens=usage.input_tokens,
+                cached_input_tokens=usage.cached_input_tokens,
+                cache_write_input_tokens=usage.cache_write_input_tokens,
+                output_tokens=usage.output_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                usage_estimated=usage.estimated,
+                prices_nano_usd_per_mtok=prices,
+                catalog_version=self._billing.catalog_version,
+                quote_nano_usd=self.quote_nano_usd,
+                cost_nano_usd=cost_nano_usd,
+                hold_id=self.hold.id,
+                latency_ms=self._elapsed_ms(),
+                time_to_first_token_ms=time_to_first_token_ms,
+            )
+        )
 
 
 class Billing:
     """Opens billing sessions: one hold per request on the payer's credit account."""
 
     def __init__(
-        self, *, ledger: Ledger, accounts: ChartAccounts, usage_log: UsageLog, catalog_version: str,
+        self,
+        *,
+        ledger: Ledger,
+        accounts: ChartAccounts,
+        usage_log: UsageLog,
+        catalog_version: str,
         hold_timeout_s: int,
     ) -> None:
         self.ledger = ledger
@@ -176,5 +204,12 @@ class Billing:
             timeout_s=self._hold_timeout_s,
             metadata={"request_id": request_id},
         )
-        return BillingSession(billing=self, hold=hold, request_id=request_id, payer_account=payer_account,
-                              api_key_id=api_key_id, strategy=strategy, streamed=streamed)
+        return BillingSession(
+            billing=self,
+            hold=hold,
+            request_id=request_id,
+            payer_account=payer_account,
+            api_key_id=api_key_id,
+            strategy=strategy,
+            streamed=streamed,
+        )

@@ -61,7 +61,9 @@ def attempts_header(attempts: list[Attempt]) -> str:
 
 
 class Dispatcher:
-    def __init__(self, *, upstreams: Upstreams, tracker: HealthTracker, attempts_max: int, deadline_s: float) -> None:
+    def __init__(
+        self, *, upstreams: Upstreams, tracker: HealthTracker, attempts_max: int, deadline_s: float
+    ) -> None:
         assert attempts_max >= 1
         assert deadline_s > 0
         self._upstreams = upstreams
@@ -69,7 +71,9 @@ class Dispatcher:
         self._attempts_max = attempts_max
         self._deadline_s = deadline_s
 
-    def _body_for(self, body: ChatCompletionRequest, plan: ServePlan, model: CatalogModel) -> ChatCompletionRequest:
+    def _body_for(
+        self, body: ChatCompletionRequest, plan: ServePlan, model: CatalogModel
+    ) -> ChatCompletionRequest:
         # The upstream may never produce more than this candidate's quote paid for.
         output_tokens_max = plan.quotes[model.id].output_tokens_max
         return body.model_copy(update={"max_tokens": output_tokens_max, "max_completion_tokens": None})
@@ -80,30 +84,49 @@ class Dispatcher:
             if attempt >= self._attempts_max or time.monotonic() >= run.deadline_s:
                 return
             if not await self._tracker.try_acquire(model.id):
-                run.attempts.append(Attempt(model_id=model.id, provider=model.provider, outcome="breaker_open",
-                                            latency_ms=0))
+                run.attempts.append(
+                    Attempt(model_id=model.id, provider=model.provider, outcome="breaker_open", latency_ms=0)
+                )
                 continue
             attempt += 1
             yield attempt, model
 
-    async def _failed(self, run: _Run, model: CatalogModel, error: UpstreamError, started_s: float,
-                      attempt: int) -> bool:
+    async def _failed(
+        self, run: _Run, model: CatalogModel, error: UpstreamError, started_s: float, attempt: int
+    ) -> bool:
         """Records a failure; True when the next candidate may be tried."""
         await self._tracker.record_failure(model.id, kind=error.kind, retry_after_s=error.retry_after_s)
-        run.attempts.append(Attempt(model_id=model.id, provider=model.provider, outcome=error.kind,
-                                    status=error.status, latency_ms=int((time.monotonic() - started_s) * 1000)))
+        run.attempts.append(
+            Attempt(
+                model_id=model.id,
+                provider=model.provider,
+                outcome=error.kind,
+                status=error.status,
+                latency_ms=int((time.monotonic() - started_s) * 1000),
+            )
+        )
         run.last_error = error
-        log.warning("upstream_attempt_failed", model=model.id, kind=error.kind, status=error.status,
-                    attempt=attempt)
-        return should_fail_over(error.kind, bytes_sent_to_client=False, attempt=attempt,
-                                attempts_max=self._attempts_max, deadline_left_s=run.deadline_s - time.monotonic())
+        log.warning(
+            "upstream_attempt_failed", model=model.id, kind=error.kind, status=error.status, attempt=attempt
+        )
+        return should_fail_over(
+            error.kind,
+            bytes_sent_to_client=False,
+            attempt=attempt,
+            attempts_max=self._attempts_max,
+            deadline_left_s=run.deadline_s - time.monotonic(),
+        )
 
     def _exhausted(self, run: _Run) -> ApiError:
         if run.last_error is not None:
             return api_error_for_upstream(run.last_error)
-        return UpstreamUnavailable("no candidate deployment is available (breakers open)", code="no_healthy_deployment")
+        return UpstreamUnavailable(
+            "no candidate deployment is available (breakers open)", code="no_healthy_deployment"
+        )
 
-    async def complete(self, body: ChatCompletionRequest, plan: ServePlan) -> tuple[ChatResult, CatalogModel, list[Attempt]]:
+    async def complete(
+        self, body: ChatCompletionRequest, plan: ServePlan
+    ) -> tuple[ChatResult, CatalogModel, list[Attempt]]:
         run = _Run(plan=plan, deadline_s=time.monotonic() + self._deadline_s)
         async for attempt, model in self._admitted(run):
             started_s = time.monotonic()
@@ -115,8 +138,11 @@ class Dispatcher:
                 break
             latency_s = time.monotonic() - started_s
             await self._tracker.record_success(model.id, latency_s=latency_s)
-            run.attempts.append(Attempt(model_id=model.id, provider=model.provider, outcome="ok",
-                                        latency_ms=int(latency_s * 1000)))
+            run.attempts.append(
+                Attempt(
+                    model_id=model.id, provider=model.provider, outcome="ok", latency_ms=int(latency_s * 1000)
+                )
+            )
             return result, model, run.attempts
         raise NoCandidateServed(self._exhausted(run), run.attempts)
 
@@ -129,20 +155,32 @@ class Dispatcher:
                 first_event = await anext(events)
             except (UpstreamError, StopAsyncIteration) as error:
                 await close_events(events)
-                failure = error if isinstance(error, UpstreamError) else UpstreamError(
-                    "stream_interrupted", "the stream ended before its first event")
+                failure = (
+                    error
+                    if isinstance(error, UpstreamError)
+                    else UpstreamError("stream_interrupted", "the stream ended before its first event")
+                )
                 if await self._failed(run, model, failure, started_s, attempt):
                     continue
                 break
             first_s = time.monotonic() - started_s
-            run.attempts.append(Attempt(model_id=model.id, provider=model.provider, outcome="ok",
-                                        latency_ms=int(first_s * 1000)))
-            return OpenedStream(model=model, first_event=first_event, events=events, attempts=run.attempts,
-                                time_to_first_event_s=first_s)
+            run.attempts.append(
+                Attempt(
+                    model_id=model.id, provider=model.provider, outcome="ok", latency_ms=int(first_s * 1000)
+                )
+            )
+            return OpenedStream(
+                model=model,
+                first_event=first_event,
+                events=events,
+                attempts=run.attempts,
+                time_to_first_event_s=first_s,
+            )
         raise NoCandidateServed(self._exhausted(run), run.attempts)
 
-    async def stream_finished(self, model: CatalogModel, *, latency_s: float, ttft_s: float,
-                              error: UpstreamError | None) -> None:
+    async def stream_finished(
+        self, model: CatalogModel, *, latency_s: float, ttft_s: float, error: UpstreamError | None
+    ) -> None:
         if error is None:
             await self._tracker.record_success(model.id, latency_s=latency_s, ttft_s=ttft_s)
         else:

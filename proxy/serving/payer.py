@@ -8,28 +8,14 @@ and the hold is taken from there.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
 
 from ledger import InsufficientFunds
+from proxy.accounts.auth import authenticate_bearer
 from proxy.payments.gate import PaymentGate
 from proxy.serving.billing import Billing, BillingSession
 
-__all__ = ["BearerAuthenticator", "KeyPayer", "open_paid_session"]
-
-
-class KeyPayer(BaseModel):
-    """A request authenticated by an API key bound to a wallet's credit."""
-
-    model_config = ConfigDict(frozen=True)
-
-    key_id: int
-    credit_account: str
-
-
-BearerAuthenticator = Callable[[web.Request], Awaitable[KeyPayer | None]]
+__all__ = ["open_paid_session"]
 
 
 async def open_paid_session(
@@ -37,7 +23,6 @@ async def open_paid_session(
     *,
     gate: PaymentGate,
     billing: Billing,
-    authenticate: BearerAuthenticator | None,
     hold_nano_usd: int,
     first_provider: str,
     strategy: str | None,
@@ -45,13 +30,16 @@ async def open_paid_session(
     request_id: str,
 ) -> tuple[BillingSession, dict[str, str]]:
     """The open billing session and the headers to answer with (x402 settlement headers where x402 paid)."""
-    key_payer = await authenticate(request) if authenticate is not None else None
+    key_payer = await authenticate_bearer(request)
     if key_payer is not None:
         credit_account, key_id, headers = key_payer.credit_account, key_payer.key_id, {}
         if gate.carries_payment(request):
             # The retry after a shortfall 402: the payment tops up the paying wallet's credit first.
-            available = (await billing.ledger.balance(credit_account)).available if await billing.has_account(
-                credit_account) else 0
+            available = (
+                (await billing.ledger.balance(credit_account)).available
+                if await billing.has_account(credit_account)
+                else 0
+            )
             shortfall = max(hold_nano_usd - available, 1)
             payment = await gate.accept(request, quote_nano_usd=shortfall, request_id=request_id)
             headers = dict(payment.response_headers)
@@ -60,8 +48,13 @@ async def open_paid_session(
         credit_account, key_id, headers = payment.credit_account, None, dict(payment.response_headers)
     try:
         session = await billing.open(
-            request_id=request_id, payer_account=credit_account, api_key_id=key_id, amount_nano_usd=hold_nano_usd,
-            first_provider=first_provider, strategy=strategy, streamed=streamed,
+            request_id=request_id,
+            payer_account=credit_account,
+            api_key_id=key_id,
+            amount_nano_usd=hold_nano_usd,
+            first_provider=first_provider,
+            strategy=strategy,
+            streamed=streamed,
         )
     except InsufficientFunds as error:
         available = (await billing.ledger.balance(credit_account)).available

@@ -43,7 +43,9 @@ class ServePlan(BaseModel):
         return max(quote.cost_nano_usd_max for quote in self.quotes.values())
 
 
-def _route_request(body: ChatCompletionRequest, headers: Mapping[str, str], settings: Settings) -> RouteRequest:
+def _route_request(
+    body: ChatCompletionRequest, headers: Mapping[str, str], settings: Settings
+) -> RouteRequest:
     raw = (body.model_extra or {}).get("route")
     route = parse_route(raw)
     header_strategy = headers.get(STRATEGY_HEADER)
@@ -115,20 +117,33 @@ async def plan_chat_request(
             candidates_max=settings.route_candidates_max,
         )
     except InvalidRoute as error:
-        raise NotFound(f"The model '{body.model}' does not exist", code="model_not_found", param="model") from error
+        raise NotFound(
+            f"The model '{body.model}' does not exist", code="model_not_found", param="model"
+        ) from error
     except NoRouteCandidate as error:
         detail = "; ".join(error.reasons[:5])
         if body.model != "auto" and "context window too small" in detail:
             raise ContextLengthExceeded(
                 f"the prompt (about {needs.prompt_tokens} tokens) does not fit the context window of "
-                f"'{body.model}'", param="messages",
+                f"'{body.model}'",
+                param="messages",
             ) from error
-        raise InvalidRequest(f"{error} ({detail})" if detail else str(error), code="no_route_candidate",
-                             param="model") from error
+        raise InvalidRequest(
+            f"{error} ({detail})" if detail else str(error), code="no_route_candidate", param="model"
+        ) from error
     quotes = {
-        model.id: quote_request(model.id, model, prompt_tokens_max=prompt_tokens_max,
-                                output_tokens_max=min(output_asked, model.max_output_tokens))
+        model.id: quote_request(
+            model.id,
+            model,
+            prompt_tokens_max=prompt_tokens_max,
+            output_tokens_max=min(output_asked, model.max_output_tokens),
+        )
         for model in plan.candidates
     }
-    return ServePlan(candidates=tuple(plan.candidates), quotes=quotes, strategy=plan.strategy,
-                     task_kind=plan.task_kind, reasons=tuple(plan.reasons))
+    return ServePlan(
+        candidates=tuple(plan.candidates),
+        quotes=quotes,
+        strategy=plan.strategy,
+        task_kind=plan.task_kind,
+        reasons=tuple(plan.reasons),
+    )

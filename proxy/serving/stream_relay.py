@@ -9,6 +9,7 @@ what it produced is charged likewise). The hold is resolved on every path, cance
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -49,8 +50,11 @@ class _Produced:
 
     def estimated_usage(self, body: ChatCompletionRequest) -> TokenUsage:
         text = "".join(self.parts)
-        return TokenUsage(input_tokens=estimate_prompt_tokens(body),
-                          output_tokens=estimate_text_tokens(text) if text else 0, estimated=True)
+        return TokenUsage(
+            input_tokens=estimate_prompt_tokens(body),
+            output_tokens=estimate_text_tokens(text) if text else 0,
+            estimated=True,
+        )
 
 
 def _sse(payload: dict[str, Any] | str) -> bytes:
@@ -108,8 +112,11 @@ async def relay_stream(
         outcome = "client_disconnected"
         log.info("stream_client_disconnected", model=model.id)
         if isinstance(error, asyncio.CancelledError):
-            await asyncio.shield(_finish(billing, dispatcher, opened, produced, body, usage, outcome,
-                                         started_s, upstream_error))
+            await asyncio.shield(
+                _finish(
+                    billing, dispatcher, opened, produced, body, usage, outcome, started_s, upstream_error
+                )
+            )
             raise
     await _finish(billing, dispatcher, opened, produced, body, usage, outcome, started_s, upstream_error)
     await _write_eof_quietly(response)
@@ -129,21 +136,27 @@ async def _finish(
 ) -> None:
     await close_events(opened.events)
     charged_usage = usage if usage is not None else produced.estimated_usage(body)
-    await billing.charge(opened.model, charged_usage, attempts=opened.attempts, outcome=outcome,
-                         time_to_first_token_ms=int(opened.time_to_first_event_s * 1000))
-    await dispatcher.stream_finished(opened.model, latency_s=time.monotonic() - started_s,
-                                     ttft_s=opened.time_to_first_event_s, error=upstream_error)
+    await billing.charge(
+        opened.model,
+        charged_usage,
+        attempts=opened.attempts,
+        outcome=outcome,
+        time_to_first_token_ms=int(opened.time_to_first_event_s * 1000),
+    )
+    await dispatcher.stream_finished(
+        opened.model,
+        latency_s=time.monotonic() - started_s,
+        ttft_s=opened.time_to_first_event_s,
+        error=upstream_error,
+    )
 
 
 async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
-    try:
+    # The caller may be gone already; what matters then is the charge, not the bytes.
+    with contextlib.suppress(ConnectionResetError):
         await response.write(data)
-    except ConnectionResetError:
-        pass
 
 
 async def _write_eof_quietly(response: web.StreamResponse) -> None:
-    try:
+    with contextlib.suppress(ConnectionResetError):
         await response.write_eof()
-    except ConnectionResetError:
-        pass

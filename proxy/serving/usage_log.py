@@ -1,4 +1,4 @@
-"""Writes one usage event per request: the explanation of its charge (tokens by kind, prices, catalog version)."""
+"""One usage event per request: the explanation of its charge (tokens by kind, prices, catalog version)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,9 @@ class UsageLog:
 
     async def record(self, event: UsageEvent) -> None:
         assert event.cost_nano_usd <= event.quote_nano_usd
-        row = event.model_dump(exclude={"attempts", "prices_nano_usd_per_mtok", "streamed", "usage_estimated"})
+        row = event.model_dump(
+            exclude={"attempts", "prices_nano_usd_per_mtok", "streamed", "usage_estimated"}
+        )
         row |= {
             "created_at": self._clock(),
             "attempts_json": json.dumps([attempt.model_dump() for attempt in event.attempts]),
@@ -77,13 +79,15 @@ class UsageLog:
             await connection.execute(insert(usage_events).values(**row))
 
     async def for_request(self, request_id: str) -> list[UsageEvent]:
-        statement = select(usage_events).where(usage_events.c.request_id == request_id).order_by(usage_events.c.id)
+        statement = (
+            select(usage_events).where(usage_events.c.request_id == request_id).order_by(usage_events.c.id)
+        )
         async with self._engine.connect() as connection:
             rows = (await connection.execute(statement)).mappings().all()
+        decoded = {"attempts", "prices_nano_usd_per_mtok", "streamed", "usage_estimated"}
         return [
             UsageEvent(
-                **{key: row[key] for key in UsageEvent.model_fields if key in row.keys()
-                   and key not in ("attempts", "streamed", "usage_estimated")},
+                **{key: row[key] for key in UsageEvent.model_fields if key not in decoded},
                 attempts=tuple(Attempt(**item) for item in json.loads(row["attempts_json"])),
                 prices_nano_usd_per_mtok=json.loads(row["prices_json"]),
                 streamed=bool(row["streamed"]),

@@ -91,14 +91,14 @@ async def test_crash_during_settlement_is_recovered_once(
     engine = create_ledger_engine(database_url)
     try:
         assert await check_ledger(engine) == []
+        deposits = [tx for tx in await Ledger(engine).transactions() if tx.code != "inference_hold"]
+        assert len(deposits) == 1, [(tx.idempotency_key, tx.code, tx.external_ref) for tx in deposits]
         credit = await Ledger(engine).balance(chart.credit_wallet(payer.address))
         # The request never reached the model, so the whole payment is the payer's credit.
         assert credit.available == paid_atomic * 1_000
         async with engine.connect() as connection:
             rows = (await connection.execute(select(x402_settlements))).mappings().all()
         assert [row["status"] for row in rows] == ["booked"]
-        deposits = [tx for tx in await Ledger(engine).transactions() if tx.code == "x402_deposit"]
-        assert len(deposits) == 1
     finally:
         await engine.dispose()
         await w3.provider.disconnect()

@@ -2,8 +2,8 @@
 withdrawable with its signature, and concurrent withdrawals can never take more than the credit.
 
 Method: the real app on SQLite and PostgreSQL against Anvil with our tokens; withdrawals are real ERC-20
-transfers from the settlement wallet (sent by tests/e2e/accounts/transfer_sender.py until Settler.transfer
-lands). Balances are compared before and after, on chain and in the ledger; `ledger check` must stay clean.
+transfers from the settlement wallet, sent by the app's Settler.transfer. Balances are compared before
+and after, on chain and in the ledger; `ledger check` must stay clean.
 """
 
 from __future__ import annotations
