@@ -613,7 +613,10 @@ async def run(requests: int, concurrency: int, database_url: str | None) -> None
                     print("ledger check after the run: ok")
             finally:
                 await w3.provider.disconnect()
-    print(f"total run time {time.perf_counter() - started:.1f} s")
+    load_1m = os.getloadavg()[0]
+    print(
+        f"total run time {time.perf_counter() - started:.1f} s; load average {load_1m:.2f} (1 min) at the end"
+    )
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
