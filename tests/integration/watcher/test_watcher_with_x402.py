@@ -120,6 +120,7 @@ async def test_chain_watcher_ctx_runs_the_watcher_in_the_background(router: Runn
     app[WATCHER_SETTINGS] = watcher_settings_from(
         router.settings,
         settlement_wallet=router.settlement_wallet,
+        enabled=True,
         confirmations=0,
         start_block=await router.w3.eth.block_number + 1,
         poll_interval_s=0.05,
