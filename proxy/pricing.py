@@ -24,6 +24,7 @@ __all__ = [
     "Quote",
     "ReportedUsage",
     "charge_for_usage",
+    "embeddings_input_tokens_upper_bound",
     "prompt_tokens_upper_bound",
     "quote_request",
 ]
@@ -124,11 +125,27 @@ def prompt_tokens_upper_bound(
     return total
 
 
+def embeddings_input_tokens_upper_bound(
+    value: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]],
+) -> int:
+    """Texts are bounded by their UTF-8 size (plus a token each); pre-tokenized input counts exactly."""
+    items: Sequence[Any] = [value] if isinstance(value, str) else value
+    total = 0
+    for item in items:
+        if isinstance(item, str):
+            total += len(item.encode("utf-8")) + 1
+        elif isinstance(item, int):
+            total += 1
+        else:
+            total += len(item)
+    return max(total, 1)
+
+
 def quote_request(
     model_id: str, model: PricedModel, *, prompt_tokens_max: int, output_tokens_max: int
 ) -> Quote:
     assert prompt_tokens_max > 0
-    assert output_tokens_max > 0
+    assert output_tokens_max >= 0
     # An input token may be billed as uncached, cached or cache-write: bound it by the dearest of the three.
     input_price = max(
         model.input_price_nano_usd_per_mtok,

@@ -1,0 +1,56 @@
+"""POST /v1/credits/topup?amount=<USD>: an x402 payment of any amount the caller chooses, booked as the paying
+wallet's credit (usable by that wallet's API keys, and withdrawable)."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+import structlog
+from aiohttp import web
+
+from proxy.app_keys import BILLING, PAYMENT_GATE
+from proxy.errors import InvalidRequest
+
+__all__ = ["TOPUP_USD_MAX", "routes"]
+
+routes = web.RouteTableDef()
+NANO_USD_PER_USD = 1_000_000_000
+# A bound on one payment; larger deposits can be made as plain token transfers (the chain watcher books them).
+TOPUP_USD_MAX = Decimal(1_000_000)
+
+
+def _amount_nano_usd(raw: str | None) -> int:
+    if raw is None:
+        raise InvalidRequest(
+            "amount is required, in USD, e.g. ?amount=5.00", code="missing_amount", param="amount"
+        )
+    try:
+        amount_usd = Decimal(raw)
+    except InvalidOperation as error:
+        raise InvalidRequest(
+            f"amount must be a decimal number of USD, got {raw!r}", code="invalid_amount", param="amount"
+        ) from error
+    if not amount_usd.is_finite() or amount_usd <= 0 or amount_usd > TOPUP_USD_MAX:
+        raise InvalidRequest(
+            f"amount must be above 0 and at most {TOPUP_USD_MAX} USD", code="invalid_amount", param="amount"
+        )
+    amount_nano_usd = amount_usd * NANO_USD_PER_USD
+    if amount_nano_usd != amount_nano_usd.to_integral_value():
+        raise InvalidRequest("amount is finer than a nano-USD", code="invalid_amount", param="amount")
+    return int(amount_nano_usd)
+
+
+@routes.post("/v1/credits/topup")
+async def topup(request: web.Request) -> web.Response:
+    app = request.app
+    amount_nano_usd = _amount_nano_usd(request.query.get("amount"))
+    request_id = str(structlog.contextvars.get_contextvars().get("request_id", ""))
+    payment = await app[PAYMENT_GATE].accept(request, quote_nano_usd=amount_nano_usd, request_id=request_id)
+    balance = await app[BILLING].ledger.balance(payment.credit_account)
+    body = {
+        "object": "credit.topup",
+        "wallet": payment.payer,
+        "credited_nano_usd": payment.amount_nano_usd,
+        "balance": {"posted_nano_usd": balance.posted, "available_nano_usd": balance.available},
+    }
+    return web.json_response(body, headers=payment.response_headers)
