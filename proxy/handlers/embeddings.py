@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import structlog
 from aiohttp import web
@@ -48,13 +49,12 @@ def _embeddings_model(app: web.Application, model_id: str) -> CatalogModel:
 
 def _check_input_fits(body: EmbeddingsRequest, model: CatalogModel) -> None:
     """Each input must fit the model's window; refused before anything is held or sent."""
-    items = [body.input] if isinstance(body.input, str) else body.input
+    items: Sequence[str | int | Sequence[int]] = [body.input] if isinstance(body.input, str) else body.input
     for index, item in enumerate(items):
-        tokens = (
-            estimate_text_tokens(item)
-            if isinstance(item, str)
-            else (1 if isinstance(item, int) else len(item))
-        )
+        if isinstance(item, str):
+            tokens = estimate_text_tokens(item)
+        else:
+            tokens = 1 if isinstance(item, int) else len(item)
         if tokens > model.context_window_tokens:
             raise ContextLengthExceeded(
                 f"input {index} (about {tokens} tokens) exceeds the "
