@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(dest="config_command", required=True)
     check = config_commands.add_parser("check", help="validate a config file and say what is wrong")
     check.add_argument("--config", type=Path, default=None)
+    config_commands.add_parser("example", help="print a documented example config file")
 
     from ledger.cli import add_ledger_commands
 
@@ -75,8 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return asyncio.run(run_pay_command(args, os.environ))
     if args.command == "config":
-        from proxy.config import run_config_check
+        from proxy.config import example_config_text, run_config_check
 
+        if args.config_command == "example":
+            print(example_config_text(), end="")
+            return 0
         return run_config_check(args.config, os.environ)
     if args.command == "route-eval":
         from proxy.routing.route_eval_cli import run_route_eval

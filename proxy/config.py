@@ -13,6 +13,7 @@ import os
 import sys
 import tomllib
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 
 from proxy.settings import Settings
 
-__all__ = ["ConfigError", "load_settings", "run_config_check"]
+__all__ = ["ConfigError", "example_config_text", "load_settings", "run_config_check"]
 
 CONFIG_ENV = "MEGAROUTER_CONFIG"
 
@@ -78,6 +79,11 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
             for issue in error.errors()
         ]
         raise ConfigError(f"{config_path}: invalid configuration:\n" + "\n".join(lines)) from error
+
+
+def example_config_text() -> str:
+    """The documented example config shipped with the package (`megarouter config example`)."""
+    return resources.files("proxy").joinpath("config_example.toml").read_text(encoding="utf-8")
 
 
 def run_config_check(path: Path | None, environ: Mapping[str, str] = os.environ) -> int:

@@ -38,9 +38,13 @@ DEMO_DEFAULT_MODEL = "openai/gpt-4o-mini"
 
 
 class DevnetRecord(BaseModel):
-    """What the demo deployed, kept next to Anvil's state so a second run reuses it."""
+    """What the demo deployed and where it runs, kept next to Anvil's state: a second run reuses it, and
+    operator tools run from the project root (`megarouter ledger reconcile`) read it to find the chain."""
 
     chain_id: int
+    network: str
+    rpc_url: str
+    settlement_wallet: str
     usdc: str
     usdt: str
 
@@ -56,8 +60,15 @@ async def _ensure_tokens(node: AnvilNode, state_dir: Path) -> DevnetRecord:
     w3 = AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
     try:
         if record_path.exists():
-            record = DevnetRecord.model_validate_json(record_path.read_text())
+            # Anvil may listen on another port this time; older records lack the newer fields.
+            known = json.loads(record_path.read_text()) | {
+                "rpc_url": node.rpc_url,
+                "network": f"eip155:{node.chain_id}",
+                "settlement_wallet": anvil_account(0).address,
+            }
+            record = DevnetRecord.model_validate(known)
             if await w3.eth.get_code(AsyncWeb3.to_checksum_address(record.usdc)):
+                record_path.write_text(record.model_dump_json(indent=2))
                 return record
         deployer = anvil_account(0)
         tokens: DevnetTokens = await deploy_test_tokens(w3, deployer)
@@ -68,7 +79,14 @@ async def _ensure_tokens(node: AnvilNode, state_dir: Path) -> DevnetRecord:
             recipients=[anvil_account(index).address for index in DEMO_FUNDED_ACCOUNTS],
             amount_atomic=DEMO_MINT_ATOMIC,
         )
-        record = DevnetRecord(chain_id=node.chain_id, usdc=tokens.usdc.address, usdt=tokens.usdt.address)
+        record = DevnetRecord(
+            chain_id=node.chain_id,
+            network=f"eip155:{node.chain_id}",
+            rpc_url=node.rpc_url,
+            settlement_wallet=deployer.address,
+            usdc=tokens.usdc.address,
+            usdt=tokens.usdt.address,
+        )
         record_path.write_text(record.model_dump_json(indent=2))
         return record
     finally:

@@ -26,6 +26,7 @@ class KeyPrincipal(BaseModel):
     key_id: int
     wallet: str
     credit_account: str
+    route_strategy: str | None = None
 
 
 async def authenticate_bearer(request: web.Request) -> KeyPrincipal | None:
@@ -39,7 +40,12 @@ async def authenticate_bearer(request: web.Request) -> KeyPrincipal | None:
         raise AuthenticationFailed("Incorrect API key provided", code="invalid_api_key")
     info = await request.app[API_KEYS].authenticate(key)
     assert info.credit_account.endswith(info.wallet)
-    return KeyPrincipal(key_id=info.id, wallet=info.wallet, credit_account=info.credit_account)
+    return KeyPrincipal(
+        key_id=info.id,
+        wallet=info.wallet,
+        credit_account=info.credit_account,
+        route_strategy=info.route_strategy,
+    )
 
 
 async def require_bearer(request: web.Request) -> KeyPrincipal:

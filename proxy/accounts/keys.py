@@ -49,6 +49,7 @@ class ApiKeyInfo(BaseModel):
     credit_account: str
     prefix: str
     name: str | None
+    route_strategy: str | None
     created_at_unix_s: int
     last_used_at_unix_s: int | None
     revoked_at_unix_s: int | None
@@ -76,6 +77,7 @@ def _info(row: sa.RowMapping) -> ApiKeyInfo:
         credit_account=row["credit_account"],
         prefix=row["key_prefix"],
         name=row["name"],
+        route_strategy=row["route_strategy"],
         created_at_unix_s=row["created_at_unix_s"],
         last_used_at_unix_s=row["last_used_at_unix_s"],
         revoked_at_unix_s=row["revoked_at_unix_s"],
@@ -131,7 +133,13 @@ class ApiKeys:
         return challenge
 
     async def create_key(
-        self, *, address: str, message: str, signature: str, name: str | None
+        self,
+        *,
+        address: str,
+        message: str,
+        signature: str,
+        name: str | None,
+        route_strategy: str | None = None,
     ) -> IssuedApiKey:
         """Checks the signed challenge and issues a key. A refusal leaves the challenge usable."""
         wallet = address.lower()
@@ -195,6 +203,7 @@ class ApiKeys:
                     key_sha256=hash_api_key(key),
                     key_prefix=key[: len(self._settings.api_key_prefix) + _KEY_PREFIX_DISPLAY_CHARS],
                     name=name,
+                    route_strategy=route_strategy,
                     created_at_unix_s=now,
                     last_used_at_unix_s=None,
                     revoked_at_unix_s=None,

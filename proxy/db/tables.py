@@ -133,6 +133,8 @@ account_api_keys = Table(
     Column("key_sha256", String(64), nullable=False, unique=True),
     Column("key_prefix", String(32), nullable=False),
     Column("name", String(100), nullable=True),
+    # The key's default routing strategy (a request's route object or header still wins); None: the server's.
+    Column("route_strategy", String(16), nullable=True),
     Column("created_at_unix_s", BigInteger, nullable=False),
     Column("last_used_at_unix_s", BigInteger, nullable=True),
     Column("revoked_at_unix_s", BigInteger, nullable=True),

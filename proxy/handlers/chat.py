@@ -9,6 +9,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
+from proxy.accounts.auth import authenticate_bearer
 from proxy.app_keys import (
     BILLING,
     CATALOG,
@@ -61,8 +62,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_json_model(request, ChatCompletionRequest)
     if body.n not in (None, 1):
         raise InvalidRequest("only n=1 is supported", code="unsupported_value", param="n")
+    # The key (if any) is known before routing: it may carry its own default strategy.
+    principal = await authenticate_bearer(request)
     plan = await plan_chat_request(
         body,
+        key_strategy=principal.route_strategy if principal else None,
         headers=request.headers,
         catalog=app[CATALOG],
         settings=app[SETTINGS],
@@ -76,6 +80,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         request,
         gate=app[PAYMENT_GATE],
         billing=app[BILLING],
+        principal=principal,
         hold_nano_usd=plan.hold_nano_usd,
         first_provider=plan.candidates[0].provider,
         strategy=plan.strategy,

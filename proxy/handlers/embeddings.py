@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import structlog
 from aiohttp import web
 
+from proxy.accounts.auth import authenticate_bearer
 from proxy.app_keys import BILLING, CATALOG, HEALTH_TRACKER, PAYMENT_GATE, UPSTREAMS
 from proxy.catalog import CatalogModel, UnknownModel
 from proxy.errors import ContextLengthExceeded, InvalidRequest, NotFound
@@ -77,6 +78,7 @@ async def embeddings(request: web.Request) -> web.Response:
         request,
         gate=app[PAYMENT_GATE],
         billing=app[BILLING],
+        principal=await authenticate_bearer(request),
         hold_nano_usd=hold_nano_usd,
         first_provider=model.provider,
         strategy=None,

@@ -5,6 +5,8 @@ A key is minted only for a fresh challenge signed (EIP-191) by the wallet it nam
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +35,8 @@ class CreateKeyBody(BaseModel):
     message: str = Field(min_length=1, max_length=2_000)
     signature: str = Field(min_length=130, max_length=132)
     name: str | None = Field(default=None, min_length=1, max_length=100)
+    # This key's default routing strategy; a request's `route.strategy` or strategy header still wins.
+    strategy: Literal["balanced", "cost", "latency", "availability"] | None = None
 
 
 def request_domain(request: web.Request) -> str:
@@ -46,6 +50,7 @@ def _key_json(info: ApiKeyInfo) -> dict[str, object]:
         "object": "api_key",
         "prefix": info.prefix,
         "name": info.name,
+        "strategy": info.route_strategy,
         "wallet": info.wallet,
         "credit_account": info.credit_account,
         "created_at": info.created_at_unix_s,
@@ -74,7 +79,11 @@ async def create_challenge(request: web.Request) -> web.Response:
 async def create_key(request: web.Request) -> web.Response:
     body = await read_json_model(request, CreateKeyBody)
     issued = await request.app[API_KEYS].create_key(
-        address=body.address, message=body.message, signature=body.signature, name=body.name
+        address=body.address,
+        message=body.message,
+        signature=body.signature,
+        name=body.name,
+        route_strategy=body.strategy,
     )
     # The only time the key is ever shown.
     return web.json_response({**_key_json(issued.info), "key": issued.key}, status=201)

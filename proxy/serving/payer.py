@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ledger import InsufficientFunds
-from proxy.accounts.auth import authenticate_bearer
+from proxy.accounts.auth import KeyPrincipal
 from proxy.payments.gate import PaymentGate
 from proxy.serving.billing import Billing, BillingSession
 
@@ -23,6 +23,7 @@ async def open_paid_session(
     *,
     gate: PaymentGate,
     billing: Billing,
+    principal: KeyPrincipal | None,
     hold_nano_usd: int,
     first_provider: str,
     strategy: str | None,
@@ -30,7 +31,7 @@ async def open_paid_session(
     request_id: str,
 ) -> tuple[BillingSession, dict[str, str]]:
     """The open billing session and the headers to answer with (x402 settlement headers where x402 paid)."""
-    key_payer = await authenticate_bearer(request)
+    key_payer = principal
     if key_payer is not None:
         credit_account, key_id, headers = key_payer.credit_account, key_payer.key_id, {}
         if gate.carries_payment(request):

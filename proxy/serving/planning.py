@@ -44,17 +44,17 @@ class ServePlan(BaseModel):
 
 
 def _route_request(
-    body: ChatCompletionRequest, headers: Mapping[str, str], settings: Settings
+    body: ChatCompletionRequest, headers: Mapping[str, str], settings: Settings, key_strategy: str | None
 ) -> RouteRequest:
+    """The route object; its strategy from, in order: the object, the header, the API key, the server."""
     raw = (body.model_extra or {}).get("route")
     route = parse_route(raw)
+    if isinstance(raw, Mapping) and "strategy" in raw:
+        return route
     header_strategy = headers.get(STRATEGY_HEADER)
-    explicit_strategy = isinstance(raw, Mapping) and "strategy" in raw
-    if header_strategy is not None and not explicit_strategy:
-        route = parse_route({**(raw or {}), "strategy": header_strategy.strip()})
-    elif not explicit_strategy:
-        route = route.model_copy(update={"strategy": settings.default_strategy})
-    return route
+    if header_strategy is not None:
+        return parse_route({**(raw or {}), "strategy": header_strategy.strip()})
+    return route.model_copy(update={"strategy": key_strategy or settings.default_strategy})
 
 
 def _has_images(body: ChatCompletionRequest) -> bool:
@@ -86,9 +86,10 @@ async def plan_chat_request(
     tracker: HealthTracker,
     classifier: ClassifierModel,
     providers_available: frozenset[str],
+    key_strategy: str | None = None,
 ) -> ServePlan:
     try:
-        route = _route_request(body, headers, settings)
+        route = _route_request(body, headers, settings, key_strategy)
     except InvalidRoute as error:
         raise InvalidRequest(str(error), code="invalid_route", param=error.param) from error
     messages = [message.model_dump(mode="json", exclude_none=True) for message in body.messages]

@@ -1,0 +1,37 @@
+"""A request's strategy comes from its route object, else its header, else its API key, else the server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.config import example_config_text, load_settings
+from proxy.openai_types import ChatCompletionRequest
+from proxy.serving.planning import STRATEGY_HEADER, _route_request
+from tests.unit.proxy.test_config import ENVIRON, _write
+
+
+def _body(route: dict[str, Any] | None) -> ChatCompletionRequest:
+    document: dict[str, Any] = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+    if route is not None:
+        document["route"] = route
+    return ChatCompletionRequest.model_validate(document)
+
+
+@pytest.mark.parametrize(
+    ("route", "header", "key", "expected"),
+    [
+        ({"strategy": "cost"}, "latency", "availability", "cost"),
+        ({"models": []}, "latency", "availability", "latency"),
+        (None, None, "availability", "availability"),
+        (None, None, None, "balanced"),
+    ],
+)
+def test_strategy_precedence(
+    tmp_path: Path, route: dict[str, Any] | None, header: str | None, key: str | None, expected: str
+) -> None:
+    settings = load_settings(_write(tmp_path, example_config_text()), ENVIRON)
+    headers = {STRATEGY_HEADER: header} if header else {}
+    assert _route_request(_body(route), headers, settings, key).strategy == expected
