@@ -12,7 +12,6 @@ __all__ = [
     "atomic_to_nano_usd",
     "div_ceil",
     "nano_usd_per_atomic",
-    "nano_usd_to_atomic_ceil",
 ]
 
 NANO_USD_DECIMALS = 9
@@ -37,8 +36,3 @@ def atomic_to_nano_usd(amount_atomic: int, *, decimals: int) -> int:
     assert amount_atomic >= 0
     return amount_atomic * nano_usd_per_atomic(decimals)
 
-
-def nano_usd_to_atomic_ceil(amount_nano_usd: int, *, decimals: int) -> int:
-    """Rounds up to the token's atomic unit, so a quote paid in tokens always covers the cost."""
-    assert amount_nano_usd >= 0
-    return div_ceil(amount_nano_usd, nano_usd_per_atomic(decimals))

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from ledger import chart
 from proxy.chart_accounts import ChartAccounts
 from proxy.faults import crash_if_enabled
+from proxy.money import atomic_to_nano_usd
 from proxy.payments.booking import book_mined_settlement, record_signed_settlement
 from proxy.payments.errors import PaymentMalformed, PaymentRequired
 from proxy.payments.intents import SettlementIntent, SettlementIntents
@@ -172,7 +173,7 @@ class PaymentGate:
         return AcceptedPayment(
             payer=verified.payer.lower(),
             credit_account=chart.credit_wallet(verified.payer),
-            amount_nano_usd=verified.amount_atomic * 10 ** (9 - asset.decimals),
+            amount_nano_usd=atomic_to_nano_usd(verified.amount_atomic, decimals=asset.decimals),
             response_headers={header_name: encode_header(settle_response)},
         )
 

@@ -27,6 +27,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from proxy.catalog import CatalogModel
+from proxy.pricing import quote_request
 from proxy.routing.errors import InvalidRoute
 
 __all__ = [
@@ -206,13 +207,11 @@ def quote_ceiling_nano_usd(model: CatalogModel, needs: RequestNeeds) -> int:
     output_tokens = model.max_output_tokens
     if needs.output_tokens_max is not None:
         output_tokens = min(output_tokens, needs.output_tokens_max)
-    total = (
-        prompt_tokens * model.input_price_nano_usd_per_mtok
-        + output_tokens * model.output_price_nano_usd_per_mtok
+    # The very quote the handler will hold, so a ceiling never admits a deployment it would then exceed.
+    quote = quote_request(
+        model.id, model, prompt_tokens_max=max(prompt_tokens, 1), output_tokens_max=output_tokens
     )
-    cost = -(-total // TOKENS_PER_MTOK)
-    assert cost >= 0
-    return cost
+    return quote.cost_nano_usd_max
 
 
 def _exclusion(

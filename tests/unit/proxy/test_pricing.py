@@ -11,13 +11,14 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.money import atomic_to_nano_usd, div_ceil, nano_usd_to_atomic_ceil
+from proxy.money import atomic_to_nano_usd, div_ceil
 from proxy.pricing import (
     IMAGE_TOKENS_MAX,
     charge_for_usage,
     prompt_tokens_upper_bound,
     quote_request,
 )
+from x402.requirements import atomic_from_nano_usd
 
 PRICE = st.integers(min_value=0, max_value=200_000_000_000)  # Up to $200 per token-million, in nano-USD.
 TOKENS = st.integers(min_value=0, max_value=2_000_000)
@@ -80,7 +81,7 @@ def test_quote_covers_every_charge_within_its_bounds(prices: Prices, usage: Usag
 def test_atomic_rounding_covers_the_amount_and_wastes_less_than_one_atomic_unit(
     nano: int, decimals: int
 ) -> None:
-    atomic = nano_usd_to_atomic_ceil(nano, decimals=decimals)
+    atomic = atomic_from_nano_usd(nano, decimals=decimals)
     assert (
         nano
         <= atomic_to_nano_usd(atomic, decimals=decimals)
