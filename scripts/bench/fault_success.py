@@ -194,6 +194,10 @@ async def run_case(
     count: int,
     concurrency: int,
 ) -> CaseResult:
+    for base_url in urls.values():
+        await control(
+            session, base_url, "reset", {}
+        )  # The previous case's faults must not reach the warm-up.
     async with child_router(settings, log_path) as router:
         job = ClientJob(
             url=f"{router.url}/v1/chat/completions",
