@@ -270,6 +270,7 @@ class Withdrawals:
         log.info(
             "withdrawal_held", withdrawal_id=record.id, wallet=wallet, amount_atomic=request.amount_atomic
         )
+        crash_if_enabled(self._settings.fault_injection, "after_withdrawal_held")
         return await self._send(record)
 
     async def _insert(
