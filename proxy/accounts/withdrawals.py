@@ -339,7 +339,7 @@ class Withdrawals:
         """Open withdrawals untouched for `older_than_s` (younger ones may belong to live requests)."""
         assert older_than_s >= 0
         assert 0 < limit <= 10_000
-        cutoff_unix_s = self._clock_unix_s() - older_than_s
+        cutoff_unix_s = int(self._clock_unix_s() - older_than_s)  # Floor: only ever older, never younger.
         table = account_withdrawals
         statement = (
             sa.select(table)
