@@ -1,7 +1,9 @@
 """Wiring of prepaid accounts into an app: one cleanup context and one function that installs everything.
 
 `accounts_ctx` must run after the lead's database_ctx and chain_ctx (it reads DB_ENGINE, CHART_ACCOUNTS,
-SETTINGS and SETTLER), so it is appended after them.
+SETTINGS and SETTLER), so it is appended after them. It finishes withdrawals a crash left open before the
+app serves (start-up recovery), then every WITHDRAWAL_RECOVERY_INTERVAL_S those idle for longer than a
+receipt wait could take (younger ones belong to live requests).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from aiohttp import web
 from proxy.accounts.app_keys import ACCOUNTS_SETTINGS, API_KEYS, WITHDRAWALS
 from proxy.accounts.keys import ApiKeys
 from proxy.accounts.settings import AccountsSettings
+from proxy.accounts.withdrawal_recovery import periodic_withdrawal_recovery, recover_withdrawals
 from proxy.accounts.withdrawals import Withdrawals
 from proxy.app_keys import CHART_ACCOUNTS, DB_ENGINE, SETTINGS, SETTLER
 
@@ -24,7 +27,7 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
     if ACCOUNTS_SETTINGS not in app:
         app[ACCOUNTS_SETTINGS] = settings
     app[API_KEYS] = ApiKeys(app[DB_ENGINE], settings)
-    app[WITHDRAWALS] = Withdrawals(
+    withdrawals = Withdrawals(
         engine=app[DB_ENGINE],
         accounts=app[CHART_ACCOUNTS],
         settings=app[SETTINGS],
@@ -32,7 +35,16 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
         # Withdrawals share the settlement wallet's transaction nonces with x402 settlements.
         sender=app[SETTLER],
     )
-    yield
+    app[WITHDRAWALS] = withdrawals
+    settler = app[SETTLER]
+    await recover_withdrawals(withdrawals=withdrawals, settler=settler, older_than_s=0.0)
+    idle_s = app[SETTINGS].settle_receipt_timeout_s * 2
+
+    async def again() -> None:
+        await recover_withdrawals(withdrawals=withdrawals, settler=settler, older_than_s=idle_s)
+
+    async with periodic_withdrawal_recovery(again):
+        yield
 
 
 def setup_accounts(app: web.Application) -> None:

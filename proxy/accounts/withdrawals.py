@@ -6,6 +6,12 @@ store the withdrawal row → sign the transfer and store its hash and raw bytes 
 on a mined transfer capture the hold (credit:wallet → in_transit) and book in_transit → cash with the
 transfer's `network:tx:log` as external reference; on a definitive failure void the hold.
 
+Crash safety: every status change is a conditional UPDATE (compare-and-set on the status), so a live
+request and recovery (proxy/accounts/withdrawal_recovery.py, in this or another process) can never both
+move one withdrawal on. `held → sent` happens in `before_send`, so a withdrawal released by recovery can
+never be signed and sent afterwards; `held|sent → voiding → failed` marks the release before the hold is
+voided, so a crash in between is finished by recovery too. Booking is idempotent (fixed keys per id).
+
 Why through in_transit: `Ledger.capture` cannot carry an external_ref, and releasing the hold before a plain
 posting would let a concurrent request spend the money in between. The two postings net in_transit to zero.
 
@@ -25,7 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger import IdempotencyConflict, InsufficientFunds, chart
+from ledger import (
+    HoldAlreadyResolved,
+    HoldExpired,
+    IdempotencyConflict,
+    InsufficientFunds,
+    LedgerTransaction,
+    chart,
+)
 from ledger.types import HoldState
 from proxy.accounts.errors import (
     Conflict,
@@ -39,12 +52,14 @@ from proxy.accounts.signatures import ADDRESS_PATTERN, NONCE_PATTERN, recover_si
 from proxy.chart_accounts import ChartAccounts
 from proxy.db.tables import account_withdrawals
 from proxy.errors import UpstreamFailed
+from proxy.faults import crash_if_enabled
 from proxy.money import atomic_to_nano_usd
 from proxy.settings import AssetSettings, Settings
 from x402.errors import ChainUnavailable, TransactionFailed, X402Error
 from x402.settle import SignedSettlement
 
 __all__ = [
+    "UNFINISHED_WITHDRAWAL_STATUSES",
     "WITHDRAWAL_HOLD_CODE",
     "WITHDRAWAL_SETTLED_CODE",
     "BeforeSendTransfer",
@@ -92,8 +107,17 @@ class TransferSender(Protocol):
 class WithdrawalStatus:
     HELD = "held"  # money held, nothing signed yet
     SENT = "sent"  # signed and (maybe) sent; outcome unknown until a receipt is seen
+    VOIDING = "voiding"  # definitively not sent, reverted or never minable; the hold is being voided
     COMPLETED = "completed"  # mined and booked
     FAILED = "failed"  # definitively not sent or reverted; the hold is voided
+
+
+# What recovery must finish: nothing is final until the hold is captured and booked, or voided.
+UNFINISHED_WITHDRAWAL_STATUSES = (WithdrawalStatus.HELD, WithdrawalStatus.SENT, WithdrawalStatus.VOIDING)
+
+
+class _TakenOver(Exception):
+    """Raised from `before_send` when the record left `held` (recovery released it): nothing is sent."""
 
 
 class WithdrawalRequest(BaseModel):
@@ -246,6 +270,7 @@ class Withdrawals:
         log.info(
             "withdrawal_held", withdrawal_id=record.id, wallet=wallet, amount_atomic=request.amount_atomic
         )
+        crash_if_enabled(self._settings.fault_injection, "after_withdrawal_held")
         return await self._send(record)
 
     async def _insert(
@@ -291,13 +316,69 @@ class Withdrawals:
             )
         return _record(row)
 
-    async def _update(self, withdrawal_id: int, **values: object) -> None:
+    @property
+    def sender(self) -> TransferSender | None:
+        return self._sender
+
+    async def _transition(
+        self, withdrawal_id: int, *, from_statuses: tuple[str, ...], to: str, **values: object
+    ) -> bool:
+        """Moves the record on only from `from_statuses`; False when another worker moved it first."""
+        assert from_statuses
         async with self._engine.begin() as conn:
-            await conn.execute(
+            result = await conn.execute(
                 account_withdrawals.update()
                 .where(account_withdrawals.c.id == withdrawal_id)
-                .values(updated_at_unix_s=int(self._clock_unix_s()), **values)
+                .where(account_withdrawals.c.status.in_(from_statuses))
+                .values(status=to, updated_at_unix_s=int(self._clock_unix_s()), **values)
             )
+        assert result.rowcount in (0, 1)
+        return result.rowcount == 1
+
+    async def unfinished(self, *, older_than_s: float = 0.0, limit: int = 100) -> list[WithdrawalRecord]:
+        """Open withdrawals untouched for `older_than_s` (younger ones may belong to live requests)."""
+        assert older_than_s >= 0
+        assert 0 < limit <= 10_000
+        cutoff_unix_s = int(self._clock_unix_s() - older_than_s)  # Floor: only ever older, never younger.
+        table = account_withdrawals
+        statement = (
+            sa.select(table)
+            .where(table.c.status.in_(UNFINISHED_WITHDRAWAL_STATUSES))
+            .where(table.c.updated_at_unix_s <= cutoff_unix_s)
+            .order_by(table.c.id)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(statement)).mappings().all()
+        return [_record(row) for row in rows]
+
+    async def signed_transfer(self, record: WithdrawalRecord) -> SignedSettlement:
+        """The signed transaction stored by `before_send`, as recovery hands it back to the Settler."""
+        assert record.status == WithdrawalStatus.SENT
+        async with self._engine.connect() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        sa.select(
+                            account_withdrawals.c.raw_tx,
+                            account_withdrawals.c.tx_hash,
+                            account_withdrawals.c.tx_nonce,
+                            account_withdrawals.c.from_block,
+                        ).where(account_withdrawals.c.id == record.id)
+                    )
+                )
+                .mappings()
+                .one()
+            )
+        assert row["raw_tx"] is not None, f"withdrawal {record.id} is sent without a stored transaction"
+        assert row["tx_nonce"] is not None
+        assert row["from_block"] is not None
+        return SignedSettlement(
+            raw_tx=bytes.fromhex(str(row["raw_tx"]).removeprefix("0x")),
+            tx_hash=str(row["tx_hash"]),
+            tx_nonce=int(row["tx_nonce"]),
+            from_block=int(row["from_block"]),
+        )
 
     async def _send(self, record: WithdrawalRecord) -> WithdrawalRecord:
         assert self._sender is not None
@@ -306,48 +387,105 @@ class Withdrawals:
 
         async def before_send(signed: SignedSettlement) -> None:
             nonlocal signed_seen
-            await self._update(
+            moved = await self._transition(
                 record.id,
-                status=WithdrawalStatus.SENT,
+                from_statuses=(WithdrawalStatus.HELD,),
+                to=WithdrawalStatus.SENT,
                 tx_hash=signed.tx_hash,
                 raw_tx="0x" + signed.raw_tx.hex(),
                 tx_nonce=signed.tx_nonce,
                 from_block=signed.from_block,
             )
+            if not moved:
+                raise _TakenOver(f"withdrawal {record.id} was released by recovery before it was sent")
             signed_seen = True
+            crash_if_enabled(self._settings.fault_injection, "after_withdrawal_signed")
 
         try:
             mined = await self._sender.transfer(
                 record.asset, record.destination, record.amount_atomic, before_send=before_send
             )
+        except _TakenOver as error:
+            raise Conflict(str(error) + "; the credit is released", code="withdrawal_abandoned") from error
         except TransactionFailed as error:
-            return await self._fail(record, reason=error.reason, detail=str(error))
+            await self.release(record, reason=error.reason, detail=str(error))
+            raise self._failed(record, error.reason) from error
         except (ChainUnavailable, X402Error) as error:
             if not signed_seen:
                 # Nothing was signed, so nothing can ever be mined: releasing the credit is safe.
-                return await self._fail(record, reason=error.reason, detail=str(error))
+                await self.release(record, reason=error.reason, detail=str(error))
+                raise self._failed(record, error.reason) from error
             log.warning("withdrawal_outcome_unknown", withdrawal_id=record.id, reason=error.reason)
             return await self.get(record.id)
-        return await self._book(record, mined)
+        crash_if_enabled(self._settings.fault_injection, "after_withdrawal_mined")
+        return await self.book(record, mined)
 
-    async def _fail(self, record: WithdrawalRecord, *, reason: str, detail: str) -> WithdrawalRecord:
-        await self._accounts.ledger.void(record.hold_id, idempotency_key=f"withdrawal:{record.id}:void")
-        await self._update(record.id, status=WithdrawalStatus.FAILED, error_reason=reason[:80])
-        log.warning("withdrawal_failed", withdrawal_id=record.id, reason=reason, detail=detail)
-        raise UpstreamFailed(
+    @staticmethod
+    def _failed(record: WithdrawalRecord, reason: str) -> UpstreamFailed:
+        return UpstreamFailed(
             f"withdrawal {record.id} failed on chain ({reason}); the credit is released",
             code="withdrawal_failed",
         )
 
-    async def _book(self, record: WithdrawalRecord, mined: MinedTransfer) -> WithdrawalRecord:
+    async def release(self, record: WithdrawalRecord, *, reason: str, detail: str = "") -> WithdrawalRecord:
+        """Voids the hold of a withdrawal that can never move tokens; idempotent and crash-safe.
+
+        Only for a withdrawal that was never signed, whose transaction reverted, or whose transaction nonce
+        went to another transaction. `voiding` is recorded before the void, so a crash in between leaves a
+        record that recovery finishes, and a live request can no longer sign it.
+        """
+        claimed = await self._transition(
+            record.id,
+            from_statuses=(WithdrawalStatus.HELD, WithdrawalStatus.SENT),
+            to=WithdrawalStatus.VOIDING,
+            error_reason=reason[:80],
+        )
+        current = await self.get(record.id)
+        if not claimed and current.status != WithdrawalStatus.VOIDING:
+            return current  # Another worker finished it (completed or failed) first.
+        try:
+            await self._accounts.ledger.void(record.hold_id, idempotency_key=f"withdrawal:{record.id}:void")
+        except HoldAlreadyResolved:
+            # Expired by its timeout (released all the same) or voided under another key; never captured.
+            hold = await self._accounts.ledger.get_hold(record.hold_id)
+            assert hold.state is not HoldState.CAPTURED, f"withdrawal {record.id}: releasing a captured hold"
+        await self._transition(
+            record.id, from_statuses=(WithdrawalStatus.VOIDING,), to=WithdrawalStatus.FAILED
+        )
+        log.warning("withdrawal_failed", withdrawal_id=record.id, reason=reason, detail=detail)
+        return await self.get(record.id)
+
+    async def _capture(self, record: WithdrawalRecord) -> None:
+        """credit:wallet → in_transit for a mined withdrawal: the hold's capture, or a late posting."""
+        ledger = self._accounts.ledger
+        try:
+            await ledger.capture(
+                record.hold_id, record.amount_nano_usd, idempotency_key=f"withdrawal:{record.id}:capture"
+            )
+            return
+        except (HoldExpired, HoldAlreadyResolved):
+            hold = await ledger.get_hold(record.hold_id)
+            assert hold.state is HoldState.EXPIRED, f"withdrawal {record.id}: hold {hold.state}, not mined"
+        # Mined after its hold expired (a chain stalled for longer than the hold timeout): the tokens left
+        # all the same, so take them from the credit now. This may find the credit spent; then it raises
+        # InsufficientFunds, the record stays `sent`, and reconciliation shows the break to an operator.
+        await ledger.post(
+            idempotency_key=f"withdrawal:{record.id}:capture_after_expiry",
+            code=WITHDRAWAL_HOLD_CODE,
+            postings=[
+                (chart.credit_wallet(record.wallet), record.amount_nano_usd),
+                (chart.in_transit(record.network, record.asset), -record.amount_nano_usd),
+            ],
+            metadata={"withdrawal_id": record.id, "hold_id": record.hold_id},
+        )
+
+    async def book(self, record: WithdrawalRecord, mined: MinedTransfer) -> WithdrawalRecord:
+        """Books a mined withdrawal once, however often it is called (live request, recovery, replicas)."""
         # Every ERC-20 transfer emits Transfer; without its log there is nothing to reference.
         assert mined.transfer_log_index is not None, f"no Transfer log in {mined.tx_hash}"
         assert self._sender is not None
-        ledger = self._accounts.ledger
-        await ledger.capture(
-            record.hold_id, record.amount_nano_usd, idempotency_key=f"withdrawal:{record.id}:capture"
-        )
-        transaction = await ledger.post(
+        await self._capture(record)
+        transaction: LedgerTransaction = await self._accounts.ledger.post(
             idempotency_key=f"withdrawal:{record.id}:settled",
             code=WITHDRAWAL_SETTLED_CODE,
             external_ref=f"{record.network}:{mined.tx_hash}:{mined.transfer_log_index}".lower(),
@@ -362,18 +500,23 @@ class Withdrawals:
                 "amount_atomic": record.amount_atomic,
             },
         )
-        await self._update(
+        completed = await self._transition(
             record.id,
-            status=WithdrawalStatus.COMPLETED,
+            from_statuses=(WithdrawalStatus.SENT,),
+            to=WithdrawalStatus.COMPLETED,
             tx_hash=mined.tx_hash,
             block_number=mined.block_number,
             transfer_log_index=mined.transfer_log_index,
             ledger_transaction_id=transaction.id,
         )
-        log.info(
-            "withdrawal_completed",
-            withdrawal_id=record.id,
-            tx_hash=mined.tx_hash,
-            amount_atomic=record.amount_atomic,
-        )
-        return await self.get(record.id)
+        current = await self.get(record.id)
+        # A mined transfer is never released; the only other writer can be a concurrent booking.
+        assert current.status == WithdrawalStatus.COMPLETED, f"withdrawal {record.id} is {current.status}"
+        if completed:
+            log.info(
+                "withdrawal_completed",
+                withdrawal_id=record.id,
+                tx_hash=mined.tx_hash,
+                amount_atomic=record.amount_atomic,
+            )
+        return current
