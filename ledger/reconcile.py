@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
@@ -122,6 +123,8 @@ class ReconcileRun(_Frozen):
     movements_count: int
     matched_count: int
     breaks_count: int
+    # What the caller recorded about the run's scope (e.g. network, wallet, block range), plus `accounts`.
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 def match_movements(
@@ -151,7 +154,7 @@ def match_movements(
     for (ref, account), seen in sorted(by_ref_external.items()):
         entries = by_ref_booked.get((ref, account), [])
         if len(seen) > 1 or len(entries) > 1:
-            side = "on chain" if len(seen) > 1 else "in the ledger"
+            side = "on chain" if len(seen) > 1 else _booked_by(entries)
             breaks.append(
                 Break(
                     kind=BreakKind.DUPLICATE, external_ref=ref, account=account, detail=f"seen twice {side}"
@@ -196,6 +199,11 @@ def match_movements(
     breaks += _balance_breaks(observed_balances, ledger_balances or {})
     breaks += _age_breaks(in_transit, pending_holds, now_unix_ms, in_transit_max_age_s, hold_grace_s)
     return MatchResult(matched=tuple(matched), breaks=tuple(breaks))
+
+
+def _booked_by(entries: Sequence[LedgerMovement]) -> str:
+    # Naming the transactions lets the operator find and correct the extra booking.
+    return "in the ledger (transactions " + ", ".join(str(e.transaction_id) for e in entries) + ")"
 
 
 def _balance_breaks(observed: Sequence[ObservedBalance], booked: Mapping[str, int]) -> list[Break]:
@@ -278,10 +286,20 @@ async def reconcile_and_record(
     now_unix_ms: int,
     in_transit_max_age_s: int = 3_600,
     hold_grace_s: int = 60,
+    booked: Sequence[LedgerMovement] | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> tuple[ReconcileRun, MatchResult]:
-    """Gather the ledger side for the observed cash accounts, match, and store the run with its breaks."""
+    """Gather the ledger side for the observed cash accounts, match, and store the run with its breaks.
+
+    `booked`, when given, replaces the gathered ledger side: a caller reconciling only part of the history
+    (a block range) passes the entries that belong to it. `metadata` is stored with the run.
+    """
     accounts = sorted({b.account for b in observed_balances} | {m.account for m in external})
-    booked = await gather_ledger_side(ledger.engine, accounts)
+    # Pending holds are read before anything below sweeps them (balances() and statement() expire due
+    # holds): a hold still pending past its timeout is the evidence that no sweeper is running.
+    pending = await ledger.holds(state=HoldState.PENDING)
+    if booked is None:
+        booked = await gather_ledger_side(ledger.engine, accounts)
     balances = {b.account: b.posted for b in await ledger.balances() if b.account in set(accounts)}
     transit = []
     for name in in_transit_accounts:
@@ -292,7 +310,6 @@ async def reconcile_and_record(
                 account=name, balance_nano_usd=statement.balance.posted, last_movement_unix_ms=last
             )
         )
-    pending = await ledger.holds(state=HoldState.PENDING)
     result = match_movements(
         external=external,
         booked=booked,
@@ -304,6 +321,7 @@ async def reconcile_and_record(
         in_transit_max_age_s=in_transit_max_age_s,
         hold_grace_s=hold_grace_s,
     )
+    run_metadata = dict(metadata or {}) | {"accounts": accounts}
     async with ledger.engine.begin() as conn:
         inserted = await conn.execute(
             RUNS.insert().values(
@@ -311,7 +329,7 @@ async def reconcile_and_record(
                 movements_count=len(external),
                 matched_count=len(result.matched),
                 breaks_count=len(result.breaks),
-                metadata_json={"accounts": accounts},
+                metadata_json=run_metadata,
             )
         )
         key = inserted.inserted_primary_key
@@ -327,6 +345,7 @@ async def reconcile_and_record(
         movements_count=len(external),
         matched_count=len(result.matched),
         breaks_count=len(result.breaks),
+        metadata=run_metadata,
     )
     return run, result
 
@@ -343,6 +362,7 @@ async def list_runs(engine: AsyncEngine, *, limit: int = 50) -> list[ReconcileRu
             movements_count=r["movements_count"],
             matched_count=r["matched_count"],
             breaks_count=r["breaks_count"],
+            metadata=r["metadata_json"] or {},
         )
         for r in rows
     ]

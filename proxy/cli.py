@@ -45,9 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     config_commands.add_parser("example", help="print a documented example config file")
 
     from ledger.cli import add_ledger_commands
+    from proxy.reconcile_cli import add_reconcile_command
 
     ledger = commands.add_parser("ledger", help="inspect and check the ledger")
-    add_ledger_commands(ledger.add_subparsers(required=True))
+    ledger_commands = ledger.add_subparsers(required=True)
+    add_ledger_commands(ledger_commands)
+    add_reconcile_command(ledger_commands)
 
     from proxy.routing.route_eval_cli import add_route_eval_command
 
@@ -86,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from proxy.routing.route_eval_cli import run_route_eval
 
         return run_route_eval(args)
+    if args.command == "ledger" and args.ledger_command == "reconcile":
+        from proxy.reconcile_cli import run_reconcile_command
+
+        return asyncio.run(run_reconcile_command(args, environ=os.environ))
     if args.command == "ledger":
         from ledger.cli import run_ledger_command
 

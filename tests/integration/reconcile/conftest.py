@@ -1,0 +1,139 @@
+"""Fixtures for reconciliation tests: a private Anvil for the module and a fresh settlement wallet per test.
+
+The session chain's settlement wallet (account 0) receives every other test's payments, so its balance can
+never tie out against one test's ledger. Here each test settles into its own new wallet on a chain of its
+module, so the wallet's whole on-chain history is exactly what that test did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from sqlalchemy.ext.asyncio import AsyncEngine
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from ledger import Ledger, create_ledger_engine, migrate, unix_ms_now
+from proxy.chain_watcher import ChainWatcher, PollReport, WatchedToken, WatcherSettings
+from proxy.chart_accounts import ChartAccounts
+from proxy.db.migrate import migrate_proxy
+from proxy.devnet.anvil import run_anvil
+from proxy.devnet.tokens import deploy_test_tokens, mint_many
+from proxy.reconcile_chain import ReconcileReport, ReconcileScope, reconcile_settlement_wallet
+from tests.integration.watcher.conftest import PrivateChain
+
+NETWORK = "eip155:31337"
+FUNDS_ATOMIC = 1_000 * 10**6
+WALLET_GAS_WEI = 10**20
+
+
+@pytest.fixture(scope="module")
+async def recon_chain(anvil_accounts: list[LocalAccount]) -> AsyncIterator[PrivateChain]:
+    async with run_anvil() as node:
+        w3 = AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
+        try:
+            tokens = await deploy_test_tokens(w3, anvil_accounts[0])
+            await mint_many(
+                w3,
+                anvil_accounts[0],
+                tokens=[t.address for t in tokens.all()],
+                recipients=[a.address for a in anvil_accounts[1:6]],
+                amount_atomic=FUNDS_ATOMIC,
+            )
+            yield PrivateChain(node=node, w3=w3, tokens=tokens, accounts=anvil_accounts)
+        finally:
+            await w3.provider.disconnect()
+
+
+@pytest.fixture
+async def wallet(recon_chain: PrivateChain) -> LocalAccount:
+    """A new settlement wallet with ETH for gas (withdrawals send from it) and no tokens."""
+    account: LocalAccount = Account.create()
+    await recon_chain.rpc("anvil_setBalance", [account.address, hex(WALLET_GAS_WEI)])
+    return account
+
+
+@pytest.fixture
+async def recon_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_ledger_engine(database_url)
+    try:
+        await migrate(engine)
+        await migrate_proxy(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class Books:
+    """One test's chain, wallet and ledger, with the moves an honest history is made of."""
+
+    chain: PrivateChain
+    wallet: LocalAccount
+    engine: AsyncEngine
+    start_block: int
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.engine)
+
+    @property
+    def accounts(self) -> ChartAccounts:
+        return ChartAccounts(self.ledger)
+
+    def tokens(self) -> tuple[WatchedToken, ...]:
+        return tuple(WatchedToken(address=t.address, decimals=t.decimals) for t in self.chain.tokens.all())
+
+    def scope(self, **overrides: int) -> ReconcileScope:
+        fields = {"confirmations": 0} | overrides
+        return ReconcileScope(
+            network=NETWORK, settlement_wallet=self.wallet.address, tokens=self.tokens(), **fields
+        )
+
+    async def pay_in(self, sender_index: int, amount_atomic: int, *, usdt: bool = False) -> str:
+        """A plain transfer to the wallet; returns its tx hash (nobody books it yet)."""
+        token = self.chain.tokens.usdt if usdt else self.chain.tokens.usdc
+        tx_hash, _ = await self.chain.transfer(
+            self.chain.accounts[sender_index], token.address, self.wallet.address, amount_atomic
+        )
+        return tx_hash
+
+    async def watch(self) -> PollReport:
+        """The chain watcher books what reached the wallet since the test began."""
+        settings = WatcherSettings(
+            network=NETWORK,
+            settlement_wallet=self.wallet.address,
+            tokens=self.tokens(),
+            confirmations=0,
+            start_block=self.start_block,
+        )
+        watcher = ChainWatcher(self.chain.w3, settings=settings, accounts=self.accounts, engine=self.engine)
+        return await watcher.poll_once()
+
+    async def reconcile(self, *, now_unix_ms: int | None = None, **kwargs: int) -> ReconcileReport:
+        scope_fields = {k: v for k, v in kwargs.items() if k in ReconcileScope.model_fields}
+        range_fields = {k: v for k, v in kwargs.items() if k not in scope_fields}
+        return await reconcile_settlement_wallet(
+            self.chain.w3,
+            self.ledger,
+            self.scope(**scope_fields),
+            now_unix_ms=now_unix_ms or unix_ms_now(),
+            **range_fields,
+        )
+
+
+@pytest.fixture
+async def books(recon_chain: PrivateChain, wallet: LocalAccount, recon_engine: AsyncEngine) -> Books:
+    return Books(
+        chain=recon_chain,
+        wallet=wallet,
+        engine=recon_engine,
+        start_block=await recon_chain.w3.eth.block_number + 1,
+    )
+
+
+def kinds(report: ReconcileReport) -> list[str]:
+    return sorted(b.kind.value for b in report.breaks)
