@@ -380,6 +380,12 @@ class Settler:
             network=f"eip155:{await self._reader.chain_id()}",
         )
 
+    async def _mined_transfer(self, receipt: Any, asset: str, to: str, amount_atomic: int) -> TransferResult:
+        network = f"eip155:{await self._reader.chain_id()}"
+        return _transfer_result_from_receipt(
+            receipt, sender=self.address, asset=asset, to=to, amount_atomic=amount_atomic, network=network
+        )
+
     async def recover_transfer(
         self,
         asset: str,
@@ -399,11 +405,7 @@ class Settler:
         assert amount_atomic > 0
         receipt = await self._receipt_or_none(signed.tx_hash)
         if receipt is not None:
-            network = f"eip155:{await self._reader.chain_id()}"
-            result = _transfer_result_from_receipt(
-                receipt, sender=self.address, asset=asset, to=to, amount_atomic=amount_atomic, network=network
-            )
-            return RecoveredTransfer(result, "receipt")
+            return RecoveredTransfer(await self._mined_transfer(receipt, asset, to, amount_atomic), "receipt")
         confirmed_nonce = int(
             await self._rpc(self._w3.eth.get_transaction_count(self._account.address, "latest"), "nonce")
         )
@@ -419,6 +421,11 @@ class Settler:
                                          "rebroadcast")
             return RecoveredTransfer(await self._await_transfer(asset, to, amount_atomic, signed.tx_hash),
                                      "receipt")
+        # Our nonce is used, perhaps by OUR transaction, mined between the first receipt read and the nonce
+        # read: read the receipt again before concluding that it can never be mined.
+        receipt = await self._receipt_or_none(signed.tx_hash)
+        if receipt is not None:
+            return RecoveredTransfer(await self._mined_transfer(receipt, asset, to, amount_atomic), "receipt")
         fresh = await self.transfer(asset, to, amount_atomic, before_send=before_send)
         return RecoveredTransfer(fresh, "resent")
 
