@@ -35,6 +35,8 @@ DEMO_ANVIL_PORT = 8545
 DEMO_FUNDED_ACCOUNTS = range(1, 10)
 DEMO_MINT_ATOMIC = 1_000 * 10**6
 DEMO_DEFAULT_MODEL = "openai/gpt-4o-mini"
+# Anvil mines a block per transaction, so one confirmation is enough for the demo's chain watcher.
+DEMO_CHAIN_WATCH_CONFIRMATIONS = 1
 
 
 class DevnetRecord(BaseModel):
@@ -45,6 +47,7 @@ class DevnetRecord(BaseModel):
     network: str
     rpc_url: str
     settlement_wallet: str
+    chain_watch_confirmations: int = DEMO_CHAIN_WATCH_CONFIRMATIONS
     usdc: str
     usdt: str
 
