@@ -321,6 +321,10 @@ async def test_caller_errors_fail_before_anything_is_held(router: RunningRouter)
             await client.embeddings.create(model="nobody/no-such-embedder", input="x")
         with pytest.raises(openai.BadRequestError):
             await client.embeddings.create(model=CHAT_MODELS["openai"], input="a chat model cannot embed")
+        # The Gemini adapter does not translate embeddings yet: a clear 400, not a 500 after a hold.
+        with pytest.raises(openai.BadRequestError) as unsupported:
+            await client.embeddings.create(model="google/gemini-embedding-001", input="x")
+        assert unsupported.value.code == "model_not_supported"
         # About 130,000 tokens: over gpt-4o-mini's 128,000-token window.
         window = router.app[CATALOG].get(CHAT_MODELS["openai"]).context_window_tokens
         huge = " ".join(["word"] * (window + 2_000))
