@@ -22,6 +22,7 @@ from proxy.app_keys import (
 )
 from proxy.errors import InvalidRequest
 from proxy.openai_types import ChatCompletionRequest
+from proxy.providers.base import openai_usage
 from proxy.request_parsing import read_json_model
 from proxy.serving.billing import BillingSession
 from proxy.serving.dispatch import NoCandidateServed, attempts_header
@@ -102,6 +103,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raise
     if body.stream:
         headers = {
+            # Middlewares cannot add headers to a response that is already streaming: name the request here.
+            "X-Request-Id": request_id,
             **payment_headers,
             **_routing_headers(plan, opened.model.id, opened.model.provider, opened.attempts),
         }
@@ -114,4 +117,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         **_routing_headers(plan, model.id, model.provider, attempts),
         "X-MegaRouter-Cost-Nano-USD": str(cost_nano_usd),
     }
-    return web.json_response(result.response.model_dump(mode="json", exclude_none=True), headers=headers)
+    # Callers (and SDKs) read token counts from the body for every provider kind: where the adapter's
+    # translation (Anthropic, Gemini) left no usage, the body carries the usage we charged.
+    response = result.response
+    if response.usage is None:
+        response = response.model_copy(update={"usage": openai_usage(result.usage)})
+    return web.json_response(response.model_dump(mode="json", exclude_none=True), headers=headers)

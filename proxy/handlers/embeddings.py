@@ -14,6 +14,7 @@ from proxy.catalog import CatalogModel, UnknownModel
 from proxy.errors import ContextLengthExceeded, InvalidRequest, NotFound
 from proxy.openai_types import EmbeddingsRequest
 from proxy.pricing import embeddings_input_tokens_upper_bound, quote_request
+from proxy.providers.base import ProviderAdapter
 from proxy.providers.errors import UpstreamError
 from proxy.providers.tokens import estimate_text_tokens
 from proxy.request_parsing import read_json_model
@@ -45,7 +46,19 @@ def _embeddings_model(app: web.Application, model_id: str) -> CatalogModel:
         raise InvalidRequest(
             f"provider '{model.provider}' is not configured", code="provider_not_configured", param="model"
         )
+    if not _serves_embeddings(app[UPSTREAMS].adapter_for(model)):
+        # Refused before anything is held: the adapter would raise, and the caller would see a 500.
+        raise InvalidRequest(
+            f"embeddings through the {model.api_kind} API are not supported yet ('{model_id}')",
+            code="model_not_supported",
+            param="model",
+        )
     return model
+
+
+def _serves_embeddings(adapter: ProviderAdapter) -> bool:
+    """Whether this adapter kind translates embeddings (the base class only refuses them)."""
+    return type(adapter).embeddings is not ProviderAdapter.embeddings
 
 
 def _check_input_fits(body: EmbeddingsRequest, model: CatalogModel) -> None:

@@ -2,8 +2,9 @@
 
 Failover happens on upstream failures another deployment could serve (429, 5xx, timeouts, connection
 errors), within an attempt limit and an overall deadline, and never on the caller's own errors. For a
-stream, a candidate counts as serving once its first event has arrived, before any byte reaches the
-caller; after that, the stream relay owns the failure.
+stream, a candidate counts as serving once its first event that produces something has arrived (events
+that carry nothing, like OpenAI's opening role chunk, are held back until then), before any byte reaches
+the caller; after that, the stream relay owns the failure.
 """
 
 from __future__ import annotations
@@ -31,13 +32,50 @@ __all__ = ["Dispatcher", "NoCandidateServed", "OpenedStream", "attempts_header",
 log = structlog.get_logger("megarouter.dispatch")
 
 
+# Leading events that carry nothing (OpenAI's role-only first chunk) held back at most: bounded buffering.
+PREAMBLE_EVENTS_MAX = 8
+
+
 @dataclass
 class OpenedStream:
+    """A candidate that produced its first meaningful event; `leading_events` end with that event."""
+
     model: CatalogModel
-    first_event: StreamEvent
+    leading_events: tuple[StreamEvent, ...]
     events: AsyncIterator[StreamEvent]
     attempts: list[Attempt]
     time_to_first_event_s: float
+
+
+def _is_preamble(event: StreamEvent) -> bool:
+    """An event that produces nothing: a chunk with no text, tool call, refusal, finish or usage.
+
+    Providers open a stream with one (OpenAI's `{"role": "assistant", "content": ""}`) as soon as they
+    accept the request, before generating anything. A failure after it is still a failure before the
+    first token, so the dispatcher holds such events back and may still fail over invisibly.
+    """
+    chunk = event.chunk
+    if chunk is None or chunk.usage is not None:
+        return False
+    return all(
+        not choice.delta.content
+        and not choice.delta.tool_calls
+        and not choice.delta.refusal
+        and choice.finish_reason is None
+        for choice in chunk.choices
+    )
+
+
+async def _first_meaningful_events(events: AsyncIterator[StreamEvent]) -> tuple[StreamEvent, ...]:
+    """The leading events up to and including the first that produces something.
+
+    Raises the upstream's error, or StopAsyncIteration when the stream ends before producing anything.
+    """
+    leading = [await anext(events)]
+    while _is_preamble(leading[-1]) and len(leading) < PREAMBLE_EVENTS_MAX:
+        leading.append(await anext(events))
+    assert leading
+    return tuple(leading)
 
 
 @dataclass
@@ -152,7 +190,7 @@ class Dispatcher:
             started_s = time.monotonic()
             events = self._upstreams.adapter_for(model).chat_stream(self._body_for(body, plan, model))
             try:
-                first_event = await anext(events)
+                leading_events = await _first_meaningful_events(events)
             except (UpstreamError, StopAsyncIteration) as error:
                 await close_events(events)
                 failure = (
@@ -171,7 +209,7 @@ class Dispatcher:
             )
             return OpenedStream(
                 model=model,
-                first_event=first_event,
+                leading_events=leading_events,
                 events=events,
                 attempts=run.attempts,
                 time_to_first_event_s=first_s,

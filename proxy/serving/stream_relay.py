@@ -90,7 +90,8 @@ async def relay_stream(
     upstream_error: UpstreamError | None = None
     outcome = "completed"
     started_s = time.monotonic() - opened.time_to_first_event_s
-    event: StreamEvent | None = opened.first_event
+    leading = iter(opened.leading_events)
+    event: StreamEvent | None = next(leading)
     try:
         while event is not None:
             if event.chunk is not None:
@@ -98,7 +99,7 @@ async def relay_stream(
                 await response.write(_sse(event.chunk.model_dump(mode="json", exclude_none=True)))
             else:
                 usage = event.usage
-            event = await anext(opened.events, None)
+            event = next(leading, None) or await anext(opened.events, None)
         if body.stream_options is not None and body.stream_options.include_usage and usage is not None:
             await response.write(_sse(_usage_chunk(produced.chunk_template, usage)))
         await response.write(_sse("[DONE]"))

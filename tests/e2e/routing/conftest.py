@@ -1,0 +1,71 @@
+"""`fault_router`: the running router with one deployment on the "primary" simulator and all others on the
+"secondary", so that faults injected on the primary hit exactly one deployment of a model served twice.
+
+Breaker timings are shortened through the tracker's public `policy` (Settings has no knob for them yet),
+so that breakers open and recover within a test's seconds rather than the production tens of seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from proxy.app import create_app
+from proxy.app_keys import HEALTH_TRACKER
+from proxy.catalog import load_catalog
+from proxy.devnet.anvil import AnvilNode
+from proxy.devnet.providers import simulated_providers
+from proxy.devnet.tokens import DevnetTokens
+from proxy.routing.health import HealthPolicy
+from proxy.simulator import Simulators
+from tests.fixtures.app import RunningRouter, router_settings
+
+# Llama 3.3 70B is served by Groq and by Together: Groq is the deployment under fault.
+FAULTY_MODEL = "groq/llama-3.3-70b-versatile"
+FAULTY_PROVIDER = "groq"
+# Short enough that a breaker recovers within a test, long enough to be seen open by a follow-up read.
+TEST_HEALTH_POLICY = HealthPolicy(open_base_s=0.5, open_max_s=1.0, probe_lease_s=2.0)
+
+
+@pytest.fixture
+async def fault_router(
+    aiohttp_client: Any,
+    anvil: AnvilNode,
+    tokens: DevnetTokens,
+    anvil_accounts: list[LocalAccount],
+    simulator: Simulators,
+    database_url: str,
+) -> AsyncIterator[RunningRouter]:
+    settings = router_settings(
+        anvil=anvil,
+        tokens=tokens,
+        settlement_key=anvil_accounts[0].key.hex(),
+        simulator_base_url=simulator["secondary"].base_url,
+        database_url=database_url,
+    )
+    catalog = load_catalog()
+    providers = dict(settings.providers)
+    providers[FAULTY_PROVIDER] = simulated_providers(
+        catalog, simulator_base_url=simulator["primary"].base_url
+    )[FAULTY_PROVIDER]
+    app = create_app(settings.model_copy(update={"providers": providers}))
+    client = await aiohttp_client(app)
+    app[HEALTH_TRACKER].policy = TEST_HEALTH_POLICY
+    w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
+    try:
+        yield RunningRouter(
+            client=client,
+            app=app,
+            settings=settings,
+            tokens=tokens,
+            w3=w3,
+            payers=anvil_accounts[1:],
+            settlement_account=anvil_accounts[0],
+            simulator=simulator,
+        )
+    finally:
+        await w3.provider.disconnect()
