@@ -11,7 +11,7 @@ from aiohttp.typedefs import Handler
 
 from proxy.errors import ApiError, InvalidRequest, NotFound, PayloadTooLarge
 
-__all__ = ["cors_middleware", "error_middleware", "json_error", "request_id_middleware"]
+__all__ = ["cors_headers", "cors_middleware", "error_middleware", "json_error", "request_id_middleware"]
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # Browsers hide response headers from scripts unless named here; x402 clients in a page need these.
@@ -44,6 +44,11 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     return response
 
 
+def cors_headers() -> dict[str, str]:
+    """For responses the middleware cannot touch because they stream: the handler sends these itself."""
+    return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": EXPOSED_HEADERS}
+
+
 @web.middleware
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Any origin may call the API (it is paid per request or by key, never by cookie)."""
@@ -55,8 +60,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     else:
         response = await handler(request)
     if not response.prepared:
-        response.headers["Access-Control-Allow-Origin"] = "*"
-        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+        response.headers.update(cors_headers())
     return response
 
 

@@ -134,14 +134,14 @@ async def routing_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[CLASSIFIER] = load_classifier_model()
     if settings.redis_url is None:
-        app[HEALTH_TRACKER] = InMemoryHealthTracker()
+        app[HEALTH_TRACKER] = InMemoryHealthTracker(policy=settings.health_policy)
         yield
         return
     redis_client = Redis.from_url(
         settings.redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
     )
     try:
-        app[HEALTH_TRACKER] = RedisHealthTracker(redis_client)
+        app[HEALTH_TRACKER] = RedisHealthTracker(redis_client, policy=settings.health_policy)
         yield
     finally:
         await redis_client.aclose()

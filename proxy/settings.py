@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from proxy.routing.health import HealthPolicy
+
 __all__ = ["DEFAULT_DATABASE_URL", "AssetSettings", "ProviderSettings", "Settings"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.megarouter/megarouter.db"
@@ -62,6 +64,8 @@ class Settings(BaseModel):
     request_deadline_s: float = Field(default=300.0, gt=0)
     # With a Redis URL, deployment health is shared by every replica; without, it is per process.
     redis_url: str | None = Field(default=None, pattern=r"^rediss?://")
+    # EWMAs, error window and circuit breaker timings (`[health_policy]` in the config file).
+    health_policy: HealthPolicy = Field(default_factory=HealthPolicy)
 
     # The chain watcher books plain token transfers to the settlement wallet as deposits.
     chain_watcher_enabled: bool = True

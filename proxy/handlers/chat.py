@@ -21,6 +21,7 @@ from proxy.app_keys import (
     UPSTREAMS,
 )
 from proxy.errors import InvalidRequest
+from proxy.middlewares import cors_headers
 from proxy.openai_types import ChatCompletionRequest
 from proxy.providers.base import openai_usage
 from proxy.request_parsing import read_json_model
@@ -103,8 +104,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raise
     if body.stream:
         headers = {
-            # Middlewares cannot add headers to a response that is already streaming: name the request here.
+            # Middlewares cannot add headers to a response that is already streaming: they are set here.
             "X-Request-Id": request_id,
+            **cors_headers(),
             **payment_headers,
             **_routing_headers(plan, opened.model.id, opened.model.provider, opened.attempts),
         }

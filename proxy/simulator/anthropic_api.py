@@ -154,6 +154,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
         output_tokens_max=body["max_tokens"],
         tool=_chosen_tool(body, seed),
         reasoning=is_reasoning_model(str(body["model"])) and "thinking" in body,
+        # Anthropic has no JSON mode; callers (and our adapter) ask for it in the system prompt.
+        json_object="JSON" in json.dumps(body.get("system") or ""),
     )
     usage = _usage(state, body, plan)
     prompt_tokens = (

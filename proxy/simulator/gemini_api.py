@@ -150,6 +150,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
         output_tokens_max=config.get("maxOutputTokens"),
         tool=_chosen_tool(body, seed),
         reasoning=_is_thinking(model),
+        json_object=config.get("responseMimeType") == "application/json",
     )
     usage = _usage(state, model, body, plan)
     if usage["promptTokenCount"] + (config.get("maxOutputTokens") or 0) > state.context_window_tokens:

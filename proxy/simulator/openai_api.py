@@ -136,6 +136,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         output_tokens_max=parsed.output_tokens_max,
         tool=_chosen_tool(parsed, seed),
         reasoning=is_reasoning_model(parsed.model),
+        json_object=parsed.response_format is not None and parsed.response_format.type != "text",
     )
     usage = _usage(state, parsed, plan)
     completion_id = f"chatcmpl-sim{seed:016x}"

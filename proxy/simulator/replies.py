@@ -101,6 +101,8 @@ class ReplyPlan:
     tool_call: tuple[str, str] | None  # (name, JSON arguments)
     tool_call_id: str
     reasoning_tokens: int
+    # JSON mode: the words become the value of {"answer": "..."} (cut short with them at the length limit).
+    json_object: bool = False
 
     @property
     def text(self) -> str:
@@ -110,9 +112,14 @@ class ReplyPlan:
     def pieces(self) -> list[str]:
         """Stream deltas: the first word capitalised, the others with a leading space."""
         if not self.words:
-            return []
+            return ['{"answer": ""}'] if self.json_object else []
         first = self.words[0].capitalize()
-        return [first, *(f" {word}" for word in self.words[1:])]
+        pieces = [first, *(f" {word}" for word in self.words[1:])]
+        if self.json_object:
+            pieces[0] = '{"answer": "' + pieces[0]
+            if self.finish == "stop":
+                pieces[-1] += '"}'
+        return pieces
 
     @property
     def output_tokens(self) -> int:
@@ -154,6 +161,7 @@ def plan_reply(
     output_tokens_max: int | None,
     tool: ToolSpec | None,
     reasoning: bool,
+    json_object: bool = False,
 ) -> ReplyPlan:
     """The reply for a seed. `tool` is the tool to call (the format's handler decides whether to call one)."""
     assert output_tokens_max is None or output_tokens_max >= 1
@@ -171,4 +179,4 @@ def plan_reply(
     count = min(wanted, room)
     words = tuple(VOCABULARY[(seed // 7 + index * 13) % len(VOCABULARY)] for index in range(count))
     finish = "stop" if count == wanted else "length"
-    return ReplyPlan(words, finish, None, call_id, reasoning_tokens)
+    return ReplyPlan(words, finish, None, call_id, reasoning_tokens, json_object)

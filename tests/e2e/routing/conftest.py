@@ -15,7 +15,6 @@ from eth_account.signers.local import LocalAccount
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from proxy.app import create_app
-from proxy.app_keys import HEALTH_TRACKER
 from proxy.catalog import load_catalog
 from proxy.devnet.anvil import AnvilNode
 from proxy.devnet.providers import simulated_providers
@@ -52,9 +51,10 @@ async def fault_router(
     providers[FAULTY_PROVIDER] = simulated_providers(
         catalog, simulator_base_url=simulator["primary"].base_url
     )[FAULTY_PROVIDER]
-    app = create_app(settings.model_copy(update={"providers": providers}))
+    app = create_app(
+        settings.model_copy(update={"providers": providers, "health_policy": TEST_HEALTH_POLICY})
+    )
     client = await aiohttp_client(app)
-    app[HEALTH_TRACKER].policy = TEST_HEALTH_POLICY
     w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
     try:
         yield RunningRouter(
