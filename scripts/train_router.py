@@ -16,7 +16,12 @@ prompts gets value = sum(gain - mean gain) / (count + prior_strength), gain = st
 (shrunken target encoding: the expected benefit of the strong model on prompts with that term). A prompt's
 topic score is the mean value over its terms. A 1-D logistic curve, fitted on out-of-fold topic scores
 (5 folds, so the curve sees scores of prompts whose own labels did not shape the values), maps the score
-to P(weak wrong and strong right). prior_strength is chosen on the validation split. Pure Python, ~30 s.
+to P(weak wrong and strong right). prior_strength is chosen on the validation split.
+Percentile calibration: the same out-of-fold probabilities (of the rows the final model is fitted on)
+give the empirical CDF stored as a quantile map of QUANTILE_KNOT_COUNT knots at plotting positions
+(k + 0.5) / QUANTILE_KNOT_COUNT; the classifier reports a prompt's percentile on it as `difficulty`.
+Out-of-fold, because a prompt's in-sample probability is stretched by its own labels and would make
+the map too wide for new prompts. Deterministic: no randomness anywhere. Pure Python, ~30 s.
 Tried and rejected on validation: logistic regression over words + length/structure features
 (APGR ~0.58-0.63 vs 0.70 here), adding log length to the topic score (lowers APGR), blending in a
 structural logistic model (+0.01 at best, with the blend weight tuned on validation itself), and
@@ -70,6 +75,8 @@ TERM_DOC_COUNT_MIN = 3
 TERM_VALUE_ABS_MIN = 0.02
 FOLD_COUNT = 5
 CALIBRATION_ITERATION_COUNT = 25
+QUANTILE_KNOT_COUNT = 101
+QUANTILE_DIGITS = 6  # knots rounded in the JSON; equal rounded knots merge (their percentiles averaged)
 
 # Keyword families deciding the request kind. Each keyword counts once; a kind wins with the highest score
 # above score_min, else the request is chat. Patterns (lower-case text) catch what word tokens cannot.
@@ -325,16 +332,28 @@ def load_contaminated(data_dir: Path) -> set[str]:
     return prompts
 
 
+QuantileMap = tuple[list[float], list[float]]  # (raw knots, percentiles)
+
+
 def base_model(
-    term_values: dict[str, float] | None = None, *, scale: float = 1.0, offset: float = 0.0
+    term_values: dict[str, float] | None = None,
+    *,
+    scale: float = 1.0,
+    offset: float = 0.0,
+    quantiles: QuantileMap = ([], []),
 ) -> ClassifierModel:
     return ClassifierModel.from_json_dict(
-        model_json(term_values or {}, scale=scale, offset=offset, metadata={})
+        model_json(term_values or {}, scale=scale, offset=offset, quantiles=quantiles, metadata={})
     )
 
 
 def model_json(
-    term_values: dict[str, float], *, scale: float, offset: float, metadata: dict[str, Any]
+    term_values: dict[str, float],
+    *,
+    scale: float,
+    offset: float,
+    quantiles: QuantileMap,
+    metadata: dict[str, Any],
 ) -> dict[str, Any]:
     return {
         "format_version": MODEL_FORMAT_VERSION,
@@ -342,8 +361,31 @@ def model_json(
         "text_chars_max": TEXT_CHARS_MAX,
         "kind_rules": KIND_RULES,
         "calibration": {"scale": scale, "offset": offset},
+        "difficulty_quantiles": {"raw": quantiles[0], "percentile": quantiles[1]},
         "term_values": term_values,
     }
+
+
+def fit_quantile_map(raw_values: Sequence[float]) -> QuantileMap:
+    """Knots of the empirical CDF: the raw value at each plotting position, order statistics interpolated.
+
+    Plotting positions (k + 0.5) / K keep every percentile strictly inside 0..1, so the classifier's
+    tails beyond the first and last knot still have room to stay strictly increasing.
+    """
+    assert len(raw_values) >= 2
+    ordered = sorted(raw_values)
+    merged: dict[float, list[float]] = {}
+    for k in range(QUANTILE_KNOT_COUNT):
+        share = (k + 0.5) / QUANTILE_KNOT_COUNT
+        position = share * (len(ordered) - 1)
+        low = int(position)
+        high = min(low + 1, len(ordered) - 1)
+        value = ordered[low] + (position - low) * (ordered[high] - ordered[low])
+        merged.setdefault(round(value, QUANTILE_DIGITS), []).append(share)
+    knots = sorted(merged)
+    percentiles = [round(sum(merged[k]) / len(merged[k]), QUANTILE_DIGITS) for k in knots]
+    assert len(knots) >= 2
+    return knots, percentiles
 
 
 def row_terms(rows: Sequence[Row]) -> list[set[str]]:
@@ -414,13 +456,27 @@ def out_of_fold_scores(
 def fit(rows: Sequence[Row], *, prior_strength: float) -> ClassifierModel:
     terms = row_terms(rows)
     oracle = [float(row.strong_correct and not row.weak_correct) for row in rows]
-    scale, offset = fit_calibration(out_of_fold_scores(rows, terms, prior_strength=prior_strength), oracle)
+    scores = out_of_fold_scores(rows, terms, prior_strength=prior_strength)
+    scale, offset = fit_calibration(scores, oracle)
+    scale, offset = round(scale, 4), round(offset, 4)
+    raw = [1.0 / (1.0 + math.exp(-(scale * score + offset))) for score in scores]
     values = fit_term_values(rows, terms, prior_strength=prior_strength)
-    return base_model(values, scale=round(scale, 4), offset=round(offset, 4))
+    return base_model(values, scale=scale, offset=offset, quantiles=fit_quantile_map(raw))
 
 
 def score_rows(rows: Sequence[Row], model: ClassifierModel) -> list[float]:
     return [classify_text(row.prompt, model).difficulty for row in rows]
+
+
+def score_rows_raw(rows: Sequence[Row], model: ClassifierModel) -> list[float]:
+    return [classify_text(row.prompt, model).difficulty_raw for row in rows]
+
+
+def spread(values: Sequence[float]) -> str:
+    ordered = sorted(values)
+    shares = (0.1, 0.5, 0.9, 0.99)
+    picked = [ordered[min(len(ordered) - 1, int(share * len(ordered)))] for share in shares]
+    return "p10/p50/p90/p99 " + "/".join(f"{value:.3f}" for value in picked)
 
 
 def evaluate(rows: Sequence[Row], scores: Sequence[float]) -> RouterEvaluation:
@@ -477,14 +533,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     strong = [r.strong_correct for r in heldout]
     random_result = evaluate_random_baseline(weak_correct=weak, strong_correct=strong)
     length_result = evaluate_length_baseline(prompts, weak_correct=weak, strong_correct=strong)
-    for name, result in (("router", heldout_result), ("random", random_result), ("length", length_result)):
+    heldout_raw = score_rows_raw(heldout, final)
+    raw_result = evaluate(heldout, heldout_raw)
+    for name, result in (
+        ("router", heldout_result),
+        ("raw", raw_result),
+        ("random", random_result),
+        ("length", length_result),
+    ):
         print(f"held-out {describe(name, result)}")
+    # The percentile map is strictly increasing, so it must not change the held-out ranking.
+    assert abs(raw_result.apgr - heldout_result.apgr) < 1e-9
+    print(f"held-out difficulty_raw {spread(heldout_raw)}")
+    print(f"held-out difficulty (percentile) {spread(score_rows(heldout, final))}")
     metadata = {
         "source": "lm-sys/RouteLLM routellm/evals/mmlu/responses (Apache-2.0), via /work/shared/data/routing",
         "weak_model": WEAK_MODEL,
         "strong_model": STRONG_MODEL,
         "split": SPLIT_DESCRIPTION,
         "target": "P(weak wrong and strong right)",
+        "difficulty": "percentile of the raw probability among the out-of-fold training probabilities",
         "prior_strength": prior_strength,
         "validation_apgr": round(best[0], 4),
         "training_rows": len(training) + len(validation),
@@ -496,6 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dict(final.term_values),
         scale=final.calibration_scale,
         offset=final.calibration_offset,
+        quantiles=(list(final.quantile_raw), list(final.quantile_percentile)),
         metadata=metadata,
     )
     MODEL_PATH.write_text(json.dumps(document, indent=0, sort_keys=True) + "\n", encoding="utf-8")

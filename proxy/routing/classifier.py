@@ -11,16 +11,25 @@ millisecond, from parameters shipped next to it (`classifier_model.json`, writte
 - The difficulty comes from a topic score: each word unigram and bigram of the prompt carries a value
   learnt from strong-vs-weak correctness data (the shrunken mean of strong-minus-weak correctness over
   the training prompts containing it); the prompt's score is the mean over its terms, mapped through a
-  fitted logistic curve to an estimate of P(weak model fails and strong model succeeds). Topic is what
+  fitted logistic curve to an estimate of P(weak model fails and strong model succeeds)
+  (`TaskProfile.difficulty_raw`). Topic is what
   carries the signal on that data (a cheap model fails on some subjects far more than on others).
   Length and structure features were tried on the validation split: adding length lowered APGR, and a
   separate structural model blended in added at most +0.01 with a blend weight tuned on that same split.
+- That probability is well ordered but compressed (most prompts sit near the base rate, ~0.15), so a
+  fixed map from it to a needed quality cannot tell prompts apart. `TaskProfile.difficulty` is therefore
+  the prompt's difficulty *percentile*: the share of the training prompts whose (out-of-fold) raw
+  probability is below this prompt's, read from a monotone quantile map stored in the JSON (~101 knots,
+  linear between knots, strictly increasing hyperbolic tails outside them so that no two different raw
+  values collapse). 0.5 is a median prompt of the tuning data, 0.9 is harder than nine in ten. The map
+  is strictly increasing, so the ranking (and APGR, CPT) is exactly that of the raw probability.
 
 Imports nothing from the proxy, the ledger or x402: it takes plain OpenAI-format message dicts.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import json
@@ -37,8 +46,10 @@ __all__ = [
     "ClassifierModel",
     "KindRules",
     "TaskProfile",
+    "check_quantile_map",
     "classify_request",
     "classify_text",
+    "difficulty_percentile",
     "kind_scores",
     "load_classifier_model",
     "messages_text",
@@ -48,7 +59,7 @@ __all__ = [
 ]
 
 TASK_KINDS = ("chat", "summarization", "extraction", "code", "math", "reasoning")
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: adds difficulty_quantiles (raw probability -> percentile)
 MODEL_RESOURCE_NAME = "classifier_model.json"
 # Roughly four characters per token for English text in the common BPE vocabularies.
 CHARS_PER_TOKEN_ESTIMATE = 4
@@ -61,11 +72,13 @@ class TaskProfile:
     """What the router needs to know about a request before choosing a model."""
 
     kind: str
-    # Estimated probability that a weak model fails where a strong one succeeds (0..1, monotone in risk).
+    # Difficulty percentile (0..1) among the tuning prompts: the calibrated, well-spread score routing uses.
     difficulty: float
     prompt_tokens_estimate: int
     image_count: int  # image parts seen: the router needs a vision-capable model when > 0
     kind_scores: Mapping[str, float]
+    # Estimated probability that a weak model fails where a strong one succeeds (0..1, compressed).
+    difficulty_raw: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +101,10 @@ class ClassifierModel:
     kind_rules: KindRules
     text_chars_max: int
     metadata: Mapping[str, Any]
+    # Quantile map knots: strictly increasing raw probabilities and their percentiles (both 0..1).
+    # Empty: no calibration, difficulty = raw probability (hand-built models in tests).
+    quantile_raw: tuple[float, ...] = ()
+    quantile_percentile: tuple[float, ...] = ()
 
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> ClassifierModel:
@@ -108,6 +125,7 @@ class ClassifierModel:
             window_chars=int(kinds["window_chars"]),
         )
         calibration = data["calibration"]
+        quantiles = data["difficulty_quantiles"]
         model = cls(
             term_values={str(k): float(v) for k, v in data["term_values"].items()},
             calibration_scale=float(calibration["scale"]),
@@ -115,7 +133,10 @@ class ClassifierModel:
             kind_rules=rules,
             text_chars_max=int(data["text_chars_max"]),
             metadata=dict(data.get("metadata", {})),
+            quantile_raw=tuple(float(value) for value in quantiles["raw"]),
+            quantile_percentile=tuple(float(value) for value in quantiles["percentile"]),
         )
+        check_quantile_map(model.quantile_raw, model.quantile_percentile)
         assert model.text_chars_max > 0
         assert model.calibration_scale >= 0, "a negative scale would invert the difficulty order"
         return model
@@ -215,6 +236,41 @@ def _sigmoid(value: float) -> float:
     return exp_value / (1.0 + exp_value)
 
 
+def check_quantile_map(raw: Sequence[float], percentile: Sequence[float]) -> None:
+    """A usable map: equal lengths, both strictly increasing inside (0..1), or empty (identity)."""
+    assert len(raw) == len(percentile), "quantile map lengths differ"
+    assert len(raw) != 1, "a quantile map needs two knots or none"
+    for values in (raw, percentile):
+        assert all(0.0 <= value <= 1.0 for value in values), "quantile map outside 0..1"
+        assert all(left < right for left, right in itertools.pairwise(values)), "not strictly increasing"
+
+
+def difficulty_percentile(raw: float, model: ClassifierModel) -> float:
+    """The raw probability's percentile among the tuning prompts, by the model's quantile map.
+
+    Linear between knots. Outside them the percentile approaches 0 (or 1) hyperbolically, with the
+    length scale of the nearest knot gap (an exponential tail would round to exactly 1.0 in floating
+    point), so the map stays strictly increasing over all of 0..1 and a prompt beyond the tuning
+    extremes still ranks above (below) the one before it.
+    """
+    knots, percentiles = model.quantile_raw, model.quantile_percentile
+    if not knots:
+        return raw
+    index = bisect.bisect_right(knots, raw)
+    if index == 0:
+        scale = knots[1] - knots[0]
+        result = percentiles[0] / (1.0 + (knots[0] - raw) / scale)
+    elif index == len(knots):
+        scale = knots[-1] - knots[-2]
+        result = 1.0 - (1.0 - percentiles[-1]) / (1.0 + (raw - knots[-1]) / scale)
+    else:
+        left, right = knots[index - 1], knots[index]
+        fraction = (raw - left) / (right - left)
+        result = percentiles[index - 1] + fraction * (percentiles[index] - percentiles[index - 1])
+    assert 0.0 <= result <= 1.0
+    return result
+
+
 def classify_text(text: str, model: ClassifierModel, *, image_count: int = 0) -> TaskProfile:
     """Classify one prompt text; `classify_request` is the entry point for chat messages."""
     assert image_count >= 0
@@ -222,8 +278,9 @@ def classify_text(text: str, model: ClassifierModel, *, image_count: int = 0) ->
     scores = kind_scores(text[-model.text_chars_max :], tokens, model.kind_rules)
     kind = _choose_kind(scores, model.kind_rules.score_min)
     score = topic_score(prompt_terms(tokens), model.term_values)
-    difficulty = _sigmoid(model.calibration_scale * score + model.calibration_offset)
-    assert 0.0 <= difficulty <= 1.0
+    difficulty_raw = _sigmoid(model.calibration_scale * score + model.calibration_offset)
+    difficulty = difficulty_percentile(difficulty_raw, model)
+    assert 0.0 <= difficulty_raw <= 1.0
     tokens_estimate = -(-len(text) // CHARS_PER_TOKEN_ESTIMATE)
     return TaskProfile(
         kind=kind,
@@ -231,6 +288,7 @@ def classify_text(text: str, model: ClassifierModel, *, image_count: int = 0) ->
         prompt_tokens_estimate=tokens_estimate,
         image_count=image_count,
         kind_scores=scores,
+        difficulty_raw=difficulty_raw,
     )
 
 

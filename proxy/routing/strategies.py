@@ -4,8 +4,11 @@
 then calls it. Steps:
 1. Hard requirements filter (proxy/routing/requirements.py): never an embeddings model, only
    configured providers, allow-lists, capabilities used or required, context window, price ceiling.
-2. The needed quality: from the task (see `needed_quality`), or, for an explicitly named model, that
-   model's own quality for the task kind (its fallbacks should be about as good as what was asked).
+2. The needed quality: from the task (see `needed_quality` and QUALITY_NEEDED_RANGE), or, for an
+   explicitly named model, that model's own quality for the task kind (its fallbacks should be about
+   as good as what was asked). The classifier's difficulty is a percentile among its tuning prompts
+   (proxy/routing/classifier.py), so the map below spreads prompts over the catalog's quality tiers:
+   easy prompts may use cheap models, hard ones must use strong ones, under every strategy.
 3. Ranking. Within every strategy, deployments group as: (a) meeting the needed quality, ranked by
    the strategy; (b) below it, best quality first (used only when (a) is exhausted); (c) breaker
    open, in the same order (kept last so a request still has somewhere to go when everything is
@@ -15,8 +18,14 @@ then calls it. Steps:
      and known; `LATENCY_PRIOR_S` for a deployment never measured), ties to higher quality.
    - availability: closed before half-open, lowest smoothed error rate (failures+1)/(requests+2) over
      the window, widest redundancy (healthy deployments of the same model in the pool), quality, cost.
-   - balanced: highest `0.5·quality/100 − 0.3·cost_norm − 0.15·latency_norm − 0.05·error_rate`, where
-     cost_norm is log-scaled and latency_norm linear, each relative to the pool's maximum (0..1).
+   - balanced: highest score in quality points, `min(quality − needed, BALANCED_HEADROOM_POINTS_MAX)
+     − BALANCED_POINTS_PER_COST_DOUBLING·log2((cost + c0)/(cheapest + c0)) − BALANCED_LATENCY_POINTS·
+     latency/slowest − BALANCED_ERROR_POINTS·error_rate` (c0 = BALANCED_COST_FLOOR_NANO_USD keeps a
+     near-free model from making every other one look infinitely dear). Headroom above the need is
+     worth something (a margin for a misjudged prompt) but is capped: a model 25 points above the need
+     counts like one 5 above, so it cannot win by being stronger alone. Each doubling of the expected
+     cost costs 4 points: a model at 20x the price (−17 points) always loses to one that meets the
+     need, while 1.2x the price for 4 more points of margin is worth it and 2x for 5 more is not.
 4. For an explicitly named model: the named deployment, then its other providers (the same canonical
    model, ranked as above), then `route.models` in the caller's order, then — only with
    `route.allow_fallbacks` — the rest of the pool by the strategy.
@@ -40,9 +49,16 @@ from proxy.routing.health import DeploymentHealth
 from proxy.routing.requirements import RequestNeeds, RouteRequest, Strategy, filter_deployments
 
 __all__ = [
+    "BALANCED_COST_FLOOR_NANO_USD",
+    "BALANCED_ERROR_POINTS",
+    "BALANCED_HEADROOM_POINTS_MAX",
+    "BALANCED_LATENCY_POINTS",
+    "BALANCED_POINTS_PER_COST_DOUBLING",
     "EXPECTED_OUTPUT_TOKENS",
     "LATENCY_PRIOR_S",
     "QUALITY_NEEDED_RANGE",
+    "STRONG_TIER_PERCENTILE",
+    "STRONG_TIER_QUALITY",
     "RoutePlan",
     "RouteTask",
     "TaskLike",
@@ -59,21 +75,36 @@ LATENCY_PRIOR_S = 2.0
 EXPECTED_OUTPUT_TOKENS = 400
 TOKENS_PER_MTOK = 1_000_000
 
-# needed quality = floor + difficulty × (ceiling − floor), per task kind, on the catalog's 0..100 scale.
-# The catalog's scores run from about 40 to 93 (median ~56, top decile ≥ ~81): an easy prompt (difficulty
-# 0) is served by anything above the weakest decile (45); the hardest (difficulty 1) asks for the top
-# ~7% (85). Code, math and reasoning punish weak models harder, so their floor is higher.
+# needed quality, per task kind, on the catalog's 0..100 scale, is piecewise linear in the classifier's
+# difficulty percentile d (0.5 = a median prompt of its tuning data): from the kind's floor at d = 0 up to
+# STRONG_TIER_QUALITY at d = STRONG_TIER_PERCENTILE, then on to the kind's ceiling at d = 1.
+# Anchors: the catalog's scores run from about 40 to 93; the tuning data's weak model (Mixtral-8x7B) is
+# at 48 and its strong one (GPT-4-Turbo) at 85 = STRONG_TIER_QUALITY. The floor lets the easiest prompts
+# go to anything about as good as the weak reference (cheap small models). The knee: on held-out MMLU a
+# threshold router on this classifier needs ~70% strong-model calls to keep ~90% of the weak-to-strong
+# gap (its CPT(80%) is ~61%), so prompts harder than the easiest 30% need the strong reference's tier.
+# Above it the need keeps rising to the ceiling, the best of the catalog's tier (not its single top
+# model), so the hardest prompts get the strongest models without pinning them to one. Code, math and
+# reasoning punish weak models harder, so their floor and ceiling are higher.
+STRONG_TIER_QUALITY = 85
+STRONG_TIER_PERCENTILE = 0.3
 QUALITY_NEEDED_RANGE: Mapping[TaskKind, tuple[int, int]] = {
-    "chat": (45, 85),
-    "summarization": (45, 85),
-    "extraction": (45, 85),
-    "code": (50, 88),
-    "math": (50, 88),
-    "reasoning": (50, 88),
+    "chat": (45, 90),
+    "summarization": (45, 90),
+    "extraction": (45, 90),
+    "code": (50, 92),
+    "math": (50, 92),
+    "reasoning": (50, 92),
 }
 assert set(QUALITY_NEEDED_RANGE) == set(TASK_KINDS)
+assert all(floor < STRONG_TIER_QUALITY <= ceiling for floor, ceiling in QUALITY_NEEDED_RANGE.values())
 
-_BALANCED_WEIGHTS = (0.5, 0.3, 0.15, 0.05)  # quality, cost, latency, error rate
+# Balanced score, in quality points (see the module docstring).
+BALANCED_HEADROOM_POINTS_MAX = 5.0
+BALANCED_POINTS_PER_COST_DOUBLING = 4.0
+BALANCED_LATENCY_POINTS = 3.0  # at the pool's slowest latency
+BALANCED_ERROR_POINTS = 10.0  # at a 100% smoothed error rate
+BALANCED_COST_FLOOR_NANO_USD = 1_000  # 1e-6 USD: below this, price differences stop mattering
 
 
 class TaskLike(Protocol):
@@ -94,12 +125,18 @@ class RouteTask:
 
 
 def needed_quality(kind: str, difficulty: float) -> int:
-    """The quality (0..100) a model needs for this task kind at this difficulty (0..1, clamped)."""
+    """The quality (0..100) a model needs for this task kind at this difficulty percentile (0..1, clamped)."""
     assert not math.isnan(difficulty)
     floor, ceiling = QUALITY_NEEDED_RANGE[_task_kind(kind)]
-    quality = round(floor + min(1.0, max(0.0, difficulty)) * (ceiling - floor))
-    assert floor <= quality <= ceiling
-    return quality
+    share = min(1.0, max(0.0, difficulty))
+    if share <= STRONG_TIER_PERCENTILE:
+        quality = floor + share / STRONG_TIER_PERCENTILE * (STRONG_TIER_QUALITY - floor)
+    else:
+        above = (share - STRONG_TIER_PERCENTILE) / (1.0 - STRONG_TIER_PERCENTILE)
+        quality = STRONG_TIER_QUALITY + above * (ceiling - STRONG_TIER_QUALITY)
+    needed = round(quality)
+    assert floor <= needed <= ceiling
+    return needed
 
 
 class RoutePlan(BaseModel):
@@ -153,6 +190,7 @@ def _strategy_key(
     pool: list[CatalogModel],
     *,
     kind: TaskKind,
+    quality_needed: int,
     needs: RequestNeeds,
     health: Mapping[str, DeploymentHealth],
 ) -> Callable[[CatalogModel], tuple[float | int | str, ...]]:
@@ -174,16 +212,17 @@ def _strategy_key(
             m.id,
         )
     assert strategy == "balanced", strategy
-    log_cost_max = max((math.log1p(c) for c in cost.values()), default=0.0) or 1.0
+    cost_floor = min(cost.values(), default=0) + BALANCED_COST_FLOOR_NANO_USD
     latency_max = max(latency.values(), default=0.0) or 1.0
-    w_quality, w_cost, w_latency, w_errors = _BALANCED_WEIGHTS
 
     def balanced(m: CatalogModel) -> tuple[float | int | str, ...]:
+        headroom = min(float(m.quality.for_task(kind) - quality_needed), BALANCED_HEADROOM_POINTS_MAX)
+        cost_doublings = math.log2((cost[m.id] + BALANCED_COST_FLOOR_NANO_USD) / cost_floor)
         score = (
-            w_quality * m.quality.for_task(kind) / 100
-            - w_cost * math.log1p(cost[m.id]) / log_cost_max
-            - w_latency * latency[m.id] / latency_max
-            - w_errors * _smoothed_error_rate(health.get(m.id))
+            headroom
+            - BALANCED_POINTS_PER_COST_DOUBLING * cost_doublings
+            - BALANCED_LATENCY_POINTS * latency[m.id] / latency_max
+            - BALANCED_ERROR_POINTS * _smoothed_error_rate(health.get(m.id))
         )
         return (-score, m.id)
 
@@ -200,7 +239,7 @@ def rank_deployments(
     health: Mapping[str, DeploymentHealth],
 ) -> list[CatalogModel]:
     """Order `pool` by the strategy within the groups: meets quality, below quality, breaker open."""
-    key = _strategy_key(strategy, pool, kind=kind, needs=needs, health=health)
+    key = _strategy_key(strategy, pool, kind=kind, quality_needed=quality_needed, needs=needs, health=health)
 
     def grouped(model: CatalogModel) -> tuple[bool, int, tuple[float | int | str, ...]]:
         quality = model.quality.for_task(kind)

@@ -17,11 +17,20 @@ Quality kept, the RouteLLM way: only two models' answers are known, so each rout
 weak or the strong column by its catalog quality for the classified task kind, against the catalog's own
 entries for the two models of the data (together/mistralai/Mixtral-8x7B-Instruct-v0.1 and
 openai/gpt-4-turbo, the family of gpt-4-1106-preview):
-  - nearest (the headline): strong column when the routed model's quality is at least the midpoint of
-    the two references' qualities, weak column otherwise;
-  - conservative: strong column only when it is at least the strong reference's quality.
-Accuracy is then the share of rows whose mapped column is correct. The "always strongest" baseline gets
-the strong column everywhere (its true accuracy is unknown here; GPT-4-1106's stands in for it).
+  - conservative (the headline): strong column only when the routed model's quality is at least the
+    strong reference's; anything below it answers like the weak model. It never flatters: a model a
+    point short of GPT-4-Turbo counts as Mixtral;
+  - linear: the strong column with weight (quality − weak reference) / (strong − weak), clamped to 0..1
+    (expected accuracy between the columns), the weak column with the rest;
+  - nearest: strong column when the quality is at least the midpoint of the two references' qualities.
+    Generous: the cheap open-weights tier (quality 67-70) counts as GPT-4.
+Accuracy is then the (weighted) share of rows whose mapped column is correct; PGR = (accuracy − weak) /
+(strong − weak), the share of the gap between the two models kept. The "strong tier" share is the weight
+of the strong column. Next to it: the PGR a plain threshold router on the classifier's difficulty
+(proxy.routing.evaluation's curve) reaches at the same strong share, and a random router's (= the share).
+A second baseline with no routing at all: always the cheapest model at or above the strong reference's
+overall quality. The "always strongest" baseline gets the strong column everywhere (its true accuracy is
+unknown here; GPT-4-1106's stands in for it).
 
 Usage: .venv/bin/python scripts/bench/routing_cost.py [--output-tokens N]
 """
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import sys
 import time
 from collections import Counter
@@ -42,7 +52,7 @@ from proxy.catalog import TASK_KINDS, Catalog, CatalogModel, TaskKind, load_cata
 from proxy.openai_types import ChatCompletionRequest
 from proxy.providers.tokens import estimate_prompt_tokens
 from proxy.routing.classifier import classify_text, load_classifier_model
-from proxy.routing.evaluation import RouterEvaluation
+from proxy.routing.evaluation import CurvePoint, RouterEvaluation, accuracy_curve
 from proxy.routing.health import InMemoryHealthTracker
 from proxy.routing.route_eval_cli import evaluate_route_data, load_route_eval_data
 from proxy.routing.strategies import needed_quality
@@ -59,6 +69,8 @@ STRATEGIES = ("balanced", "cost")
 TOKENS_PER_MTOK = 1_000_000
 NANO_USD_PER_USD = 1_000_000_000
 RUN_TIMEOUT_S = 110.0
+MAPPING_RULES = ("nearest", "linear", "conservative")
+HEADLINE_RULE = "conservative"
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,7 @@ class Routed:
     model: CatalogModel
     task_kind: TaskKind
     prompt_tokens: int
+    difficulty: float
 
 
 def task_kind(kind: str) -> TaskKind:
@@ -121,7 +134,15 @@ async def route_all(
             classifier=classifier,
             providers_available=providers,
         )
-        routed.append(Routed(plan.candidates[0], task_kind(plan.task_kind), estimate_prompt_tokens(body)))
+        profile = classify_text(prompt, classifier)
+        routed.append(
+            Routed(
+                plan.candidates[0],
+                task_kind(plan.task_kind),
+                estimate_prompt_tokens(body),
+                profile.difficulty,
+            )
+        )
     assert len(routed) == len(prompts)
     return routed
 
@@ -159,6 +180,20 @@ def print_workload(
         f"  cost: auto {usd(auto_cost)} vs always {strongest.id} {usd(strongest_cost)} -> "
         f"{auto_cost / strongest_cost:.3f}x ({100 * (1 - auto_cost / strongest_cost):.1f}% saved)"
     )
+    tier_floor = strong_ref.quality.overall
+    cheapest_strong = min(
+        (m for m in catalog if not m.capabilities.embeddings and m.quality.overall >= tier_floor),
+        key=lambda m: (cost_nano_usd(m, prompt_tokens=1_000, output_tokens=output_tokens), m.id),
+    )
+    cheapest_strong_cost = sum(
+        cost_nano_usd(cheapest_strong, prompt_tokens=r.prompt_tokens, output_tokens=output_tokens)
+        for r in routed
+    )
+    print(
+        f"  (no routing, always the cheapest model at the strong reference's tier, {cheapest_strong.id} "
+        f"(q {cheapest_strong.quality.overall}): {usd(cheapest_strong_cost)} -> "
+        f"{cheapest_strong_cost / strongest_cost:.3f}x, PGR 1.000 under every mapping)"
+    )
     kinds = Counter(r.task_kind for r in routed)
     print("  task kinds: " + ", ".join(f"{kind} {count}" for kind, count in kinds.most_common()))
     chosen = Counter(r.model.id for r in routed)
@@ -174,26 +209,69 @@ def print_workload(
         f"  accuracy: weak column everywhere {weak_accuracy:.4f}, "
         f"strong column everywhere {strong_accuracy:.4f}"
     )
-    for rule in ("nearest", "conservative"):
-        strong_tier: list[bool] = []
-        thresholds: set[float] = set()
-        for r in routed:
-            kind = r.task_kind
-            weak_q, strong_q = weak_ref.quality.for_task(kind), strong_ref.quality.for_task(kind)
-            threshold = (weak_q + strong_q) / 2 if rule == "nearest" else strong_q
-            thresholds.add(threshold)
-            strong_tier.append(r.model.quality.for_task(kind) >= threshold)
-        correct = sum(strong_correct[i] if strong_tier[i] else weak_correct[i] for i in range(rows))
-        accuracy, share = correct / rows, sum(strong_tier) / rows
-        gap = strong_accuracy - weak_accuracy
-        random_accuracy = weak_accuracy + share * gap
-        shown = "/".join(f"{t:g}" for t in sorted(thresholds))
-        print(
-            f"  {rule:<12} mapping (strong tier at quality >= {shown}): {100 * share:5.1f}% to the strong "
-            f"tier; accuracy {accuracy:.4f} = {100 * accuracy / strong_accuracy:.1f}% of always-strong, "
-            f"PGR {(accuracy - weak_accuracy) / gap:.3f} "
-            f"(a random router at that share: {random_accuracy:.4f})"
+    curve = accuracy_curve(
+        [r.difficulty for r in routed], weak_correct=weak_correct, strong_correct=strong_correct
+    )
+    for rule in MAPPING_RULES:
+        strong_weight = [
+            strong_tier_weight(r, rule, weak_ref=weak_ref, strong_ref=strong_ref) for r in routed
+        ]
+        correct = sum(
+            weight * strong_correct[i] + (1.0 - weight) * weak_correct[i]
+            for i, weight in enumerate(strong_weight)
         )
+        accuracy, share = correct / rows, sum(strong_weight) / rows
+        gap = strong_accuracy - weak_accuracy
+        threshold_accuracy = curve_accuracy_at(curve, share)
+        thresholds = sorted({tier_thresholds(r.task_kind, weak_ref, strong_ref)[rule] for r in routed})
+        shown = "/".join(thresholds)
+        print(
+            f"  {rule:<12} mapping (strong tier {shown}): {100 * share:5.1f}% to the strong tier; "
+            f"accuracy {accuracy:.4f} = {100 * accuracy / strong_accuracy:.1f}% of always-strong, "
+            f"PGR {(accuracy - weak_accuracy) / gap:.3f}; threshold router on the classifier score at "
+            f"that share: PGR {(threshold_accuracy - weak_accuracy) / gap:.3f}, random "
+            f"{share:.3f}"
+        )
+        if rule == HEADLINE_RULE:
+            headline = (
+                f"  => at {100 * auto_cost / strongest_cost:.1f}% of the strongest model's cost, auto keeps "
+                f"{100 * accuracy / strong_accuracy:.1f}% of its accuracy "
+                f"(PGR {(accuracy - weak_accuracy) / gap:.3f}, {rule} mapping)"
+            )
+    print(headline)
+
+
+def tier_thresholds(kind: TaskKind, weak_ref: CatalogModel, strong_ref: CatalogModel) -> dict[str, str]:
+    weak_q, strong_q = weak_ref.quality.for_task(kind), strong_ref.quality.for_task(kind)
+    return {
+        "nearest": f">={(weak_q + strong_q) / 2:g}",
+        "linear": f"{weak_q}..{strong_q}",
+        "conservative": f">={strong_q}",
+    }
+
+
+def strong_tier_weight(r: Routed, rule: str, *, weak_ref: CatalogModel, strong_ref: CatalogModel) -> float:
+    """How much of the strong column a routed model earns (0 = weak column, 1 = strong column)."""
+    quality = r.model.quality.for_task(r.task_kind)
+    weak_q, strong_q = weak_ref.quality.for_task(r.task_kind), strong_ref.quality.for_task(r.task_kind)
+    assert strong_q > weak_q
+    if rule == "nearest":
+        return float(quality >= (weak_q + strong_q) / 2)
+    if rule == "conservative":
+        return float(quality >= strong_q)
+    assert rule == "linear", rule
+    return min(1.0, max(0.0, (quality - weak_q) / (strong_q - weak_q)))
+
+
+def curve_accuracy_at(curve: list[CurvePoint], share: float) -> float:
+    """Accuracy of the threshold router (classifier score) at a strong-call share, on its exact curve."""
+    assert 0.0 <= share <= 1.0
+    for left, right in itertools.pairwise(curve):
+        if share <= right.strong_share:
+            width = right.strong_share - left.strong_share
+            fraction = 0.0 if width == 0 else (share - left.strong_share) / width
+            return left.accuracy + fraction * (right.accuracy - left.accuracy)
+    return curve[-1].accuracy
 
 
 def quantiles(values: list[float], shares: tuple[float, ...]) -> list[float]:

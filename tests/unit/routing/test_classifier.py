@@ -2,12 +2,14 @@
 
 Method: clear single-kind prompts for each kind; content as a string and as parts; a hand-built model
 to check the difficulty curve is monotone in the topic evidence; and the shipped model's difficulty on
-the held-out MMLU rows, which must be higher on average where only the strong model was right.
+the held-out MMLU rows, which must be higher on average where only the strong model was right, spread
+over 0..1 as a percentile, and ordered exactly as the raw probability it calibrates.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from proxy.routing.classifier import (
     ClassifierModel,
     classify_request,
     classify_text,
+    difficulty_percentile,
     load_classifier_model,
     messages_text,
 )
@@ -138,3 +141,32 @@ def test_shipped_model_metadata_documents_its_split() -> None:
     metadata = load_classifier_model().metadata
     assert "sha256" in metadata["split"]
     assert metadata["heldout_apgr"] > metadata["heldout_apgr_length_baseline"]
+
+
+def test_difficulty_percentile_is_strictly_increasing_over_all_raw_values() -> None:
+    model = load_classifier_model()
+    assert len(model.quantile_raw) > 50
+    raws = [step / 2_000 for step in range(2_001)]
+    percentiles = [difficulty_percentile(raw, model) for raw in raws]
+    assert all(left < right for left, right in itertools.pairwise(percentiles))
+    assert percentiles[0] > 0.0
+    assert percentiles[-1] < 1.0
+    assert difficulty_percentile(0.3, hand_model(scale=1.0)) == 0.3  # no map: identity
+
+
+def test_shipped_difficulty_is_spread_and_ranks_like_the_raw_probability() -> None:
+    """Held-out percentiles are close to uniform; their ranking (so APGR) is the raw probability's."""
+    model = load_classifier_model()
+    with HELDOUT_CSV.open(newline="", encoding="utf-8") as handle:
+        profiles = [classify_text(row["prompt"], model) for row in csv.DictReader(handle)]
+    ordered = sorted(profile.difficulty for profile in profiles)
+    p10, p50, p90 = (ordered[int(share * len(ordered))] for share in (0.1, 0.5, 0.9))
+    assert 0.03 < p10 < 0.2
+    assert 0.4 < p50 < 0.6
+    assert 0.8 < p90 < 0.97
+    by_raw = sorted(profiles, key=lambda profile: profile.difficulty_raw)
+    assert all(
+        left.difficulty <= right.difficulty
+        and (left.difficulty_raw == right.difficulty_raw or left.difficulty < right.difficulty)
+        for left, right in itertools.pairwise(by_raw)
+    )

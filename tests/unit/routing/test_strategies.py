@@ -80,7 +80,8 @@ CATALOG = [
 ]
 PROVIDERS = {"cheapco", "groq", "together", "openai", "anthropic"}
 NEEDS = RequestNeeds(prompt_tokens=1_000, output_tokens_max=1_000)
-MEDIUM_CHAT = RouteTask("chat", 0.5)
+# Difficulty is a percentile; 0.15 is half-way up to the strong tier's knee (0.3): needed quality 65.
+MEDIUM_CHAT = RouteTask("chat", 0.15)
 
 
 def health(
@@ -148,12 +149,19 @@ def ids(route_plan: RoutePlan) -> list[str]:
     return [candidate.id for candidate in route_plan.candidates]
 
 
-def test_needed_quality_maps_difficulty_linearly_per_kind() -> None:
+def test_needed_quality_maps_the_difficulty_percentile_piecewise_linearly_per_kind() -> None:
     assert needed_quality("chat", 0.0) == 45
-    assert needed_quality("chat", 0.5) == 65
-    assert needed_quality("chat", 1.0) == 85
-    assert needed_quality("math", 1.0) == 88
-    assert needed_quality("code", 7.0) == 88  # clamped
+    assert needed_quality("chat", 0.15) == 65
+    assert needed_quality("chat", 0.3) == 85  # the knee: the strong reference's tier
+    assert needed_quality("reasoning", 0.3) == 85
+    assert needed_quality("chat", 0.65) == 88  # half-way from the knee to the ceiling
+    assert needed_quality("chat", 1.0) == 90
+    assert needed_quality("math", 1.0) == 92
+    assert needed_quality("code", 7.0) == 92  # clamped
+    percentiles = [step / 100 for step in range(101)]
+    assert [needed_quality("code", p) for p in percentiles] == sorted(
+        needed_quality("code", p) for p in percentiles
+    )
     with pytest.raises(AssertionError):
         needed_quality("poetry", 0.5)
 
@@ -180,7 +188,7 @@ def test_cost_serves_an_easy_task_with_the_cheapest_model() -> None:
 
 
 def test_cost_for_a_hard_task_keeps_only_strong_models_in_front() -> None:
-    route_plan = plan(RouteRequest(strategy="cost"), task=RouteTask("reasoning", 1.0))
+    route_plan = plan(RouteRequest(strategy="cost"), task=RouteTask("reasoning", 0.6))
     assert route_plan.needed_quality == 88
     assert ids(route_plan)[:2] == ["anthropic/claude-top", "openai/gpt-top"]
 
@@ -392,3 +400,34 @@ def test_the_classifiers_task_profile_drives_auto_routing() -> None:
     assert all(
         c.quality.for_task(route_plan.task_kind) >= route_plan.needed_quality for c in route_plan.candidates
     )
+
+
+def test_balanced_does_not_buy_a_far_stronger_model_at_many_times_the_price() -> None:
+    """Headroom above the need is capped: 20x the price is never worth being stronger alone."""
+    easy = plan(RouteRequest(strategy="balanced"), task=RouteTask("chat", 0.0), health_by_id={})
+    # Need 45: tiny (46) meets it at a fraction of the others' price; the top models are ~30x dearer.
+    assert ids(easy)[0] == "cheapco/tiny"
+    assert ids(easy).index("openai/gpt-top") > ids(easy).index("openai/gpt-mid")
+
+
+def test_auto_spreads_easy_and_hard_prompts_over_the_real_catalog() -> None:
+    """On the shipped catalog, hard prompts must go strong in every strategy; easy ones go cheap under the
+    price-aware strategies (latency and availability break fresh-health ties by quality, by design)."""
+    catalog = load_catalog()
+    for strategy in ("balanced", "cost", "latency", "availability"):
+        chosen = {
+            difficulty: plan_route(
+                catalog,
+                route=RouteRequest(strategy=strategy),
+                needs=RequestNeeds(prompt_tokens=300),
+                health={},
+                providers_available=set(catalog.providers()),
+                task=RouteTask("reasoning", difficulty),
+            ).candidates[0]
+            for difficulty in (0.02, 0.95)
+        }
+        assert chosen[0.95].quality.reasoning >= 85, strategy
+        if strategy in ("balanced", "cost"):
+            assert chosen[0.02].quality.reasoning < 85, strategy
+            cheap = chosen[0.02].output_price_nano_usd_per_mtok
+            assert cheap < chosen[0.95].output_price_nano_usd_per_mtok, strategy
