@@ -14,14 +14,12 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import BaseModel
-from sqlalchemy.engine import make_url
 
 from ledger.check import check_ledger
-from ledger.engine import create_ledger_engine, migrate
+from ledger.engine import create_ledger_engine, migrate, missing_sqlite_file
 from ledger.errors import LedgerError
 from ledger.reconcile import Break, ReconcileRun, list_runs, run_breaks
 from ledger.store import Ledger
@@ -73,7 +71,7 @@ async def run_ledger_command(args: argparse.Namespace, *, out: TextIO | None = N
     errors = out if out is not None else sys.stderr
     command: str = getattr(args, COMMAND_DEST)
     url: str = args.database_url
-    missing = _missing_sqlite_file(url)
+    missing = missing_sqlite_file(url)
     if missing is not None:
         print(
             f"ledger: no database at {missing} (run the proxy or demo first, or pass --database-url)",
@@ -175,13 +173,6 @@ async def _find_transaction(ledger: Ledger, ref: str) -> LedgerTransaction | Non
     return await ledger.transaction_by_external_ref(ref) or await ledger.transaction_by_idempotency_key(ref)
 
 
-def _missing_sqlite_file(url: str) -> Path | None:
-    """The SQLite file a read-only command would otherwise create empty, when it does not exist."""
-    parsed = make_url(url)
-    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
-        return None
-    path = Path(parsed.database)
-    return None if path.exists() else path
 
 
 def _emit(out: TextIO, as_json: bool, items: Sequence[BaseModel], table: Callable[[Any], str]) -> None:

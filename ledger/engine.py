@@ -12,7 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -49,6 +49,15 @@ def install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int = SQLITE_B
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file a read-only command would otherwise create empty, when it does not exist."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
 
 
 def create_ledger_engine(url: str, **engine_kwargs: Any) -> AsyncEngine:

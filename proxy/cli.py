@@ -53,8 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     add_reconcile_command(ledger_commands)
 
     from proxy.routing.route_eval_cli import add_route_eval_command
+    from proxy.usage_cli import add_usage_command
 
     add_route_eval_command(commands)
+    add_usage_command(commands)
     return parser
 
 
@@ -85,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(example_config_text(), end="")
             return 0
         return run_config_check(args.config, os.environ)
+    if args.command == "usage":
+        from proxy.usage_cli import run_usage_command
+
+        return asyncio.run(run_usage_command(args))
     if args.command == "route-eval":
         from proxy.routing.route_eval_cli import run_route_eval
 

@@ -29,11 +29,11 @@ import aiohttp
 import sqlalchemy.exc
 from eth_account import Account
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.engine import make_url
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from ledger import Ledger, create_ledger_engine, migrate, unix_ms_now
 from ledger.cli import COMMAND_DEST
+from ledger.engine import missing_sqlite_file
 from proxy.chain_transfers import bounded_rpc
 from proxy.chain_watcher import WatchedToken
 from proxy.config import ConfigError, load_settings
@@ -185,7 +185,10 @@ def _target(args: argparse.Namespace, *, environ: Mapping[str, str], project_roo
     if args.rpc_url:
         updates["rpc_url"] = args.rpc_url
     target = target.model_copy(update=updates)
-    missing = _missing_sqlite_file(target.database_url)
+    try:
+        missing = missing_sqlite_file(target.database_url)
+    except sqlalchemy.exc.ArgumentError as error:
+        raise UsageError(f"not a database URL: {target.database_url!r}") from error
     if missing is not None:
         raise UsageError(
             f"no database at {missing} (run the demo or the proxy first, or pass --database-url)"
@@ -232,16 +235,6 @@ def _demo_target(project_root: Path) -> ReconcileTarget:
     )
 
 
-def _missing_sqlite_file(url: str) -> Path | None:
-    """The SQLite file reconciliation would otherwise create empty, when it does not exist."""
-    try:
-        parsed = make_url(url)
-    except sqlalchemy.exc.ArgumentError as error:
-        raise UsageError(f"not a database URL: {url!r}") from error
-    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
-        return None
-    path = Path(parsed.database)
-    return None if path.exists() else path
 
 
 def _report_json(report: ReconcileReport) -> dict[str, Any]:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import insert, select
+from sqlalchemy import RowMapping, Select, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.db.tables import usage_events
 
-__all__ = ["Attempt", "UsageEvent", "UsageLog"]
+__all__ = ["USAGE_EVENTS_LISTED_MAX", "Attempt", "UsageEvent", "UsageLog"]
+
+USAGE_EVENTS_LISTED_MAX = 1_000
 
 
 class Attempt(BaseModel):
@@ -82,16 +85,28 @@ class UsageLog:
         statement = (
             select(usage_events).where(usage_events.c.request_id == request_id).order_by(usage_events.c.id)
         )
+        return await self._events(statement)
+
+    async def recent(self, *, payer_account: str | None, limit: int) -> list[UsageEvent]:
+        """The newest events, of one payer or of everyone."""
+        assert 1 <= limit <= USAGE_EVENTS_LISTED_MAX
+        statement = select(usage_events).order_by(usage_events.c.id.desc()).limit(limit)
+        if payer_account is not None:
+            statement = statement.where(usage_events.c.payer_account == payer_account)
+        return await self._events(statement)
+
+    async def _events(self, statement: Select[Any]) -> list[UsageEvent]:
         async with self._engine.connect() as connection:
             rows = (await connection.execute(statement)).mappings().all()
-        decoded = {"attempts", "prices_nano_usd_per_mtok", "streamed", "usage_estimated"}
-        return [
-            UsageEvent(
-                **{key: row[key] for key in UsageEvent.model_fields if key not in decoded},
-                attempts=tuple(Attempt(**item) for item in json.loads(row["attempts_json"])),
-                prices_nano_usd_per_mtok=json.loads(row["prices_json"]),
-                streamed=bool(row["streamed"]),
-                usage_estimated=bool(row["usage_estimated"]),
-            )
-            for row in rows
-        ]
+        return [_event(row) for row in rows]
+
+
+def _event(row: RowMapping) -> UsageEvent:
+    decoded = {"attempts", "prices_nano_usd_per_mtok", "streamed", "usage_estimated"}
+    return UsageEvent(
+        **{key: row[key] for key in UsageEvent.model_fields if key not in decoded},
+        attempts=tuple(Attempt(**item) for item in json.loads(row["attempts_json"])),
+        prices_nano_usd_per_mtok=json.loads(row["prices_json"]),
+        streamed=bool(row["streamed"]),
+        usage_estimated=bool(row["usage_estimated"]),
+    )
