@@ -18,7 +18,9 @@ three calls are timed one by one. Inside (c) the request is cut into steps by th
 log events (payment_settled, inference_charged) and by timing wrappers put on the running app's
 SettlementIntents.claim and Settler.settle instances; no proxy file is changed. Client, server, simulator
 and chain client share one event loop and one process, so at concurrency > 1 the client's own work is
-part of what is measured, and requests queue for that one loop.
+part of what is measured, and requests queue for that one loop. The plumbing it shares with
+api_latency.py and fault_success.py (machine line, /proc CPU times, tokens, settings, fresh database, serving
+an app) comes from _harness.py; the phases, step marks and report are this benchmark's own.
 
 Usage: .venv/bin/python scripts/bench/paid_request.py [--requests N] [--concurrency C] [--database-url URL]
 """
@@ -27,36 +29,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import math
 import os
-import platform
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import structlog
+from _harness import (
+    anvil_accounts,
+    deploy_and_fund,
+    fresh_database,
+    machine_description,
+    mean_ms,
+    percentile_ms,
+    process_tree,
+    processes_cpu_s,
+    router_settings,
+    serve,
+)
 from aiohttp import web
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from sqlalchemy.engine import make_url
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from ledger import check_ledger
 from proxy.app import create_app
 from proxy.app_keys import DB_ENGINE, SETTLEMENT_INTENTS, SETTLER
 from proxy.catalog import load_catalog
-from proxy.devnet.anvil import ANVIL_MNEMONIC, AnvilNode, run_anvil
-from proxy.devnet.providers import SIMULATOR_API_KEY, simulated_providers
-from proxy.devnet.tokens import DevnetTokens, deploy_test_tokens, mint_many
-from proxy.settings import AssetSettings, Settings
+from proxy.devnet.anvil import run_anvil
+from proxy.devnet.providers import SIMULATOR_API_KEY
 from proxy.simulator import start_simulators
 from x402.chain import TokenReader
 from x402.client import sign_payment
@@ -78,7 +84,6 @@ REQUESTS_MAX = 500  # Payments are signed before a pass; a pass must end well wi
 CONCURRENCY_MAX = 64
 RUN_TIMEOUT_S = 300.0
 HTTP_TIMEOUT_S = 60.0
-PG_CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -135,68 +140,6 @@ class Bench:
         return self.payers[next(self.payment_counter) % len(self.payers)]
 
 
-def percentile_ms(latencies_s: list[float], percent: int) -> float:
-    """Nearest-rank percentile, so every figure printed is a latency that was really observed."""
-    assert latencies_s
-    assert 0 < percent <= 100
-    ordered = sorted(latencies_s)
-    return ordered[math.ceil(percent / 100 * len(ordered)) - 1] * 1000
-
-
-def mean_ms(latencies_s: list[float]) -> float:
-    return sum(latencies_s) / len(latencies_s) * 1000
-
-
-def anvil_accounts() -> list[LocalAccount]:
-    Account.enable_unaudited_hdwallet_features()
-    return [
-        Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
-        for index in range(ANVIL_ACCOUNT_COUNT)
-    ]
-
-
-def machine_description(database_url: str) -> str:
-    cpu_model = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    backend = make_url(database_url).get_backend_name()
-    # Other work on the machine skews every figure; the load average at the start says how much there was.
-    load_1m, load_5m, _ = os.getloadavg()
-    return (
-        f"machine: {os.cpu_count()} CPUs ({cpu_model}), {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}, database {backend}, "
-        f"load average {load_1m:.2f} (1 min) {load_5m:.2f} (5 min) at start"
-    )
-
-
-def router_settings(
-    *, anvil: AnvilNode, tokens: DevnetTokens, settlement_key: str, simulator_base_url: str, database_url: str
-) -> Settings:
-    """As tests/fixtures/app.py's router_settings, with JSON logs (the recorder replaces the renderer)."""
-    return Settings(
-        database_url=database_url,
-        chain_rpc_url=anvil.rpc_url,
-        chain_id=anvil.chain_id,
-        settlement_private_key=settlement_key,
-        assets=tuple(
-            AssetSettings(
-                symbol=token.symbol,
-                address=token.address,
-                eip712_name=token.name,
-                eip712_version=token.version,
-                decimals=token.decimals,
-            )
-            for token in tokens.all()
-        ),
-        providers=simulated_providers(load_catalog(), simulator_base_url=simulator_base_url),
-        default_model=MODEL_ID,
-        log_format="json",
-    )
-
-
 def record_log_events(marks: StepMarks) -> None:
     """Replaces create_app's structlog setup: info events become marks; warnings and errors still print."""
 
@@ -241,34 +184,6 @@ def instrument_app(app: web.Application, marks: StepMarks) -> None:
     # Instance attributes shadow the methods for this app only; the classes and files stay untouched.
     intents.claim = timed_claim  # type: ignore[method-assign]
     settler.settle = timed_settle  # type: ignore[method-assign]
-
-
-def _proc_stat_fields(pid: int) -> list[str]:
-    """proc(5) stat fields after the command name: state is [0], ppid [1], utime [11], stime [12]."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants (the npm `anvil` is a node shim that runs the real binary as a child)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                parents[int(entry.name)] = int(_proc_stat_fields(int(entry.name))[1])
-    tree = [pid]
-    for candidate in tree:
-        tree.extend(child for child, parent in parents.items() if parent == candidate)
-    return tree
-
-
-def processes_cpu_s(pids: list[int]) -> float:
-    """User + system CPU seconds of the given processes, from /proc (0.0 for any that is gone)."""
-    total_ticks = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError):
-            fields = _proc_stat_fields(pid)
-            total_ticks += int(fields[11]) + int(fields[12])
-    return total_ticks / os.sysconf("SC_CLK_TCK")
 
 
 async def run_pass(
@@ -477,58 +392,6 @@ def print_report(concurrency: int, results: list[PassResult]) -> None:
     )
 
 
-@contextlib.asynccontextmanager
-async def fresh_database(database_url: str | None, directory: Path) -> AsyncIterator[str]:
-    """SQLite in `directory`, or a new database on the given PostgreSQL server, dropped afterwards."""
-    if database_url is None:
-        yield f"sqlite+aiosqlite:///{directory / 'megarouter.db'}"
-        return
-    url = make_url(database_url)
-    if url.get_backend_name() != "postgresql":
-        raise SystemExit("--database-url must be a PostgreSQL URL (SQLite is the default)")
-    admin_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"megarouter_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_dsn, timeout=PG_CONNECT_TIMEOUT_S)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
-    finally:
-        admin = await asyncpg.connect(admin_dsn, timeout=PG_CONNECT_TIMEOUT_S)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
-@contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """The app on a free port of 127.0.0.1; its cleanup contexts run on setup and on exit."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
-async def deploy_and_fund(w3: AsyncWeb3[Any], accounts: list[LocalAccount]) -> DevnetTokens:
-    tokens = await deploy_test_tokens(w3, accounts[0])
-    await mint_many(
-        w3,
-        accounts[0],
-        tokens=[token.address for token in tokens.all()],
-        recipients=[accounts[index].address for index in PAYER_INDEXES],
-        amount_atomic=PAYER_FUNDS_ATOMIC,
-    )
-    return tokens
-
-
 async def fetch_offer(session: aiohttp.ClientSession, router_url: str) -> PaymentRequired:
     async with session.post(f"{router_url}/v1/chat/completions", json=chat_body(MODEL_ID)) as response:
         document = await response.json()
@@ -557,7 +420,7 @@ async def run_phases(bench: Bench, requests: int, concurrency_levels: list[int])
 
 
 async def run(requests: int, concurrency: int, database_url: str | None) -> None:
-    accounts = anvil_accounts()
+    accounts = anvil_accounts(ANVIL_ACCOUNT_COUNT)
     marks = StepMarks()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="megarouter-bench-") as directory:
@@ -569,13 +432,18 @@ async def run(requests: int, concurrency: int, database_url: str | None) -> None
             print(machine_description(db_url))
             w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
             try:
-                tokens = await deploy_and_fund(w3, accounts)
+                tokens = await deploy_and_fund(
+                    w3, accounts, payer_indexes=PAYER_INDEXES, amount_atomic=PAYER_FUNDS_ATOMIC
+                )
                 settings = router_settings(
                     anvil=anvil,
                     tokens=tokens,
                     settlement_key=accounts[0].key.hex(),
                     simulator_base_url=simulators.base_url,
                     database_url=db_url,
+                    default_model=MODEL_ID,
+                    # JSON logs as before; record_log_events then replaces the renderer with its recorder.
+                    log_format="json",
                 )
                 app = create_app(settings)
                 record_log_events(marks)

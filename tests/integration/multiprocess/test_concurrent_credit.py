@@ -3,33 +3,47 @@
 Goal (issue 3): two or more server processes share one database; one wallet with a small credit and one
 API key sends 500 concurrent keyed chat requests split across the processes. Each request holds its quote
 on the credit (row locks in a fixed order), most get 402 insufficient_credit; the sum of captures never
-exceeds the deposits, the credit never goes below zero, every hold is resolved, and `ledger check` is clean.
+exceeds the deposits, the credit never goes below zero, every hold is resolved, `ledger check` is clean,
+and `ledger reconcile` ties the ledger to the chain with no breaks.
 
 Method: real OS processes (`python -m proxy serve`, tests/e2e/server_process.py) on a fresh PostgreSQL
-database, Anvil and the simulated providers of the session. The credit is funded by ONE x402 top-up through
-the first process before any other process starts: every process's Settler signs from the same settlement
-key (Anvil account 0) with its own nonce counter, so two processes settling at once would race on
-transaction nonces. Keyed requests never touch the chain. The reconciliation of this history against the
-chain belongs to another helper: `reconcile_after_load` is the hook where it plugs in.
+database and the simulated providers of the session, settling on a private Anvil of this test into a new
+settlement wallet (funded with ETH for gas only). The session chain's settlement wallet receives every
+other test's payments, so its balance could never tie out against this test's ledger; here the wallet's
+whole on-chain history is this test's. The credit is funded by ONE x402 top-up through the first process
+before any other process starts: every process's Settler signs from the same settlement key with its own
+nonce counter, so two processes settling at once would race on transaction nonces. Keyed requests never
+touch the chain, so reconciliation must find exactly that one settlement, booked once, and the wallet's
+token balance equal to its cash account.
 PostgreSQL only: skipped visibly without it, failed under CI=true (tests/fixtures/db.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import io
+import json
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.types import Wei
 
-from ledger import HoldState, Ledger, chart, check_ledger, create_ledger_engine
-from proxy.devnet.anvil import AnvilNode
-from proxy.devnet.tokens import DevnetTokens
+from ledger import HoldState, Ledger, chart, check_ledger, create_ledger_engine, unix_ms_now
+from proxy.chain_watcher import WatchedToken
+from proxy.devnet.anvil import AnvilNode, run_anvil
+from proxy.devnet.tokens import DevnetTokens, deploy_test_tokens, mint_many
+from proxy.reconcile_chain import ReconcileScope, reconcile_settlement_wallet
+from proxy.reconcile_cli import EXIT_CLEAN, add_reconcile_command, run_reconcile_command
 from proxy.simulator import Simulators
 from tests.e2e.accounts.helpers import sign_text
 from tests.e2e.payments import encode_b64_json, sign_v2_payment
@@ -44,8 +58,12 @@ REQUESTS = 500
 # About 45 quotes of the request below fit in 0.0005 USD; captures are below quotes, so some more succeed.
 TOPUP_USD = "0.0005"
 TOPUP_NANO_USD = 500_000
+PAYER_FUNDS_ATOMIC = 10 * 10**6
+# ETH for the settlement transaction's gas (the top-up is the only transaction the wallet sends).
+SETTLEMENT_WALLET_GAS_WEI = 10**18
 LOAD_TIMEOUT_S = 40.0
 HTTP_TIMEOUT_S = 30.0
+RECEIPT_TIMEOUT_S = 20.0
 CHAT_BODY: dict[str, Any] = {
     "model": "openai/gpt-4o-mini",
     "messages": [{"role": "user", "content": "Count to three."}],
@@ -54,24 +72,56 @@ CHAT_BODY: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
+class PrivateChain:
+    """This test's own Anvil, tokens and settlement wallet: nobody else moves tokens on it."""
+
+    node: AnvilNode
+    w3: AsyncWeb3[Any]
+    tokens: DevnetTokens
+    settlement_wallet: LocalAccount
+
+    @property
+    def network(self) -> str:
+        return f"eip155:{self.node.chain_id}"
+
+
+@dataclass(frozen=True)
 class LoadOutcome:
-    """What the load phase left, for the checks here and for `reconcile_after_load`."""
+    """What the load phase left, for the ledger checks and the reconciliation."""
 
     database_url: str
     wallet: str
-    settlement_wallet: str
-    chain_rpc_url: str
-    token_addresses: tuple[str, ...]
-    first_block: int
     statuses: Counter[int]
     charged_nano_usd: int
+    first_block: int
 
 
-async def reconcile_after_load(outcome: LoadOutcome) -> None:
-    """Hook for `ledger reconcile` (another helper's part): reconcile `outcome.database_url` against the
-    chain from `outcome.first_block` (settlement wallet `outcome.settlement_wallet`, tokens
-    `outcome.token_addresses`) and assert no breaks. Until it lands, this checks nothing."""
-    assert outcome.first_block >= 0
+@contextlib.asynccontextmanager
+async def _private_chain(
+    anvil_accounts: list[LocalAccount], payer: LocalAccount
+) -> AsyncIterator[PrivateChain]:
+    """An Anvil of this test with both tokens, funds for `payer`, and a new settlement wallet with gas."""
+    async with run_anvil() as node:
+        w3 = AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
+        try:
+            deployer = anvil_accounts[0]
+            tokens = await deploy_test_tokens(w3, deployer)
+            await mint_many(
+                w3,
+                deployer,
+                tokens=[token.address for token in tokens.all()],
+                recipients=[payer.address],
+                amount_atomic=PAYER_FUNDS_ATOMIC,
+            )
+            wallet: LocalAccount = Account.create()
+            tx_hash = await w3.eth.send_transaction(
+                {"from": deployer.address, "to": wallet.address, "value": Wei(SETTLEMENT_WALLET_GAS_WEI)}
+            )
+            receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
+            assert receipt["status"] == 1
+            yield PrivateChain(node=node, w3=w3, tokens=tokens, settlement_wallet=wallet)
+        finally:
+            await w3.provider.disconnect()
 
 
 async def _top_up(session: aiohttp.ClientSession, server: ServerProcess, payer: LocalAccount) -> None:
@@ -142,27 +192,74 @@ async def _check_ledger_after(outcome: LoadOutcome) -> None:
         await engine.dispose()
 
 
-async def test_processes_sharing_postgres_never_overspend_one_credit(
-    tmp_path: Path,
-    anvil: AnvilNode,
-    tokens: DevnetTokens,
-    anvil_accounts: list[LocalAccount],
-    simulator: Simulators,
-    pg_databases: PgDatabases | None,
-) -> None:
-    if pg_databases is None:
-        pytest.skip("PostgreSQL not reachable: the multi-process test needs one shared PostgreSQL")
-    database_url = await pg_databases.create()
-    payer = anvil_accounts[8]
+def _reconcile_scope(chain: PrivateChain) -> ReconcileScope:
+    # The test reads the chain after the top-up's receipt, so nothing is left unconfirmed: 0 confirmations.
+    return ReconcileScope(
+        network=chain.network,
+        settlement_wallet=chain.settlement_wallet.address,
+        tokens=tuple(WatchedToken(address=t.address, decimals=t.decimals) for t in chain.tokens.all()),
+        confirmations=0,
+    )
+
+
+async def _reconcile_after_load(chain: PrivateChain, outcome: LoadOutcome) -> None:
+    """`reconcile_settlement_wallet` from the first block after the chain's set-up to the head: no breaks,
+    one movement (the top-up's settlement) matched to its one booking, balances equal to cash accounts."""
+    engine = create_ledger_engine(outcome.database_url)
+    try:
+        report = await reconcile_settlement_wallet(
+            chain.w3,
+            Ledger(engine),
+            _reconcile_scope(chain),
+            from_block=outcome.first_block,
+            now_unix_ms=unix_ms_now(),
+        )
+    finally:
+        await engine.dispose()
+    assert report.clean, report.breaks
+    assert report.balances_tied_out
+    assert (report.movements_count, report.matched_count, report.pending) == (1, 1, ())
+    assert (report.receipts.looked_up, report.receipts.reverted, report.receipts.not_found) == (1, (), ())
+    assert all(b.chain_nano_usd == b.ledger_nano_usd for b in report.balances)
+    assert sum(b.chain_nano_usd for b in report.balances) == TOPUP_NANO_USD
+
+
+async def _reconcile_cli_after_load(chain: PrivateChain, outcome: LoadOutcome, project_root: Path) -> None:
+    """`megarouter ledger reconcile` over the same range, configured as an operator would: exits clean."""
+    state = project_root / ".megarouter"
+    state.mkdir()
+    record = {
+        "chain_id": chain.node.chain_id,
+        "usdc": chain.tokens.usdc.address,
+        "usdt": chain.tokens.usdt.address,
+        "settlement_wallet": chain.settlement_wallet.address,
+        "chain_watch_confirmations": 0,
+    }
+    (state / "devnet.json").write_text(json.dumps(record))
+    parser = argparse.ArgumentParser()
+    add_reconcile_command(parser.add_subparsers(required=True))
+    argv = ["--database-url", outcome.database_url, "--rpc-url", chain.node.rpc_url, "--json"]
+    args = parser.parse_args(["reconcile", *argv, "--from-block", str(outcome.first_block)])
+    out, err = io.StringIO(), io.StringIO()
+    code = await run_reconcile_command(args, environ={}, project_root=project_root, out=out, err=err)
+    assert code == EXIT_CLEAN, out.getvalue() + err.getvalue()
+    document = json.loads(out.getvalue())
+    assert (document["clean"], document["from_block"]) == (True, outcome.first_block)
+
+
+async def _run_load(
+    tmp_path: Path, chain: PrivateChain, simulator: Simulators, database_url: str, payer: LocalAccount
+) -> LoadOutcome:
+    """Servers up one by one (the top-up and the key through the first), then the load across all."""
     settings = router_settings(
-        anvil=anvil,
-        tokens=tokens,
-        settlement_key="0x" + anvil_accounts[0].key.hex().removeprefix("0x"),
+        anvil=chain.node,
+        tokens=chain.tokens,
+        settlement_key="0x" + chain.settlement_wallet.key.hex().removeprefix("0x"),
         simulator_base_url=simulator.base_url,
         database_url=database_url,
         db_pool_size_max=20,
     )
-    first_block = await _block_number(anvil)
+    first_block = await chain.w3.eth.block_number + 1
     async with contextlib.AsyncExitStack() as stack:
         servers: list[ServerProcess] = []
         for index in range(SERVER_PROCESSES):
@@ -176,30 +273,37 @@ async def test_processes_sharing_postgres_never_overspend_one_credit(
                     await _top_up(session, servers[0], payer)
                     key = await _obtain_key(session, servers[0], payer)
         statuses, charged_nano_usd = await _load(servers, key)
-
-    assert sum(statuses.values()) == REQUESTS
-    assert statuses[200] > 0, statuses
-    assert statuses[402] > REQUESTS // 2, statuses
-    outcome = LoadOutcome(
+    return LoadOutcome(
         database_url=database_url,
         wallet=payer.address,
-        settlement_wallet=anvil_accounts[0].address,
-        chain_rpc_url=anvil.rpc_url,
-        token_addresses=tuple(token.address for token in tokens.all()),
-        first_block=first_block,
         statuses=statuses,
         charged_nano_usd=charged_nano_usd,
+        first_block=first_block,
     )
-    print(f"multiprocess load: {dict(statuses)}, charged {charged_nano_usd} of {TOPUP_NANO_USD} nano-USD")
-    await _check_ledger_after(outcome)
-    await reconcile_after_load(outcome)
 
 
-async def _block_number(anvil: AnvilNode) -> int:
-    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}
-    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.post(anvil.rpc_url, json=body) as response,
-    ):
-        return int((await response.json())["result"], 16)
+async def test_processes_sharing_postgres_never_overspend_one_credit(
+    tmp_path: Path,
+    anvil_accounts: list[LocalAccount],
+    simulator: Simulators,
+    pg_databases: PgDatabases | None,
+) -> None:
+    if pg_databases is None:
+        pytest.skip("PostgreSQL not reachable: the multi-process test needs one shared PostgreSQL")
+    database_url = await pg_databases.create()
+    payer = anvil_accounts[8]
+    async with _private_chain(anvil_accounts, payer) as chain:
+        outcome = await _run_load(tmp_path, chain, simulator, database_url, payer)
+        statuses = outcome.statuses
+        assert sum(statuses.values()) == REQUESTS
+        assert statuses[200] > 0, statuses
+        assert statuses[402] > REQUESTS // 2, statuses
+        print(
+            f"multiprocess load: {dict(statuses)}, "
+            f"charged {outcome.charged_nano_usd} of {TOPUP_NANO_USD} nano-USD"
+        )
+        await _check_ledger_after(outcome)
+        await _reconcile_after_load(chain, outcome)
+        project_root = tmp_path / "operator"
+        project_root.mkdir()
+        await _reconcile_cli_after_load(chain, outcome, project_root)
