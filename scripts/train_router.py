@@ -27,7 +27,13 @@ Tried and rejected on validation: logistic regression over words + length/struct
 structural logistic model (+0.01 at best, with the blend weight tuned on validation itself), and
 word trigrams (+0.004, 2x the JSON).
 
+The validation rows (minus the contaminated prompts, like the held-out ones) can be exported too, as
+tests/data/routing/mmlu_validation.csv: scripts/bench/routing_cost.py chooses the router's needed-quality
+constants (proxy/routing/strategies.py) on them, never on the held-out rows. Note that the shipped
+classifier was refitted on training + validation, so its scores on validation rows are in-sample.
+
 Usage: .venv/bin/python scripts/train_router.py [--data DIR] [--export-heldout tests/data/routing]
+           [--export-validation tests/data/routing]
 """
 
 from __future__ import annotations
@@ -489,9 +495,10 @@ def describe(name: str, result: RouterEvaluation) -> str:
     return f"{name:<8} APGR {result.apgr:.3f}  CPT(50%) {result.cpt50:.3f}  CPT(80%) {result.cpt80:.3f}"
 
 
-def export_heldout(rows: Sequence[Row], data_dir: Path, out_dir: Path) -> None:
+def export_split(rows: Sequence[Row], data_dir: Path, out_dir: Path, *, file_name: str) -> None:
+    """Write one split as `prompt, weak correct, strong correct` (the source's columns) plus the LICENSE."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / "mmlu_heldout.csv").open("w", newline="", encoding="utf-8") as handle:
+    with (out_dir / file_name).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["prompt", WEAK_MODEL, STRONG_MODEL])
         for row in rows:
@@ -505,6 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--data", type=Path, default=DATA_DIR_DEFAULT)
     parser.add_argument("--export-heldout", type=Path, default=None)
+    parser.add_argument("--export-validation", type=Path, default=None)
     parser.add_argument("--prior-strengths", type=float, nargs="*", default=[5.0, 20.0, 50.0])
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -514,6 +522,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         r for r in rows if split_bucket(r.prompt) < HELDOUT_BUCKET_END and r.prompt not in contaminated
     ]
     validation = [r for r in rows if HELDOUT_BUCKET_END <= split_bucket(r.prompt) < VALIDATION_BUCKET_END]
+    # Exported the way the held-out rows are (contaminated prompts dropped), so that the two CSVs in
+    # tests/data/routing describe the same population; training above still uses every validation row.
+    validation_export = [r for r in validation if r.prompt not in contaminated]
     training = [r for r in rows if split_bucket(r.prompt) >= VALIDATION_BUCKET_END]
     print(
         f"rows {len(rows)}: training {len(training)}, validation {len(validation)}, held-out {len(heldout)}"
@@ -570,7 +581,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     MODEL_PATH.write_text(json.dumps(document, indent=0, sort_keys=True) + "\n", encoding="utf-8")
     print(f"wrote {MODEL_PATH} ({len(final.term_values)} term values) in {time.monotonic() - started:.1f} s")
     if args.export_heldout is not None:
-        export_heldout(heldout, args.data, args.export_heldout)
+        export_split(heldout, args.data, args.export_heldout, file_name="mmlu_heldout.csv")
+    if args.export_validation is not None:
+        export_split(validation_export, args.data, args.export_validation, file_name="mmlu_validation.csv")
     return 0
 
 

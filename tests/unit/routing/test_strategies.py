@@ -80,8 +80,8 @@ CATALOG = [
 ]
 PROVIDERS = {"cheapco", "groq", "together", "openai", "anthropic"}
 NEEDS = RequestNeeds(prompt_tokens=1_000, output_tokens_max=1_000)
-# Difficulty is a percentile; 0.15 is half-way up to the strong tier's knee (0.3): needed quality 65.
-MEDIUM_CHAT = RouteTask("chat", 0.15)
+# Difficulty is a percentile; 0.175 is half-way up to the strong tier's knee (0.35): needed quality 65.
+MEDIUM_CHAT = RouteTask("chat", 0.175)
 
 
 def health(
@@ -151,10 +151,10 @@ def ids(route_plan: RoutePlan) -> list[str]:
 
 def test_needed_quality_maps_the_difficulty_percentile_piecewise_linearly_per_kind() -> None:
     assert needed_quality("chat", 0.0) == 45
-    assert needed_quality("chat", 0.15) == 65
-    assert needed_quality("chat", 0.3) == 85  # the knee: the strong reference's tier
-    assert needed_quality("reasoning", 0.3) == 85
-    assert needed_quality("chat", 0.65) == 88  # half-way from the knee to the ceiling
+    assert needed_quality("chat", 0.175) == 65  # half-way from the floor to the knee
+    assert needed_quality("chat", 0.35) == 85  # the knee (chosen on validation rows): the strong tier
+    assert needed_quality("reasoning", 0.35) == 85
+    assert needed_quality("chat", 0.74) == 88  # 60% of the way from the knee to the ceiling
     assert needed_quality("chat", 1.0) == 90
     assert needed_quality("math", 1.0) == 92
     assert needed_quality("code", 7.0) == 92  # clamped
