@@ -28,7 +28,14 @@ def _toml_value(value: object) -> str:
 def settings_to_toml(settings: Settings) -> str:
     """The config file a server process would read; secrets stay out (they travel in the environment)."""
     data = settings.model_dump(mode="json", exclude={"settlement_private_key", "providers", "assets"})
-    lines = [f"{key} = {_toml_value(value)}" for key, value in data.items() if value is not None]
+    tables = {key: value for key, value in data.items() if isinstance(value, dict)}
+    lines = [
+        f"{key} = {_toml_value(value)}"
+        for key, value in data.items()
+        if value is not None and key not in tables
+    ]
+    for name, table in tables.items():
+        lines += ["", f"[{name}]"] + [f"{key} = {_toml_value(value)}" for key, value in table.items()]
     for asset in settings.assets:
         lines += ["", "[[assets]]"] + [
             f"{key} = {_toml_value(value)}" for key, value in asset.model_dump().items()

@@ -7,6 +7,7 @@ its start-up recovery must finish the intent from the chain's state. A third sta
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import aiohttp
 import pytest
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import select
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 
 from ledger import Ledger, chart, check_ledger, create_ledger_engine
 from proxy.db.tables import x402_settlements
@@ -64,6 +65,7 @@ async def test_crash_during_settlement_is_recovered_once(
     anvil_accounts: list[LocalAccount],
     simulator: Simulators,
     database_url: str,
+    chain_w3: AsyncWeb3[Any],
 ) -> None:
     payer = anvil_accounts[7]
     settings = router_settings(
@@ -73,23 +75,24 @@ async def test_crash_during_settlement_is_recovered_once(
         simulator_base_url=simulator.base_url,
         database_url=database_url,
     )
-    w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
-    usdc = tokens.usdc.address
-    before = await _usdc_balance(w3, usdc, payer.address)
+    async with contextlib.AsyncExitStack() as cleanup:
+        w3 = chain_w3
+        usdc = tokens.usdc.address
+        before = await _usdc_balance(w3, usdc, payer.address)
 
-    async with run_server_process(
-        settings.model_copy(update={"fault_injection": frozenset({crash_point})}), tmp_path
-    ) as server:
-        paid_atomic = await _pay_until_crash(server.base_url, payer)
-        assert await server.wait_exit() == CRASH_EXIT_CODE
+        async with run_server_process(
+            settings.model_copy(update={"fault_injection": frozenset({crash_point})}), tmp_path
+        ) as server:
+            paid_atomic = await _pay_until_crash(server.base_url, payer)
+            assert await server.wait_exit() == CRASH_EXIT_CODE
 
-    for _ in range(2):  # Recovery runs at start; a second start must change nothing.
-        async with run_server_process(settings, tmp_path):
-            pass
+        for _ in range(2):  # Recovery runs at start; a second start must change nothing.
+            async with run_server_process(settings, tmp_path):
+                pass
 
-    assert await _usdc_balance(w3, usdc, payer.address) == before - paid_atomic
-    engine = create_ledger_engine(database_url)
-    try:
+        assert await _usdc_balance(w3, usdc, payer.address) == before - paid_atomic
+        engine = create_ledger_engine(database_url)
+        cleanup.push_async_callback(engine.dispose)
         assert await check_ledger(engine) == []
         deposits = [tx for tx in await Ledger(engine).transactions() if tx.code != "inference_hold"]
         assert len(deposits) == 1, [(tx.idempotency_key, tx.code, tx.external_ref) for tx in deposits]
@@ -99,6 +102,3 @@ async def test_crash_during_settlement_is_recovered_once(
         async with engine.connect() as connection:
             rows = (await connection.execute(select(x402_settlements))).mappings().all()
         assert [row["status"] for row in rows] == ["booked"]
-    finally:
-        await engine.dispose()
-        await w3.provider.disconnect()

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import select
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 
 from ledger import Ledger, chart, check_ledger, create_ledger_engine
 from proxy.accounts import ACCOUNTS_SETTINGS, WITHDRAWALS, WithdrawalRequest, Withdrawals, withdrawal_message
@@ -107,6 +107,7 @@ async def test_crash_during_withdrawal_is_recovered_once(
     anvil_accounts: list[LocalAccount],
     simulator: Simulators,
     database_url: str,
+    chain_w3: AsyncWeb3[Any],
 ) -> None:
     payer = anvil_accounts[9]
     settlement = anvil_accounts[0]
@@ -117,7 +118,7 @@ async def test_crash_during_withdrawal_is_recovered_once(
         simulator_base_url=simulator.base_url,
         database_url=database_url,
     )
-    w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
+    w3 = chain_w3
     usdc = tokens.usdc.address
     payer_before = await _usdc_balance(w3, usdc, payer.address)
     wallet_before = await _usdc_balance(w3, usdc, settlement.address)
@@ -158,7 +159,6 @@ async def test_crash_during_withdrawal_is_recovered_once(
         assert [row["status"] for row in rows] == ["completed" if moved else "failed"]
     finally:
         await engine.dispose()
-        await w3.provider.disconnect()
 
 
 class _DiesAfterPersisting(Exception):
