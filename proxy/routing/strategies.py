@@ -239,8 +239,14 @@ def rank_deployments(
     needs: RequestNeeds,
     health: Mapping[str, DeploymentHealth],
     index: ModelIndex | None = None,
+    among: Collection[str] | None = None,
 ) -> list[CatalogModel]:
-    """Order `pool` by the strategy within the groups: meets quality, below quality, breaker open."""
+    """Order `pool` by the strategy within the groups: meets quality, below quality, breaker open.
+
+    With `among`, only those ids of the pool are returned, in the order they have in the whole pool's
+    ranking (the strategy's scale, e.g. the slowest latency, is still taken over the whole pool): an
+    explicitly named model without fallbacks needs a handful of deployments ordered, not the catalog.
+    """
     key = _strategy_key(
         strategy,
         pool,
@@ -257,8 +263,9 @@ def rank_deployments(
             return (_open(health.get(model.id)), 0, key(model))
         return (_open(health.get(model.id)), 1, (-quality, *key(model)))
 
-    ranked = sorted(pool, key=grouped)
-    assert len(ranked) == len(pool)
+    chosen = pool if among is None else [model for model in pool if model.id in among]
+    ranked = sorted(chosen, key=grouped)
+    assert len(ranked) == len(chosen)
     return ranked
 
 
@@ -331,6 +338,12 @@ def plan_route(
     if explicit:
         named = index.same_model(model_key)
         quality = (exact or max(named, key=lambda m: m.quality.for_task(kind))).quality.for_task(kind)
+    among: set[str] | None = None
+    if explicit and not route.allow_fallbacks:
+        # Only these can be kept by `_explicit_order`; ranking the rest of the pool would be thrown away.
+        among = {m.id for m in index.same_model(model_key)} | {m.id for group in listed for m in group}
+        if exact is not None:
+            among.add(exact.id)
     ranked = rank_deployments(
         pool,
         strategy=route.strategy,
@@ -339,6 +352,7 @@ def plan_route(
         needs=needs,
         health=health,
         index=index,
+        among=among,
     )
     if explicit:
         ranked = _explicit_order(
