@@ -12,8 +12,8 @@ This module must not import `proxy` or `x402`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -69,6 +69,7 @@ STATEMENT_LINES_MAX = 10_000
 SUM_COLUMNS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 
 Row = sa.RowMapping
+T = TypeVar("T")
 Sums = dict[str, int]
 
 
@@ -173,11 +174,11 @@ class Ledger:
         )
         digest = body_hash(request.model_dump(mode="json", exclude={"idempotency_key"}))
         names = sorted({p.account for p in request.postings})
-        await self._expire_due_for_names(names)
         for attempt in range(2):
             try:
-                async with self._engine.begin() as conn:
-                    return await self._post_in(conn, request, digest, names)
+                return await self._after_lazy_expiry(
+                    names, lambda conn: self._post_in(conn, request, digest, names)
+                )
             except IntegrityError:
                 if attempt == 1:
                     raise
@@ -286,11 +287,11 @@ class Ledger:
             raise InvalidAmount("a hold needs two different accounts")
         digest = body_hash(request.model_dump(mode="json", exclude={"idempotency_key"}))
         names = sorted({debit_account, credit_account})
-        await self._expire_due_for_names(names)
         for attempt in range(2):
             try:
-                async with self._engine.begin() as conn:
-                    return await self._hold_in(conn, request, digest, names)
+                return await self._after_lazy_expiry(
+                    names, lambda conn: self._hold_in(conn, request, digest, names)
+                )
             except IntegrityError:
                 if attempt == 1:
                     raise
@@ -332,8 +333,22 @@ class Ledger:
         hold_id = _inserted_id(result)
         await self._write_sums(conn, debit["id"], debit_sums)
         await self._write_sums(conn, credit["id"], credit_sums)
-        row = await self._one(conn, HOLDS, HOLDS.c.id == hold_id)
-        assert row is not None
+        # The row as inserted (JSON metadata reads back as written): no need to read it back.
+        row = {
+            "id": hold_id,
+            "idempotency_key": request.idempotency_key,
+            "code": request.code,
+            "debit_account_id": debit["id"],
+            "credit_account_id": credit["id"],
+            "amount": request.amount,
+            "metadata_json": request.metadata,
+            "created_at_unix_ms": now,
+            "expires_at_unix_ms": now + max(1, round(request.timeout_s * 1000)),
+            "state": HoldState.PENDING.value,
+            "captured_amount": None,
+            "resolved_at_unix_ms": None,
+            "resolution_transaction_id": None,
+        }
         return await self._hold_model(conn, row)
 
     async def capture(
@@ -419,8 +434,11 @@ class Ledger:
         )
         if accounts[target_id]["unit"] != accounts[hold["credit_account_id"]]["unit"]:
             raise UnitMismatch(f"capture of hold {hold_id} into {credit_account}: another unit")
-        hold = await self._one(conn, HOLDS, HOLDS.c.id == hold_id, for_update=True)
-        assert hold is not None
+        if self._lock_rows:
+            # Read again under the row lock, taken after the account locks (the fixed lock order). On
+            # SQLite, BEGIN IMMEDIATE already serialized this transaction before the first read.
+            hold = await self._one(conn, HOLDS, HOLDS.c.id == hold_id, for_update=True)
+            assert hold is not None
         if hold["state"] != HoldState.PENDING.value:
             raise HoldAlreadyResolved(f"hold {hold_id} is already {hold['state']}")
         now = self._clock()
@@ -429,12 +447,10 @@ class Ledger:
             digest = body_hash({"op": "expire", "hold_id": hold_id})
         elif amount > hold["amount"]:
             raise CaptureExceedsHold(f"capture of {amount} exceeds hold {hold_id} of {hold['amount']}")
-        await self._apply_resolution(
+        resolved = await self._apply_resolution(
             conn, hold, accounts, kind, amount, idempotency_key, digest, now, target_id=target_id
         )
-        row = await self._one(conn, HOLDS, HOLDS.c.id == hold_id)
-        assert row is not None
-        return await self._hold_model(conn, row)
+        return await self._hold_model(conn, resolved)
 
     async def _apply_resolution(
         self,
@@ -448,7 +464,8 @@ class Ledger:
         now: int,
         *,
         target_id: int | None = None,
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Resolve a pending hold; returns its row as updated (the caller need not read it back)."""
         assert kind is not HoldState.PENDING
         assert 0 <= amount <= hold["amount"]
         debit, credit = accounts[hold["debit_account_id"]], accounts[hold["credit_account_id"]]
@@ -496,6 +513,13 @@ class Ledger:
         assert updated.rowcount == 1, "a hold is resolved exactly once"
         for account_id, account_sums in sums.items():
             await self._write_sums(conn, account_id, account_sums)
+        return {
+            **hold,
+            "state": kind.value,
+            "captured_amount": amount,
+            "resolved_at_unix_ms": now,
+            "resolution_transaction_id": transaction_id,
+        }
 
     async def expire_due(
         self, now_unix_ms: int | None = None, *, limit: int = EXPIRE_BATCH_MAX
@@ -532,39 +556,55 @@ class Ledger:
             if hold["state"] != HoldState.PENDING.value or hold["expires_at_unix_ms"] > now:
                 return None
             digest = body_hash({"op": "expire", "hold_id": hold_id})
-            await self._apply_resolution(
+            resolved = await self._apply_resolution(
                 conn, hold, accounts, HoldState.EXPIRED, 0, _expire_key(hold_id), digest, now
             )
-            row = await self._one(conn, HOLDS, HOLDS.c.id == hold_id)
-            assert row is not None
-            return await self._hold_model(conn, row)
+            return await self._hold_model(conn, resolved)
 
     async def _expire_due_for_names(self, names: Iterable[str]) -> None:
         """Lazy expiry: release due holds touching these accounts before anything reads their balance."""
         now = self._clock()
         async with self._engine.connect() as conn:
-            account_ids = sa.select(ACCOUNTS.c.id).where(ACCOUNTS.c.name.in_(list(names))).scalar_subquery()
-            ids = (
-                (
-                    await conn.execute(
-                        sa.select(HOLDS.c.id)
-                        .where(
-                            HOLDS.c.state == HoldState.PENDING.value,
-                            HOLDS.c.expires_at_unix_ms <= now,
-                            sa.or_(
-                                HOLDS.c.debit_account_id.in_(account_ids),
-                                HOLDS.c.credit_account_id.in_(account_ids),
-                            ),
-                        )
-                        .order_by(HOLDS.c.id)
-                        .limit(EXPIRE_BATCH_MAX)
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            ids = await self._due_hold_ids(conn, names, now)
         for hold_id in ids:
             await self._expire_one(hold_id, now)
+
+    async def _after_lazy_expiry(
+        self, names: Sequence[str], work: Callable[[AsyncConnection], Awaitable[T]]
+    ) -> T:
+        """Run `work` in one transaction once no due hold touches `names` (lazy expiry, as
+        `_expire_due_for_names`). In the common case, nothing is due: the check is one SELECT inside the
+        very transaction that does the work, instead of a transaction of its own before it. When holds
+        are due, they expire first, each in its own transaction (locking their accounts in id order as
+        always), and `work` then runs in a fresh transaction."""
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            due = await self._due_hold_ids(conn, names, now)
+            if not due:
+                return await work(conn)
+        for hold_id in due:
+            await self._expire_one(hold_id, now)
+        async with self._engine.begin() as conn:
+            return await work(conn)
+
+    async def _due_hold_ids(self, conn: AsyncConnection, names: Iterable[str], now: int) -> list[int]:
+        account_ids = sa.select(ACCOUNTS.c.id).where(ACCOUNTS.c.name.in_(list(names))).scalar_subquery()
+        ids = (
+            await conn.execute(
+                sa.select(HOLDS.c.id)
+                .where(
+                    HOLDS.c.state == HoldState.PENDING.value,
+                    HOLDS.c.expires_at_unix_ms <= now,
+                    sa.or_(
+                        HOLDS.c.debit_account_id.in_(account_ids),
+                        HOLDS.c.credit_account_id.in_(account_ids),
+                    ),
+                )
+                .order_by(HOLDS.c.id)
+                .limit(EXPIRE_BATCH_MAX)
+            )
+        ).scalars()
+        return list(ids.all())
 
     async def get_hold(self, hold_id: int) -> Hold:
         async with self._engine.connect() as conn:
@@ -810,7 +850,7 @@ class Ledger:
             ),
         )
 
-    async def _hold_model(self, conn: AsyncConnection, row: Row) -> Hold:
+    async def _hold_model(self, conn: AsyncConnection, row: Row | dict[str, Any]) -> Hold:
         names = await self._names(conn, [row["debit_account_id"], row["credit_account_id"]])
         return Hold(
             id=row["id"],

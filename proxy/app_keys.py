@@ -14,6 +14,7 @@ from proxy.catalog import Catalog
 from proxy.chart_accounts import ChartAccounts
 from proxy.payments.gate import PaymentGate
 from proxy.payments.intents import SettlementIntents
+from proxy.routing.candidates import ModelIndex
 from proxy.routing.classifier import ClassifierModel
 from proxy.routing.health import HealthTracker
 from proxy.serving.billing import Billing
@@ -35,6 +36,7 @@ __all__ = [
     "HEALTH_TRACKER",
     "HTTP_SESSION",
     "LEDGER",
+    "MODEL_INDEX",
     "PAYMENT_GATE",
     "SETTINGS",
     "SETTLEMENT_INTENTS",
@@ -54,6 +56,7 @@ CHAIN_WEB3 = web.AppKey("CHAIN_WEB3", AsyncWeb3[Any])
 SETTLER = web.AppKey("SETTLER", Settler)
 TOKEN_READER = web.AppKey("TOKEN_READER", TokenReader)
 CATALOG = web.AppKey("CATALOG", Catalog)
+MODEL_INDEX = web.AppKey("MODEL_INDEX", ModelIndex)
 PAYMENT_GATE = web.AppKey("PAYMENT_GATE", PaymentGate)
 UPSTREAMS = web.AppKey("UPSTREAMS", Upstreams)
 HEALTH_TRACKER = web.AppKey("HEALTH_TRACKER", HealthTracker)

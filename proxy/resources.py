@@ -29,6 +29,7 @@ from proxy.app_keys import (
     HEALTH_TRACKER,
     HTTP_SESSION,
     LEDGER,
+    MODEL_INDEX,
     PAYMENT_GATE,
     SETTINGS,
     SETTLEMENT_INTENTS,
@@ -43,6 +44,7 @@ from proxy.db.migrate import migrate_proxy
 from proxy.payments.gate import PaymentGate
 from proxy.payments.intents import SettlementIntents
 from proxy.payments.recovery import recover_settlements
+from proxy.routing.candidates import ModelIndex
 from proxy.routing.classifier import load_classifier_model
 from proxy.routing.health import InMemoryHealthTracker, RedisHealthTracker
 from proxy.serving.billing import Billing
@@ -125,7 +127,10 @@ async def chain_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def catalog_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[CATALOG] = load_catalog(app[SETTINGS].catalog_overrides_path)
+    catalog = load_catalog(app[SETTINGS].catalog_overrides_path)
+    app[CATALOG] = catalog
+    # The catalog never changes while the app runs: routing's per-model keys are computed here, once.
+    app[MODEL_INDEX] = ModelIndex.build(catalog)
     yield
 
 

@@ -11,12 +11,15 @@ hosting suffixes, and write version numbers with dots. Pure: no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from proxy.catalog import CatalogModel
 from proxy.routing.errors import InvalidRoute
 
 __all__ = [
+    "ModelIndex",
     "canonical_model_key",
     "canonical_model_name",
     "resolve_model_names",
@@ -68,21 +71,64 @@ def canonical_model_key(model: CatalogModel) -> str:
     return canonical_model_name(model.upstream_model)
 
 
-def resolve_model_names(models: Iterable[CatalogModel], names: Sequence[str]) -> list[list[CatalogModel]]:
+@dataclass(frozen=True)
+class ModelIndex:
+    """The deployments in catalog order with their canonical keys, computed once per catalog.
+
+    Routing compares every deployment's key with the requested one several times per request; the app
+    builds this index once at start (the catalog is immutable) so a request does not redo that string work.
+    """
+
+    models: tuple[CatalogModel, ...]
+    by_id: Mapping[str, CatalogModel]
+    key_by_id: Mapping[str, str]
+    by_key: Mapping[str, tuple[CatalogModel, ...]]
+
+    @classmethod
+    def build(cls, models: Iterable[CatalogModel]) -> ModelIndex:
+        ordered = tuple(models)
+        key_by_id = {model.id: canonical_model_key(model) for model in ordered}
+        by_key: dict[str, list[CatalogModel]] = {}
+        for model in ordered:
+            by_key.setdefault(key_by_id[model.id], []).append(model)
+        assert len(key_by_id) == len(ordered), "catalog ids are unique"
+        return cls(
+            models=ordered,
+            by_id=MappingProxyType({model.id: model for model in ordered}),
+            key_by_id=MappingProxyType(key_by_id),
+            by_key=MappingProxyType({key: tuple(group) for key, group in by_key.items()}),
+        )
+
+    def key(self, model: CatalogModel) -> str:
+        """`canonical_model_key(model)`, precomputed (a model outside the index is computed afresh)."""
+        key = self.key_by_id.get(model.id)
+        return canonical_model_key(model) if key is None else key
+
+    def same_model(self, key: str) -> tuple[CatalogModel, ...]:
+        """Every deployment whose canonical key is `key`, in catalog order."""
+        return self.by_key.get(key, ())
+
+
+def _index(models: Iterable[CatalogModel] | ModelIndex) -> ModelIndex:
+    return models if isinstance(models, ModelIndex) else ModelIndex.build(models)
+
+
+def resolve_model_names(
+    models: Iterable[CatalogModel] | ModelIndex, names: Sequence[str]
+) -> list[list[CatalogModel]]:
     """For each name (a catalog id or a provider-neutral name), the deployments it means, in catalog order.
 
     A catalog id means exactly that deployment; any other name means every deployment whose canonical
     key equals the name's. Raises `InvalidRoute` for a name that means nothing.
     """
-    catalog = list(models)
-    by_id = {model.id: model for model in catalog}
+    index = _index(models)
     resolved: list[list[CatalogModel]] = []
     for name in names:
-        if name in by_id:
-            resolved.append([by_id[name]])
+        model = index.by_id.get(name)
+        if model is not None:
+            resolved.append([model])
             continue
-        key = canonical_model_name(name)
-        matches = [model for model in catalog if canonical_model_key(model) == key]
+        matches = list(index.same_model(canonical_model_name(name)))
         if not matches:
             raise InvalidRoute(f"route.models: unknown model {name!r}", param="route.models")
         resolved.append(matches)
@@ -90,16 +136,18 @@ def resolve_model_names(models: Iterable[CatalogModel], names: Sequence[str]) ->
     return resolved
 
 
-def resolve_requested_model(models: Iterable[CatalogModel], name: str) -> tuple[CatalogModel | None, str]:
+def resolve_requested_model(
+    models: Iterable[CatalogModel] | ModelIndex, name: str
+) -> tuple[CatalogModel | None, str]:
     """(the exact deployment when `name` is a catalog id, else None; the canonical key of the model).
 
     Raises `InvalidRoute` (param "model") when no deployment serves that model.
     """
-    catalog = list(models)
-    for model in catalog:
-        if model.id == name:
-            return model, canonical_model_key(model)
+    index = _index(models)
+    model = index.by_id.get(name)
+    if model is not None:
+        return model, index.key(model)
     key = canonical_model_name(name)
-    if not any(canonical_model_key(model) == key for model in catalog):
+    if not index.same_model(key):
         raise InvalidRoute(f"The model '{name}' does not exist", param="model")
     return None, key

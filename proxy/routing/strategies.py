@@ -43,7 +43,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.catalog import TASK_KINDS, CatalogModel, TaskKind
-from proxy.routing.candidates import canonical_model_key, resolve_model_names, resolve_requested_model
+from proxy.routing.candidates import ModelIndex, resolve_model_names, resolve_requested_model
 from proxy.routing.errors import NoRouteCandidate
 from proxy.routing.health import DeploymentHealth
 from proxy.routing.requirements import RequestNeeds, RouteRequest, Strategy, filter_deployments
@@ -200,6 +200,7 @@ def _strategy_key(
     quality_needed: int,
     needs: RequestNeeds,
     health: Mapping[str, DeploymentHealth],
+    index: ModelIndex,
 ) -> Callable[[CatalogModel], tuple[float | int | str, ...]]:
     """The sort key (ascending = better) of one strategy over this pool."""
     cost = {model.id: expected_cost_nano_usd(model, needs) for model in pool}
@@ -209,11 +210,11 @@ def _strategy_key(
     if strategy == "latency":
         return lambda m: (_half_open(health.get(m.id)), latency[m.id], -m.quality.for_task(kind), m.id)
     if strategy == "availability":
-        healthy = Counter(canonical_model_key(m) for m in pool if not _open(health.get(m.id)))
+        healthy = Counter(index.key(m) for m in pool if not _open(health.get(m.id)))
         return lambda m: (
             _half_open(health.get(m.id)),
             _smoothed_error_rate(health.get(m.id)),
-            -healthy[canonical_model_key(m)],
+            -healthy[index.key(m)],
             -m.quality.for_task(kind),
             cost[m.id],
             m.id,
@@ -244,9 +245,24 @@ def rank_deployments(
     quality_needed: int,
     needs: RequestNeeds,
     health: Mapping[str, DeploymentHealth],
+    index: ModelIndex | None = None,
+    among: Collection[str] | None = None,
 ) -> list[CatalogModel]:
-    """Order `pool` by the strategy within the groups: meets quality, below quality, breaker open."""
-    key = _strategy_key(strategy, pool, kind=kind, quality_needed=quality_needed, needs=needs, health=health)
+    """Order `pool` by the strategy within the groups: meets quality, below quality, breaker open.
+
+    With `among`, only those ids of the pool are returned, in the order they have in the whole pool's
+    ranking (the strategy's scale, e.g. the slowest latency, is still taken over the whole pool): an
+    explicitly named model without fallbacks needs a handful of deployments ordered, not the catalog.
+    """
+    key = _strategy_key(
+        strategy,
+        pool,
+        kind=kind,
+        quality_needed=quality_needed,
+        needs=needs,
+        health=health,
+        index=ModelIndex.build(pool) if index is None else index,
+    )
 
     def grouped(model: CatalogModel) -> tuple[bool, int, tuple[float | int | str, ...]]:
         quality = model.quality.for_task(kind)
@@ -254,8 +270,9 @@ def rank_deployments(
             return (_open(health.get(model.id)), 0, key(model))
         return (_open(health.get(model.id)), 1, (-quality, *key(model)))
 
-    ranked = sorted(pool, key=grouped)
-    assert len(ranked) == len(pool)
+    chosen = pool if among is None else [model for model in pool if model.id in among]
+    ranked = sorted(chosen, key=grouped)
+    assert len(ranked) == len(chosen)
     return ranked
 
 
@@ -266,6 +283,7 @@ def _explicit_order(
     model_key: str,
     listed: list[list[CatalogModel]],
     allow_fallbacks: bool,
+    index: ModelIndex,
 ) -> list[CatalogModel]:
     """Named deployment, its other providers, the caller's listed fallbacks, then (maybe) the rest."""
     ordered: dict[str, CatalogModel] = {}
@@ -273,7 +291,7 @@ def _explicit_order(
     if exact is not None and exact.id in in_pool:
         ordered[exact.id] = exact
     for model in ranked:
-        if canonical_model_key(model) == model_key:
+        if index.key(model) == model_key:
             ordered.setdefault(model.id, model)
     for group in listed:
         group_ids = {model.id for model in group}
@@ -287,7 +305,7 @@ def _explicit_order(
 
 
 def plan_route(
-    models: Iterable[CatalogModel],
+    models: Iterable[CatalogModel] | ModelIndex,
     *,
     route: RouteRequest,
     needs: RequestNeeds,
@@ -301,20 +319,22 @@ def plan_route(
 
     `requested_model` is the body's `model`: None or "auto" lets the strategy choose; anything else
     is a catalog id or a provider-neutral name (`InvalidRoute` when unknown). `health` maps deployment
-    ids to snapshots; a missing id counts as a fresh, closed deployment.
+    ids to snapshots; a missing id counts as a fresh, closed deployment. Pass the catalog's `ModelIndex`
+    (built once) rather than its models to spare every request the canonical-key work.
     """
     assert candidates_max >= 1
-    catalog = list(models)
+    index = models if isinstance(models, ModelIndex) else ModelIndex.build(models)
+    catalog = index.models
     kind: TaskKind = "chat" if task is None else _task_kind(task.kind)
     difficulty = 0.5 if task is None else task.difficulty
     explicit = requested_model is not None and requested_model != "auto"
     exact, model_key = (None, "")
     if requested_model is not None and explicit:
-        exact, model_key = resolve_requested_model(catalog, requested_model)
-    listed = resolve_model_names(catalog, route.models) if route.models else []
+        exact, model_key = resolve_requested_model(index, requested_model)
+    listed = resolve_model_names(index, route.models) if route.models else []
     allowed: set[str] | None = {m.id for group in listed for m in group} if route.models else None
     if allowed is not None and explicit:
-        allowed |= {m.id for m in catalog if canonical_model_key(m) == model_key}
+        allowed |= {m.id for m in index.same_model(model_key)}
     pool, excluded = filter_deployments(
         catalog, route=route, needs=needs, providers_available=providers_available, models_allowed=allowed
     )
@@ -323,14 +343,32 @@ def plan_route(
     ]
     quality = needed_quality(kind, difficulty)
     if explicit:
-        named = [m for m in catalog if canonical_model_key(m) == model_key]
+        named = index.same_model(model_key)
         quality = (exact or max(named, key=lambda m: m.quality.for_task(kind))).quality.for_task(kind)
+    among: set[str] | None = None
+    if explicit and not route.allow_fallbacks:
+        # Only these can be kept by `_explicit_order`; ranking the rest of the pool would be thrown away.
+        among = {m.id for m in index.same_model(model_key)} | {m.id for group in listed for m in group}
+        if exact is not None:
+            among.add(exact.id)
     ranked = rank_deployments(
-        pool, strategy=route.strategy, kind=kind, quality_needed=quality, needs=needs, health=health
+        pool,
+        strategy=route.strategy,
+        kind=kind,
+        quality_needed=quality,
+        needs=needs,
+        health=health,
+        index=index,
+        among=among,
     )
     if explicit:
         ranked = _explicit_order(
-            ranked, exact=exact, model_key=model_key, listed=listed, allow_fallbacks=route.allow_fallbacks
+            ranked,
+            exact=exact,
+            model_key=model_key,
+            listed=listed,
+            allow_fallbacks=route.allow_fallbacks,
+            index=index,
         )
         # The named deployment goes first only while it admits traffic; open breakers go last, as always.
         ranked = [m for m in ranked if not _open(health.get(m.id))] + [

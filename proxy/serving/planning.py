@@ -16,6 +16,7 @@ from proxy.errors import ContextLengthExceeded, InvalidRequest, NotFound
 from proxy.openai_types import ChatCompletionRequest
 from proxy.pricing import Quote, prompt_tokens_upper_bound, quote_request
 from proxy.providers.tokens import estimate_prompt_tokens
+from proxy.routing.candidates import ModelIndex
 from proxy.routing.classifier import ClassifierModel, classify_request
 from proxy.routing.errors import HealthStoreUnavailable, InvalidRoute, NoRouteCandidate
 from proxy.routing.health import DeploymentHealth, HealthTracker
@@ -87,7 +88,9 @@ async def plan_chat_request(
     classifier: ClassifierModel,
     providers_available: frozenset[str],
     key_strategy: str | None = None,
+    model_index: ModelIndex | None = None,
 ) -> ServePlan:
+    """The plan for one request. `model_index` is the catalog's, built once at start; without it, per call."""
     try:
         route = _route_request(body, headers, settings, key_strategy)
     except InvalidRoute as error:
@@ -108,7 +111,7 @@ async def plan_chat_request(
     task = classify_request(messages, classifier) if body.model == "auto" else None
     try:
         plan = plan_route(
-            catalog,
+            ModelIndex.build(catalog) if model_index is None else model_index,
             route=route,
             needs=needs,
             health=await _health(tracker),
