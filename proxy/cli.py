@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from proxy.demo import run_demo
 
-        return asyncio.run(run_demo(state_dir=args.state_dir, port=args.port))
+        return asyncio.run(run_demo(state_dir=args.state_dir, port=args.port, environ=os.environ))
     if args.command == "pay":
         from proxy.agent import run_pay_command
 

@@ -13,6 +13,7 @@ import json
 import shutil
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -24,7 +25,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from proxy.app import create_app
 from proxy.catalog import load_catalog
 from proxy.devnet.anvil import ANVIL_MNEMONIC, AnvilNode, free_tcp_port, run_anvil
-from proxy.devnet.providers import simulated_providers
+from proxy.devnet.providers import demo_providers
 from proxy.devnet.tokens import DevnetTokens, deploy_test_tokens, mint_many
 from proxy.settings import AssetSettings, Settings
 from proxy.simulator import start_simulators
@@ -105,7 +106,15 @@ def _archive_stale_database(state_dir: Path) -> None:
         print(f"note: the chain state was missing, so the old database was moved to {archived}")
 
 
-def _banner(*, api: str, node: AnvilNode, record: DevnetRecord, agent: LocalAccount, network: str) -> str:
+def _banner(
+    *,
+    api: str,
+    node: AnvilNode,
+    record: DevnetRecord,
+    agent: LocalAccount,
+    network: str,
+    real_providers: list[str],
+) -> str:
     example = (
         f".venv/bin/megarouter pay --api {api} --private-key {'0x' + agent.key.hex().removeprefix('0x')} \\\n"
         f'    --model {DEMO_DEFAULT_MODEL} "Say hello in five words"'
@@ -124,6 +133,12 @@ def _banner(*, api: str, node: AnvilNode, record: DevnetRecord, agent: LocalAcco
             f"  USDT (test)      {record.usdt}",
             f"  agent address    {agent.address}  (1,000 USDC + 1,000 USDT on first start)",
             f"  agent key        {'0x' + agent.key.hex().removeprefix('0x')}",
+            "  providers        "
+            + (
+                f"real: {', '.join(real_providers)}; the others simulated"
+                if real_providers
+                else "all simulated (set e.g. OPENAI_API_KEY to serve a provider for real)"
+            ),
             "",
             "See the 402 offer:",
             f"  {curl}",
@@ -134,7 +149,7 @@ def _banner(*, api: str, node: AnvilNode, record: DevnetRecord, agent: LocalAcco
     )
 
 
-async def run_demo(*, state_dir: Path, port: int) -> int:
+async def run_demo(*, state_dir: Path, port: int, environ: Mapping[str, str]) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything starts.
     anvil_state = state_dir / "anvil-state.json"
     if not anvil_state.exists():
@@ -152,6 +167,9 @@ async def run_demo(*, state_dir: Path, port: int) -> int:
         start_simulators() as simulators,
     ):
         record = await _ensure_tokens(node, state_dir)
+        providers, real_providers = demo_providers(
+            load_catalog(), simulator_base_url=simulators.base_url, environ=environ
+        )
         settings = Settings(
             port=port,
             database_url=f"sqlite+aiosqlite:///{state_dir / 'megarouter.db'}",
@@ -162,7 +180,7 @@ async def run_demo(*, state_dir: Path, port: int) -> int:
                 AssetSettings(symbol="USDC", address=record.usdc, eip712_name="USD Coin", eip712_version="2"),
                 AssetSettings(symbol="USDT", address=record.usdt, eip712_name="USDT0", eip712_version="1"),
             ),
-            providers=simulated_providers(load_catalog(), simulator_base_url=simulators.base_url),
+            providers=providers,
             default_model=DEMO_DEFAULT_MODEL,
             log_format="console",
         )
@@ -173,7 +191,14 @@ async def run_demo(*, state_dir: Path, port: int) -> int:
             await site.start()
             api = f"http://{settings.host}:{settings.port}"
             print(
-                _banner(api=api, node=node, record=record, agent=anvil_account(1), network=settings.network),
+                _banner(
+                    api=api,
+                    node=node,
+                    record=record,
+                    agent=anvil_account(1),
+                    network=settings.network,
+                    real_providers=real_providers,
+                ),
                 flush=True,
             )
             await stop.wait()

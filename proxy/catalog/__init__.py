@@ -28,10 +28,11 @@ from proxy.catalog.prices import (
     nano_usd_per_mtok_from_usd_per_token,
     usd_per_mtok_from_nano_usd_per_mtok,
 )
-from proxy.catalog.providers import PROVIDER_API_KINDS, ApiKind, provider_api_kind
+from proxy.catalog.providers import PROVIDER_API_KINDS, PROVIDER_BASE_URLS, ApiKind, provider_api_kind
 
 __all__ = [
     "PROVIDER_API_KINDS",
+    "PROVIDER_BASE_URLS",
     "TASK_KINDS",
     "ApiKind",
     "Catalog",

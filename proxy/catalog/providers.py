@@ -11,7 +11,7 @@ from typing import Final, Literal
 
 from proxy.catalog.errors import UnknownProvider
 
-__all__ = ["PROVIDER_API_KINDS", "ApiKind", "provider_api_kind"]
+__all__ = ["PROVIDER_API_KINDS", "PROVIDER_BASE_URLS", "ApiKind", "provider_api_kind"]
 
 ApiKind = Literal["openai", "anthropic", "gemini"]
 
@@ -36,6 +36,31 @@ PROVIDER_API_KINDS: Final[MappingProxyType[str, ApiKind]] = MappingProxyType(
         "deepinfra": "openai",
         "anthropic": "anthropic",
         "google": "gemini",
+    }
+)
+
+
+# Each provider's public API root, as its official SDK takes it (OpenAI-compatible ones end in their /v1).
+# Azure has no fixed root (each deployment has its own host): configure it explicitly.
+PROVIDER_BASE_URLS: Final[MappingProxyType[str, str]] = MappingProxyType(
+    {
+        "openai": "https://api.openai.com/v1",
+        "deepseek": "https://api.deepseek.com/v1",
+        "xai": "https://api.x.ai/v1",
+        "groq": "https://api.groq.com/openai/v1",
+        "mistral": "https://api.mistral.ai/v1",
+        "together": "https://api.together.xyz/v1",
+        "fireworks": "https://api.fireworks.ai/inference/v1",
+        "openrouter": "https://openrouter.ai/api/v1",
+        "cerebras": "https://api.cerebras.ai/v1",
+        "moonshot": "https://api.moonshot.ai/v1",
+        "zai": "https://api.z.ai/api/paas/v4",
+        "minimax": "https://api.minimax.io/v1",
+        "perplexity": "https://api.perplexity.ai",
+        "novita": "https://api.novita.ai/v3/openai",
+        "deepinfra": "https://api.deepinfra.com/v1/openai",
+        "anthropic": "https://api.anthropic.com",
+        "google": "https://generativelanguage.googleapis.com",
     }
 )
 
