@@ -1,4 +1,4 @@
-"""Malformed requests get OpenAI-style 4xx errors and change nothing: no hold, no ledger row, no upstream call.
+"""Malformed requests get OpenAI-style 4xx errors and change nothing: no hold, ledger row or upstream call.
 
 Method: raw HTTP against the running router (SQLite), comparing the router's snapshot before and after.
 """
