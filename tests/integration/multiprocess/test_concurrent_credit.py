@@ -45,8 +45,7 @@ from proxy.devnet.tokens import DevnetTokens
 from proxy.reconcile_chain import ReconcileScope, reconcile_settlement_wallet
 from proxy.reconcile_cli import EXIT_CLEAN, add_reconcile_command, run_reconcile_command
 from proxy.simulator import Simulators
-from tests.e2e.accounts.helpers import sign_text
-from tests.e2e.payments import encode_b64_json, sign_v2_payment
+from tests.e2e.accounts.helpers import sign_text, top_up_credit
 from tests.e2e.server_process import ServerProcess, run_server_process
 from tests.fixtures.app import router_settings
 from tests.fixtures.chain import private_devnet
@@ -115,17 +114,6 @@ async def _private_chain(
         receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
         assert receipt["status"] == 1
         yield PrivateChain(node=node, w3=w3, tokens=tokens, settlement_wallet=wallet)
-
-
-async def _top_up(session: aiohttp.ClientSession, server: ServerProcess, payer: LocalAccount) -> None:
-    url = f"{server.base_url}/v1/credits/topup?amount={TOPUP_USD}"
-    async with session.post(url) as response:
-        assert response.status == 402, await response.text()
-        offer = await response.json()
-    header = encode_b64_json(sign_v2_payment(payer, offer))
-    async with session.post(url, headers={"PAYMENT-SIGNATURE": header}) as paid:
-        assert paid.status == 200, await paid.text()
-        assert (await paid.json())["credited_nano_usd"] == TOPUP_NANO_USD
 
 
 async def _obtain_key(session: aiohttp.ClientSession, server: ServerProcess, payer: LocalAccount) -> str:
@@ -263,7 +251,13 @@ async def _run_load(
                 # Fund through the first process only, before any other Settler exists.
                 timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
                 async with aiohttp.ClientSession(timeout=timeout) as session:
-                    await _top_up(session, servers[0], payer)
+                    await top_up_credit(
+                        session,
+                        servers[0].base_url,
+                        payer,
+                        amount_usd=TOPUP_USD,
+                        credited_nano_usd=TOPUP_NANO_USD,
+                    )
                     key = await _obtain_key(session, servers[0], payer)
         statuses, charged_nano_usd = await _load(servers, key)
     return LoadOutcome(
