@@ -25,7 +25,14 @@ from ledger.reconcile import Break, ReconcileRun, list_runs, run_breaks
 from ledger.store import Ledger
 from ledger.types import Balance, Hold, LedgerTransaction
 
-__all__ = ["DEFAULT_DATABASE_URL", "add_ledger_commands", "main", "run_ledger_command"]
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "add_ledger_commands",
+    "blank_if_none",
+    "main",
+    "run_ledger_command",
+    "text_table",
+]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.megarouter/megarouter.db"
 EXIT_OK = 0
@@ -128,9 +135,8 @@ async def _check(ledger: Ledger, as_json: bool, out: TextIO) -> int:
         _print_json(out, {"ok": not problems, "problems": [p.model_dump() for p in problems]})
     elif problems:
         print(f"ledger check FAILED: {len(problems)} problem(s)", file=out)
-        print(
-            _table(["kind", "subject", "detail"], [[p.kind, p.subject, p.detail] for p in problems]), file=out
-        )
+        rows = [[p.kind, p.subject, p.detail] for p in problems]
+        print(text_table(["kind", "subject", "detail"], rows), file=out)
     else:
         print("ledger check OK: every invariant holds", file=out)
     return EXIT_PROBLEMS if problems else EXIT_OK
@@ -146,7 +152,7 @@ async def _statement(ledger: Ledger, args: argparse.Namespace, out: TextIO) -> N
         for line in statement.lines
     ]
     print(f"{statement.account} ({statement.unit}, debit > 0)", file=out)
-    print(_table(["tx", "code", "external_ref", "amount", "balance_after"], rows), file=out)
+    print(text_table(["tx", "code", "external_ref", "amount", "balance_after"], rows), file=out)
 
 
 async def _trial_balance(ledger: Ledger, as_json: bool, out: TextIO) -> int:
@@ -160,7 +166,7 @@ async def _trial_balance(ledger: Ledger, as_json: bool, out: TextIO) -> int:
         ]
         for unit in sorted(trial.debits_by_unit):
             rows.append(["TOTAL", "", unit, trial.debits_by_unit[unit], trial.credits_by_unit[unit], ""])
-        print(_table(["account", "type", "unit", "debits", "credits", "balance"], rows), file=out)
+        print(text_table(["account", "type", "unit", "debits", "credits", "balance"], rows), file=out)
         print("balanced" if trial.balanced else "NOT BALANCED", file=out)
     return EXIT_OK if trial.balanced else EXIT_PROBLEMS
 
@@ -171,8 +177,6 @@ async def _find_transaction(ledger: Ledger, ref: str) -> LedgerTransaction | Non
         if found is not None:
             return found
     return await ledger.transaction_by_external_ref(ref) or await ledger.transaction_by_idempotency_key(ref)
-
-
 
 
 def _emit(out: TextIO, as_json: bool, items: Sequence[BaseModel], table: Callable[[Any], str]) -> None:
@@ -188,7 +192,7 @@ def _print_json(out: TextIO, value: Any) -> None:
 
 def _balance_table(balances: Sequence[Balance]) -> str:
     rows = [[b.account, b.type.value, b.unit, b.posted, b.pending, b.available] for b in balances]
-    return _table(["account", "type", "unit", "posted", "pending", "available"], rows)
+    return text_table(["account", "type", "unit", "posted", "pending", "available"], rows)
 
 
 def _hold_table(holds: Sequence[Hold]) -> str:
@@ -196,7 +200,8 @@ def _hold_table(holds: Sequence[Hold]) -> str:
         [str(h.id), h.debit_account, h.credit_account, h.amount, h.state.value, str(h.expires_at_unix_ms)]
         for h in holds
     ]
-    return _table(["hold", "debit_account", "credit_account", "amount", "state", "expires_at_unix_ms"], rows)
+    headers = ["hold", "debit_account", "credit_account", "amount", "state", "expires_at_unix_ms"]
+    return text_table(headers, rows)
 
 
 def _runs_table(runs: Sequence[ReconcileRun]) -> str:
@@ -204,7 +209,7 @@ def _runs_table(runs: Sequence[ReconcileRun]) -> str:
         [str(r.id), str(r.started_at_unix_ms), r.movements_count, r.matched_count, r.breaks_count]
         for r in runs
     ]
-    return _table(["run", "started_at_unix_ms", "movements", "matched", "breaks"], rows)
+    return text_table(["run", "started_at_unix_ms", "movements", "matched", "breaks"], rows)
 
 
 def _breaks_table(breaks: Sequence[Break]) -> str:
@@ -213,16 +218,18 @@ def _breaks_table(breaks: Sequence[Break]) -> str:
             b.kind.value,
             b.external_ref or "",
             b.account or "",
-            _or_blank(b.ledger_amount_nano_usd),
-            _or_blank(b.external_amount_nano_usd),
+            blank_if_none(b.ledger_amount_nano_usd),
+            blank_if_none(b.external_amount_nano_usd),
             b.detail,
         ]
         for b in breaks
     ]
-    return _table(["kind", "external_ref", "account", "ledger_nano_usd", "external_nano_usd", "detail"], rows)
+    headers = ["kind", "external_ref", "account", "ledger_nano_usd", "external_nano_usd", "detail"]
+    return text_table(headers, rows)
 
 
-def _or_blank(value: int | None) -> int | str:
+def blank_if_none(value: int | None) -> int | str:
+    """A table cell for an optional amount: empty rather than "None"."""
     return "" if value is None else value
 
 
@@ -237,12 +244,13 @@ def _transaction_table(transactions: Sequence[LedgerTransaction]) -> str:
             [p.account, p.unit, p.amount if p.amount > 0 else "", -p.amount if p.amount < 0 else ""]
             for p in tx.postings
         ]
-        lines.append(_table(["account", "unit", "debit", "credit"], rows))
+        lines.append(text_table(["account", "unit", "debit", "credit"], rows))
     return "\n".join(lines)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain text table; integers are right-aligned with thousands separators."""
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, mark_empty: bool = True) -> str:
+    """A plain text table; integers are right-aligned with thousands separators. With `mark_empty`, a
+    table without rows says "(none)" under its header. Shared with proxy/reconcile_cli.py."""
     cells = [[f"{v:,}" if isinstance(v, int) else str(v) for v in row] for row in rows]
     numeric = [any(isinstance(row[i], int) for row in rows) for i in range(len(headers))]
     widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]
@@ -252,7 +260,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         return "  ".join(parts).rstrip()
 
     out = [line(headers), line(["-" * w for w in widths]), *(line(c) for c in cells)]
-    if not rows:
+    if mark_empty and not rows:
         out.append("(none)")
     return "\n".join(out)
 

@@ -21,7 +21,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from ledger import Ledger, create_ledger_engine, migrate, unix_ms_now
-from ledger.cli import COMMAND_DEST
+from ledger.cli import COMMAND_DEST, blank_if_none, text_table
 from ledger.engine import missing_sqlite_file
 from proxy.chain_transfers import bounded_rpc
 from proxy.chain_watcher import WatchedToken
@@ -235,8 +235,6 @@ def _demo_target(project_root: Path) -> ReconcileTarget:
     )
 
 
-
-
 def _report_json(report: ReconcileReport) -> dict[str, Any]:
     document = report.model_dump(mode="json")
     document["clean"] = report.clean
@@ -267,7 +265,8 @@ def _report_text(report: ReconcileReport) -> str:
             ]
             for b in report.balances
         ]
-        lines.append(_table(["cash account", "chain", "pending", "ledger", "difference"], rows))
+        headers = ["cash account", "chain", "pending", "ledger", "difference"]
+        lines.append(text_table(headers, rows, mark_empty=False))
     else:
         lines.append("balances not tied out: the range ends before the chain head")
     lines.append("")
@@ -283,30 +282,17 @@ def _report_text(report: ReconcileReport) -> str:
             b.kind.value,
             b.external_ref or "",
             b.account or "",
-            _blank(b.ledger_amount_nano_usd),
-            _blank(b.external_amount_nano_usd),
+            blank_if_none(b.ledger_amount_nano_usd),
+            blank_if_none(b.external_amount_nano_usd),
             b.detail,
         ]
         for b in report.breaks
     ]
     lines.append(
-        _table(["kind", "external_ref", "account", "ledger_nano_usd", "chain_nano_usd", "detail"], break_rows)
+        text_table(
+            ["kind", "external_ref", "account", "ledger_nano_usd", "chain_nano_usd", "detail"],
+            break_rows,
+            mark_empty=False,
+        )
     )
     return "\n".join(lines)
-
-
-def _blank(value: int | None) -> int | str:
-    return "" if value is None else value
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain text table; integers are right-aligned with thousands separators."""
-    cells = [[f"{v:,}" if isinstance(v, int) else str(v) for v in row] for row in rows]
-    numeric = [any(isinstance(row[i], int) for row in rows) for i in range(len(headers))]
-    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]
-
-    def line(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
-        return "  ".join(parts).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(c) for c in cells)])

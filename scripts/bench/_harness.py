@@ -19,7 +19,7 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +32,11 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import make_url
-from web3 import AsyncWeb3
+from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from proxy.catalog import load_catalog
 from proxy.devnet.anvil import ANVIL_MNEMONIC, AnvilNode
-from proxy.devnet.providers import simulated_providers
 from proxy.devnet.tokens import DevnetTokens, deploy_test_tokens, mint_many
-from proxy.settings import AssetSettings, ProviderSettings, Settings
+from proxy.settings import Settings
 from x402.client import sign_payment
 from x402.codec import encode_header
 from x402.models import PaymentRequired
@@ -50,9 +48,11 @@ __all__ = [
     "ClientRunner",
     "RequestOutcome",
     "anvil_accounts",
+    "bench_main",
     "child_router",
     "child_simulators",
     "deploy_and_fund",
+    "deploy_and_fund_on",
     "fresh_database",
     "funded_api_key",
     "load_average_line",
@@ -61,7 +61,6 @@ __all__ = [
     "percentile_ms",
     "process_tree",
     "processes_cpu_s",
-    "router_settings",
     "run_client_job",
     "serve",
 ]
@@ -112,6 +111,15 @@ def machine_description(database_url: str | None = None) -> str:
     )
 
 
+def bench_main(bounded_run: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    """A benchmark's `main`: refuses python -O (assertions stripped), then runs `bounded_run()`."""
+    if sys.flags.optimize:
+        print("refusing to run with python -O: the proxy's assertions would be stripped", file=sys.stderr)
+        return 2
+    asyncio.run(bounded_run())
+    return 0
+
+
 def load_average_line(when: str) -> str:
     load_1m, load_5m, _ = os.getloadavg()
     return f"load average {load_1m:.2f} (1 min) {load_5m:.2f} (5 min) {when}"
@@ -145,41 +153,6 @@ def processes_cpu_s(pids: Sequence[int]) -> float:
     return total_ticks / os.sysconf("SC_CLK_TCK")
 
 
-def router_settings(
-    *,
-    anvil: AnvilNode,
-    tokens: DevnetTokens,
-    settlement_key: str,
-    simulator_base_url: str,
-    database_url: str,
-    default_model: str,
-    providers: dict[str, ProviderSettings] | None = None,
-    **overrides: Any,
-) -> Settings:
-    """As tests/fixtures/app.py's router_settings: every catalog provider served by the simulator."""
-    return Settings(
-        database_url=database_url,
-        chain_rpc_url=anvil.rpc_url,
-        chain_id=anvil.chain_id,
-        settlement_private_key=settlement_key,
-        assets=tuple(
-            AssetSettings(
-                symbol=token.symbol,
-                address=token.address,
-                eip712_name=token.name,
-                eip712_version=token.version,
-                decimals=token.decimals,
-            )
-            for token in tokens.all()
-        ),
-        providers=providers
-        if providers is not None
-        else simulated_providers(load_catalog(), simulator_base_url=simulator_base_url),
-        default_model=default_model,
-        **overrides,
-    )
-
-
 async def deploy_and_fund(
     w3: AsyncWeb3[Any], accounts: Sequence[LocalAccount], *, payer_indexes: Sequence[int], amount_atomic: int
 ) -> DevnetTokens:
@@ -194,6 +167,17 @@ async def deploy_and_fund(
         amount_atomic=amount_atomic,
     )
     return tokens
+
+
+async def deploy_and_fund_on(
+    anvil: AnvilNode, accounts: Sequence[LocalAccount], *, payer_indexes: Sequence[int], amount_atomic: int
+) -> DevnetTokens:
+    """deploy_and_fund through a web3 client of its own, closed before returning."""
+    w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
+    try:
+        return await deploy_and_fund(w3, accounts, payer_indexes=payer_indexes, amount_atomic=amount_atomic)
+    finally:
+        await w3.provider.disconnect()
 
 
 @contextlib.asynccontextmanager

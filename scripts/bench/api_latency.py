@@ -40,9 +40,10 @@ from _harness import (
     ClientResult,
     ClientRunner,
     anvil_accounts,
+    bench_main,
     child_router,
     child_simulators,
-    deploy_and_fund,
+    deploy_and_fund_on,
     fresh_database,
     funded_api_key,
     load_average_line,
@@ -50,13 +51,12 @@ from _harness import (
     mean_ms,
     percentile_ms,
     processes_cpu_s,
-    router_settings,
 )
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from proxy.catalog import load_catalog
 from proxy.devnet.anvil import run_anvil
 from proxy.devnet.providers import SIMULATOR_API_KEY
+from proxy.devnet.settings import devnet_settings
 
 MODEL_ID = "openai/gpt-4o-mini"
 PROMPT = "Name three primary colours."
@@ -207,14 +207,10 @@ async def run(requests: int, database_url: str | None) -> None:
             child_simulators(("bench",)) as simulator,
         ):
             print(machine_description(db_url))
-            w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
-            try:
-                tokens = await deploy_and_fund(
-                    w3, accounts, payer_indexes=[PAYER_INDEX], amount_atomic=PAYER_FUNDS_ATOMIC
-                )
-            finally:
-                await w3.provider.disconnect()
-            settings = router_settings(
+            tokens = await deploy_and_fund_on(
+                anvil, accounts, payer_indexes=[PAYER_INDEX], amount_atomic=PAYER_FUNDS_ATOMIC
+            )
+            settings = devnet_settings(
                 anvil=anvil,
                 tokens=tokens,
                 settlement_key=accounts[0].key.hex(),
@@ -271,11 +267,7 @@ async def bounded_run(arguments: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if sys.flags.optimize:
-        print("refusing to run with python -O: the proxy's assertions would be stripped", file=sys.stderr)
-        return 2
-    asyncio.run(bounded_run(parse_arguments(argv)))
-    return 0
+    return bench_main(lambda: bounded_run(parse_arguments(argv)))
 
 
 if __name__ == "__main__":

@@ -44,21 +44,21 @@ from _harness import (
     ClientResult,
     ClientRunner,
     anvil_accounts,
+    bench_main,
     child_router,
     child_simulators,
-    deploy_and_fund,
+    deploy_and_fund_on,
     fresh_database,
     funded_api_key,
     load_average_line,
     machine_description,
     percentile_ms,
-    router_settings,
 )
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from proxy.catalog import load_catalog
 from proxy.devnet.anvil import AnvilNode, run_anvil
 from proxy.devnet.providers import simulated_providers
+from proxy.devnet.settings import devnet_settings
 from proxy.devnet.tokens import DevnetTokens
 from proxy.settings import ProviderSettings, Settings
 
@@ -104,7 +104,7 @@ def fault_settings(
     )
     primary = providers[PRIMARY_PROVIDER]
     providers[PRIMARY_PROVIDER] = primary.model_copy(update={"base_url": f"{urls['primary']}/v1"})
-    return router_settings(
+    return devnet_settings(
         anvil=anvil,
         tokens=tokens,
         settlement_key=settlement_key,
@@ -231,13 +231,9 @@ async def run(count: int, concurrency: int) -> None:
             child_simulators(("primary", "secondary")) as simulators,
         ):
             print(machine_description(db_url))
-            w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
-            try:
-                tokens = await deploy_and_fund(
-                    w3, accounts, payer_indexes=[PAYER_INDEX], amount_atomic=PAYER_FUNDS_ATOMIC
-                )
-            finally:
-                await w3.provider.disconnect()
+            tokens = await deploy_and_fund_on(
+                anvil, accounts, payer_indexes=[PAYER_INDEX], amount_atomic=PAYER_FUNDS_ATOMIC
+            )
             settings = fault_settings(
                 anvil=anvil,
                 tokens=tokens,
@@ -299,11 +295,7 @@ async def bounded_run(arguments: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if sys.flags.optimize:
-        print("refusing to run with python -O: the proxy's assertions would be stripped", file=sys.stderr)
-        return 2
-    asyncio.run(bounded_run(parse_arguments(argv)))
-    return 0
+    return bench_main(lambda: bounded_run(parse_arguments(argv)))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ import aiohttp
 import structlog
 from _harness import (
     anvil_accounts,
+    bench_main,
     deploy_and_fund,
     fresh_database,
     machine_description,
@@ -50,7 +51,6 @@ from _harness import (
     percentile_ms,
     process_tree,
     processes_cpu_s,
-    router_settings,
     serve,
 )
 from aiohttp import web
@@ -63,6 +63,7 @@ from proxy.app_keys import DB_ENGINE, SETTLEMENT_INTENTS, SETTLER
 from proxy.catalog import load_catalog
 from proxy.devnet.anvil import run_anvil
 from proxy.devnet.providers import SIMULATOR_API_KEY
+from proxy.devnet.settings import devnet_settings
 from proxy.simulator import start_simulators
 from x402.chain import TokenReader
 from x402.client import sign_payment
@@ -435,7 +436,7 @@ async def run(requests: int, concurrency: int, database_url: str | None) -> None
                 tokens = await deploy_and_fund(
                     w3, accounts, payer_indexes=PAYER_INDEXES, amount_atomic=PAYER_FUNDS_ATOMIC
                 )
-                settings = router_settings(
+                settings = devnet_settings(
                     anvil=anvil,
                     tokens=tokens,
                     settlement_key=accounts[0].key.hex(),
@@ -510,11 +511,7 @@ async def bounded_run(arguments: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if sys.flags.optimize:
-        print("refusing to run with python -O: the proxy's assertions would be stripped", file=sys.stderr)
-        return 2
-    asyncio.run(bounded_run(parse_arguments(argv)))
-    return 0
+    return bench_main(lambda: bounded_run(parse_arguments(argv)))
 
 
 if __name__ == "__main__":

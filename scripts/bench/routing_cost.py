@@ -51,7 +51,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from _harness import load_average_line, machine_description
+from _harness import bench_main, load_average_line, machine_description
 
 from proxy.catalog import TASK_KINDS, Catalog, CatalogModel, TaskKind, load_catalog
 from proxy.openai_types import ChatCompletionRequest
@@ -566,11 +566,7 @@ async def bounded_run(arguments: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if sys.flags.optimize:
-        print("refusing to run with python -O: the proxy's assertions would be stripped", file=sys.stderr)
-        return 2
-    asyncio.run(bounded_run(parse_arguments(argv)))
-    return 0
+    return bench_main(lambda: bounded_run(parse_arguments(argv)))
 
 
 if __name__ == "__main__":

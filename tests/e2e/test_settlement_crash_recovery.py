@@ -26,6 +26,7 @@ from proxy.simulator import Simulators
 from tests.e2e.payments import encode_b64_json, sign_v2_payment
 from tests.e2e.server_process import run_server_process
 from tests.fixtures.app import router_settings
+from tests.fixtures.chain import token_balance_atomic
 
 CHAT_BODY: dict[str, Any] = {
     "model": "openai/gpt-4o-mini",
@@ -47,12 +48,6 @@ async def _pay_until_crash(base_url: str, payer: LocalAccount) -> int:
             ) as paid:
                 await paid.read()
     return int(offer["accepts"][0]["amount"])
-
-
-async def _usdc_balance(w3: AsyncWeb3[Any], token: str, owner: str) -> int:
-    data = "0x70a08231" + owner.lower().removeprefix("0x").rjust(64, "0")
-    result = await w3.eth.call({"to": AsyncWeb3.to_checksum_address(token), "data": data})  # type: ignore[typeddict-item]
-    return int.from_bytes(result, "big")
 
 
 @pytest.mark.slow
@@ -78,7 +73,7 @@ async def test_crash_during_settlement_is_recovered_once(
     async with contextlib.AsyncExitStack() as cleanup:
         w3 = chain_w3
         usdc = tokens.usdc.address
-        before = await _usdc_balance(w3, usdc, payer.address)
+        before = await token_balance_atomic(w3, usdc, payer.address)
 
         async with run_server_process(
             settings.model_copy(update={"fault_injection": frozenset({crash_point})}), tmp_path
@@ -90,7 +85,7 @@ async def test_crash_during_settlement_is_recovered_once(
             async with run_server_process(settings, tmp_path):
                 pass
 
-        assert await _usdc_balance(w3, usdc, payer.address) == before - paid_atomic
+        assert await token_balance_atomic(w3, usdc, payer.address) == before - paid_atomic
         engine = create_ledger_engine(database_url)
         cleanup.push_async_callback(engine.dispose)
         assert await check_ledger(engine) == []

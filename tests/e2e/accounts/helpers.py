@@ -6,6 +6,7 @@ import secrets
 import time
 from typing import Any
 
+import aiohttp
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
@@ -14,7 +15,14 @@ from proxy.accounts import withdrawal_message
 from tests.e2e.payments import encode_b64_json, sign_v2_payment
 from tests.fixtures.app import RunningRouter
 
-__all__ = ["bearer", "obtain_key", "pay_for_credit", "sign_text", "signed_withdrawal"]
+__all__ = [
+    "bearer",
+    "obtain_key",
+    "pay_for_credit",
+    "sign_text",
+    "signed_withdrawal",
+    "top_up_credit",
+]
 
 
 def sign_text(account: LocalAccount, text: str) -> str:
@@ -65,6 +73,25 @@ async def pay_for_credit(router: RunningRouter, payer: LocalAccount, *, max_toke
     )
     assert response.status == 200, await response.text()
     return int(offer["accepts"][0]["amount"]) * 1_000, int(response.headers["X-MegaRouter-Cost-Nano-USD"])
+
+
+async def top_up_credit(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    payer: LocalAccount,
+    *,
+    amount_usd: str,
+    credited_nano_usd: int,
+) -> None:
+    """An x402 top-up of `payer`'s credit on a router served at `base_url` (e.g. a server process)."""
+    url = f"{base_url}/v1/credits/topup?amount={amount_usd}"
+    async with session.post(url) as response:
+        assert response.status == 402, await response.text()
+        offer = await response.json()
+    header = encode_b64_json(sign_v2_payment(payer, offer))
+    async with session.post(url, headers={"PAYMENT-SIGNATURE": header}) as paid:
+        assert paid.status == 200, await paid.text()
+        assert (await paid.json())["credited_nano_usd"] == credited_nano_usd
 
 
 def signed_withdrawal(

@@ -33,33 +33,16 @@ from proxy.devnet.tokens import DevnetTokens
 from proxy.faults import CRASH_EXIT_CODE
 from proxy.settings import Settings
 from proxy.simulator import Simulators
-from tests.e2e.accounts.helpers import pay_for_credit, sign_text
-from tests.e2e.payments import encode_b64_json, sign_v2_payment
+from tests.e2e.accounts.helpers import pay_for_credit, sign_text, top_up_credit
 from tests.e2e.server_process import run_server_process
 from tests.fixtures.app import RunningRouter, router_settings
+from tests.fixtures.chain import token_balance_atomic
 from x402.settle import SignedSettlement
 
 TOPUP_USD = "0.25"
 TOPUP_NANO_USD = 250_000_000
 WITHDRAW_ATOMIC = 100_000  # 0.1 USDC
 HTTP_TIMEOUT_S = 30.0
-
-
-async def _usdc_balance(w3: AsyncWeb3[Any], token: str, owner: str) -> int:
-    data = "0x70a08231" + owner.lower().removeprefix("0x").rjust(64, "0")
-    result = await w3.eth.call({"to": AsyncWeb3.to_checksum_address(token), "data": data})  # type: ignore[typeddict-item]
-    return int.from_bytes(result, "big")
-
-
-async def _top_up(session: aiohttp.ClientSession, base_url: str, payer: LocalAccount) -> None:
-    url = f"{base_url}/v1/credits/topup?amount={TOPUP_USD}"
-    async with session.post(url) as response:
-        assert response.status == 402, await response.text()
-        offer = await response.json()
-    header = encode_b64_json(sign_v2_payment(payer, offer))
-    async with session.post(url, headers={"PAYMENT-SIGNATURE": header}) as paid:
-        assert paid.status == 200, await paid.text()
-        assert (await paid.json())["credited_nano_usd"] == TOPUP_NANO_USD
 
 
 def _signed_withdrawal(
@@ -120,15 +103,17 @@ async def test_crash_during_withdrawal_is_recovered_once(
     )
     w3 = chain_w3
     usdc = tokens.usdc.address
-    payer_before = await _usdc_balance(w3, usdc, payer.address)
-    wallet_before = await _usdc_balance(w3, usdc, settlement.address)
+    payer_before = await token_balance_atomic(w3, usdc, payer.address)
+    wallet_before = await token_balance_atomic(w3, usdc, settlement.address)
 
     async with run_server_process(
         settings.model_copy(update={"fault_injection": frozenset({crash_point})}), tmp_path
     ) as server:
         timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            await _top_up(session, server.base_url, payer)
+            await top_up_credit(
+                session, server.base_url, payer, amount_usd=TOPUP_USD, credited_nano_usd=TOPUP_NANO_USD
+            )
         body = _signed_withdrawal(settings, server.base_url.removeprefix("http://"), payer, usdc)
         await _withdraw_until_crash(server.base_url, body)
         assert await server.wait_exit() == CRASH_EXIT_CODE
@@ -139,9 +124,12 @@ async def test_crash_during_withdrawal_is_recovered_once(
 
     withdrawn_atomic = WITHDRAW_ATOMIC if moved else 0
     topup_atomic = TOPUP_NANO_USD // 1_000
-    assert await _usdc_balance(w3, usdc, payer.address) == payer_before - topup_atomic + withdrawn_atomic
     assert (
-        await _usdc_balance(w3, usdc, settlement.address) == wallet_before + topup_atomic - withdrawn_atomic
+        await token_balance_atomic(w3, usdc, payer.address) == payer_before - topup_atomic + withdrawn_atomic
+    )
+    assert (
+        await token_balance_atomic(w3, usdc, settlement.address)
+        == wallet_before + topup_atomic - withdrawn_atomic
     )
     engine = create_ledger_engine(database_url)
     try:

@@ -12,16 +12,14 @@ from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from proxy.app import create_app
 from proxy.catalog import load_catalog
 from proxy.devnet.anvil import AnvilNode
 from proxy.devnet.providers import simulated_providers
 from proxy.devnet.tokens import DevnetTokens
 from proxy.routing.health import HealthPolicy
 from proxy.simulator import Simulators
-from tests.fixtures.app import RunningRouter, router_settings
+from tests.fixtures.app import RunningRouter, router_settings, start_router
 
 # Llama 3.3 70B is served by Groq and by Together: Groq is the deployment under fault.
 FAULTY_MODEL = "groq/llama-3.3-70b-versatile"
@@ -51,21 +49,13 @@ async def fault_router(
     providers[FAULTY_PROVIDER] = simulated_providers(
         catalog, simulator_base_url=simulator["primary"].base_url
     )[FAULTY_PROVIDER]
-    app = create_app(
-        settings.model_copy(update={"providers": providers, "health_policy": TEST_HEALTH_POLICY})
-    )
-    client = await aiohttp_client(app)
-    w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
-    try:
-        yield RunningRouter(
-            client=client,
-            app=app,
-            settings=settings,
-            tokens=tokens,
-            w3=w3,
-            payers=anvil_accounts[1:],
-            settlement_account=anvil_accounts[0],
-            simulator=simulator,
-        )
-    finally:
-        await w3.provider.disconnect()
+    app_settings = settings.model_copy(update={"providers": providers, "health_policy": TEST_HEALTH_POLICY})
+    async with start_router(
+        aiohttp_client,
+        app_settings,
+        anvil=anvil,
+        tokens=tokens,
+        anvil_accounts=anvil_accounts,
+        simulator=simulator,
+    ) as running:
+        yield running

@@ -35,20 +35,20 @@ import aiohttp
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.types import Wei
 
 from ledger import HoldState, Ledger, chart, check_ledger, create_ledger_engine, unix_ms_now
 from proxy.chain_watcher import WatchedToken
-from proxy.devnet.anvil import AnvilNode, run_anvil
-from proxy.devnet.tokens import DevnetTokens, deploy_test_tokens, mint_many
+from proxy.devnet.anvil import AnvilNode
+from proxy.devnet.tokens import DevnetTokens
 from proxy.reconcile_chain import ReconcileScope, reconcile_settlement_wallet
 from proxy.reconcile_cli import EXIT_CLEAN, add_reconcile_command, run_reconcile_command
 from proxy.simulator import Simulators
-from tests.e2e.accounts.helpers import sign_text
-from tests.e2e.payments import encode_b64_json, sign_v2_payment
+from tests.e2e.accounts.helpers import sign_text, top_up_credit
 from tests.e2e.server_process import ServerProcess, run_server_process
 from tests.fixtures.app import router_settings
+from tests.fixtures.chain import private_devnet
 from tests.fixtures.db import PgDatabases
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anvil, pytest.mark.slow]
@@ -101,38 +101,19 @@ async def _private_chain(
     anvil_accounts: list[LocalAccount], payer: LocalAccount
 ) -> AsyncIterator[PrivateChain]:
     """An Anvil of this test with both tokens, funds for `payer`, and a new settlement wallet with gas."""
-    async with run_anvil() as node:
-        w3 = AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
-        try:
-            deployer = anvil_accounts[0]
-            tokens = await deploy_test_tokens(w3, deployer)
-            await mint_many(
-                w3,
-                deployer,
-                tokens=[token.address for token in tokens.all()],
-                recipients=[payer.address],
-                amount_atomic=PAYER_FUNDS_ATOMIC,
-            )
-            wallet: LocalAccount = Account.create()
-            tx_hash = await w3.eth.send_transaction(
-                {"from": deployer.address, "to": wallet.address, "value": Wei(SETTLEMENT_WALLET_GAS_WEI)}
-            )
-            receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
-            assert receipt["status"] == 1
-            yield PrivateChain(node=node, w3=w3, tokens=tokens, settlement_wallet=wallet)
-        finally:
-            await w3.provider.disconnect()
-
-
-async def _top_up(session: aiohttp.ClientSession, server: ServerProcess, payer: LocalAccount) -> None:
-    url = f"{server.base_url}/v1/credits/topup?amount={TOPUP_USD}"
-    async with session.post(url) as response:
-        assert response.status == 402, await response.text()
-        offer = await response.json()
-    header = encode_b64_json(sign_v2_payment(payer, offer))
-    async with session.post(url, headers={"PAYMENT-SIGNATURE": header}) as paid:
-        assert paid.status == 200, await paid.text()
-        assert (await paid.json())["credited_nano_usd"] == TOPUP_NANO_USD
+    deployer = anvil_accounts[0]
+    async with private_devnet(deployer, recipients=[payer], amount_atomic=PAYER_FUNDS_ATOMIC) as (
+        node,
+        w3,
+        tokens,
+    ):
+        wallet: LocalAccount = Account.create()
+        tx_hash = await w3.eth.send_transaction(
+            {"from": deployer.address, "to": wallet.address, "value": Wei(SETTLEMENT_WALLET_GAS_WEI)}
+        )
+        receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
+        assert receipt["status"] == 1
+        yield PrivateChain(node=node, w3=w3, tokens=tokens, settlement_wallet=wallet)
 
 
 async def _obtain_key(session: aiohttp.ClientSession, server: ServerProcess, payer: LocalAccount) -> str:
@@ -270,7 +251,13 @@ async def _run_load(
                 # Fund through the first process only, before any other Settler exists.
                 timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
                 async with aiohttp.ClientSession(timeout=timeout) as session:
-                    await _top_up(session, servers[0], payer)
+                    await top_up_credit(
+                        session,
+                        servers[0].base_url,
+                        payer,
+                        amount_usd=TOPUP_USD,
+                        credited_nano_usd=TOPUP_NANO_USD,
+                    )
                     key = await _obtain_key(session, servers[0], payer)
         statuses, charged_nano_usd = await _load(servers, key)
     return LoadOutcome(

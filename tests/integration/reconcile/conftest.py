@@ -14,16 +14,13 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from sqlalchemy.ext.asyncio import AsyncEngine
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from ledger import Ledger, create_ledger_engine, migrate, unix_ms_now
+from ledger import Ledger, unix_ms_now
 from proxy.chain_watcher import ChainWatcher, PollReport, WatchedToken, WatcherSettings
 from proxy.chart_accounts import ChartAccounts
-from proxy.db.migrate import migrate_proxy
-from proxy.devnet.anvil import run_anvil
-from proxy.devnet.tokens import deploy_test_tokens, mint_many
 from proxy.reconcile_chain import ReconcileReport, ReconcileScope, reconcile_settlement_wallet
-from tests.integration.watcher.conftest import PrivateChain
+from tests.fixtures.chain import private_devnet
+from tests.integration.watcher.conftest import PrivateChain, migrated_engine
 
 NETWORK = "eip155:31337"
 FUNDS_ATOMIC = 1_000 * 10**6
@@ -32,20 +29,12 @@ WALLET_GAS_WEI = 10**20
 
 @pytest.fixture(scope="module")
 async def recon_chain(anvil_accounts: list[LocalAccount]) -> AsyncIterator[PrivateChain]:
-    async with run_anvil() as node:
-        w3 = AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
-        try:
-            tokens = await deploy_test_tokens(w3, anvil_accounts[0])
-            await mint_many(
-                w3,
-                anvil_accounts[0],
-                tokens=[t.address for t in tokens.all()],
-                recipients=[a.address for a in anvil_accounts[1:6]],
-                amount_atomic=FUNDS_ATOMIC,
-            )
-            yield PrivateChain(node=node, w3=w3, tokens=tokens, accounts=anvil_accounts)
-        finally:
-            await w3.provider.disconnect()
+    async with private_devnet(
+        anvil_accounts[0],
+        recipients=anvil_accounts[1:6],
+        amount_atomic=FUNDS_ATOMIC,
+    ) as (node, w3, tokens):
+        yield PrivateChain(node=node, w3=w3, tokens=tokens, accounts=anvil_accounts)
 
 
 @pytest.fixture
@@ -58,13 +47,8 @@ async def wallet(recon_chain: PrivateChain) -> LocalAccount:
 
 @pytest.fixture
 async def recon_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_ledger_engine(database_url)
-    try:
-        await migrate(engine)
-        await migrate_proxy(engine)
+    async with migrated_engine(database_url) as engine:
         yield engine
-    finally:
-        await engine.dispose()
 
 
 @dataclass

@@ -3,6 +3,7 @@ the settlement wallet never disturb the session chain other tests share) and a m
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,13 +13,14 @@ from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from sqlalchemy.ext.asyncio import AsyncEngine
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 
 from ledger import Ledger, create_ledger_engine, migrate
 from proxy.chart_accounts import ChartAccounts
 from proxy.db.migrate import migrate_proxy
-from proxy.devnet.anvil import AnvilNode, run_anvil
-from proxy.devnet.tokens import DevnetTokens, deploy_test_tokens, mint_many
+from proxy.devnet.anvil import AnvilNode
+from proxy.devnet.tokens import DevnetTokens
+from tests.fixtures.chain import private_devnet
 
 PRIVATE_FUNDS_ATOMIC = 1_000 * 10**6
 RECEIPT_TIMEOUT_S = 20.0
@@ -67,32 +69,31 @@ class PrivateChain:
 
 @pytest.fixture(scope="module")
 async def private_chain(anvil_accounts: list[LocalAccount]) -> AsyncIterator[PrivateChain]:
-    async with run_anvil() as node:
-        w3 = AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
-        try:
-            tokens = await deploy_test_tokens(w3, anvil_accounts[0])
-            await mint_many(
-                w3,
-                anvil_accounts[0],
-                tokens=[t.address for t in tokens.all()],
-                recipients=[a.address for a in anvil_accounts[:4]],
-                amount_atomic=PRIVATE_FUNDS_ATOMIC,
-            )
-            yield PrivateChain(node=node, w3=w3, tokens=tokens, accounts=anvil_accounts)
-        finally:
-            await w3.provider.disconnect()
+    async with private_devnet(
+        anvil_accounts[0],
+        recipients=anvil_accounts[:4],
+        amount_atomic=PRIVATE_FUNDS_ATOMIC,
+    ) as (node, w3, tokens):
+        yield PrivateChain(node=node, w3=w3, tokens=tokens, accounts=anvil_accounts)
 
 
-@pytest.fixture
-async def watcher_engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
-    """A fresh SQLite database with the ledger's and the proxy's schemas."""
-    engine = create_ledger_engine(sqlite_url)
+@contextlib.asynccontextmanager
+async def migrated_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on `database_url` with the ledger's and the proxy's schemas, disposed on exit."""
+    engine = create_ledger_engine(database_url)
     try:
         await migrate(engine)
         await migrate_proxy(engine)
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def watcher_engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
+    """A fresh SQLite database with the ledger's and the proxy's schemas."""
+    async with migrated_engine(sqlite_url) as engine:
+        yield engine
 
 
 @pytest.fixture
