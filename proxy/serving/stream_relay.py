@@ -119,6 +119,12 @@ async def relay_stream(
                 )
             )
             raise
+    except Exception:
+        # A bug in the relay: charge what was produced (never leave the hold to its timeout), then fail loud.
+        await _finish(
+            billing, dispatcher, opened, produced, body, usage, "relay_failed", started_s, upstream_error
+        )
+        raise
     await _finish(billing, dispatcher, opened, produced, body, usage, outcome, started_s, upstream_error)
     await _write_eof_quietly(response)
     return response
