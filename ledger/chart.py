@@ -12,17 +12,26 @@ from ledger.types import AccountFlags, AccountType
 __all__ = [
     "EQUITY_EXTERNAL",
     "EXPENSE_GAS",
+    "NATIVE_ASSET",
     "UNIT_NANO_USD",
+    "UNIT_WEI",
     "AccountSpec",
     "cash",
     "credit_account",
     "credit_wallet",
+    "gas_expense",
     "in_transit",
+    "native_cash",
     "provider_payable",
     "spec_for",
+    "unit_for",
 ]
 
 UNIT_NANO_USD = "nano_usd"
+# A chain's native coin (gas) is counted in its smallest unit, apart from the stablecoins' nano-USD.
+UNIT_WEI = "wei"
+# The usual stand-in address for a chain's native coin, so native cash fits the cash naming scheme.
+NATIVE_ASSET = "0x0000000000000000000000000000000000000000"
 EXPENSE_GAS = "expense:gas"
 EQUITY_EXTERNAL = "equity:external"
 
@@ -92,6 +101,23 @@ class AccountSpec:
 
     def __repr__(self) -> str:
         return f"AccountSpec(type={self.type!r}, flags={self.flags!r})"
+
+
+def gas_expense(network: str) -> str:
+    """Gas paid on one chain (expense, in wei): `expense:gas:<network>`."""
+    return f"{EXPENSE_GAS}:{_network(network)}"
+
+
+def native_cash(network: str, address: str) -> str:
+    """A wallet's native coin on one chain (asset, in wei): gas is paid from it."""
+    return cash(network, NATIVE_ASSET, address)
+
+
+def unit_for(name: str) -> str:
+    """The unit an account counts in: wei for gas and native cash, nano-USD for everything else."""
+    if name.startswith(f"{EXPENSE_GAS}:") or (name.startswith("cash:") and f":{NATIVE_ASSET}:" in name):
+        return UNIT_WEI
+    return UNIT_NANO_USD
 
 
 def spec_for(name: str) -> AccountSpec:

@@ -24,6 +24,6 @@ class ChartAccounts:
                 continue
             spec = chart.spec_for(name)
             await self._ledger.ensure_account(
-                name, type=spec.type, unit=chart.UNIT_NANO_USD, flags=spec.flags
+                name, type=spec.type, unit=chart.unit_for(name), flags=spec.flags
             )
             self._open.add(name)

@@ -54,6 +54,7 @@ from proxy.db.tables import account_withdrawals
 from proxy.errors import UpstreamFailed
 from proxy.faults import crash_if_enabled
 from proxy.money import atomic_to_nano_usd
+from proxy.payments.booking import WITHDRAWAL_GAS_CODE, book_gas
 from proxy.settings import AssetSettings, Settings
 from x402.errors import ChainUnavailable, TransactionFailed, X402Error
 from x402.settle import SignedSettlement
@@ -86,6 +87,10 @@ class MinedTransfer(Protocol):
     def block_number(self) -> int: ...
     @property
     def transfer_log_index(self) -> int | None: ...
+    @property
+    def gas_used(self) -> int: ...
+    @property
+    def effective_gas_price_wei(self) -> int: ...
 
 
 class TransferSender(Protocol):
@@ -485,6 +490,15 @@ class Withdrawals:
         assert mined.transfer_log_index is not None, f"no Transfer log in {mined.tx_hash}"
         assert self._sender is not None
         await self._capture(record)
+        await book_gas(
+            self._accounts,
+            network=record.network,
+            wallet=self._sender.address,
+            tx_hash=mined.tx_hash,
+            gas_used=mined.gas_used,
+            effective_gas_price_wei=mined.effective_gas_price_wei,
+            code=WITHDRAWAL_GAS_CODE,
+        )
         transaction: LedgerTransaction = await self._accounts.ledger.post(
             idempotency_key=f"withdrawal:{record.id}:settled",
             code=WITHDRAWAL_SETTLED_CODE,

@@ -15,7 +15,10 @@ from proxy.settings import AssetSettings
 from x402.settle import SettlementResult, SignedSettlement
 
 __all__ = [
+    "SETTLEMENT_GAS_CODE",
+    "WITHDRAWAL_GAS_CODE",
     "X402_DEPOSIT_CODE",
+    "book_gas",
     "book_mined_intent",
     "book_mined_settlement",
     "book_x402_deposit",
@@ -24,6 +27,8 @@ __all__ = [
 ]
 
 X402_DEPOSIT_CODE = "x402_deposit"
+SETTLEMENT_GAS_CODE = "settlement_gas"
+WITHDRAWAL_GAS_CODE = "withdrawal_gas"
 
 
 def x402_deposit_key(intent: SettlementIntent) -> str:
@@ -64,6 +69,41 @@ async def book_x402_deposit(
     )
 
 
+async def book_gas(
+    accounts: ChartAccounts,
+    *,
+    network: str,
+    wallet: str,
+    tx_hash: str,
+    gas_used: int,
+    effective_gas_price_wei: int,
+    code: str,
+) -> LedgerTransaction | None:
+    """Books the gas a settlement-wallet transaction paid, in wei, once per transaction (keyed by its hash).
+
+    The native cash account starts at zero and goes negative by what gas consumed: fund it with an opening
+    balance from `equity:external` to tie it to the wallet's on-chain balance.
+    """
+    assert gas_used >= 0
+    assert effective_gas_price_wei >= 0
+    gas_wei = gas_used * effective_gas_price_wei
+    if gas_wei == 0:
+        return None
+    expense, native = chart.gas_expense(network), chart.native_cash(network, wallet)
+    await accounts.ensure([expense, native])
+    return await accounts.ledger.post(
+        idempotency_key=f"gas:{network}:{tx_hash}".lower(),
+        code=code,
+        external_ref=f"{network}:{tx_hash}:gas".lower(),
+        postings=[Posting(account=expense, amount=gas_wei), Posting(account=native, amount=-gas_wei)],
+        metadata={
+            "tx_hash": tx_hash,
+            "gas_used": gas_used,
+            "effective_gas_price_wei": effective_gas_price_wei,
+        },
+    )
+
+
 async def record_signed_settlement(
     intents: SettlementIntents, intent_id: int, signed: SignedSettlement
 ) -> None:
@@ -88,6 +128,17 @@ async def book_mined_settlement(
 ) -> LedgerTransaction:
     # Every settlement transaction emits the token's Transfer; without it there is nothing to book against.
     assert result.transfer_log_index is not None, f"no Transfer log in {result.tx_hash}"
+    # Gas first: only the receipt knows it, and until the intent is marked mined a crash leads recovery
+    # back to the receipt (the gas booking is idempotent by tx hash), so it is never skipped.
+    await book_gas(
+        accounts,
+        network=result.network,
+        wallet=settlement_wallet,
+        tx_hash=result.tx_hash,
+        gas_used=result.gas_used,
+        effective_gas_price_wei=result.effective_gas_price_wei,
+        code=SETTLEMENT_GAS_CODE,
+    )
     intent = await intents.record_mined(
         intent_id,
         tx_hash=result.tx_hash,

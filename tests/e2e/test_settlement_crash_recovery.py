@@ -89,8 +89,11 @@ async def test_crash_during_settlement_is_recovered_once(
         engine = create_ledger_engine(database_url)
         cleanup.push_async_callback(engine.dispose)
         assert await check_ledger(engine) == []
-        deposits = [tx for tx in await Ledger(engine).transactions() if tx.code != "inference_hold"]
-        assert len(deposits) == 1, [(tx.idempotency_key, tx.code, tx.external_ref) for tx in deposits]
+        booked = [tx for tx in await Ledger(engine).transactions() if tx.code != "inference_hold"]
+        # Exactly one deposit and one gas booking for the one settlement transaction, however many starts.
+        assert sorted(tx.code for tx in booked) == ["settlement_gas", "x402_deposit"], [
+            (tx.idempotency_key, tx.code, tx.external_ref) for tx in booked
+        ]
         credit = await Ledger(engine).balance(chart.credit_wallet(payer.address))
         # The request never reached the model, so the whole payment is the payer's credit.
         assert credit.available == paid_atomic * 1_000

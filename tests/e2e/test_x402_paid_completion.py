@@ -254,3 +254,23 @@ async def test_twenty_concurrent_copies_of_one_authorization_are_served_once(rou
     assert await router.w3.eth.block_number == block_before + 1
     assert await check_ledger(router.app[DB_ENGINE]) == []
     assert await router.upstream_calls() == 1
+
+
+async def test_settlement_gas_is_booked_in_wei_once(router: RunningRouter) -> None:
+    offer = await _offer(router)
+    header = encode_b64_json(sign_v2_payment(router.payers[6], offer))
+    response = await router.client.post(
+        "/v1/chat/completions", json=CHAT_BODY, headers={"PAYMENT-SIGNATURE": header}
+    )
+    assert response.status == 200
+    receipt = await router.w3.eth.get_transaction_receipt(
+        decode_b64_json(response.headers["PAYMENT-RESPONSE"])["transaction"]
+    )
+    gas_wei = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+    assert gas_wei > 0
+    ledger = router.app[LEDGER]
+    expense = await ledger.balance(chart.gas_expense("eip155:31337"))
+    native = await ledger.balance(chart.native_cash("eip155:31337", router.settlement_wallet))
+    assert (expense.unit, expense.posted) == ("wei", gas_wei)
+    assert (native.unit, native.posted) == ("wei", -gas_wei)
+    assert await check_ledger(router.app[DB_ENGINE]) == []

@@ -49,3 +49,12 @@ def test_spec_for(name: str, account_type: AccountType, flags: AccountFlags) -> 
 def test_spec_for_unknown_kind() -> None:
     with pytest.raises(ValueError, match="outside the chart"):
         chart.spec_for("misc:thing")
+
+
+def test_gas_and_native_cash_count_in_wei_and_everything_else_in_nano_usd() -> None:
+    wallet = "0x" + "ab" * 20
+    assert chart.gas_expense("eip155:8453") == "expense:gas:eip155:8453"
+    assert chart.unit_for(chart.gas_expense("eip155:8453")) == chart.UNIT_WEI
+    assert chart.unit_for(chart.native_cash("eip155:8453", wallet)) == chart.UNIT_WEI
+    assert chart.unit_for(chart.cash("eip155:8453", "0x" + "cd" * 20, wallet)) == chart.UNIT_NANO_USD
+    assert chart.unit_for(chart.credit_wallet(wallet)) == chart.UNIT_NANO_USD
