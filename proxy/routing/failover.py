@@ -18,22 +18,18 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["CALLER_ERROR_KINDS_FAILOVER", "FAILOVER_ERROR_KINDS", "should_fail_over"]
+from proxy.providers.errors import FAILOVER_KINDS
 
-FAILOVER_ERROR_KINDS: frozenset[str] = frozenset(
-    {
-        "rate_limited",
-        "overloaded",
-        "server_error",
-        "timeout",
-        "connection",
-        "invalid_response",
-        "stream_interrupted",
-        "auth",
-        "permission",
-        "not_found",
-    }
-)
+__all__ = [
+    "CALLER_ERROR_KINDS_FAILOVER",
+    "FAILOVER_ERROR_KINDS",
+    "PROVIDER_CONFIG_ERROR_KINDS",
+    "should_fail_over",
+]
+
+# The adapters' own list (deployment-side failures) plus our configuration at that provider being wrong.
+PROVIDER_CONFIG_ERROR_KINDS: frozenset[str] = frozenset({"auth", "permission", "not_found"})
+FAILOVER_ERROR_KINDS: frozenset[str] = FAILOVER_KINDS | PROVIDER_CONFIG_ERROR_KINDS
 CALLER_ERROR_KINDS_FAILOVER: frozenset[str] = frozenset(
     {"bad_request", "payload_too_large", "context_length", "unsupported_request"}
 )
