@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "NANO_USD_DECIMALS",
+    "NANO_USD_PER_USD",
     "TOKENS_PER_MTOK",
     "atomic_to_nano_usd",
     "div_ceil",
@@ -15,6 +16,7 @@ __all__ = [
 ]
 
 NANO_USD_DECIMALS = 9
+NANO_USD_PER_USD = 10**NANO_USD_DECIMALS
 TOKENS_PER_MTOK = 1_000_000
 
 

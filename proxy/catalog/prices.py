@@ -9,7 +9,8 @@ something other than the provider's native price. Pure functions, no I/O.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Final
+
+from proxy.money import NANO_USD_PER_USD, TOKENS_PER_MTOK
 
 __all__ = [
     "NANO_USD_PER_USD",
@@ -20,8 +21,6 @@ __all__ = [
     "usd_per_mtok_from_nano_usd_per_mtok",
 ]
 
-NANO_USD_PER_USD: Final = 1_000_000_000
-TOKENS_PER_MTOK: Final = 1_000_000
 
 
 class InexactPrice(ValueError):

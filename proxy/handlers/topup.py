@@ -10,11 +10,11 @@ from aiohttp import web
 
 from proxy.app_keys import BILLING, PAYMENT_GATE
 from proxy.errors import InvalidRequest
+from proxy.money import NANO_USD_PER_USD
 
 __all__ = ["TOPUP_USD_MAX", "routes"]
 
 routes = web.RouteTableDef()
-NANO_USD_PER_USD = 1_000_000_000
 # A bound on one payment; larger deposits can be made as plain token transfers (the chain watcher books them).
 TOPUP_USD_MAX = Decimal(1_000_000)
 

@@ -27,6 +27,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from proxy.catalog import CatalogModel
+from proxy.money import NANO_USD_PER_USD
 from proxy.pricing import quote_request
 from proxy.routing.errors import InvalidRoute
 
@@ -46,8 +47,6 @@ Strategy = Literal["balanced", "cost", "latency", "availability"]
 Capability = Literal["tools", "vision", "json_mode", "streaming", "reasoning"]
 CAPABILITIES: tuple[Capability, ...] = get_args(Capability)
 
-NANO_USD_PER_USD = 1_000_000_000
-TOKENS_PER_MTOK = 1_000_000
 # Bounds on the route object, so a request cannot make routing do unbounded work.
 ROUTE_LIST_ITEMS_MAX = 64
 # Any real price ceiling is far below this (1 million USD); it keeps ints well inside int64.

@@ -43,6 +43,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.catalog import TASK_KINDS, CatalogModel, TaskKind
+from proxy.money import TOKENS_PER_MTOK, div_ceil
 from proxy.routing.candidates import ModelIndex, resolve_model_names, resolve_requested_model
 from proxy.routing.errors import NoRouteCandidate
 from proxy.routing.health import DeploymentHealth
@@ -73,7 +74,6 @@ __all__ = [
 LATENCY_PRIOR_S = 2.0
 # Replies are a few hundred tokens whatever max_tokens says; ranking by expected (not worst) cost.
 EXPECTED_OUTPUT_TOKENS = 400
-TOKENS_PER_MTOK = 1_000_000
 
 # needed quality, per task kind, on the catalog's 0..100 scale, is piecewise linear in the classifier's
 # difficulty percentile d (0.5 = a median prompt of its tuning data): from the kind's floor at d = 0 up to
@@ -167,7 +167,7 @@ def expected_cost_nano_usd(model: CatalogModel, needs: RequestNeeds) -> int:
         needs.prompt_tokens * model.input_price_nano_usd_per_mtok
         + output_tokens * model.output_price_nano_usd_per_mtok
     )
-    return -(-total // TOKENS_PER_MTOK)
+    return div_ceil(total, TOKENS_PER_MTOK)
 
 
 def _latency_s(health: DeploymentHealth | None, *, streaming: bool) -> float:
