@@ -172,7 +172,7 @@ async def _trial_balance(ledger: Ledger, as_json: bool, out: TextIO) -> int:
 
 
 async def _find_transaction(ledger: Ledger, ref: str) -> LedgerTransaction | None:
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit() and len(ref) <= 18:
         found = await ledger.get_transaction(int(ref))
         if found is not None:
             return found

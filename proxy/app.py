@@ -7,7 +7,7 @@ from aiohttp import web
 from proxy.accounts.resources import setup_accounts
 from proxy.app_keys import SETTINGS
 from proxy.chain_watcher import chain_watcher_ctx
-from proxy.handlers import chat, deployments, embeddings, health, models, topup, usage
+from proxy.handlers import chat, deployments, embeddings, health, models, openapi, topup, usage
 from proxy.logging_setup import configure_logging
 from proxy.middlewares import cors_middleware, error_middleware, request_id_middleware
 from proxy.resources import (
@@ -56,4 +56,5 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(deployments.routes)
     app.add_routes(topup.routes)
     app.add_routes(usage.routes)
+    app.add_routes(openapi.routes)
     return app

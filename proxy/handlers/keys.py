@@ -20,6 +20,7 @@ from proxy.request_parsing import read_json_model
 __all__ = ["request_domain", "routes"]
 
 routes = web.RouteTableDef()
+_KEY_ID_DIGITS_MAX = 18
 
 
 class ChallengeBody(BaseModel):
@@ -100,9 +101,9 @@ async def list_keys(request: web.Request) -> web.Response:
 async def revoke_key(request: web.Request) -> web.Response:
     principal = await require_bearer(request)
     raw_id = request.match_info["key_id"]
-    info = (
-        await request.app[API_KEYS].revoke(int(raw_id), wallet=principal.wallet) if raw_id.isdigit() else None
-    )
+    # ASCII digits only (isdigit() admits "³") and short enough for a BIGINT column.
+    well_formed = raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= _KEY_ID_DIGITS_MAX
+    info = await request.app[API_KEYS].revoke(int(raw_id), wallet=principal.wallet) if well_formed else None
     if info is None:
         raise NotFound(f"no API key {raw_id} on this wallet", code="api_key_not_found", param="key_id")
     return web.json_response(_key_json(info))

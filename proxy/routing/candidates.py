@@ -61,14 +61,15 @@ def canonical_model_name(name: str) -> str:
         for suffix in _HOSTING_SUFFIXES:
             if key.endswith(suffix) and len(key) > len(suffix):
                 key, stripped = key[: -len(suffix)], True
-    key = _VERSION_SEPARATOR.sub(".", key)
-    assert key, f"model name {name!r} has an empty canonical key"
-    return key
+    # Empty for a name such as "" or "openai/": it then matches no deployment (a caller's 404, not a bug).
+    return _VERSION_SEPARATOR.sub(".", key)
 
 
 def canonical_model_key(model: CatalogModel) -> str:
     """The key shared by every deployment of the same underlying model (e.g. llama-3.3-70b)."""
-    return canonical_model_name(model.upstream_model)
+    key = canonical_model_name(model.upstream_model)
+    assert key, f"catalog model {model.id!r} has an empty canonical key"
+    return key
 
 
 @dataclass(frozen=True)

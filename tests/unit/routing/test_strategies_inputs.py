@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from proxy.catalog import load_catalog
-from proxy.routing.candidates import canonical_model_key, canonical_model_name
+from proxy.routing.candidates import (
+    canonical_model_key,
+    canonical_model_name,
+    resolve_model_names,
+    resolve_requested_model,
+)
 from proxy.routing.errors import InvalidRoute
 from proxy.routing.failover import should_fail_over
 from proxy.routing.requirements import PriceCeiling, RequestNeeds, RouteRequest, parse_route
@@ -131,3 +136,13 @@ def test_should_fail_over(
         deadline_left_s=deadline_left_s,
     )
     assert decided is expected
+
+
+@pytest.mark.parametrize("name", ["", "  ", "openai/", "/"])
+def test_a_name_with_no_model_in_it_is_a_callers_error(name: str) -> None:
+    # Found by fuzzing: an empty canonical key was an assertion (a 500), not an unknown model.
+    index = load_catalog()
+    with pytest.raises(InvalidRoute):
+        resolve_requested_model(index, name)
+    with pytest.raises(InvalidRoute):
+        resolve_model_names(index, [name])
