@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy.accounts.resources import setup_accounts
-from proxy.app_keys import SETTINGS
+from proxy.app_keys import HEALTH_CLOCK, SETTINGS
 from proxy.chain_watcher import chain_watcher_ctx
 from proxy.handlers import chat, deployments, embeddings, health, models, openapi, topup, usage
 from proxy.logging_setup import configure_logging
@@ -21,18 +21,22 @@ from proxy.resources import (
     serving_ctx,
     settlement_recovery_ctx,
 )
+from proxy.routing.health import Clock
 from proxy.settings import Settings
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    """`clock` (seconds) drives deployment health and breakers; tests inject one that moves when told."""
     configure_logging(settings.log_format)
     app = web.Application(
         middlewares=[request_id_middleware, cors_middleware, error_middleware],
         client_max_size=settings.request_body_bytes_max,
     )
     app[SETTINGS] = settings
+    if clock is not None:
+        app[HEALTH_CLOCK] = clock
     # Opened in this order, closed in reverse; recovery runs before the first request is served.
     app.cleanup_ctx.extend(
         [

@@ -16,7 +16,7 @@ from proxy.payments.gate import PaymentGate
 from proxy.payments.intents import SettlementIntents
 from proxy.routing.candidates import ModelIndex
 from proxy.routing.classifier import ClassifierModel
-from proxy.routing.health import HealthTracker
+from proxy.routing.health import Clock, HealthTracker
 from proxy.serving.billing import Billing
 from proxy.serving.dispatch import Dispatcher
 from proxy.serving.usage_log import UsageLog
@@ -33,6 +33,7 @@ __all__ = [
     "CLASSIFIER",
     "DB_ENGINE",
     "DISPATCHER",
+    "HEALTH_CLOCK",
     "HEALTH_TRACKER",
     "HTTP_SESSION",
     "LEDGER",
@@ -60,6 +61,8 @@ MODEL_INDEX = web.AppKey("MODEL_INDEX", ModelIndex)
 PAYMENT_GATE = web.AppKey("PAYMENT_GATE", PaymentGate)
 UPSTREAMS = web.AppKey("UPSTREAMS", Upstreams)
 HEALTH_TRACKER = web.AppKey("HEALTH_TRACKER", HealthTracker)
+# Set only when create_app is given a clock (tests): breakers and error windows then run on it.
+HEALTH_CLOCK: web.AppKey[Clock] = web.AppKey("HEALTH_CLOCK")
 CLASSIFIER = web.AppKey("CLASSIFIER", ClassifierModel)
 USAGE_LOG = web.AppKey("USAGE_LOG", UsageLog)
 BILLING = web.AppKey("BILLING", Billing)

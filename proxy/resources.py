@@ -26,6 +26,7 @@ from proxy.app_keys import (
     CLASSIFIER,
     DB_ENGINE,
     DISPATCHER,
+    HEALTH_CLOCK,
     HEALTH_TRACKER,
     HTTP_SESSION,
     LEDGER,
@@ -138,15 +139,16 @@ async def routing_ctx(app: web.Application) -> AsyncIterator[None]:
     """Deployment health (shared through Redis when configured) and the request classifier."""
     settings = app[SETTINGS]
     app[CLASSIFIER] = load_classifier_model()
+    clock = app.get(HEALTH_CLOCK)  # None: each tracker's own default clock.
     if settings.redis_url is None:
-        app[HEALTH_TRACKER] = InMemoryHealthTracker(policy=settings.health_policy)
+        app[HEALTH_TRACKER] = InMemoryHealthTracker(policy=settings.health_policy, clock=clock)
         yield
         return
     redis_client = Redis.from_url(
         settings.redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
     )
     try:
-        app[HEALTH_TRACKER] = RedisHealthTracker(redis_client, policy=settings.health_policy)
+        app[HEALTH_TRACKER] = RedisHealthTracker(redis_client, policy=settings.health_policy, clock=clock)
         yield
     finally:
         await redis_client.aclose()

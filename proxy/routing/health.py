@@ -411,8 +411,8 @@ class HealthTracker(ABC):
 class InMemoryHealthTracker(HealthTracker):
     """Health for one process. Atomic because nothing awaits between reading and writing a state."""
 
-    def __init__(self, *, policy: HealthPolicy | None = None, clock: Clock = time.monotonic) -> None:
-        super().__init__(policy=policy or HealthPolicy(), clock=clock)
+    def __init__(self, *, policy: HealthPolicy | None = None, clock: Clock | None = None) -> None:
+        super().__init__(policy=policy or HealthPolicy(), clock=clock or time.monotonic)
         self._states: dict[str, DeploymentState] = {}
 
     async def _update(
@@ -450,7 +450,7 @@ class RedisHealthTracker(HealthTracker):
         *,
         key_prefix: str = "megarouter:health:",
         policy: HealthPolicy | None = None,
-        clock: Clock = time.time,
+        clock: Clock | None = None,
         op_timeout_s: float = 0.5,
         retries_max: int = 16,
         state_ttl_s: int = 86_400,
@@ -459,7 +459,7 @@ class RedisHealthTracker(HealthTracker):
         assert op_timeout_s > 0
         assert 1 <= retries_max <= 1_000
         assert state_ttl_s > 0
-        super().__init__(policy=policy or HealthPolicy(), clock=clock)
+        super().__init__(policy=policy or HealthPolicy(), clock=clock or time.time)
         self._redis = redis
         self._prefix = key_prefix
         self._op_timeout_s = op_timeout_s

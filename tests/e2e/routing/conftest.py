@@ -1,8 +1,8 @@
 """`fault_router`: the running router with one deployment on the "primary" simulator and all others on the
 "secondary", so that faults injected on the primary hit exactly one deployment of a model served twice.
 
-Breaker timings are shortened through the tracker's public `policy` (Settings has no knob for them yet),
-so that breakers open and recover within a test's seconds rather than the production tens of seconds.
+Breaker timings are shortened through Settings' `health_policy`, and the app's health clock is `fault_clock`:
+a breaker stays open until the test moves that clock, however busy the machine is.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from proxy.devnet.tokens import DevnetTokens
 from proxy.routing.health import HealthPolicy
 from proxy.simulator import Simulators
 from tests.fixtures.app import RunningRouter, router_settings, start_router
+from tests.fixtures.clock import FakeClock
 
 # Llama 3.3 70B is served by Groq and by Together: Groq is the deployment under fault.
 FAULTY_MODEL = "groq/llama-3.3-70b-versatile"
@@ -29,8 +30,15 @@ TEST_HEALTH_POLICY = HealthPolicy(open_base_s=0.5, open_max_s=1.0, probe_lease_s
 
 
 @pytest.fixture
+def fault_clock() -> FakeClock:
+    """Deployment health runs on it: breakers open and close only when the test moves it."""
+    return FakeClock()
+
+
+@pytest.fixture
 async def fault_router(
     aiohttp_client: Any,
+    fault_clock: FakeClock,
     anvil: AnvilNode,
     tokens: DevnetTokens,
     anvil_accounts: list[LocalAccount],
@@ -57,5 +65,6 @@ async def fault_router(
         tokens=tokens,
         anvil_accounts=anvil_accounts,
         simulator=simulator,
+        health_clock=fault_clock,
     ) as running:
         yield running

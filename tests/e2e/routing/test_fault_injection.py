@@ -27,12 +27,14 @@ from proxy.app_keys import DB_ENGINE, LEDGER
 from proxy.simulator import ANY_MODEL, FaultSpec
 from tests.e2e.accounts.helpers import bearer
 from tests.e2e.api.support import credit_balance, funded_key, holds_of
-from tests.e2e.routing.conftest import FAULTY_MODEL
+from tests.e2e.routing.conftest import FAULTY_MODEL, TEST_HEALTH_POLICY
 from tests.fixtures.app import RunningRouter
+from tests.fixtures.clock import FakeClock
 
 REQUESTS_PER_CASE = 1_000
 CONCURRENCY = 50
-BREAKER_WAIT_S_MAX = 10.0
+# Once the clock is past the open period, the next request probes the deployment and closes its breaker.
+RECOVERY_REQUESTS_MAX = 3
 BODY: dict[str, Any] = {
     "model": FAULTY_MODEL,
     "messages": [{"role": "user", "content": "Say something short."}],
@@ -109,18 +111,16 @@ async def _deployment_health(router: RunningRouter, model_id: str) -> dict[str, 
     return health
 
 
-async def _until_breaker_closes(router: RunningRouter, key: str) -> int:
-    """Sends requests one by one until the faulty deployment serves again; returns how many it took."""
-    deadline_s = time.monotonic() + BREAKER_WAIT_S_MAX
-    sent = 0
-    while time.monotonic() < deadline_s:
+async def _until_breaker_closes(router: RunningRouter, key: str, clock: FakeClock) -> int:
+    """Moves the health clock past the longest open period, then sends requests one by one until the faulty
+    deployment serves again; returns how many it took."""
+    clock.advance(TEST_HEALTH_POLICY.open_max_s + TEST_HEALTH_POLICY.probe_lease_s)
+    for sent in range(1, RECOVERY_REQUESTS_MAX + 1):
         outcome = await _one(router, key, BODY)
-        sent += 1
         assert outcome.status == 200
         if outcome.served == FAULTY_MODEL:
             return sent
-        await asyncio.sleep(0.1)
-    raise AssertionError("the breaker did not recover in time")
+    raise AssertionError(f"the breaker did not close within {RECOVERY_REQUESTS_MAX} requests")
 
 
 async def _assert_books_clean(router: RunningRouter, payer: Any, *, requests: int) -> None:
@@ -154,7 +154,7 @@ CASES = {
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("case", sorted(CASES))
 async def test_every_request_succeeds_while_one_candidate_is_healthy(
-    fault_router: RunningRouter, case: str
+    fault_router: RunningRouter, fault_clock: FakeClock, case: str
 ) -> None:
     router = fault_router
     payer = router.payers[8]
@@ -171,13 +171,14 @@ async def test_every_request_succeeds_while_one_candidate_is_healthy(
     assert health["failures_total"] > 0
     if case == "primary_429_retry_after":
         assert health["last_failure_kind"] == "rate_limited"
-    # The breaker opened: most requests never called the faulty deployment.
+    # The breaker opened and, the health clock standing still, stayed open for the rest of the burst: most
+    # requests never called the faulty deployment.
     primary_calls = primary.stats()["llama-3.3-70b-versatile"]["requests"]
     print(f"{case}: {primary_calls} calls reached the faulty deployment")
     assert primary_calls < REQUESTS_PER_CASE // 2
 
     primary.reset()
-    took = await _until_breaker_closes(router, key)
+    took = await _until_breaker_closes(router, key, fault_clock)
     health = await _deployment_health(router, FAULTY_MODEL)
     assert health["breaker"] == "closed"
     print(f"{case}: breaker closed again after {took} request(s) once the fault was cleared")

@@ -17,6 +17,7 @@ from proxy.routing.health import (
     InMemoryHealthTracker,
     RedisHealthTracker,
 )
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.router import RedisForTest
 
 POLICY = HealthPolicy(
@@ -32,17 +33,6 @@ POLICY = HealthPolicy(
     probe_lease_s=30.0,
 )
 DEPLOYMENT = "groq/llama-3.3-70b-versatile"
-
-
-class FakeClock:
-    def __init__(self, start_s: float = 1_000.0) -> None:
-        self.now_s = start_s
-
-    def __call__(self) -> float:
-        return self.now_s
-
-    def advance(self, seconds: float) -> None:
-        self.now_s += seconds
 
 
 MakeTracker = Callable[[], HealthTracker]

@@ -11,22 +11,15 @@ from redis.asyncio import Redis
 
 from proxy.routing.errors import HealthStoreUnavailable
 from proxy.routing.health import HealthPolicy, RedisHealthTracker
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.router import REDIS_URL, RedisForTest
 
 POLICY = HealthPolicy(failures_to_open=2, open_base_s=5.0, open_max_s=60.0, ewma_alpha=0.5)
 DEPLOYMENT = "together/meta-llama/Llama-3.3-70B-Instruct-Turbo"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now_s = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
 async def test_two_replicas_agree_on_breaker_and_ewmas(redis_for_test: RedisForTest) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.0)
     second_client = Redis.from_url(REDIS_URL, socket_timeout=2.0, socket_connect_timeout=2.0)
     try:
         first = RedisHealthTracker(
@@ -58,7 +51,7 @@ async def test_two_replicas_agree_on_breaker_and_ewmas(redis_for_test: RedisForT
 
 
 async def test_key_prefixes_keep_stores_apart(redis_for_test: RedisForTest) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.0)
     mine = RedisHealthTracker(
         redis_for_test.client, key_prefix=redis_for_test.key_prefix + "a:", policy=POLICY, clock=clock
     )
