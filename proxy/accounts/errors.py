@@ -2,12 +2,18 @@
 
 ApiError (proxy.errors)
 ├── InvalidRequest 400
-│   ├── ChallengeInvalid        challenge_not_found | challenge_expired | challenge_used | challenge_mismatch
+│   ├── SignedMessageInvalid    message_malformed | domain_mismatch | uri_mismatch | chain_id_mismatch |
+│   │                           version_unsupported   (EIP-4361 terms that are not this server's)
+│   ├── ChallengeInvalid        challenge_not_found | challenge_expired | challenge_not_yet_valid |
+│   │                           challenge_used | challenge_mismatch
 │   ├── SignatureMismatch       signature_mismatch   (signature does not recover the claimed address)
-│   ├── WithdrawalInvalid       withdrawal_expired | unsupported_asset | invalid_destination | ...
+│   ├── WithdrawalInvalid       withdrawal_expired | withdrawal_not_yet_valid | withdrawal_window_invalid |
+│   │                           withdrawal_message_mismatch |
+│   │                           unsupported_asset | invalid_destination | ...
 │   └── InsufficientCredit      insufficient_credit  (a withdrawal larger than the available credit)
 ├── AuthenticationFailed 401    invalid_api_key | api_key_revoked
 ├── Conflict 409                withdrawal_nonce_used
+├── RateLimited 429 (proxy.errors)  too_many_challenges   (with Retry-After)
 └── ServiceUnavailable 503      withdrawals_unavailable
 """
 
@@ -21,8 +27,13 @@ __all__ = [
     "InsufficientCredit",
     "ServiceUnavailable",
     "SignatureMismatch",
+    "SignedMessageInvalid",
     "WithdrawalInvalid",
 ]
+
+
+class SignedMessageInvalid(InvalidRequest):
+    default_code = "signed_message_invalid"
 
 
 class ChallengeInvalid(InvalidRequest):

@@ -3,10 +3,17 @@
 A key is shown once and stored as its SHA-256: the table alone never lets anyone call the API. Challenges are
 consumed by a conditional UPDATE in the same transaction that inserts the key, so one signature yields at
 most one key even when sent twice at once.
+
+Challenges are EIP-4361 messages naming the configured scope (proxy/accounts/siwe.py). A submitted message
+is parsed and its domain, URI, chain id and version checked first (so a message phished for another site
+is refused with a code that says so), then compared byte for byte with the stored challenge. The table is
+bounded: expired rows are purged on every issue, each address keeps its newest few, and when the whole
+table is full a new challenge is refused with 429 and Retry-After until the oldest expires.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -14,18 +21,18 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import chart
 from proxy.accounts.errors import ChallengeInvalid, SignatureMismatch
 from proxy.accounts.settings import AccountsSettings
 from proxy.accounts.signatures import challenge_message, recover_signer
+from proxy.accounts.siwe import SiweScope, check_siwe_scope, parse_siwe
 from proxy.db.tables import account_api_keys, account_challenges
-from proxy.errors import AuthenticationFailed, InvalidRequest
+from proxy.errors import AuthenticationFailed, InvalidRequest, RateLimited
 
 __all__ = ["ApiKeyInfo", "ApiKeys", "Challenge", "IssuedApiKey", "hash_api_key"]
 
-_NONCE_MESSAGE_LINE = "\nNonce: "
 _KEY_PREFIX_DISPLAY_CHARS = 8
 
 
@@ -90,47 +97,77 @@ class ApiKeys:
         engine: AsyncEngine,
         settings: AccountsSettings,
         *,
+        scope: SiweScope,
         clock_unix_s: Callable[[], float] = time.time,
     ) -> None:
         self._engine = engine
         self._settings = settings
+        self._scope = scope
         self._clock_unix_s = clock_unix_s
+        # Makes the pending-challenge caps exact within a process (replicas may each add one at once).
+        self._issue_lock = asyncio.Lock()
+
+    @property
+    def scope(self) -> SiweScope:
+        return self._scope
 
     def _now(self) -> int:
         return int(self._clock_unix_s())
 
-    async def issue_challenge(self, address: str, *, domain: str) -> Challenge:
+    async def issue_challenge(self, address: str) -> Challenge:
+        """A fresh sign-in message for `address`, naming the configured scope (never the caller's Host)."""
         now = self._now()
         nonce = secrets.token_hex(16)
+        expires_at_unix_s = now + self._settings.challenge_validity_s
         challenge = Challenge(
             address=address.lower(),
             nonce=nonce,
             issued_at_unix_s=now,
-            expires_at_unix_s=now + self._settings.challenge_validity_s,
+            expires_at_unix_s=expires_at_unix_s,
             message=challenge_message(
-                domain=domain,
+                scope=self._scope,
                 address=address,
                 nonce=nonce,
                 issued_at_unix_s=now,
-                expires_at_unix_s=now + self._settings.challenge_validity_s,
+                expires_at_unix_s=expires_at_unix_s,
             ),
         )
-        async with self._engine.begin() as conn:
-            # Expired challenges are worthless; dropping them here keeps the table small without a sweeper.
-            await conn.execute(
-                account_challenges.delete().where(account_challenges.c.expires_at_unix_s < now)
-            )
+        async with self._issue_lock, self._engine.begin() as conn:
+            await self._make_room(conn, address=challenge.address, now_unix_s=now)
             await conn.execute(
                 account_challenges.insert().values(
                     nonce=nonce,
                     address=challenge.address,
                     message=challenge.message,
                     issued_at_unix_s=now,
-                    expires_at_unix_s=challenge.expires_at_unix_s,
+                    expires_at_unix_s=expires_at_unix_s,
                     used_at_unix_s=None,
                 )
             )
         return challenge
+
+    async def _make_room(self, conn: AsyncConnection, *, address: str, now_unix_s: int) -> None:
+        """Purges expired challenges, drops the address's oldest beyond its cap, or refuses (429) if full."""
+        table = account_challenges
+        # Expired challenges are worthless; dropping them here keeps the table small without a sweeper.
+        await conn.execute(table.delete().where(table.c.expires_at_unix_s <= now_unix_s))
+        per_address_max = self._settings.challenges_per_address_max
+        newest_first = sa.select(table.c.id).where(table.c.address == address).order_by(table.c.id.desc())
+        mine = (await conn.execute(newest_first)).scalars().all()
+        stale_ids = list(mine[per_address_max - 1 :])  # Keep the newest max-1: with the new one, max.
+        if stale_ids:
+            await conn.execute(table.delete().where(table.c.id.in_(stale_ids)))
+        pending, oldest_expiry_unix_s = (
+            await conn.execute(sa.select(sa.func.count(), sa.func.min(table.c.expires_at_unix_s)))
+        ).one()
+        if pending >= self._settings.challenges_pending_max:
+            retry_after_s = max(1, int(oldest_expiry_unix_s) - now_unix_s)
+            raise RateLimited(
+                "too many sign-in challenges are pending; try again later",
+                code="too_many_challenges",
+                headers={"Retry-After": str(retry_after_s)},
+            )
+        assert pending < self._settings.challenges_pending_max
 
     async def create_key(
         self,
@@ -143,30 +180,11 @@ class ApiKeys:
     ) -> IssuedApiKey:
         """Checks the signed challenge and issues a key. A refusal leaves the challenge usable."""
         wallet = address.lower()
-        nonce = message.rpartition(_NONCE_MESSAGE_LINE)[2].split("\n", 1)[0]
         now = self._now()
-        async with self._engine.connect() as conn:
-            row = (
-                (await conn.execute(sa.select(account_challenges).where(account_challenges.c.nonce == nonce)))
-                .mappings()
-                .first()
-            )
-        if row is None:
-            raise ChallengeInvalid(
-                "no challenge with this nonce was issued; ask POST /v1/auth/challenge",
-                code="challenge_not_found",
-                param="message",
-            )
-        if row["message"] != message or row["address"] != wallet:
-            raise ChallengeInvalid(
-                "message is not the challenge issued to this address",
-                code="challenge_mismatch",
-                param="message",
-            )
-        if row["used_at_unix_s"] is not None:
-            raise ChallengeInvalid("this challenge was already used", code="challenge_used", param="message")
-        if row["expires_at_unix_s"] <= now:
-            raise ChallengeInvalid("this challenge has expired", code="challenge_expired", param="message")
+        terms = parse_siwe(message)
+        check_siwe_scope(terms, self._scope)
+        row = await self._challenge_row(terms.nonce)
+        self._check_challenge(row, message=message, wallet=wallet, now_unix_s=now)
         signer = recover_signer(message, signature)
         if signer != wallet:
             raise SignatureMismatch(f"signature was made by {signer}, not by {wallet}", param="signature")
@@ -217,6 +235,39 @@ class ApiKeys:
                 .one()
             )
         return IssuedApiKey(key=key, info=_info(stored))
+
+    async def _challenge_row(self, nonce: str) -> sa.RowMapping:
+        async with self._engine.connect() as conn:
+            row = (
+                (await conn.execute(sa.select(account_challenges).where(account_challenges.c.nonce == nonce)))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise ChallengeInvalid(
+                "no challenge with this nonce was issued; ask POST /v1/auth/challenge",
+                code="challenge_not_found",
+                param="message",
+            )
+        return row
+
+    @staticmethod
+    def _check_challenge(row: sa.RowMapping, *, message: str, wallet: str, now_unix_s: int) -> None:
+        """EIP-4361 checks against the stored challenge: ours byte for byte, unused, within its times."""
+        if row["message"] != message or row["address"] != wallet:
+            raise ChallengeInvalid(
+                "message is not the challenge issued to this address",
+                code="challenge_mismatch",
+                param="message",
+            )
+        if row["used_at_unix_s"] is not None:
+            raise ChallengeInvalid("this challenge was already used", code="challenge_used", param="message")
+        if row["expires_at_unix_s"] <= now_unix_s:
+            raise ChallengeInvalid("this challenge has expired", code="challenge_expired", param="message")
+        if row["issued_at_unix_s"] > now_unix_s:
+            raise ChallengeInvalid(
+                "this challenge is not valid yet", code="challenge_not_yet_valid", param="message"
+            )
 
     async def authenticate(self, key: str) -> ApiKeyInfo:
         """The live key's info (last use refreshed), or AuthenticationFailed."""

@@ -1,77 +1,95 @@
-"""The messages a wallet signs (EIP-191 personal_sign) and recovering who signed them. Pure: no I/O.
+"""The messages a wallet signs (EIP-191 personal_sign over EIP-4361 text) and recovering who signed them.
 
-The server always rebuilds the exact text from structured fields (or compares it byte for byte with what it
-issued), so a client can never get a signature over words that mean something else accepted.
+Pure: no I/O. Both messages are Sign-In with Ethereum messages bound to the server's configured scope
+(domain, URI, chain id), so a wallet that checks the domain against the page asking for the signature
+warns its owner, and the server refuses a signature made for any other scope. The server always rebuilds
+the exact text from structured fields (or compares it byte for byte with what it issued), so a client can
+never get a signature over words that mean something else accepted.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_keys.exceptions import BadSignature
+from eth_utils.address import to_checksum_address
 from eth_utils.exceptions import ValidationError as EthValidationError
 
 from proxy.accounts.errors import SignatureMismatch
+from proxy.accounts.siwe import SiweMessage, SiweScope, render_siwe
 
 __all__ = [
     "ADDRESS_PATTERN",
+    "CHALLENGE_STATEMENT",
     "NONCE_PATTERN",
     "challenge_message",
     "recover_signer",
     "withdrawal_message",
+    "withdrawal_statement",
 ]
 
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 NONCE_PATTERN = r"^[0-9a-zA-Z]{16,64}$"
+CHALLENGE_STATEMENT = "Create a MegaRouter API key that spends this wallet's prepaid credit."
 _SIGNATURE = re.compile(r"^(0x)?[0-9a-fA-F]{130}$")
 
 
-def _iso(unix_s: int) -> str:
-    return datetime.fromtimestamp(unix_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def challenge_message(
-    *, domain: str, address: str, nonce: str, issued_at_unix_s: int, expires_at_unix_s: int
+    *, scope: SiweScope, address: str, nonce: str, issued_at_unix_s: int, expires_at_unix_s: int
 ) -> str:
-    """An EIP-4361-shaped sign-in text: what a wallet shows its owner before they sign."""
+    """The sign-in text of an API-key challenge: what a wallet shows its owner before they sign."""
     assert issued_at_unix_s < expires_at_unix_s
     assert re.fullmatch(NONCE_PATTERN, nonce)
+    return render_siwe(
+        SiweMessage(
+            domain=scope.domain,
+            address=address,
+            statement=CHALLENGE_STATEMENT,
+            uri=scope.uri,
+            chain_id=scope.chain_id,
+            nonce=nonce,
+            issued_at_unix_s=issued_at_unix_s,
+            expires_at_unix_s=expires_at_unix_s,
+        )
+    )
+
+
+def withdrawal_statement(*, asset: str, amount_atomic: int, destination: str) -> str:
+    """Every term that moves money, in words a wallet shows (EIP-4361 statements are one ASCII line)."""
+    assert amount_atomic > 0
     return (
-        f"{domain} wants you to sign in with your Ethereum account:\n"
-        f"{address.lower()}\n\n"
-        "Create a MegaRouter API key that spends this wallet's prepaid credit.\n\n"
-        f"Nonce: {nonce}\n"
-        f"Issued At: {_iso(issued_at_unix_s)}\n"
-        f"Expiration Time: {_iso(expires_at_unix_s)}"
+        f"Withdraw {amount_atomic} atomic units of token {to_checksum_address(asset)} "
+        f"from this wallet's MegaRouter credit to {to_checksum_address(destination)}."
     )
 
 
 def withdrawal_message(
     *,
-    domain: str,
+    scope: SiweScope,
     wallet: str,
-    network: str,
     asset: str,
     amount_atomic: int,
     destination: str,
     nonce: str,
+    issued_at_unix_s: int,
     expires_at_unix_s: int,
 ) -> str:
-    """The canonical withdrawal request. Every field that moves money is in the signed text."""
+    """The canonical withdrawal request; the chain is the scope's (the Chain ID line)."""
     assert amount_atomic > 0
     assert re.fullmatch(NONCE_PATTERN, nonce)
-    return (
-        f"{domain} withdrawal request\n"
-        f"Wallet: {wallet.lower()}\n"
-        f"Network: {network}\n"
-        f"Asset: {asset.lower()}\n"
-        f"Amount (atomic units): {amount_atomic}\n"
-        f"Destination: {destination.lower()}\n"
-        f"Nonce: {nonce}\n"
-        f"Expires At (unix s): {expires_at_unix_s}"
+    return render_siwe(
+        SiweMessage(
+            domain=scope.domain,
+            address=wallet,
+            statement=withdrawal_statement(asset=asset, amount_atomic=amount_atomic, destination=destination),
+            uri=scope.uri,
+            chain_id=scope.chain_id,
+            nonce=nonce,
+            issued_at_unix_s=issued_at_unix_s,
+            expires_at_unix_s=expires_at_unix_s,
+        )
     )
 
 

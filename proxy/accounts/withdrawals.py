@@ -49,6 +49,7 @@ from proxy.accounts.errors import (
 )
 from proxy.accounts.settings import AccountsSettings
 from proxy.accounts.signatures import ADDRESS_PATTERN, NONCE_PATTERN, recover_signer, withdrawal_message
+from proxy.accounts.siwe import SiweScope, check_siwe_scope, parse_siwe
 from proxy.chart_accounts import ChartAccounts
 from proxy.db.tables import account_withdrawals
 from proxy.errors import UpstreamFailed
@@ -126,7 +127,8 @@ class _TakenOver(Exception):
 
 
 class WithdrawalRequest(BaseModel):
-    """The body of POST /v1/credits/withdraw; `signature` is EIP-191 over `withdrawal_message(...)`."""
+    """The body of POST /v1/credits/withdraw: the terms, the EIP-4361 `message` that states them for this
+    server's scope (exactly `withdrawal_message(...)`), and the wallet's EIP-191 `signature` over it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -135,7 +137,9 @@ class WithdrawalRequest(BaseModel):
     amount_atomic: int = Field(gt=0, le=INT64_MAX // 1_000_000_000)
     destination: str = Field(pattern=ADDRESS_PATTERN)
     nonce: str = Field(pattern=NONCE_PATTERN)
+    issued_at_unix_s: int = Field(ge=0, le=INT64_MAX)
     expires_at_unix_s: int = Field(gt=0, le=INT64_MAX)
+    message: str = Field(min_length=1, max_length=2_000)
     signature: str = Field(min_length=130, max_length=132)
 
 
@@ -170,9 +174,13 @@ class Withdrawals:
         accounts: ChartAccounts,
         settings: Settings,
         accounts_settings: AccountsSettings,
+        scope: SiweScope,
         sender: TransferSender | None,
         clock_unix_s: Callable[[], float] = time.time,
     ) -> None:
+        # Withdrawals are paid on the server's chain; a message bound to another chain id means another chain.
+        assert scope.chain_id == settings.chain_id
+        self._scope = scope
         self._engine = engine
         self._accounts = accounts
         self._settings = settings
@@ -188,16 +196,48 @@ class Withdrawals:
             f"asset {address} is not one MegaRouter pays out", code="unsupported_asset", param="asset"
         )
 
-    def _verify(self, request: WithdrawalRequest, *, domain: str) -> AssetSettings:
+    @property
+    def scope(self) -> SiweScope:
+        return self._scope
+
+    def _verify(self, request: WithdrawalRequest) -> AssetSettings:
         """Guard clauses over the signed request; each refusal has its own code and changes nothing."""
-        now = int(self._clock_unix_s())
-        validity_s_max = self._accounts_settings.withdrawal_request_validity_s_max
         if request.destination.lower() != request.address.lower():
             raise WithdrawalInvalid(
                 "a withdrawal can only be sent to the wallet that owns the credit",
                 code="invalid_destination",
                 param="destination",
             )
+        self._check_times(request)
+        asset = self._asset(request.asset)
+        # Scope first, so a signature phished for another site, URI or chain is refused as exactly that.
+        check_siwe_scope(parse_siwe(request.message), self._scope)
+        expected = withdrawal_message(
+            scope=self._scope,
+            wallet=request.address,
+            asset=request.asset,
+            amount_atomic=request.amount_atomic,
+            destination=request.destination,
+            nonce=request.nonce,
+            issued_at_unix_s=request.issued_at_unix_s,
+            expires_at_unix_s=request.expires_at_unix_s,
+        )
+        if request.message != expected:
+            raise WithdrawalInvalid(
+                "message is not the canonical text of this withdrawal's terms",
+                code="withdrawal_message_mismatch",
+                param="message",
+            )
+        signer = recover_signer(expected, request.signature)
+        if signer != request.address.lower():
+            raise SignatureMismatch(
+                f"withdrawal was signed by {signer}, not by {request.address.lower()}", param="signature"
+            )
+        return asset
+
+    def _check_times(self, request: WithdrawalRequest) -> None:
+        now = int(self._clock_unix_s())
+        validity_s_max = self._accounts_settings.withdrawal_request_validity_s_max
         if request.expires_at_unix_s <= now:
             raise WithdrawalInvalid(
                 "this withdrawal request has expired", code="withdrawal_expired", param="expires_at_unix_s"
@@ -208,26 +248,19 @@ class Withdrawals:
                 code="withdrawal_expiry_too_far",
                 param="expires_at_unix_s",
             )
-        asset = self._asset(request.asset)
-        message = withdrawal_message(
-            domain=domain,
-            wallet=request.address,
-            network=self._settings.network,
-            asset=request.asset,
-            amount_atomic=request.amount_atomic,
-            destination=request.destination,
-            nonce=request.nonce,
-            expires_at_unix_s=request.expires_at_unix_s,
-        )
-        signer = recover_signer(message, request.signature)
-        if signer != request.address.lower():
-            raise SignatureMismatch(
-                f"withdrawal was signed by {signer}, not by {request.address.lower()}", param="signature"
+        if request.issued_at_unix_s > now + self._accounts_settings.signed_clock_skew_s_max:
+            raise WithdrawalInvalid(
+                "issued_at_unix_s is in the future", code="withdrawal_not_yet_valid", param="issued_at_unix_s"
             )
-        return asset
+        if request.issued_at_unix_s >= request.expires_at_unix_s:
+            raise WithdrawalInvalid(
+                "issued_at_unix_s must be before expires_at_unix_s",
+                code="withdrawal_window_invalid",
+                param="issued_at_unix_s",
+            )
 
-    async def withdraw(self, request: WithdrawalRequest, *, domain: str) -> WithdrawalRecord:
-        asset = self._verify(request, domain=domain)
+    async def withdraw(self, request: WithdrawalRequest) -> WithdrawalRecord:
+        asset = self._verify(request)
         if self._sender is None:
             raise ServiceUnavailable(
                 "withdrawals are not available on this server", code="withdrawals_unavailable"

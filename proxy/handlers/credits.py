@@ -9,7 +9,6 @@ from proxy.accounts.auth import require_bearer
 from proxy.accounts.credits import credit_view
 from proxy.accounts.withdrawals import WithdrawalRecord, WithdrawalRequest, WithdrawalStatus
 from proxy.app_keys import LEDGER
-from proxy.handlers.keys import request_domain
 from proxy.request_parsing import read_json_model
 
 __all__ = ["routes"]
@@ -37,6 +36,6 @@ async def get_credits(request: web.Request) -> web.Response:
 async def withdraw(request: web.Request) -> web.Response:
     """Needs no key: the wallet's signature over the request is the authority (a lost key cannot drain it)."""
     body = await read_json_model(request, WithdrawalRequest)
-    record = await request.app[WITHDRAWALS].withdraw(body, domain=request_domain(request))
+    record = await request.app[WITHDRAWALS].withdraw(body)
     status = 200 if record.status == WithdrawalStatus.COMPLETED else 202
     return web.json_response(_withdrawal_json(record), status=status)

@@ -1,6 +1,8 @@
 """Wallet-proven API keys: POST /v1/auth/challenge, POST /v1/keys, GET /v1/keys, DELETE /v1/keys/{id}.
 
 A key is minted only for a fresh challenge signed (EIP-191) by the wallet it names, and is shown once.
+The challenge is an EIP-4361 message naming the configured domain, URI and chain id, never the request's
+Host; challenges are rate limited per client IP (the limiter is the app's own, see accounts_ctx).
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from proxy.accounts.app_keys import ACCOUNTS_SETTINGS, API_KEYS
+from proxy.accounts.app_keys import API_KEYS, CHALLENGE_RATE_LIMITER, SIGNING_SCOPE
 from proxy.accounts.auth import require_bearer
 from proxy.accounts.keys import ApiKeyInfo
 from proxy.accounts.signatures import ADDRESS_PATTERN
-from proxy.errors import NotFound
+from proxy.accounts.siwe import SIWE_VERSION
+from proxy.errors import NotFound, RateLimited
 from proxy.request_parsing import read_json_model
 
-__all__ = ["request_domain", "routes"]
+__all__ = ["routes"]
 
 routes = web.RouteTableDef()
 _KEY_ID_DIGITS_MAX = 18
@@ -40,9 +43,17 @@ class CreateKeyBody(BaseModel):
     strategy: Literal["balanced", "cost", "latency", "availability"] | None = None
 
 
-def request_domain(request: web.Request) -> str:
-    """The domain named in signed messages: configured, or the Host the client called."""
-    return request.app[ACCOUNTS_SETTINGS].domain or request.host
+def _limit_challenges(request: web.Request) -> None:
+    # The peer address, not X-Forwarded-For: a header is the caller's to choose. Behind a reverse proxy
+    # every caller shares the proxy's bucket, which still bounds the table (its own cap also holds).
+    client = request.remote or "unknown"
+    retry_after_s = request.app[CHALLENGE_RATE_LIMITER].take(client)
+    if retry_after_s is not None:
+        raise RateLimited(
+            f"too many sign-in challenges from this client; retry in {retry_after_s} s",
+            code="too_many_challenges",
+            headers={"Retry-After": str(retry_after_s)},
+        )
 
 
 def _key_json(info: ApiKeyInfo) -> dict[str, object]:
@@ -63,8 +74,10 @@ def _key_json(info: ApiKeyInfo) -> dict[str, object]:
 
 @routes.post("/v1/auth/challenge")
 async def create_challenge(request: web.Request) -> web.Response:
+    _limit_challenges(request)
     body = await read_json_model(request, ChallengeBody)
-    challenge = await request.app[API_KEYS].issue_challenge(body.address, domain=request_domain(request))
+    challenge = await request.app[API_KEYS].issue_challenge(body.address)
+    scope = request.app[SIGNING_SCOPE]
     return web.json_response(
         {
             "address": challenge.address,
@@ -72,6 +85,11 @@ async def create_challenge(request: web.Request) -> web.Response:
             "nonce": challenge.nonce,
             "issued_at": challenge.issued_at_unix_s,
             "expires_at": challenge.expires_at_unix_s,
+            # The EIP-4361 scope, which a withdrawal's message must name too.
+            "domain": scope.domain,
+            "uri": scope.uri,
+            "chain_id": scope.chain_id,
+            "version": SIWE_VERSION,
         }
     )
 

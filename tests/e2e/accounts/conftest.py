@@ -1,12 +1,58 @@
-"""`accounts_router`: the running router, whose withdrawals now go through the app's own Settler.transfer."""
+"""`accounts_router`: the running router, whose withdrawals now go through the app's own Settler.transfer.
+
+`accounts_client_factory` starts more apps on the same chain and database with chosen AccountsSettings and,
+optionally, a challenge rate limiter with an injected clock (set on the app before it starts, as an
+embedder would).
+"""
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from tests.fixtures.app import RunningRouter
+import pytest
+from aiohttp import web
+from eth_account.signers.local import LocalAccount
+
+from proxy.accounts import ACCOUNTS_SETTINGS, CHALLENGE_RATE_LIMITER, AccountsSettings, TokenBuckets
+from proxy.app import create_app
+from proxy.devnet.anvil import AnvilNode
+from proxy.devnet.tokens import DevnetTokens
+from proxy.simulator import Simulators
+from tests.fixtures.app import RunningRouter, router_settings
+
+AccountsClientFactory = Callable[..., Awaitable[Any]]
 
 
 @pytest.fixture
 def accounts_router(router: RunningRouter) -> RunningRouter:
     return router
+
+
+@pytest.fixture
+def accounts_client_factory(
+    aiohttp_client: Any,
+    anvil: AnvilNode,
+    tokens: DevnetTokens,
+    anvil_accounts: list[LocalAccount],
+    simulator: Simulators,
+    database_url: str,
+) -> AccountsClientFactory:
+    async def make(
+        accounts_settings: AccountsSettings, *, limiter: TokenBuckets | None = None, **overrides: Any
+    ) -> Any:
+        settings = router_settings(
+            anvil=anvil,
+            tokens=tokens,
+            settlement_key=anvil_accounts[0].key.hex(),
+            simulator_base_url=simulator.base_url,
+            database_url=database_url,
+            **overrides,
+        )
+        app: web.Application = create_app(settings)
+        app[ACCOUNTS_SETTINGS] = accounts_settings
+        if limiter is not None:
+            app[CHALLENGE_RATE_LIMITER] = limiter
+        return await aiohttp_client(app)
+
+    return make

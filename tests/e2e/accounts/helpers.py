@@ -11,7 +11,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
-from proxy.accounts import withdrawal_message
+from proxy.accounts import SIGNING_SCOPE, SiweScope, withdrawal_message
 from tests.e2e.payments import encode_b64_json, sign_v2_payment
 from tests.fixtures.app import RunningRouter
 
@@ -22,6 +22,7 @@ __all__ = [
     "sign_text",
     "signed_withdrawal",
     "top_up_credit",
+    "withdrawal_body",
 ]
 
 
@@ -94,33 +95,64 @@ async def top_up_credit(
         assert (await paid.json())["credited_nano_usd"] == credited_nano_usd
 
 
+def withdrawal_body(
+    scope: SiweScope,
+    account: LocalAccount,
+    *,
+    asset: str,
+    amount_atomic: int,
+    signer: LocalAccount | None = None,
+    destination: str | None = None,
+    issued_at_unix_s: int | None = None,
+    expires_at_unix_s: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, Any]:
+    """A withdrawal as a wallet-owning client builds it: the terms, their EIP-4361 text, a signature."""
+    now = int(time.time())
+    request: dict[str, Any] = {
+        "address": account.address,
+        "asset": asset,
+        "amount_atomic": amount_atomic,
+        "destination": destination or account.address,
+        "nonce": nonce or secrets.token_hex(16),
+        "issued_at_unix_s": now if issued_at_unix_s is None else issued_at_unix_s,
+        "expires_at_unix_s": expires_at_unix_s or now + 300,
+    }
+    message = withdrawal_message(
+        scope=scope,
+        wallet=request["address"],
+        asset=request["asset"],
+        amount_atomic=amount_atomic,
+        destination=request["destination"],
+        nonce=request["nonce"],
+        issued_at_unix_s=request["issued_at_unix_s"],
+        expires_at_unix_s=request["expires_at_unix_s"],
+    )
+    return {**request, "message": message, "signature": sign_text(signer or account, message)}
+
+
 def signed_withdrawal(
     router: RunningRouter,
     account: LocalAccount,
     *,
     amount_atomic: int,
+    scope: SiweScope | None = None,
     signer: LocalAccount | None = None,
     destination: str | None = None,
+    issued_at_unix_s: int | None = None,
     expires_at_unix_s: int | None = None,
     asset: str | None = None,
     nonce: str | None = None,
 ) -> dict[str, Any]:
-    request: dict[str, Any] = {
-        "address": account.address,
-        "asset": asset or router.tokens.usdc.address,
-        "amount_atomic": amount_atomic,
-        "destination": destination or account.address,
-        "nonce": nonce or secrets.token_hex(16),
-        "expires_at_unix_s": expires_at_unix_s or int(time.time()) + 300,
-    }
-    message = withdrawal_message(
-        domain=f"{router.client.host}:{router.client.port}",
-        wallet=request["address"],
-        network=router.settings.network,
-        asset=request["asset"],
+    """A withdrawal for the router's signing scope (the one its challenges name), unless `scope` is given."""
+    return withdrawal_body(
+        scope or router.app[SIGNING_SCOPE],
+        account,
+        asset=asset or router.tokens.usdc.address,
         amount_atomic=amount_atomic,
-        destination=request["destination"],
-        nonce=request["nonce"],
-        expires_at_unix_s=request["expires_at_unix_s"],
+        signer=signer,
+        destination=destination,
+        issued_at_unix_s=issued_at_unix_s,
+        expires_at_unix_s=expires_at_unix_s,
+        nonce=nonce,
     )
-    return {**request, "signature": sign_text(signer or account, message)}

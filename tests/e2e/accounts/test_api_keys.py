@@ -27,7 +27,7 @@ async def test_challenge_key_list_and_revoke(accounts_router: RunningRouter) -> 
     router = accounts_router
     wallet = router.payers[0]
     issued = await challenge(router, wallet.address)
-    assert wallet.address.lower() in issued["message"]
+    assert f"\n{wallet.address}\n" in issued["message"]  # EIP-55 checksum form, as EIP-4361 asks
     assert f"Nonce: {issued['nonce']}" in issued["message"]
     assert issued["expires_at"] > issued["issued_at"]
 

@@ -114,7 +114,9 @@ async def test_bad_withdrawal_requests_are_refused_and_change_nothing(accounts_r
             "invalid_destination",
         ),
         (
-            signed_withdrawal(router, payer, amount_atomic=1, expires_at_unix_s=now - 1),
+            signed_withdrawal(
+                router, payer, amount_atomic=1, issued_at_unix_s=now - 600, expires_at_unix_s=now - 1
+            ),
             400,
             "withdrawal_expired",
         ),
@@ -126,8 +128,19 @@ async def test_bad_withdrawal_requests_are_refused_and_change_nothing(accounts_r
         (signed_withdrawal(router, payer, amount_atomic=1, asset="0x" + "11" * 20), 400, "unsupported_asset"),
         (signed_withdrawal(router, payer, amount_atomic=10**9), 400, "insufficient_credit"),
     ]
+    cases.append(
+        (
+            signed_withdrawal(router, payer, amount_atomic=1, issued_at_unix_s=now + 120),
+            400,
+            "withdrawal_not_yet_valid",
+        )
+    )
+    # Terms changed after signing: the message no longer states them, or (restated) the signature is stale.
     tampered = signed_withdrawal(router, payer, amount_atomic=1)
-    cases.append(({**tampered, "amount_atomic": 2}, 400, "signature_mismatch"))
+    cases.append(({**tampered, "amount_atomic": 2}, 400, "withdrawal_message_mismatch"))
+    restated = signed_withdrawal(router, payer, amount_atomic=2, nonce=tampered["nonce"])
+    cases.append(({**restated, "signature": tampered["signature"]}, 400, "signature_mismatch"))
+    cases.append(({**tampered, "message": "hello"}, 400, "message_malformed"))
     before = await router.snapshot()
     for body, status, code in cases:
         response = await router.client.post("/v1/credits/withdraw", json=body)

@@ -11,8 +11,6 @@ to another transaction (never minable) in-process: recovery must release it, nev
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,16 +22,22 @@ from sqlalchemy import select
 from web3 import AsyncWeb3
 
 from ledger import Ledger, chart, check_ledger, create_ledger_engine
-from proxy.accounts import ACCOUNTS_SETTINGS, WITHDRAWALS, WithdrawalRequest, Withdrawals, withdrawal_message
+from proxy.accounts import (
+    ACCOUNTS_SETTINGS,
+    SIGNING_SCOPE,
+    WITHDRAWALS,
+    SiweScope,
+    WithdrawalRequest,
+    Withdrawals,
+)
 from proxy.accounts.withdrawal_recovery import recover_withdrawals
 from proxy.app_keys import CHART_ACCOUNTS, DB_ENGINE, LEDGER, SETTLER
 from proxy.db.tables import account_withdrawals
 from proxy.devnet.anvil import AnvilNode
 from proxy.devnet.tokens import DevnetTokens
 from proxy.faults import CRASH_EXIT_CODE
-from proxy.settings import Settings
 from proxy.simulator import Simulators
-from tests.e2e.accounts.helpers import pay_for_credit, sign_text, top_up_credit
+from tests.e2e.accounts.helpers import pay_for_credit, top_up_credit, withdrawal_body
 from tests.e2e.server_process import run_server_process
 from tests.fixtures.app import RunningRouter, router_settings
 from tests.fixtures.chain import token_balance_atomic
@@ -43,30 +47,6 @@ TOPUP_USD = "0.25"
 TOPUP_NANO_USD = 250_000_000
 WITHDRAW_ATOMIC = 100_000  # 0.1 USDC
 HTTP_TIMEOUT_S = 30.0
-
-
-def _signed_withdrawal(
-    settings: Settings, domain: str, payer: LocalAccount, asset: str, *, amount_atomic: int = WITHDRAW_ATOMIC
-) -> dict[str, Any]:
-    request: dict[str, Any] = {
-        "address": payer.address,
-        "asset": asset,
-        "amount_atomic": amount_atomic,
-        "destination": payer.address,
-        "nonce": secrets.token_hex(16),
-        "expires_at_unix_s": int(time.time()) + 300,
-    }
-    message = withdrawal_message(
-        domain=domain,
-        wallet=payer.address,
-        network=settings.network,
-        asset=asset,
-        amount_atomic=amount_atomic,
-        destination=payer.address,
-        nonce=request["nonce"],
-        expires_at_unix_s=request["expires_at_unix_s"],
-    )
-    return {**request, "signature": sign_text(payer, message)}
 
 
 async def _withdraw_until_crash(base_url: str, body: dict[str, Any]) -> None:
@@ -114,7 +94,9 @@ async def test_crash_during_withdrawal_is_recovered_once(
             await top_up_credit(
                 session, server.base_url, payer, amount_usd=TOPUP_USD, credited_nano_usd=TOPUP_NANO_USD
             )
-        body = _signed_withdrawal(settings, server.base_url.removeprefix("http://"), payer, usdc)
+        # A server with no public_base_url signs as the URL it listens on.
+        scope = SiweScope.from_base_url(server.base_url, chain_id=settings.chain_id)
+        body = withdrawal_body(scope, payer, asset=usdc, amount_atomic=WITHDRAW_ATOMIC)
         await _withdraw_until_crash(server.base_url, body)
         assert await server.wait_exit() == CRASH_EXIT_CODE
 
@@ -195,12 +177,12 @@ async def test_sent_withdrawal_whose_nonce_went_elsewhere_is_released_not_resent
         accounts=router.app[CHART_ACCOUNTS],
         settings=router.settings,
         accounts_settings=router.app[ACCOUNTS_SETTINGS],
+        scope=router.app[SIGNING_SCOPE],
         sender=_DyingSender(router.app[SETTLER]),
     )
-    domain = f"{router.client.host}:{router.client.port}"
-    body = _signed_withdrawal(router.settings, domain, payer, usdc, amount_atomic=1)
+    body = withdrawal_body(router.app[SIGNING_SCOPE], payer, asset=usdc, amount_atomic=1)
     with pytest.raises(_DiesAfterPersisting):
-        await dying.withdraw(WithdrawalRequest.model_validate(body), domain=domain)
+        await dying.withdraw(WithdrawalRequest.model_validate(body))
     [record] = await live.unfinished()
     assert record.status == "sent"
     # Another transfer takes the stored transaction's nonce: the stored one can never be mined now.

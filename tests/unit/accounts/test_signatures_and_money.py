@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from proxy.accounts import (
     AccountsSettings,
-    challenge_message,
+    SiweScope,
     nano_usd_to_usd_string,
     recover_signer,
     withdrawal_message,
@@ -24,35 +24,20 @@ def _sign(text: str) -> str:
     return "0x" + signature.hex()
 
 
-def test_challenge_names_domain_address_nonce_and_times() -> None:
-    text = challenge_message(
-        domain="api.example",
-        address=ACCOUNT.address,
-        nonce="a" * 32,
-        issued_at_unix_s=0,
-        expires_at_unix_s=300,
-    )
-    assert text.startswith("api.example wants you to sign in")
-    assert ACCOUNT.address.lower() in text
-    assert "Nonce: " + "a" * 32 in text
-    assert "Issued At: 1970-01-01T00:00:00Z" in text
-    assert text.endswith("Expiration Time: 1970-01-01T00:05:00Z")
-
-
 def test_recover_signer_round_trip_and_tamper() -> None:
     text = withdrawal_message(
-        domain="d",
+        scope=SiweScope(domain="d.example", uri="https://d.example", chain_id=1),
         wallet=ACCOUNT.address,
-        network="eip155:1",
         asset="0x" + "ab" * 20,
         amount_atomic=5,
         destination=ACCOUNT.address,
         nonce="b" * 16,
+        issued_at_unix_s=0,
         expires_at_unix_s=9,
     )
     signature = _sign(text)
     assert recover_signer(text, signature) == ACCOUNT.address.lower()
-    assert recover_signer(text.replace("5", "6"), signature) != ACCOUNT.address.lower()
+    assert recover_signer(text.replace("Withdraw 5 ", "Withdraw 6 "), signature) != ACCOUNT.address.lower()
 
 
 @pytest.mark.parametrize("signature", ["0x12", "zz" * 65, "0x" + "00" * 65, "0x" + "ff" * 65])
