@@ -12,6 +12,7 @@ from ledger.types import AccountFlags, AccountType
 __all__ = [
     "EQUITY_EXTERNAL",
     "EXPENSE_GAS",
+    "EXPENSE_USAGE_OVERAGE",
     "NATIVE_ASSET",
     "UNIT_NANO_USD",
     "UNIT_WEI",
@@ -25,6 +26,7 @@ __all__ = [
     "provider_payable",
     "spec_for",
     "unit_for",
+    "usage_overage_expense",
 ]
 
 UNIT_NANO_USD = "nano_usd"
@@ -33,6 +35,7 @@ UNIT_WEI = "wei"
 # The usual stand-in address for a chain's native coin, so native cash fits the cash naming scheme.
 NATIVE_ASSET = "0x0000000000000000000000000000000000000000"
 EXPENSE_GAS = "expense:gas"
+EXPENSE_USAGE_OVERAGE = "expense:usage_overage"
 EQUITY_EXTERNAL = "equity:external"
 
 
@@ -82,6 +85,12 @@ def credit_account(account_id: str) -> str:
 def provider_payable(provider: str) -> str:
     """What is owed to an upstream provider (liability)."""
     return f"provider_payable:{_part(provider)}"
+
+
+def usage_overage_expense(provider: str) -> str:
+    """What a provider billed beyond the quote the caller was held for (expense, nano-USD): the operator
+    owes it to the provider but could not charge it on."""
+    return f"{EXPENSE_USAGE_OVERAGE}:{_part(provider)}"
 
 
 class AccountSpec:

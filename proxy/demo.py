@@ -1,8 +1,10 @@
 """`megarouter demo`: the whole of MegaRouter on one machine, in the foreground.
 
-It starts Anvil (its chain kept in the state dir, so a second run continues the first), deploys the test
-tokens and funds accounts 1-9 on first start, starts the simulated providers and MegaRouter on
-127.0.0.1, prints what an agent needs, and stops everything on Ctrl-C (SIGINT) or SIGTERM.
+It starts Anvil (its chain kept in the state dir, so a second run continues the first, even after a
+crash: see proxy/devnet/anvil.py), deploys the test tokens and funds accounts 1-9 on first start, starts
+the simulated providers and MegaRouter on 127.0.0.1, prints what an agent needs, and stops everything on
+Ctrl-C (SIGINT) or SIGTERM. When the chain state cannot be continued (unreadable, or behind the
+database), the chain, its record and the database are set aside together and the demo starts over.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import json
 import shutil
 import signal
+import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,13 +27,13 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from proxy.app import create_app
 from proxy.catalog import load_catalog
-from proxy.devnet.anvil import ANVIL_MNEMONIC, AnvilNode, free_tcp_port, run_anvil
+from proxy.devnet.anvil import ANVIL_MNEMONIC, AnvilNode, free_tcp_port, run_anvil, state_file_problem
 from proxy.devnet.providers import demo_providers
 from proxy.devnet.tokens import DevnetTokens, deploy_test_tokens, mint_many
 from proxy.settings import AssetSettings, Settings
 from proxy.simulator import start_simulators
 
-__all__ = ["DEMO_ANVIL_PORT", "run_demo"]
+__all__ = ["DEMO_ANVIL_PORT", "run_demo", "set_aside_unusable_chain"]
 
 DEMO_ANVIL_PORT = 8545
 DEMO_FUNDED_ACCOUNTS = range(1, 10)
@@ -97,13 +100,69 @@ async def _ensure_tokens(node: AnvilNode, state_dir: Path) -> DevnetRecord:
         await w3.provider.disconnect()
 
 
-def _archive_stale_database(state_dir: Path) -> None:
-    """A fresh chain under an old database would make every booking unreconcilable; set the old one aside."""
-    database = state_dir / "megarouter.db"
-    if database.exists():
-        archived = state_dir / f"megarouter.{int(time.time())}.db"
-        shutil.move(database, archived)
-        print(f"note: the chain state was missing, so the old database was moved to {archived}")
+DEMO_DATABASE_NAME = "megarouter.db"
+# What describes one chain: Anvil's state, the record of what was deployed on it, and the database whose
+# ledger books its settlements. They are kept, and set aside, together.
+DEMO_CHAIN_FILES = ("anvil-state.json", "devnet.json", DEMO_DATABASE_NAME)
+SQLITE_SIDE_FILE_SUFFIXES = ("-wal", "-shm", "-journal")
+
+
+def _set_aside(state_dir: Path, *, reason: str) -> None:
+    """Moves the chain's files into `set-aside-<unix s>/` and says so in one line: the next start is a new
+    chain with a new database, never a ledger describing a chain that no longer exists."""
+    names = [
+        name
+        for base in DEMO_CHAIN_FILES
+        for name in (base, *(base + suffix for suffix in SQLITE_SIDE_FILE_SUFFIXES))
+        if (state_dir / name).exists()
+    ]
+    if not names:
+        return
+    aside = state_dir / f"set-aside-{int(time.time())}"
+    aside.mkdir(exist_ok=True)
+    for name in names:
+        shutil.move(state_dir / name, aside / name)
+    print(f"note: {reason}; starting a new chain and database, the old ones moved to {aside}", flush=True)
+
+
+def _database_block_max(database: Path) -> int | None:
+    """The newest block the demo database has booked or scanned, or None when it knows of none."""
+    if not database.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        try:
+            settled = connection.execute("SELECT MAX(block_number) FROM x402_settlements").fetchone()[0]
+            scanned = connection.execute("SELECT MAX(next_block) - 1 FROM chain_watch_cursors").fetchone()[0]
+        except sqlite3.OperationalError:
+            return None  # Not migrated yet: it describes no chain.
+    known = [block for block in (settled, scanned) if block is not None]
+    return max(known) if known else None
+
+
+def _chain_files_problem(state_dir: Path) -> str | None:
+    """Why the chain state and the database cannot be continued together (None when they can)."""
+    anvil_state = state_dir / "anvil-state.json"
+    database = state_dir / DEMO_DATABASE_NAME
+    if not anvil_state.exists():
+        return None if not database.exists() else "the chain state is missing"
+    problem = state_file_problem(anvil_state)
+    if problem is not None:
+        return f"the chain state {anvil_state} is unreadable: {problem}"
+    chain_block = int(json.loads(anvil_state.read_bytes())["block"]["number"], 16)
+    database_block = _database_block_max(database)
+    if database_block is not None and database_block > chain_block:
+        return (
+            f"the chain state ends at block {chain_block} but the database has seen block {database_block}"
+        )
+    return None
+
+
+def set_aside_unusable_chain(state_dir: Path) -> str | None:
+    """Sets the chain's files aside when they cannot be continued together; returns why, or None."""
+    problem = _chain_files_problem(state_dir)
+    if problem is not None:
+        _set_aside(state_dir, reason=problem)
+    return problem
 
 
 def _banner(
@@ -152,8 +211,7 @@ def _banner(
 async def run_demo(*, state_dir: Path, port: int, environ: Mapping[str, str]) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything starts.
     anvil_state = state_dir / "anvil-state.json"
-    if not anvil_state.exists():
-        _archive_stale_database(state_dir)
+    set_aside_unusable_chain(state_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -172,7 +230,7 @@ async def run_demo(*, state_dir: Path, port: int, environ: Mapping[str, str]) ->
         )
         settings = Settings(
             port=port,
-            database_url=f"sqlite+aiosqlite:///{state_dir / 'megarouter.db'}",
+            database_url=f"sqlite+aiosqlite:///{state_dir / DEMO_DATABASE_NAME}",
             chain_rpc_url=node.rpc_url,
             chain_id=node.chain_id,
             settlement_private_key=anvil_account(0).key.hex(),

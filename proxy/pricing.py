@@ -2,9 +2,11 @@
 
 The quote bounds the prompt by its UTF-8 size: byte-level BPE tokenizers never produce more tokens than
 bytes, so `bytes + per-message overhead` cannot be exceeded, and each image part is bounded by the
-largest tile budget any provider bills. Output is bounded by the `max_tokens` we send upstream, which is
-capped here so the worst case fits the hold. A charge is `ceil(Σ tokens × price / 1e6)`: at most one
-nano-USD of rounding per request, always in the operator's favour.
+largest tile budget any provider bills. Tool definitions, a named tool choice and a response JSON schema
+count by their JSON size too (providers render them into the prompt), plus the providers' own framing.
+Output is bounded by the `max_tokens` we send upstream, which is capped here so the worst case fits the
+hold. A charge is `ceil(Σ tokens × price / 1e6)`: at most one nano-USD of rounding per request, always
+in the operator's favour.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from proxy.money import TOKENS_PER_MTOK, div_ceil
 
 __all__ = [
     "IMAGE_TOKENS_MAX",
+    "STRUCTURED_OUTPUT_OVERHEAD_TOKENS",
     "Charge",
     "PricedModel",
     "Quote",
@@ -32,6 +35,9 @@ __all__ = [
 # Chat templates add a handful of tokens per message (role markers, separators) and per request.
 MESSAGE_OVERHEAD_TOKENS = 8
 REQUEST_OVERHEAD_TOKENS = 16
+# Anthropic documents a tool-use system prompt of up to 346 tokens (tool_choice auto or none); other providers
+# frame tools and JSON schemas with fewer. Rounded up generously: it only widens the hold, never the charge.
+STRUCTURED_OUTPUT_OVERHEAD_TOKENS = 1_024
 # The most any provider bills for one image (a 2048×2048 high-detail image is 2,805 tokens at OpenAI).
 IMAGE_TOKENS_MAX = 4_000
 
@@ -109,18 +115,41 @@ def _count_content_bytes(content: Any) -> tuple[int, int]:
     return len(json.dumps(content, ensure_ascii=False).encode("utf-8")), 0
 
 
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
 def prompt_tokens_upper_bound(
-    messages: Sequence[Mapping[str, Any]], *, tools: Iterable[Mapping[str, Any]] | None = None
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    tools: Iterable[Mapping[str, Any]] | None = None,
+    tool_choice: Any = None,
+    response_format: Mapping[str, Any] | None = None,
+    other_fields: Mapping[str, Any] | None = None,
 ) -> int:
+    """Tokens the provider may bill for the prompt: messages, and everything else it may render into the
+    prompt (tool definitions, a named tool choice, a JSON schema to answer in, other fields passed
+    through as sent), each by its JSON size."""
     total = REQUEST_OVERHEAD_TOKENS
     for message in messages:
         content_bytes, images = _count_content_bytes(message.get("content"))
         # Everything except content (role, name, tool calls, ids) is bounded by its JSON size.
         rest = {key: value for key, value in message.items() if key != "content"}
-        rest_bytes = len(json.dumps(rest, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-        total += MESSAGE_OVERHEAD_TOKENS + content_bytes + rest_bytes + images * IMAGE_TOKENS_MAX
+        total += MESSAGE_OVERHEAD_TOKENS + content_bytes + _json_bytes(rest) + images * IMAGE_TOKENS_MAX
+    tools = list(tools or [])
+    schema = (response_format or {}).get("json_schema")
     if tools:
-        total += len(json.dumps(list(tools), ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        total += _json_bytes(tools)
+    if tool_choice is not None:
+        total += _json_bytes(tool_choice)
+    if schema is not None:
+        total += _json_bytes(schema)
+    if other_fields:
+        total += _json_bytes(other_fields)
+    if tools or schema is not None:
+        # Providers wrap tools and schemas in instructions of their own (tool use, or a schema sent as a
+        # forced tool), billed as prompt tokens but absent from the request.
+        total += STRUCTURED_OUTPUT_OVERHEAD_TOKENS
     assert total > 0
     return total
 

@@ -16,7 +16,9 @@ __all__ = ["add_usage_command", "run_usage_command"]
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
-_COLUMNS = ("request_id", "outcome", "model_id", "input", "cached", "output", "est", "quote", "cost")
+_COLUMNS = (
+    "request_id", "outcome", "model_id", "input", "cached", "output", "est", "quote", "cost", "overage"
+)
 
 
 def add_usage_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,6 +41,8 @@ def _row(event: UsageEvent) -> tuple[str, ...]:
         "yes" if event.usage_estimated else "",
         f"{event.quote_nano_usd:,}",
         f"{event.cost_nano_usd:,}",
+        # Provider usage beyond the quote: the operator's expense, not the caller's charge.
+        f"{event.overage_nano_usd:,}" if event.overage_nano_usd else "",
     )
 
 

@@ -86,6 +86,8 @@ usage_events = Table(
     Column("catalog_version", String(128), nullable=False),
     Column("quote_nano_usd", BigInteger, nullable=False),
     Column("cost_nano_usd", BigInteger, nullable=False),
+    # The provider's reported cost beyond the quote (booked as an expense, not charged); 0 almost always.
+    Column("overage_nano_usd", BigInteger, nullable=False, server_default="0"),
     Column("hold_id", BigInteger, nullable=True),
     Column("latency_ms", Integer, nullable=False),
     Column("time_to_first_token_ms", Integer, nullable=True),

@@ -1,7 +1,8 @@
 """GET /v1/usage and /v1/usage/{request_id}: how each of the caller's requests was charged, and why.
 
 Keyed (the key's wallet sees its own requests only). Each event carries tokens by kind, the prices used,
-the catalog version, the quote held, the cost captured, the route taken and every attempt.
+the catalog version, the quote held, the cost captured, any provider usage beyond the quote (the
+operator's expense, `overage_nano_usd`), the route taken and every attempt.
 """
 
 from __future__ import annotations

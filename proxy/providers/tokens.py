@@ -51,9 +51,13 @@ def estimate_message_tokens(message: ChatMessage) -> int:
 
 
 def estimate_prompt_tokens(request: ChatCompletionRequest) -> int:
-    """Prompt tokens of a chat request: messages, framing, and tool definitions (sent as JSON schema)."""
+    """Prompt tokens of a chat request: messages, framing, tool definitions and the response JSON schema
+    (both sent as JSON schema, and billed as prompt)."""
     tokens = REPLY_PRIMING_TOKENS + sum(estimate_message_tokens(message) for message in request.messages)
     for tool in request.tools or []:
         tokens += estimate_text_tokens(json.dumps(tool.function.model_dump(mode="json", exclude_none=True)))
+    if request.response_format is not None and request.response_format.json_schema is not None:
+        schema = request.response_format.json_schema.model_dump(mode="json", exclude_none=True)
+        tokens += estimate_text_tokens(json.dumps(schema))
     assert tokens > 0
     return tokens

@@ -16,9 +16,10 @@ from proxy.pricing import charge_for_usage
 from proxy.providers.base import TokenUsage
 from proxy.serving.usage_log import Attempt, UsageEvent, UsageLog
 
-__all__ = ["HOLD_CODE", "Billing", "BillingSession"]
+__all__ = ["HOLD_CODE", "USAGE_OVERAGE_CODE", "Billing", "BillingSession"]
 
 HOLD_CODE = "inference_hold"
+USAGE_OVERAGE_CODE = "usage_overage"
 log = structlog.get_logger("megarouter.billing")
 
 
@@ -60,28 +61,44 @@ class BillingSession:
         outcome: str,
         time_to_first_token_ms: int | None = None,
     ) -> int:
-        """Captures the real cost of `usage` at `model`'s prices (never more than held); returns it."""
+        """Captures the real cost of `usage` at `model`'s prices (never more than held); returns it.
+
+        A provider reporting more than the quote allowed is still owed the real cost: the caller pays the
+        quote (what it agreed to), and the rest is booked as the operator's `expense:usage_overage:*`.
+        """
         assert not self._resolved, "a request's hold is resolved once"
         self._resolved = True
-        charge = charge_for_usage(model.id, model, usage)
-        cost_nano_usd = charge.cost_nano_usd
-        if cost_nano_usd > self.quote_nano_usd:
-            # The quote bounds the cost by construction; a provider over-reporting is not billed beyond it.
-            log.error(
-                "charge_exceeds_quote", charge_nano_usd=cost_nano_usd, quote_nano_usd=self.quote_nano_usd
-            )
-            cost_nano_usd = self.quote_nano_usd
+        real_cost_nano_usd = charge_for_usage(model.id, model, usage).cost_nano_usd
+        cost_nano_usd = min(real_cost_nano_usd, self.quote_nano_usd)
+        overage_nano_usd = real_cost_nano_usd - cost_nano_usd
         payable = chart.provider_payable(model.provider)
-        await self._billing.accounts.ensure([payable])
+        overage_expense = chart.usage_overage_expense(model.provider)
+        await self._billing.accounts.ensure([payable, overage_expense] if overage_nano_usd else [payable])
         await self._billing.ledger.capture(
             self.hold.id, cost_nano_usd, idempotency_key=f"{self._request_id}:capture", credit_account=payable
         )
+        if overage_nano_usd > 0:
+            log.error(
+                "charge_exceeds_quote",
+                charge_nano_usd=real_cost_nano_usd,
+                quote_nano_usd=self.quote_nano_usd,
+                overage_nano_usd=overage_nano_usd,
+                provider=model.provider,
+            )
+            # Keyed by the hold (server-minted, one per request), so a retried charge books it once.
+            await self._billing.ledger.post(
+                idempotency_key=f"hold:{self.hold.id}:usage_overage",
+                code=USAGE_OVERAGE_CODE,
+                postings=[(overage_expense, overage_nano_usd), (payable, -overage_nano_usd)],
+                metadata={"request_id": self._request_id, "hold_id": self.hold.id},
+            )
         await self._record(
             model,
             usage,
             attempts=attempts,
             outcome=outcome,
             cost_nano_usd=cost_nano_usd,
+            overage_nano_usd=overage_nano_usd,
             time_to_first_token_ms=time_to_first_token_ms,
         )
         log.info(
@@ -115,6 +132,7 @@ class BillingSession:
         outcome: str,
         cost_nano_usd: int,
         time_to_first_token_ms: int | None,
+        overage_nano_usd: int = 0,
     ) -> None:
         prices = (
             {}
@@ -148,6 +166,7 @@ class BillingSession:
                 catalog_version=self._billing.catalog_version,
                 quote_nano_usd=self.quote_nano_usd,
                 cost_nano_usd=cost_nano_usd,
+                overage_nano_usd=overage_nano_usd,
                 hold_id=self.hold.id,
                 latency_ms=self._elapsed_ms(),
                 time_to_first_token_ms=time_to_first_token_ms,

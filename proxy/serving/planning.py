@@ -7,6 +7,7 @@ of the candidates' quotes; each candidate's own quote caps the `max_tokens` sent
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import structlog
 from pydantic import BaseModel, ConfigDict
@@ -69,6 +70,23 @@ def _json_mode(body: ChatCompletionRequest) -> bool:
     return body.response_format is not None and body.response_format.type in ("json_object", "json_schema")
 
 
+def _prompt_tokens_max(body: ChatCompletionRequest, messages: list[dict[str, Any]]) -> int:
+    """The prompt bound over everything the upstream may render into the prompt: messages, tools, tool
+    choice, response schema, and the unknown fields passed through to OpenAI-compatible upstreams as sent
+    (legacy `functions`, for one). Only our own `route` object never leaves the router."""
+    structured = body.model_dump(
+        mode="json", exclude_none=True, include={"tools", "tool_choice", "response_format"}
+    )
+    passed_through = {key: value for key, value in (body.model_extra or {}).items() if key != "route"}
+    return prompt_tokens_upper_bound(
+        messages,
+        tools=structured.get("tools"),
+        tool_choice=structured.get("tool_choice"),
+        response_format=structured.get("response_format"),
+        other_fields=passed_through,
+    )
+
+
 async def _health(tracker: HealthTracker) -> dict[str, DeploymentHealth]:
     try:
         return await tracker.snapshots()
@@ -96,8 +114,7 @@ async def plan_chat_request(
     except InvalidRoute as error:
         raise InvalidRequest(str(error), code="invalid_route", param=error.param) from error
     messages = [message.model_dump(mode="json", exclude_none=True) for message in body.messages]
-    tools = [tool.model_dump(mode="json", exclude_none=True) for tool in body.tools or []]
-    prompt_tokens_max = prompt_tokens_upper_bound(messages, tools=tools)
+    prompt_tokens_max = _prompt_tokens_max(body, messages)
     output_asked = body.max_completion_tokens or body.max_tokens or settings.default_max_output_tokens
     needs = RequestNeeds(
         prompt_tokens=min(estimate_prompt_tokens(body), prompt_tokens_max),

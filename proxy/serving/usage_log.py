@@ -51,7 +51,10 @@ class UsageEvent(BaseModel):
     prices_nano_usd_per_mtok: dict[str, int]
     catalog_version: str
     quote_nano_usd: int
-    cost_nano_usd: int
+    cost_nano_usd: int  # What the caller was charged: the real cost, capped at the quote.
+    # What the provider's reported usage cost beyond the quote: owed to the provider, booked as the
+    # operator's expense (`expense:usage_overage:<provider>`), never charged to the caller.
+    overage_nano_usd: int = 0
     hold_id: int | None
     latency_ms: int
     time_to_first_token_ms: int | None
@@ -68,6 +71,8 @@ class UsageLog:
 
     async def record(self, event: UsageEvent) -> None:
         assert event.cost_nano_usd <= event.quote_nano_usd
+        assert event.overage_nano_usd >= 0
+        assert event.overage_nano_usd == 0 or event.cost_nano_usd == event.quote_nano_usd
         row = event.model_dump(
             exclude={"attempts", "prices_nano_usd_per_mtok", "streamed", "usage_estimated"}
         )

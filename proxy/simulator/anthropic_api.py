@@ -156,6 +156,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         reasoning=is_reasoning_model(str(body["model"])) and "thinking" in body,
         # Anthropic has no JSON mode; callers (and our adapter) ask for it in the system prompt.
         json_object="JSON" in json.dumps(body.get("system") or ""),
+        tokens_over_reported=spec.output_tokens_over_reported,
     )
     usage = _usage(state, body, plan)
     prompt_tokens = (
@@ -168,8 +169,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
     content: list[dict[str, Any]] = []
     if plan.words:
         content.append({"type": "text", "text": plan.text})
-    if plan.tool_call is not None:
-        name, arguments = plan.tool_call
+    if plan.complete_tool_call is not None:
+        name, arguments = plan.complete_tool_call
         content.append(
             {
                 "type": "tool_use",

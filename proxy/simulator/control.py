@@ -12,7 +12,8 @@ FaultSpec fields (all optional): latency_ms, time_to_first_token_ms, tokens_per_
 error_count (fail the next N requests), error_status (400 401 403 404 413 429 500 502 503 529),
 retry_after_s (sent as Retry-After with the injected error), hang (never answer until stop),
 cut_stream_after_tokens (drop the TCP connection after N streamed tokens), stream_error_after_tokens
-(send the format's in-stream error event after N tokens). Model `*` applies to every model without its
+(send the format's in-stream error event after N tokens), output_tokens_over_reported (report N output
+tokens more than generated, as an over-reporting upstream would). Model `*` applies to every model without its
 own spec. A model's request that matches `*` is still counted under its own name.
 """
 

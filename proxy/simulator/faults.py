@@ -36,6 +36,9 @@ class FaultSpec(BaseModel):
     stream_error_after_tokens: int | None = Field(
         default=None, ge=0
     )  # Send the format's error event instead.
+    # Report this many output tokens more than were generated (beyond max_tokens too): an upstream whose
+    # usage exceeds what the router quoted.
+    output_tokens_over_reported: int = Field(default=0, ge=0, le=10_000_000)
 
 
 class FaultDecision(BaseModel):

@@ -151,6 +151,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
         tool=_chosen_tool(body, seed),
         reasoning=_is_thinking(model),
         json_object=config.get("responseMimeType") == "application/json",
+        tokens_over_reported=spec.output_tokens_over_reported,
     )
     usage = _usage(state, model, body, plan)
     if usage["promptTokenCount"] + (config.get("maxOutputTokens") or 0) > state.context_window_tokens:
@@ -162,8 +163,9 @@ async def generate(request: web.Request) -> web.StreamResponse:
         return await _stream(request, state, spec, model, plan, usage, response_id)
     await Pacer(state, spec).whole(plan.output_tokens)
     parts: list[dict[str, Any]] = [{"text": plan.text}] if plan.words else []
-    if plan.tool_call is not None:
-        parts.append({"functionCall": {"name": plan.tool_call[0], "args": json.loads(plan.tool_call[1])}})
+    if plan.complete_tool_call is not None:
+        name, arguments = plan.complete_tool_call
+        parts.append({"functionCall": {"name": name, "args": json.loads(arguments)}})
     candidate = {
         "content": {"role": "model", "parts": parts},
         "finishReason": FINISH_REASONS[plan.finish],
@@ -208,12 +210,12 @@ async def _stream(
             body["finishReason"] = finish
         return body
 
-    if plan.tool_call is not None:
-        call = {"functionCall": {"name": plan.tool_call[0], "args": json.loads(plan.tool_call[1])}}
-        pieces: list[list[dict[str, Any]]] = [
-            [call]
-        ]  # Gemini sends a function call whole, never in fragments.
-    else:
+    pieces: list[list[dict[str, Any]]] = []
+    if plan.complete_tool_call is not None:
+        name, arguments = plan.complete_tool_call
+        # Gemini sends a function call whole, never in fragments (and a cut one not at all).
+        pieces = [[{"functionCall": {"name": name, "args": json.loads(arguments)}}]]
+    elif plan.tool_call is None:
         pieces = [[{"text": piece}] for piece in plan.pieces]
     pacer = Pacer(state, spec)
     for sent, parts in enumerate(pieces):

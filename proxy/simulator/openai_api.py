@@ -137,6 +137,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         tool=_chosen_tool(parsed, seed),
         reasoning=is_reasoning_model(parsed.model),
         json_object=parsed.response_format is not None and parsed.response_format.type != "text",
+        tokens_over_reported=spec.output_tokens_over_reported,
     )
     usage = _usage(state, parsed, plan)
     completion_id = f"chatcmpl-sim{seed:016x}"

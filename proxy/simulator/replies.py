@@ -3,17 +3,19 @@
 The seed is a hash of the request's model and conversation, so tests can predict text, tool calls and
 usage without storing anything. A reply is a list of words from a fixed vocabulary; each word (with its
 leading space) counts as one completion token, which keeps streamed and non-streamed counts identical.
+Every reply, tool calls included, stops at the output limit it was given, as real models do.
 Pure: no I/O.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ReplyPlan", "ToolSpec", "plan_reply", "seed_for", "tool_arguments"]
+__all__ = ["ReplyPlan", "ToolSpec", "plan_reply", "seed_for", "tool_arguments", "tool_call_tokens"]
 
 VOCABULARY = (
     "the",
@@ -103,6 +105,8 @@ class ReplyPlan:
     reasoning_tokens: int
     # JSON mode: the words become the value of {"answer": "..."} (cut short with them at the length limit).
     json_object: bool = False
+    # Output tokens reported on top of those generated: a provider over-reporting usage (fault injection).
+    tokens_over_reported: int = 0
 
     @property
     def text(self) -> str:
@@ -122,12 +126,37 @@ class ReplyPlan:
         return pieces
 
     @property
+    def complete_tool_call(self) -> tuple[str, str] | None:
+        """The tool call when it was finished; formats whose calls are JSON objects (Anthropic's `input`,
+        Gemini's `args`) cannot carry the arguments of a call cut short by the output limit."""
+        return self.tool_call if self.finish == "tool_calls" else None
+
+    @property
     def output_tokens(self) -> int:
         tool_tokens = 0
         if self.tool_call is not None:
-            name, arguments = self.tool_call
-            tool_tokens = 1 + -(-(len(name) + len(arguments)) // 4)
-        return len(self.words) + tool_tokens + self.reasoning_tokens
+            tool_tokens = tool_call_tokens(*self.tool_call)
+        return len(self.words) + tool_tokens + self.reasoning_tokens + self.tokens_over_reported
+
+
+def tool_call_tokens(name: str, arguments: str) -> int:
+    """A token of framing, then about 4 characters per token of name and arguments."""
+    return 1 + -(-(len(name) + len(arguments)) // 4)
+
+
+def _tool_reply(
+    tool: ToolSpec, arguments: str, *, room_tokens: int | None, call_id: str, reasoning_tokens: int
+) -> ReplyPlan:
+    """A call of `tool`, cut where the output limit falls as a real model's would be (finish "length"):
+    the arguments stop mid-JSON, or, when not even the name fits, no call is made at all."""
+    if room_tokens is None or tool_call_tokens(tool.name, arguments) <= room_tokens:
+        return ReplyPlan((), "tool_calls", (tool.name, arguments), call_id, reasoning_tokens)
+    if tool_call_tokens(tool.name, "") > room_tokens:
+        return ReplyPlan((), "length", None, call_id, reasoning_tokens)
+    cut_chars = (room_tokens - 1) * 4 - len(tool.name)
+    plan = ReplyPlan((), "length", (tool.name, arguments[:cut_chars]), call_id, reasoning_tokens)
+    assert plan.output_tokens - reasoning_tokens <= room_tokens
+    return plan
 
 
 def tool_arguments(parameters: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -162,20 +191,38 @@ def plan_reply(
     tool: ToolSpec | None,
     reasoning: bool,
     json_object: bool = False,
+    tokens_over_reported: int = 0,
 ) -> ReplyPlan:
     """The reply for a seed. `tool` is the tool to call (the format's handler decides whether to call one)."""
     assert output_tokens_max is None or output_tokens_max >= 1
+    assert tokens_over_reported >= 0
+    plan = _plan_reply(
+        seed=seed,
+        output_tokens_max=output_tokens_max,
+        tool=tool,
+        reasoning=reasoning,
+        json_object=json_object,
+    )
+    return dataclasses.replace(plan, tokens_over_reported=tokens_over_reported)
+
+
+def _plan_reply(
+    *, seed: int, output_tokens_max: int | None, tool: ToolSpec | None, reasoning: bool, json_object: bool
+) -> ReplyPlan:
     reasoning_tokens = 0
     if reasoning:
         reasoning_tokens = REASONING_TOKENS_MIN + seed % REASONING_TOKENS_SPREAD
         if output_tokens_max is not None:
             reasoning_tokens = min(reasoning_tokens, output_tokens_max // 2)
     call_id = f"{seed:016x}"[:12]
+    room_tokens = None if output_tokens_max is None else output_tokens_max - reasoning_tokens
     if tool is not None:
         arguments = json.dumps(tool_arguments(tool.parameters, seed), separators=(",", ":"))
-        return ReplyPlan((), "tool_calls", (tool.name, arguments), call_id, reasoning_tokens)
+        return _tool_reply(
+            tool, arguments, room_tokens=room_tokens, call_id=call_id, reasoning_tokens=reasoning_tokens
+        )
     wanted = REPLY_WORDS_MIN + seed % REPLY_WORDS_SPREAD
-    room = wanted if output_tokens_max is None else output_tokens_max - reasoning_tokens
+    room = wanted if room_tokens is None else room_tokens
     count = min(wanted, room)
     words = tuple(VOCABULARY[(seed // 7 + index * 13) % len(VOCABULARY)] for index in range(count))
     finish = "stop" if count == wanted else "length"

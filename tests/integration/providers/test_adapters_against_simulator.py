@@ -234,3 +234,47 @@ async def test_control_endpoint_over_http(session: aiohttp.ClientSession, simula
         assert r.status == 200
     async with session.get(f"{control}/faults") as r:
         assert (await r.json())["faults"] == {}
+
+
+# A tool whose arguments alone run to thousands of tokens: before the fix, the simulator returned the whole
+# call whatever max_tokens said (6,904 output tokens for max_tokens=1 were seen through the router).
+BIG_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "file",
+        "parameters": {
+            "type": "object",
+            "properties": {f"field_{index}": {"type": "string"} for index in range(2_000)},
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("max_tokens", [1, 3, 40])
+@pytest.mark.parametrize("kind", list(KINDS))
+async def test_tool_call_stops_at_max_tokens(
+    kind: str, max_tokens: int, session: aiohttp.ClientSession, simulator: Simulators
+) -> None:
+    adapter = make(kind, session, simulator)
+    asked = request(tools=[BIG_TOOL], tool_choice="required", max_tokens=max_tokens)
+    whole = await adapter.chat(asked)
+    events = await drain(adapter.chat_stream(asked))
+    assert whole.usage.output_tokens <= max_tokens
+    assert not whole.usage.estimated
+    assert whole.response.choices[0].finish_reason == "length"
+    # The second request's big prompt prefix is served from cache, so only output is compared.
+    assert events[-1].usage is not None
+    assert events[-1].usage.output_tokens == whole.usage.output_tokens
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+async def test_over_reported_usage_knob(
+    kind: str, session: aiohttp.ClientSession, simulator: Simulators
+) -> None:
+    adapter = make(kind, session, simulator)
+    honest = await adapter.chat(request(max_tokens=4))
+    simulator["primary"].set_fault("*", output_tokens_over_reported=5_000)
+    inflated = await adapter.chat(request(max_tokens=4))
+    streamed = await drain(adapter.chat_stream(request(max_tokens=4)))
+    assert inflated.usage.output_tokens == honest.usage.output_tokens + 5_000
+    assert streamed[-1].usage == inflated.usage

@@ -5,6 +5,7 @@ Method: Hypothesis over random prices and token counts, compared with Fraction a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from proxy.money import atomic_to_nano_usd, div_ceil
 from proxy.pricing import (
     IMAGE_TOKENS_MAX,
+    STRUCTURED_OUTPUT_OVERHEAD_TOKENS,
     charge_for_usage,
     prompt_tokens_upper_bound,
     quote_request,
@@ -114,3 +116,29 @@ def test_tools_count_towards_the_prompt() -> None:
     messages = [{"role": "user", "content": "weather?"}]
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
     assert prompt_tokens_upper_bound(messages, tools=tools) > prompt_tokens_upper_bound(messages)
+
+
+def _schema(properties: int) -> dict[str, object]:
+    return {"type": "object", "properties": {f"field_{i}": {"type": "string"} for i in range(properties)}}
+
+
+def test_the_prompt_bound_grows_with_the_tool_schema() -> None:
+    messages = [{"role": "user", "content": "file it"}]
+    small = [{"type": "function", "function": {"name": "file", "parameters": _schema(1)}}]
+    large = [{"type": "function", "function": {"name": "file", "parameters": _schema(500)}}]
+    large_bytes = len(json.dumps(large, separators=(",", ":")).encode("utf-8"))
+    assert prompt_tokens_upper_bound(messages, tools=large) >= (
+        prompt_tokens_upper_bound(messages) + large_bytes + STRUCTURED_OUTPUT_OVERHEAD_TOKENS
+    )
+    assert prompt_tokens_upper_bound(messages, tools=large) > prompt_tokens_upper_bound(messages, tools=small)
+
+
+def test_the_response_schema_and_passed_through_fields_count_towards_the_prompt() -> None:
+    messages = [{"role": "user", "content": "answer in JSON"}]
+    response_format = {"type": "json_schema", "json_schema": {"name": "answer", "schema": _schema(300)}}
+    schema_bytes = len(json.dumps(response_format["json_schema"], separators=(",", ":")).encode("utf-8"))
+    without = prompt_tokens_upper_bound(messages, response_format={"type": "json_object"})
+    with_schema = prompt_tokens_upper_bound(messages, response_format=response_format)
+    assert with_schema - without == schema_bytes + STRUCTURED_OUTPUT_OVERHEAD_TOKENS
+    functions = {"functions": [{"name": "legacy", "parameters": _schema(100)}]}
+    assert prompt_tokens_upper_bound(messages, other_fields=functions) > prompt_tokens_upper_bound(messages)
