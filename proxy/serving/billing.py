@@ -9,11 +9,12 @@ from collections.abc import Sequence
 
 import structlog
 
-from ledger import AccountNotFound, Hold, Ledger, chart
+from ledger import AccountNotFound, Hold, HoldState, Ledger, chart
 from proxy.catalog import CatalogModel
 from proxy.chart_accounts import ChartAccounts
 from proxy.pricing import charge_for_usage
 from proxy.providers.base import TokenUsage
+from proxy.request_ids import is_server_request_id
 from proxy.serving.usage_log import Attempt, UsageEvent, UsageLog
 
 __all__ = ["HOLD_CODE", "Billing", "BillingSession"]
@@ -193,6 +194,8 @@ class Billing:
     ) -> BillingSession:
         """Holds `amount_nano_usd`; raises ledger InsufficientFunds when the credit cannot cover it."""
         assert amount_nano_usd > 0
+        # The id keys the hold, capture and void: a caller-chosen one would replay an earlier request's hold.
+        assert is_server_request_id(request_id)
         payable = chart.provider_payable(first_provider)
         await self.accounts.ensure([payer_account, payable])
         hold = await self.ledger.hold(
@@ -204,6 +207,7 @@ class Billing:
             timeout_s=self._hold_timeout_s,
             metadata={"request_id": request_id},
         )
+        assert hold.state is HoldState.PENDING, "a fresh request id takes a fresh hold, never a replayed one"
         return BillingSession(
             billing=self,
             hold=hold,
