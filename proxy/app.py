@@ -19,6 +19,7 @@ from proxy.resources import (
     payment_gate_ctx,
     routing_ctx,
     serving_ctx,
+    serving_instance_ctx,
     settlement_recovery_ctx,
 )
 from proxy.settings import Settings
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> web.Application:
             chain_ctx,
             catalog_ctx,
             routing_ctx,
+            serving_instance_ctx,
             serving_ctx,
             payment_gate_ctx,
             settlement_recovery_ctx,

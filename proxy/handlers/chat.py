@@ -22,6 +22,7 @@ from proxy.app_keys import (
     UPSTREAMS,
 )
 from proxy.errors import InvalidRequest
+from proxy.faults import crash_if_enabled
 from proxy.middlewares import cors_headers, request_id_of
 from proxy.openai_types import ChatCompletionRequest
 from proxy.providers.base import openai_usage
@@ -91,6 +92,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         streamed=bool(body.stream),
         request_id=request_id,
     )
+    crash_if_enabled(app[SETTINGS].fault_injection, "after_inference_held")
     dispatcher = app[DISPATCHER]
     try:
         if body.stream:
