@@ -79,8 +79,9 @@ class ServingInstance:
         self._clock_unix_ms = clock_unix_ms
         self.id = ""
 
-    async def register(self) -> None:
-        """A fresh row under a new id; earlier starts under this name are ended as previous incarnations."""
+    async def register(self, *, replacing: bool = True) -> None:
+        """A fresh row under a new id; with `replacing`, earlier starts under this name are ended as
+        previous incarnations (only a process's own start does that, see `heartbeat`)."""
         instance_id = f"inst_{uuid.uuid4().hex}"
         now = self._clock_unix_ms()
         async with self._engine.begin() as connection:
@@ -93,9 +94,13 @@ class ServingInstance:
                 )
             )
         self.id = instance_id
-        replaced = await self._end_where(
-            serving_instances.c.name == self._name, serving_instances.c.id != instance_id, reason="replaced"
-        )
+        replaced: list[str] = []
+        if replacing:
+            replaced = await self._end_where(
+                serving_instances.c.name == self._name,
+                serving_instances.c.id != instance_id,
+                reason="replaced",
+            )
         log.info("serving_instance_registered", instance_id=instance_id, name=self._name, replaced=replaced)
 
     async def heartbeat(self) -> None:
@@ -109,10 +114,11 @@ class ServingInstance:
         async with self._engine.begin() as connection:
             beaten = (await connection.execute(statement)).rowcount
         if beaten == 0:
-            # Another process judged us dead (our beats were blocked too long) and may release our holds:
-            # new holds must name an id that is alive.
-            log.error("serving_instance_was_ended", instance_id=self.id)
-            await self.register()
+            # Another process judged us dead (our beats were blocked too long, or it started under our name:
+            # a misconfiguration) and may release our holds: new holds must name an id that is alive. Not
+            # replacing: two live processes sharing a name must not keep ending each other.
+            log.error("serving_instance_was_ended", instance_id=self.id, name=self._name)
+            await self.register(replacing=False)
 
     async def end(self) -> None:
         """A clean stop: whatever hold is still pending under this id can no longer be resolved by us."""

@@ -4,7 +4,8 @@ Method: real migrations on SQLite and PostgreSQL, instances on an injected clock
 `Billing.open` (which names the instance). A silent instance past the staleness bound, a previous incarnation
 under the same name, and a cleanly stopped one lose their pending holds to the sweep, with a usage event
 each; a live instance on another name keeps its hold; sweeping again (or twice at once) releases nothing
-more; an instance that was taken for dead registers again under a new id on its next beat.
+more; an instance that was taken for dead registers again under a new id on its next beat, without
+ending anyone else.
 """
 
 from __future__ import annotations
@@ -154,3 +155,11 @@ async def test_a_previous_incarnation_and_a_stopped_instance_lose_their_holds_at
     assert await world.state(other_session) == "pending"
     assert (await world.ledger.balance(PAYER)).pending == HOLD_NANO_USD
     assert await check_ledger(world.engine) == []
+
+    # Were the replaced one alive after all (two processes configured under one name), it registers again
+    # without ending the newer one: the two must not keep ending each other.
+    replaced_id, restarted_id = before_crash.id, restarted.id
+    await before_crash.heartbeat()
+    await restarted.heartbeat()
+    assert before_crash.id != replaced_id
+    assert restarted.id == restarted_id
