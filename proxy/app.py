@@ -19,6 +19,7 @@ from proxy.resources import (
     payment_gate_ctx,
     routing_ctx,
     serving_ctx,
+    serving_instance_ctx,
     settlement_recovery_ctx,
 )
 from proxy.routing.health import Clock
@@ -45,6 +46,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
             chain_ctx,
             catalog_ctx,
             routing_ctx,
+            serving_instance_ctx,
             serving_ctx,
             payment_gate_ctx,
             settlement_recovery_ctx,

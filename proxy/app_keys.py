@@ -19,6 +19,7 @@ from proxy.routing.classifier import ClassifierModel
 from proxy.routing.health import Clock, HealthTracker
 from proxy.serving.billing import Billing
 from proxy.serving.dispatch import Dispatcher
+from proxy.serving.instances import ServingInstance
 from proxy.serving.usage_log import UsageLog
 from proxy.settings import Settings
 from proxy.upstream import Upstreams
@@ -39,6 +40,7 @@ __all__ = [
     "LEDGER",
     "MODEL_INDEX",
     "PAYMENT_GATE",
+    "SERVING_INSTANCE",
     "SETTINGS",
     "SETTLEMENT_INTENTS",
     "SETTLER",
@@ -67,3 +69,4 @@ CLASSIFIER = web.AppKey("CLASSIFIER", ClassifierModel)
 USAGE_LOG = web.AppKey("USAGE_LOG", UsageLog)
 BILLING = web.AppKey("BILLING", Billing)
 DISPATCHER = web.AppKey("DISPATCHER", Dispatcher)
+SERVING_INSTANCE = web.AppKey("SERVING_INSTANCE", ServingInstance)

@@ -15,6 +15,7 @@ __all__ = ["CrashPoint", "crash_if_enabled"]
 CrashPoint = Literal[
     "after_settlement_signed",  # the intent holds the signed transaction; nothing was sent
     "after_settlement_mined",  # the transaction is mined; nothing is booked
+    "after_inference_held",  # a chat request's hold is taken; nothing was sent upstream
     "after_withdrawal_held",  # the withdrawal's credit is held and its row stored; nothing is signed
     "after_withdrawal_signed",  # the withdrawal holds its signed transfer (status sent); nothing was sent
     "after_withdrawal_mined",  # the withdrawal's transfer is mined; nothing is booked

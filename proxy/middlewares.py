@@ -1,17 +1,31 @@
-"""Request ids and error mapping. The only place that turns exceptions into HTTP responses."""
+"""Request ids and error mapping. The only place that turns exceptions into HTTP responses.
+
+The request id is always minted here (`req_<32 hex>`): it names the request's hold, capture, void and usage
+event in the ledger and the usage log, so a caller must never be able to choose it. A caller's own
+`X-Request-Id` is only bound to the logs as `client_request_id`, to correlate; the response's `X-Request-Id`
+is ours, the id that `GET /v1/usage/{request_id}` answers for.
+"""
 
 from __future__ import annotations
 
 import re
-import uuid
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from proxy.errors import ApiError, InvalidRequest, NotFound, PayloadTooLarge
+from proxy.request_ids import is_server_request_id, new_request_id
 
-__all__ = ["cors_headers", "cors_middleware", "error_middleware", "json_error", "request_id_middleware"]
+__all__ = [
+    "REQUEST_ID",
+    "cors_headers",
+    "cors_middleware",
+    "error_middleware",
+    "json_error",
+    "request_id_middleware",
+    "request_id_of",
+]
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # Browsers hide response headers from scripts unless named here; x402 clients in a page need these.
@@ -23,9 +37,17 @@ EXPOSED_HEADERS = (
 ALLOWED_REQUEST_HEADERS = (
     "Authorization, Content-Type, PAYMENT-SIGNATURE, X-PAYMENT, X-Request-Id, X-MegaRouter-Strategy"
 )
-# An inbound id is reused only when it cannot smuggle anything into logs or headers.
-_REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+# A caller's id is logged only when it cannot smuggle anything into the logs.
+_CLIENT_REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+REQUEST_ID = web.RequestKey("REQUEST_ID", str)
 log = structlog.get_logger("megarouter.http")
+
+
+def request_id_of(request: web.Request) -> str:
+    """The server-minted id of this request (set by request_id_middleware before any handler runs)."""
+    request_id = request[REQUEST_ID]
+    assert is_server_request_id(request_id)
+    return request_id
 
 
 def json_error(error: ApiError) -> web.Response:
@@ -35,9 +57,12 @@ def json_error(error: ApiError) -> web.Response:
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     structlog.contextvars.clear_contextvars()
-    inbound = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = inbound if _REQUEST_ID_PATTERN.fullmatch(inbound) else f"req_{uuid.uuid4().hex}"
+    request_id = new_request_id()
+    request[REQUEST_ID] = request_id
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    inbound = request.headers.get(REQUEST_ID_HEADER, "")
+    if _CLIENT_REQUEST_ID_PATTERN.fullmatch(inbound):
+        structlog.contextvars.bind_contextvars(client_request_id=inbound)
     response = await handler(request)
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = request_id

@@ -32,6 +32,7 @@ from proxy.app_keys import (
     LEDGER,
     MODEL_INDEX,
     PAYMENT_GATE,
+    SERVING_INSTANCE,
     SETTINGS,
     SETTLEMENT_INTENTS,
     SETTLER,
@@ -48,8 +49,14 @@ from proxy.payments.recovery import recover_settlements
 from proxy.routing.candidates import ModelIndex
 from proxy.routing.classifier import load_classifier_model
 from proxy.routing.health import InMemoryHealthTracker, RedisHealthTracker
-from proxy.serving.billing import Billing
+from proxy.serving.billing import HOLD_CODE, Billing
 from proxy.serving.dispatch import Dispatcher
+from proxy.serving.instances import (
+    HEARTBEAT_INTERVAL_S,
+    ServingInstance,
+    instance_name,
+    release_orphaned_holds,
+)
 from proxy.serving.usage_log import UsageLog
 from proxy.upstream import Upstreams
 from x402.chain import TokenReader
@@ -64,6 +71,7 @@ __all__ = [
     "payment_gate_ctx",
     "routing_ctx",
     "serving_ctx",
+    "serving_instance_ctx",
     "settlement_recovery_ctx",
 ]
 
@@ -154,8 +162,24 @@ async def routing_ctx(app: web.Application) -> AsyncIterator[None]:
         await redis_client.aclose()
 
 
+async def serving_instance_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Registers this process (its holds name it) and beats its heartbeat; ends the row on a clean stop."""
+    instance = ServingInstance(app[DB_ENGINE], name=instance_name(app[SETTINGS].port))
+    await instance.register()
+    app[SERVING_INSTANCE] = instance
+    task = asyncio.create_task(_every(HEARTBEAT_INTERVAL_S, "serving_instance_heartbeat", instance.heartbeat))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await instance.end()
+
+
 async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    instance = app[SERVING_INSTANCE]
     app[USAGE_LOG] = UsageLog(app[DB_ENGINE])
     app[BILLING] = Billing(
         ledger=app[LEDGER],
@@ -163,6 +187,7 @@ async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
         usage_log=app[USAGE_LOG],
         catalog_version=app[CATALOG].version,
         hold_timeout_s=settings.hold_timeout_s,
+        instance_id=lambda: instance.id,
     )
     app[DISPATCHER] = Dispatcher(
         upstreams=app[UPSTREAMS],
@@ -219,12 +244,26 @@ async def settlement_recovery_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _release_orphaned_holds(app: web.Application) -> None:
+    await release_orphaned_holds(
+        ledger=app[LEDGER],
+        instance=app[SERVING_INSTANCE],
+        usage_log=app[USAGE_LOG],
+        hold_code=HOLD_CODE,
+        catalog_version=app[CATALOG].version,
+    )
+
+
 async def hold_expiry_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Expires holds whose request died without resolving them (the ledger also expires them lazily)."""
+    """Releases holds whose request died without resolving them: at once where their process is known
+    dead (before serving, then periodically), else when they expire (the ledger also expires them lazily).
+    """
     ledger = app[LEDGER]
+    await _release_orphaned_holds(app)
 
     async def sweep() -> None:
         await ledger.expire_due(now_unix_ms=unix_ms_now())
+        await _release_orphaned_holds(app)
 
     task = asyncio.create_task(_every(HOLD_EXPIRY_INTERVAL_S, "hold_expiry", sweep))
     yield

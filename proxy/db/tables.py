@@ -21,6 +21,7 @@ __all__ = [
     "account_challenges",
     "account_withdrawals",
     "chain_watch_cursors",
+    "serving_instances",
     "usage_events",
     "x402_settlements",
 ]
@@ -170,4 +171,20 @@ account_withdrawals = Table(
     Column("updated_at_unix_s", BigInteger, nullable=False),
     UniqueConstraint("wallet", "request_nonce", name="uq_account_withdrawals_request"),
     Index("ix_account_withdrawals_status", "status"),
+)
+
+# One row per start of a serving process (a fresh id each time): it beats `heartbeat_at_unix_ms` while it
+# lives, and its inference holds name its id in their metadata. Once `ended_at_unix_ms` is set (stopped,
+# replaced by a new start under the same `name`, or silent longer than the staleness bound) the row never
+# lives again, and any hold still pending under its id is released (proxy/serving/instances.py).
+serving_instances = Table(
+    "serving_instances",
+    PROXY_METADATA,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("started_at_unix_ms", BigInteger, nullable=False),
+    Column("heartbeat_at_unix_ms", BigInteger, nullable=False),
+    Column("ended_at_unix_ms", BigInteger, nullable=True),
+    Column("end_reason", String(16), nullable=True),
+    Index("ix_serving_instances_name", "name"),
 )

@@ -22,7 +22,8 @@ from proxy.app_keys import (
     UPSTREAMS,
 )
 from proxy.errors import InvalidRequest
-from proxy.middlewares import cors_headers
+from proxy.faults import crash_if_enabled
+from proxy.middlewares import cors_headers, request_id_of
 from proxy.openai_types import ChatCompletionRequest
 from proxy.providers.base import openai_usage
 from proxy.request_parsing import read_json_model
@@ -78,7 +79,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         classifier=app[CLASSIFIER],
         providers_available=app[UPSTREAMS].providers,
     )
-    request_id = str(structlog.contextvars.get_contextvars().get("request_id", ""))
+    request_id = request_id_of(request)
     structlog.contextvars.bind_contextvars(strategy=plan.strategy, first_candidate=plan.candidates[0].id)
     billing, payment_headers = await open_paid_session(
         request,
@@ -91,6 +92,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         streamed=bool(body.stream),
         request_id=request_id,
     )
+    crash_if_enabled(app[SETTINGS].fault_injection, "after_inference_held")
     dispatcher = app[DISPATCHER]
     try:
         if body.stream:

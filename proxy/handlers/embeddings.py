@@ -12,6 +12,7 @@ from proxy.accounts.auth import authenticate_bearer
 from proxy.app_keys import BILLING, CATALOG, HEALTH_TRACKER, PAYMENT_GATE, UPSTREAMS
 from proxy.catalog import CatalogModel, UnknownModel
 from proxy.errors import ContextLengthExceeded, InvalidRequest, NotFound
+from proxy.middlewares import request_id_of
 from proxy.openai_types import EmbeddingsRequest
 from proxy.pricing import embeddings_input_tokens_upper_bound, quote_request
 from proxy.providers.base import ProviderAdapter
@@ -86,7 +87,7 @@ async def embeddings(request: web.Request) -> web.Response:
     input_tokens_max = embeddings_input_tokens_upper_bound(body.input)
     quote = quote_request(model.id, model, prompt_tokens_max=input_tokens_max, output_tokens_max=0)
     hold_nano_usd = max(quote.cost_nano_usd_max, QUOTE_NANO_USD_MIN)
-    request_id = str(structlog.contextvars.get_contextvars().get("request_id", ""))
+    request_id = request_id_of(request)
     billing, payment_headers = await open_paid_session(
         request,
         gate=app[PAYMENT_GATE],

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-import structlog
 from aiohttp import web
 
 from proxy.app_keys import BILLING, PAYMENT_GATE
 from proxy.errors import InvalidRequest
+from proxy.middlewares import request_id_of
 from proxy.money import NANO_USD_PER_USD
 
 __all__ = ["TOPUP_USD_MAX", "routes"]
@@ -44,7 +44,7 @@ def _amount_nano_usd(raw: str | None) -> int:
 async def topup(request: web.Request) -> web.Response:
     app = request.app
     amount_nano_usd = _amount_nano_usd(request.query.get("amount"))
-    request_id = str(structlog.contextvars.get_contextvars().get("request_id", ""))
+    request_id = request_id_of(request)
     payment = await app[PAYMENT_GATE].accept(request, quote_nano_usd=amount_nano_usd, request_id=request_id)
     balance = await app[BILLING].ledger.balance(payment.credit_account)
     body = {

@@ -44,11 +44,7 @@ async def list_usage(request: web.Request) -> web.Response:
 async def get_usage(request: web.Request) -> web.Response:
     principal = await require_bearer(request)
     request_id = request.match_info["request_id"]
-    events = [
-        event
-        for event in await request.app[USAGE_LOG].for_request(request_id)
-        if event.payer_account == principal.credit_account
-    ]
+    events = await request.app[USAGE_LOG].for_request(request_id, payer_account=principal.credit_account)
     if not events:
         raise NotFound(f"no usage of yours for request '{request_id}'", code="usage_not_found")
     return web.json_response({"object": "list", "data": [usage_json(event) for event in events]})

@@ -5,15 +5,16 @@ real cost (into the payable of the provider that served, whichever failover chos
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
-from ledger import AccountNotFound, Hold, Ledger, chart
+from ledger import AccountNotFound, Hold, HoldState, Ledger, chart
 from proxy.catalog import CatalogModel
 from proxy.chart_accounts import ChartAccounts
 from proxy.pricing import charge_for_usage
 from proxy.providers.base import TokenUsage
+from proxy.request_ids import is_server_request_id
 from proxy.serving.usage_log import Attempt, UsageEvent, UsageLog
 
 __all__ = ["HOLD_CODE", "USAGE_OVERAGE_CODE", "Billing", "BillingSession"]
@@ -185,12 +186,15 @@ class Billing:
         usage_log: UsageLog,
         catalog_version: str,
         hold_timeout_s: int,
+        instance_id: Callable[[], str],
     ) -> None:
         self.ledger = ledger
         self.accounts = accounts
         self.usage_log = usage_log
         self.catalog_version = catalog_version
         self._hold_timeout_s = hold_timeout_s
+        # The serving instance now (proxy/serving/instances.py): its holds are released if it dies.
+        self._instance_id = instance_id
 
     async def has_account(self, name: str) -> bool:
         try:
@@ -212,6 +216,10 @@ class Billing:
     ) -> BillingSession:
         """Holds `amount_nano_usd`; raises ledger InsufficientFunds when the credit cannot cover it."""
         assert amount_nano_usd > 0
+        # The id keys the hold, capture and void: a caller-chosen one would replay an earlier request's hold.
+        assert is_server_request_id(request_id)
+        instance_id = self._instance_id()
+        assert instance_id
         payable = chart.provider_payable(first_provider)
         await self.accounts.ensure([payer_account, payable])
         hold = await self.ledger.hold(
@@ -221,8 +229,9 @@ class Billing:
             credit_account=payable,
             amount=amount_nano_usd,
             timeout_s=self._hold_timeout_s,
-            metadata={"request_id": request_id},
+            metadata={"request_id": request_id, "instance_id": instance_id},
         )
+        assert hold.state is HoldState.PENDING, "a fresh request id takes a fresh hold, never a replayed one"
         return BillingSession(
             billing=self,
             hold=hold,

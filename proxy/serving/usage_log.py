@@ -86,10 +86,13 @@ class UsageLog:
         async with self._engine.begin() as connection:
             await connection.execute(insert(usage_events).values(**row))
 
-    async def for_request(self, request_id: str) -> list[UsageEvent]:
+    async def for_request(self, request_id: str, *, payer_account: str | None = None) -> list[UsageEvent]:
+        """One request's events; with `payer_account`, only that payer's (what a key may see)."""
         statement = (
             select(usage_events).where(usage_events.c.request_id == request_id).order_by(usage_events.c.id)
         )
+        if payer_account is not None:
+            statement = statement.where(usage_events.c.payer_account == payer_account)
         return await self._events(statement)
 
     async def recent(self, *, payer_account: str | None, limit: int) -> list[UsageEvent]:

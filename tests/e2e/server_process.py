@@ -52,9 +52,10 @@ def settings_to_toml(settings: Settings) -> str:
 
 
 class ServerProcess:
-    def __init__(self, process: asyncio.subprocess.Process, base_url: str) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, base_url: str, port: int) -> None:
         self.process = process
         self.base_url = base_url
+        self.port = port
 
     async def wait_exit(self, timeout_s: float = 30.0) -> int:
         async with asyncio.timeout(timeout_s):
@@ -78,9 +79,10 @@ async def _wait_healthy(base_url: str, process: asyncio.subprocess.Process) -> N
 
 @contextlib.asynccontextmanager
 async def run_server_process(
-    settings: Settings, config_dir: Path, *, log_name: str = "server.log"
+    settings: Settings, config_dir: Path, *, log_name: str = "server.log", port: int | None = None
 ) -> AsyncIterator[ServerProcess]:
-    port = free_tcp_port()
+    """`port`: to restart a process where one died (the same host and port is the same instance name)."""
+    port = free_tcp_port() if port is None else port
     settings = settings.model_copy(update={"port": port, "log_format": "json"})
     config_path = config_dir / "megarouter.toml"
     config_path.write_text(settings_to_toml(settings))
@@ -105,7 +107,7 @@ async def run_server_process(
     base_url = f"http://127.0.0.1:{port}"
     try:
         await _wait_healthy(base_url, process)
-        yield ServerProcess(process, base_url)
+        yield ServerProcess(process, base_url, port)
     finally:
         if process.returncode is None:
             process.terminate()

@@ -1,6 +1,6 @@
 """Usage events record what a provider billed beyond the quote (booked as an operator expense).
 
-Revision ID: p0006_usage_overage
+Revision ID: p0006
 Revises: p0005
 Create Date: 2026-12-02
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "p0006_usage_overage"
+revision = "p0006"
 down_revision = "p0005"
 branch_labels = None
 depends_on = None
