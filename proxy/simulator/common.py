@@ -95,7 +95,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any] | None:
     """The request body as a JSON object, or None when it is not one."""
     try:
         body = json.loads(await request.read())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # Not JSON, or nested deeper than the recursion limit.
         return None
     return body if isinstance(body, dict) else None
 
