@@ -11,7 +11,8 @@ import pytest
 
 from proxy.errors import InvalidRequest
 from proxy.openai_types import ChatCompletionRequest
-from proxy.request_parsing import JSON_DEPTH_MAX, json_depth_exceeds, parse_json_bounded
+from proxy.json_bounds import JSON_DEPTH_MAX, json_depth_exceeds
+from proxy.request_parsing import parse_json_bounded
 
 
 def nested(depth: int, *, opener: bytes = b"[", closer: bytes = b"]") -> bytes:
