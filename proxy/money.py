@@ -44,7 +44,7 @@ def usd_text_to_nano_usd(text: str) -> int:
     fraction: str = (match.group(2) or "").rstrip("0")
     if len(fraction) > NANO_USD_DECIMALS:
         raise ValueError(f"{text!r} USD is finer than 1 nano-USD (1e-9 USD)")
-    nano_usd = int(whole) * NANO_USD_PER_USD + int(fraction.ljust(NANO_USD_DECIMALS, "0"))
+    nano_usd: int = int(whole) * NANO_USD_PER_USD + int(fraction.ljust(NANO_USD_DECIMALS, "0"))
     assert nano_usd >= 0
     return nano_usd
 
