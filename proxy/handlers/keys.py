@@ -101,7 +101,10 @@ async def revoke_key(request: web.Request) -> web.Response:
     principal = await require_bearer(request)
     raw_id = request.match_info["key_id"]
     info = (
-        await request.app[API_KEYS].revoke(int(raw_id), wallet=principal.wallet) if raw_id.isdigit() else None
+        await request.app[API_KEYS].revoke(int(raw_id), wallet=principal.wallet)
+        # ASCII digits within BIGINT: isdigit() alone admits "²" (int() refuses it) and huge ids.
+        if raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 18
+        else None
     )
     if info is None:
         raise NotFound(f"no API key {raw_id} on this wallet", code="api_key_not_found", param="key_id")

@@ -29,7 +29,9 @@ def usage_json(event: UsageEvent) -> dict[str, Any]:
 async def list_usage(request: web.Request) -> web.Response:
     principal = await require_bearer(request)
     raw_limit = request.query.get("limit", str(USAGE_EVENTS_LISTED_DEFAULT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= USAGE_EVENTS_LISTED_MAX:
+    # isdigit() alone admits "²" and "٣", which int() then refuses (a 500); the length bounds int()'s work.
+    digits = raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 6
+    if not digits or not 1 <= int(raw_limit) <= USAGE_EVENTS_LISTED_MAX:
         raise InvalidRequest(
             f"limit must be 1..{USAGE_EVENTS_LISTED_MAX}", code="invalid_value", param="limit"
         )

@@ -17,6 +17,7 @@ import pytest
 from ledger import chart, check_ledger
 from proxy.app_keys import DB_ENGINE, LEDGER, USAGE_LOG
 from proxy.serving.payer import PAYMENT_KEPT_AS_CREDIT
+from tests.e2e.accounts.helpers import obtain_key
 from tests.e2e.api.support import funded_key
 from tests.e2e.payments import decode_b64_json, encode_b64_json, sign_v2_payment
 from tests.fixtures.app import RunningRouter
@@ -291,3 +292,24 @@ async def test_refusal_after_settlement_carries_the_payment_and_keeps_it_as_cred
     assert (await ledger.balance(credit_account)).available == paid_nano_usd
     assert await ledger.open_holds(credit_account) == []
     assert await check_ledger(router.app[DB_ENGINE]) == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        # str.isdigit() admits "²", which int() refuses: these were 500s.
+        ("GET", "/v1/usage?limit=%C2%B2", 400),
+        ("GET", "/v1/usage?limit=" + "9" * 5_000, 400),
+        ("DELETE", "/v1/keys/%C2%B2", 404),
+        ("DELETE", "/v1/keys/" + "9" * 40, 404),
+    ],
+)
+async def test_numeric_path_and_query_values_are_parsed_strictly(
+    router: RunningRouter, method: str, path: str, status: int
+) -> None:
+    key: str = (await obtain_key(router, router.payers[7]))["key"]
+    response = await router.client.request(method, path, headers={"Authorization": f"Bearer {key}"})
+    body = await response.json()
+    assert response.status == status, body
+    assert body["error"]["type"] == "invalid_request_error"
