@@ -251,8 +251,9 @@ async def test_topup_amount_is_parsed_strictly(router: RunningRouter, amount: st
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
 async def test_refusal_after_settlement_carries_the_payment_and_keeps_it_as_credit(
-    router: RunningRouter,
+    router: RunningRouter, stream: bool
 ) -> None:
     """An Anthropic model cannot take a tool call whose arguments are not JSON; that is found only when the
     adapter translates, after the payment settled. The answer is a 400 with PAYMENT-RESPONSE, and the
@@ -260,6 +261,7 @@ async def test_refusal_after_settlement_carries_the_payment_and_keeps_it_as_cred
     payer = router.payers[6]
     body = {
         "model": ANTHROPIC_MODEL,
+        "stream": stream,
         "max_tokens": 20,
         "messages": [
             {"role": "user", "content": "call f"},
