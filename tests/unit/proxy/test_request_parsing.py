@@ -10,8 +10,8 @@ import json
 import pytest
 
 from proxy.errors import InvalidRequest
-from proxy.openai_types import ChatCompletionRequest
 from proxy.json_bounds import JSON_DEPTH_MAX, json_depth_exceeds
+from proxy.openai_types import ChatCompletionRequest
 from proxy.request_parsing import parse_json_bounded
 
 
