@@ -25,11 +25,11 @@ from eth_account.signers.local import LocalAccount
 from pydantic import BaseModel
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from proxy.app import create_app
 from proxy.catalog import load_catalog
 from proxy.devnet.anvil import ANVIL_MNEMONIC, AnvilNode, free_tcp_port, run_anvil, state_file_problem
 from proxy.devnet.providers import demo_providers
 from proxy.devnet.tokens import DevnetTokens, deploy_test_tokens, mint_many
+from proxy.serve import app_runner
 from proxy.settings import AssetSettings, Settings
 from proxy.simulator import start_simulators
 
@@ -242,8 +242,7 @@ async def run_demo(*, state_dir: Path, port: int, environ: Mapping[str, str]) ->
             default_model=DEMO_DEFAULT_MODEL,
             log_format="console",
         )
-        runner = web.AppRunner(create_app(settings))
-        await runner.setup()
+        runner = await app_runner(settings)
         try:
             site = web.TCPSite(runner, settings.host, settings.port)
             await site.start()

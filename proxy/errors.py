@@ -6,6 +6,7 @@ ApiError
 ├── AuthenticationFailed  401 authentication_error
 ├── PermissionDenied      403 permission_error
 ├── NotFound              404 invalid_request_error (unknown model, route)
+├── RequestTimeout        408 invalid_request_error (the body arrived too slowly)
 ├── PayloadTooLarge       413 invalid_request_error
 ├── RateLimited           429 rate_limit_error
 ├── UpstreamFailed        502 api_error (every candidate failed)
@@ -26,6 +27,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "RateLimited",
+    "RequestTimeout",
     "UpstreamFailed",
     "UpstreamTimeout",
     "UpstreamUnavailable",
@@ -88,6 +90,12 @@ class NotFound(ApiError):
     status = 404
     error_type = "invalid_request_error"
     default_code = "not_found"
+
+
+class RequestTimeout(ApiError):
+    status = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
 
 
 class PayloadTooLarge(ApiError):

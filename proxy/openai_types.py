@@ -8,11 +8,14 @@ OpenAI-compatible upstream should receive what the caller sent. Must not import 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "EMBEDDING_DIMENSIONS_MAX",
+    "EMBEDDING_INPUTS_MAX",
+    "TOKENS_REQUESTED_MAX",
     "AssistantMessage",
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -52,6 +55,19 @@ __all__ = [
 ]
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
+
+# Request numbers are typed as strictly as OpenAI types them (an int is not "10" or true, a bool is not
+# "yes") and bounded, so nothing unbounded reaches a quote, an upstream or a simulator.
+# Above every catalog model's context window: the plan then caps max_tokens at the model's own maximum.
+TOKENS_REQUESTED_MAX = 10_000_000
+SEED_MIN = -(2**63)
+SEED_MAX = 2**63 - 1
+# OpenAI's own limits on one embeddings request; no catalog model embeds into more dimensions than this.
+EMBEDDING_DIMENSIONS_MAX = 8192
+EMBEDDING_INPUTS_MAX = 2048
+TOKEN_ID_MAX = 2**31 - 1
+StrictBool = Annotated[bool, Field(strict=True)]
+TokenId = Annotated[int, Field(strict=True, ge=0, le=TOKEN_ID_MAX)]
 
 
 class _Open(BaseModel):
@@ -110,7 +126,7 @@ class FunctionDefinition(_Open):
     name: str
     description: str | None = None
     parameters: dict[str, Any] | None = None  # JSON Schema
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
 
 class ToolDefinition(_Open):
@@ -134,7 +150,7 @@ class JsonSchemaFormat(_Open):
     name: str
     description: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
 
@@ -145,7 +161,7 @@ class ResponseFormat(_Open):
 
 
 class StreamOptions(_Open):
-    include_usage: bool | None = None
+    include_usage: StrictBool | None = None
 
 
 class ChatCompletionRequest(_Open):
@@ -153,17 +169,21 @@ class ChatCompletionRequest(_Open):
     messages: list[ChatMessage] = Field(min_length=1)
     tools: list[ToolDefinition] | None = None
     tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: StrictBool | None = None
     response_format: ResponseFormat | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    stop: str | list[str] | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    seed: int | None = None
+    temperature: float | None = Field(default=None, strict=True, ge=0, le=2)
+    top_p: float | None = Field(default=None, strict=True, ge=0, le=1)
+    frequency_penalty: float | None = Field(default=None, strict=True, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, strict=True, ge=-2, le=2)
+    logprobs: StrictBool | None = None
+    top_logprobs: int | None = Field(default=None, strict=True, ge=0, le=20)
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    max_tokens: int | None = Field(default=None, strict=True, ge=1, le=TOKENS_REQUESTED_MAX)
+    max_completion_tokens: int | None = Field(default=None, strict=True, ge=1, le=TOKENS_REQUESTED_MAX)
+    seed: int | None = Field(default=None, strict=True, ge=SEED_MIN, le=SEED_MAX)
     user: str | None = None
-    n: int | None = None
-    stream: bool | None = None
+    n: int | None = Field(default=None, strict=True)
+    stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
 
     @field_validator("n")
@@ -283,9 +303,14 @@ class ChatCompletionChunk(_Open):
 
 class EmbeddingsRequest(_Open):
     model: str
-    input: str | list[str] | list[int] | list[list[int]]
+    input: (
+        str
+        | Annotated[list[str], Field(max_length=EMBEDDING_INPUTS_MAX)]
+        | Annotated[list[TokenId], Field(max_length=EMBEDDING_INPUTS_MAX)]
+        | Annotated[list[list[TokenId]], Field(max_length=EMBEDDING_INPUTS_MAX)]
+    )
     encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, strict=True, ge=1, le=EMBEDDING_DIMENSIONS_MAX)
     user: str | None = None
 
 

@@ -83,6 +83,11 @@ class Settings(BaseModel):
     hold_timeout_s: int = Field(default=900, ge=30)
     upstream_timeout_s: float = Field(default=120.0, gt=0)
     request_body_bytes_max: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # How long a client may take to send a request body once its headers arrived (a slow body is refused
+    # with 408), and to send the headers of a request on an open connection (aiohttp's keep-alive timeout
+    # runs from the connection's start and from each response's end, so it bounds the header read too).
+    request_body_read_timeout_s: float = Field(default=30.0, gt=0)
+    request_header_read_timeout_s: float = Field(default=75.0, gt=0)
     log_format: Literal["json", "console"] = "json"
 
     # Test-only crash points (see proxy/faults.py); empty in production.

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
+import re
 from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ValidationError
@@ -26,6 +28,9 @@ __all__ = [
 
 # Real payment headers are ~1 KB; a bound keeps a hostile header from costing memory and CPU.
 HEADER_BYTES_MAX = 16_384
+# Real payloads nest 4 levels; a 16 KB header could nest ~12,000, which recurses through the parser.
+HEADER_JSON_DEPTH_MAX = 16
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
 def encode_header(model: BaseModel) -> str:
@@ -40,12 +45,28 @@ def decode_header_json(header_value: str) -> dict[str, Any]:
         raise InvalidPayload(f"header longer than {HEADER_BYTES_MAX} bytes")
     try:
         raw = base64.b64decode(header_value.strip().encode("ascii"), validate=True)
-        document = json.loads(raw.decode("utf-8"))
+        if _nesting_depth(raw) > HEADER_JSON_DEPTH_MAX:
+            raise InvalidPayload(f"header JSON nests deeper than {HEADER_JSON_DEPTH_MAX} levels")
+        document = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        # An unpaired surrogate escape (\ud800) decodes, then fails wherever the payload is stored or sent.
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
     except (UnicodeError, binascii.Error, ValueError) as error:
         raise InvalidPayload(f"header is not base64 JSON: {type(error).__name__}") from error
     if not isinstance(document, dict):
         raise InvalidPayload("header JSON is not an object")
     return document
+
+
+def _nesting_depth(raw: bytes) -> int:
+    """How deep the brackets outside JSON strings nest, without recursing (the proxy's request bodies
+    have their own bound; this library must not import it)."""
+    steps = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+    brackets = [steps[byte] for byte in _JSON_STRING.sub(b"", raw) if byte in steps]
+    return max(itertools.accumulate(brackets), default=0)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 @overload

@@ -130,7 +130,8 @@ class WithdrawalRequest(BaseModel):
     """The body of POST /v1/credits/withdraw: the terms, the EIP-4361 `message` that states them for this
     server's scope (exactly `withdrawal_message(...)`), and the wallet's EIP-191 `signature` over it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Strict: "10" or true is not an amount or a time (as in every request model).
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     address: str = Field(pattern=ADDRESS_PATTERN)
     asset: str = Field(pattern=ADDRESS_PATTERN)

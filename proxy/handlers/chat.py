@@ -26,10 +26,11 @@ from proxy.faults import crash_if_enabled
 from proxy.middlewares import cors_headers, request_id_of
 from proxy.openai_types import ChatCompletionRequest
 from proxy.providers.base import openai_usage
+from proxy.providers.errors import UnsupportedRequest
 from proxy.request_parsing import read_json_model
 from proxy.serving.billing import BillingSession
 from proxy.serving.dispatch import NoCandidateServed, attempts_header
-from proxy.serving.payer import open_paid_session
+from proxy.serving.payer import open_paid_session, with_payment_outcome
 from proxy.serving.planning import ServePlan, plan_chat_request
 from proxy.serving.stream_relay import relay_stream
 from proxy.serving.usage_log import Attempt
@@ -56,7 +57,7 @@ async def _release_on_failure(
     billing: BillingSession, failure: NoCandidateServed, payment_headers: dict[str, str]
 ) -> None:
     await billing.release(attempts=failure.attempts, outcome="upstream_failed")
-    failure.error.headers.update(payment_headers)
+    with_payment_outcome(failure.error, payment_headers)
     log.warning("no_candidate_served", attempts=attempts_header(failure.attempts), code=failure.error.code)
 
 
@@ -102,6 +103,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     except NoCandidateServed as failure:
         await _release_on_failure(billing, failure, payment_headers)
         raise failure.error from None
+    except UnsupportedRequest as error:
+        # A candidate's adapter cannot translate what routing let through (a tool call whose arguments are
+        # not JSON, for one): the caller's error, so the hold is released and nothing charged.
+        await billing.release(attempts=[], outcome="caller_error")
+        refusal = InvalidRequest(str(error), code="unsupported_request", param="messages")
+        raise with_payment_outcome(refusal, payment_headers) from error
     except BaseException:
         # Cancelled, or a bug: release the money before the error travels on.
         await billing.release(attempts=[], outcome="aborted")

@@ -20,7 +20,7 @@ from proxy.providers.errors import UpstreamError
 from proxy.providers.tokens import estimate_text_tokens
 from proxy.request_parsing import read_json_model
 from proxy.serving.dispatch import attempts_header
-from proxy.serving.payer import open_paid_session
+from proxy.serving.payer import open_paid_session, with_payment_outcome
 from proxy.serving.usage_log import Attempt
 from proxy.upstream_errors import api_error_for_upstream
 
@@ -113,7 +113,7 @@ async def embeddings(request: web.Request) -> web.Response:
         )
         await tracker.record_failure(model.id, kind=error.kind, retry_after_s=error.retry_after_s)
         await billing.release(attempts=[attempt], outcome="upstream_failed")
-        raise api_error_for_upstream(error, headers=payment_headers) from error
+        raise with_payment_outcome(api_error_for_upstream(error), payment_headers) from error
     except BaseException:
         await billing.release(attempts=[], outcome="aborted")
         raise

@@ -27,18 +27,19 @@ _KEY_ID_DIGITS_MAX = 18
 
 
 class ChallengeBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     address: str = Field(pattern=ADDRESS_PATTERN)
 
 
 class CreateKeyBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     address: str = Field(pattern=ADDRESS_PATTERN)
     message: str = Field(min_length=1, max_length=2_000)
     signature: str = Field(min_length=130, max_length=132)
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    # Shown in listings and stored: no control characters (PostgreSQL text cannot even hold NUL).
+    name: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
     # This key's default routing strategy; a request's `route.strategy` or strategy header still wins.
     strategy: Literal["balanced", "cost", "latency", "availability"] | None = None
 

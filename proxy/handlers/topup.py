@@ -3,20 +3,19 @@ wallet's credit (usable by that wallet's API keys, and withdrawable)."""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-
 from aiohttp import web
 
 from proxy.app_keys import BILLING, PAYMENT_GATE
 from proxy.errors import InvalidRequest
 from proxy.middlewares import request_id_of
-from proxy.money import NANO_USD_PER_USD
+from proxy.money import NANO_USD_PER_USD, usd_text_to_nano_usd
 
-__all__ = ["TOPUP_USD_MAX", "routes"]
+__all__ = ["TOPUP_NANO_USD_MAX", "TOPUP_USD_MAX", "routes"]
 
 routes = web.RouteTableDef()
 # A bound on one payment; larger deposits can be made as plain token transfers (the chain watcher books them).
-TOPUP_USD_MAX = Decimal(1_000_000)
+TOPUP_USD_MAX = 1_000_000
+TOPUP_NANO_USD_MAX = TOPUP_USD_MAX * NANO_USD_PER_USD
 
 
 def _amount_nano_usd(raw: str | None) -> int:
@@ -25,19 +24,14 @@ def _amount_nano_usd(raw: str | None) -> int:
             "amount is required, in USD, e.g. ?amount=5.00", code="missing_amount", param="amount"
         )
     try:
-        amount_usd = Decimal(raw)
-    except InvalidOperation as error:
-        raise InvalidRequest(
-            f"amount must be a decimal number of USD, got {raw!r}", code="invalid_amount", param="amount"
-        ) from error
-    if not amount_usd.is_finite() or amount_usd <= 0 or amount_usd > TOPUP_USD_MAX:
+        amount_nano_usd = usd_text_to_nano_usd(raw)
+    except ValueError as error:
+        raise InvalidRequest(f"amount: {error}", code="invalid_amount", param="amount") from error
+    if not 0 < amount_nano_usd <= TOPUP_NANO_USD_MAX:
         raise InvalidRequest(
             f"amount must be above 0 and at most {TOPUP_USD_MAX} USD", code="invalid_amount", param="amount"
         )
-    amount_nano_usd = amount_usd * NANO_USD_PER_USD
-    if amount_nano_usd != amount_nano_usd.to_integral_value():
-        raise InvalidRequest("amount is finer than a nano-USD", code="invalid_amount", param="amount")
-    return int(amount_nano_usd)
+    return amount_nano_usd
 
 
 @routes.post("/v1/credits/topup")

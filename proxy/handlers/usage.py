@@ -1,8 +1,7 @@
 """GET /v1/usage and /v1/usage/{request_id}: how each of the caller's requests was charged, and why.
 
 Keyed (the key's wallet sees its own requests only). Each event carries tokens by kind, the prices used,
-the catalog version, the quote held, the cost captured, any provider usage beyond the quote (the
-operator's expense, `overage_nano_usd`), the route taken and every attempt.
+the catalog version, the quote held, the cost captured, the route taken and every attempt.
 """
 
 from __future__ import annotations
@@ -30,9 +29,9 @@ def usage_json(event: UsageEvent) -> dict[str, Any]:
 async def list_usage(request: web.Request) -> web.Response:
     principal = await require_bearer(request)
     raw_limit = request.query.get("limit", str(USAGE_EVENTS_LISTED_DEFAULT))
-    # isdigit() alone admits "³" and other digits int() refuses.
-    well_formed = raw_limit.isascii() and raw_limit.isdigit()
-    if not well_formed or not 1 <= int(raw_limit) <= USAGE_EVENTS_LISTED_MAX:
+    # isdigit() alone admits "²" and "٣", which int() then refuses (a 500); the length bounds int()'s work.
+    digits = raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 6
+    if not digits or not 1 <= int(raw_limit) <= USAGE_EVENTS_LISTED_MAX:
         raise InvalidRequest(
             f"limit must be 1..{USAGE_EVENTS_LISTED_MAX}", code="invalid_value", param="limit"
         )
@@ -44,7 +43,11 @@ async def list_usage(request: web.Request) -> web.Response:
 async def get_usage(request: web.Request) -> web.Response:
     principal = await require_bearer(request)
     request_id = request.match_info["request_id"]
-    events = await request.app[USAGE_LOG].for_request(request_id, payer_account=principal.credit_account)
+    events = [
+        event
+        for event in await request.app[USAGE_LOG].for_request(request_id)
+        if event.payer_account == principal.credit_account
+    ]
     if not events:
         raise NotFound(f"no usage of yours for request '{request_id}'", code="usage_not_found")
     return web.json_response({"object": "list", "data": [usage_json(event) for event in events]})

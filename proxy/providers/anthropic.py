@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
+from proxy.json_bounds import loads_bounded_json
 from proxy.openai_types import (
     AssistantMessage,
     ChatCompletion,
@@ -107,8 +108,8 @@ def _assistant_blocks(message: ChatMessage) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
     for call in message.tool_calls or []:
         try:
-            arguments = json.loads(call.function.arguments or "{}")
-        except json.JSONDecodeError as error:
+            arguments = loads_bounded_json(call.function.arguments or "{}")
+        except ValueError as error:
             raise UnsupportedRequest(f"tool call {call.id} has arguments that are not JSON") from error
         blocks.append({"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments})
     return blocks
@@ -231,7 +232,7 @@ def decode_anthropic_error(status: int, headers: Mapping[str, str], text: str) -
     message, code = text[:500], None
     try:
         body = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         message = str(body["error"].get("message") or message)

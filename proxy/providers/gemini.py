@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
+from proxy.json_bounds import loads_bounded_json
 from proxy.openai_types import (
     AssistantMessage,
     ChatCompletion,
@@ -87,8 +88,8 @@ def _user_parts(message: ChatMessage) -> list[dict[str, Any]]:
 def _tool_response(message: ChatMessage, names_by_call_id: Mapping[str, str]) -> dict[str, Any]:
     text = message_text(message)
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
+        value = loads_bounded_json(text)
+    except ValueError:  # Not JSON (or too deep to pass on as such): sent as text.
         value = None
     response = value if isinstance(value, dict) else {"result": text}
     name = names_by_call_id.get(message.tool_call_id or "")
@@ -112,8 +113,8 @@ def _contents(request: ChatCompletionRequest) -> tuple[list[str], list[dict[str,
             for call in message.tool_calls or []:
                 names_by_call_id[call.id] = call.function.name
                 try:
-                    args = json.loads(call.function.arguments or "{}")
-                except json.JSONDecodeError as error:
+                    args = loads_bounded_json(call.function.arguments or "{}")
+                except ValueError as error:
                     raise UnsupportedRequest(
                         f"tool call {call.id} has arguments that are not JSON"
                     ) from error
@@ -252,7 +253,7 @@ def decode_gemini_error(status: int, headers: Mapping[str, str], text: str) -> U
     message, code, retry_after_s = text[:500], None, None
     try:
         body = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, list) and body:
         body = body[0]

@@ -63,7 +63,7 @@ def decode_openai_error(status: int, headers: Mapping[str, str], text: str) -> U
     message, code = text[:500], None
     try:
         body = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         error = body["error"]

@@ -136,7 +136,7 @@ def decode_json_object(text: str) -> dict[str, Any]:
     """A JSON object from an upstream body; anything else is an invalid response."""
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nested deeper than the recursion limit.
         raise UpstreamError("invalid_response", f"body is not JSON: {text[:200]!r}") from error
     if not isinstance(value, dict):
         raise UpstreamError("invalid_response", f"body is not a JSON object: {text[:200]!r}")

@@ -10,29 +10,32 @@ that keeps only the deployments meeting all of them. Pure: no I/O, imports only 
   deployment whose quote exceeds it is never tried, so the hold never exceeds it either.
 - an object `{"prompt": "0.5", "completion": "1.5", "request": "0.01"}` (OpenRouter's convention):
   `prompt` / `completion` are ceilings on a deployment's list prices in USD per million tokens, and
-  `request` a ceiling in USD on the quote as above. Values are decimal strings or JSON numbers,
-  converted exactly through `Decimal`; anything finer than 1 nano-USD is rejected, never rounded.
+  `request` a ceiling in USD on the quote as above. Values are plain decimal strings ("0.5", no
+  exponent, no sign) or JSON numbers, converted exactly; anything finer than 1 nano-USD is rejected,
+  never rounded.
   The same ceilings may also be given in our own units (`input_nano_usd_per_mtok`,
   `output_nano_usd_per_mtok`, `request_nano_usd`, integers), but not mixed with the USD keys.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Literal, get_args
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from proxy.catalog import CatalogModel
-from proxy.money import NANO_USD_PER_USD
+from proxy.money import NANO_USD_PER_USD, usd_text_to_nano_usd
 from proxy.pricing import quote_request
 from proxy.routing.errors import InvalidRoute
 
 __all__ = [
     "CAPABILITIES",
+    "CONTENT_PART_TYPES_CARRIED",
     "Capability",
     "PriceCeiling",
     "RequestNeeds",
@@ -52,6 +55,15 @@ ROUTE_LIST_ITEMS_MAX = 64
 # Any real price ceiling is far below this (1 million USD); it keeps ints well inside int64.
 PRICE_CEILING_NANO_USD_MAX = 1_000_000 * NANO_USD_PER_USD
 
+# Content part types each API kind's adapter can translate (proxy/providers/*.py); None: passed through as
+# sent (an OpenAI-compatible upstream takes input_audio, file…). A deployment that cannot carry a part the
+# request uses is filtered out here, before anything is held, instead of failing in the adapter after.
+CONTENT_PART_TYPES_CARRIED: dict[str, frozenset[str] | None] = {
+    "openai": None,
+    "anthropic": frozenset({"text", "image_url"}),
+    "gemini": frozenset({"text", "image_url"}),
+}
+
 _USD_KEYS = {
     "prompt": "input_nano_usd_per_mtok",
     "completion": "output_nano_usd_per_mtok",
@@ -62,16 +74,20 @@ _USD_KEYS = {
 def _nano_usd_from_usd(value: object, *, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError(f"max_price.{key} must be a decimal string or a number of USD")
-    try:
-        usd = Decimal(str(value).strip())
-    except InvalidOperation as error:
-        raise ValueError(f"max_price.{key}: {value!r} is not a decimal number") from error
-    if not usd.is_finite() or usd < 0:
+    if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"max_price.{key} must be a finite, non-negative amount of USD")
-    nano_usd = usd * NANO_USD_PER_USD
-    if nano_usd != nano_usd.to_integral_value():
-        raise ValueError(f"max_price.{key}: {value!r} USD is finer than 1 nano-USD (1e-9 USD)")
-    return int(nano_usd)
+    # A float's shortest repr is exact as a Decimal; written out plainly (no exponent) it takes the same
+    # strict path as a string, so "1e999999" never reaches Decimal arithmetic (decimal.Overflow).
+    text = format(Decimal(repr(value)), "f") if isinstance(value, float) else str(value)
+    try:
+        nano_usd = usd_text_to_nano_usd(text)
+    except ValueError as error:
+        raise ValueError(f"max_price.{key}: {error}") from error
+    if nano_usd > PRICE_CEILING_NANO_USD_MAX:
+        raise ValueError(
+            f"max_price.{key} must be at most {PRICE_CEILING_NANO_USD_MAX // NANO_USD_PER_USD} USD"
+        )
+    return nano_usd
 
 
 class PriceCeiling(BaseModel):
@@ -186,6 +202,8 @@ class RequestNeeds(BaseModel):
     vision: bool = False
     json_mode: bool = False
     streaming: bool = False
+    # Every content part type the messages use ("text", "image_url", "input_audio", …).
+    content_part_types: frozenset[str] = frozenset()
 
     @model_validator(mode="after")
     def _bound_is_a_bound(self) -> RequestNeeds:
@@ -234,6 +252,9 @@ def _exclusion(
     missing = sorted(name for name in required if not getattr(model.capabilities, name))
     if missing:
         return f"lacks {missing[0]}"
+    carried = CONTENT_PART_TYPES_CARRIED[model.api_kind]
+    if carried is not None and not needs.content_part_types <= carried:
+        return f"cannot carry content part {sorted(needs.content_part_types - carried)[0]}"
     if needs.prompt_tokens + needs.output_tokens_reserved > model.context_window_tokens:
         return "context window too small"
     ceiling = route.max_price

@@ -12,10 +12,29 @@ from aiohttp import web
 
 from ledger import InsufficientFunds
 from proxy.accounts.auth import KeyPrincipal
+from proxy.errors import ApiError
 from proxy.payments.gate import PaymentGate
 from proxy.serving.billing import Billing, BillingSession
 
-__all__ = ["open_paid_session"]
+__all__ = ["PAYMENT_KEPT_AS_CREDIT", "open_paid_session", "with_payment_outcome"]
+
+PAYMENT_KEPT_AS_CREDIT = (
+    "Your x402 payment settled and is kept as credit on the paying wallet (usable with that wallet's API "
+    "keys, or withdrawable); see the PAYMENT-RESPONSE header."
+)
+
+
+def with_payment_outcome(error: ApiError, payment_headers: dict[str, str]) -> ApiError:
+    """`error`, carrying the settlement headers and saying where the money went, when x402 paid.
+
+    Every error raised after a payment settled must go through here: an agent that sees a failure without
+    PAYMENT-RESPONSE would believe nothing was paid, and pay again.
+    """
+    if payment_headers:
+        error.headers.update(payment_headers)
+        if PAYMENT_KEPT_AS_CREDIT not in error.message:
+            error.message = f"{error.message} {PAYMENT_KEPT_AS_CREDIT}"
+    return error
 
 
 async def open_paid_session(

@@ -66,6 +66,15 @@ def _has_images(body: ChatCompletionRequest) -> bool:
     )
 
 
+def _content_part_types(body: ChatCompletionRequest) -> frozenset[str]:
+    return frozenset(
+        part.type
+        for message in body.messages
+        if isinstance(message.content, list)
+        for part in message.content
+    )
+
+
 def _json_mode(body: ChatCompletionRequest) -> bool:
     return body.response_format is not None and body.response_format.type in ("json_object", "json_schema")
 
@@ -122,6 +131,7 @@ async def plan_chat_request(
         output_tokens_max=output_asked,
         tools=bool(body.tools),
         vision=_has_images(body),
+        content_part_types=_content_part_types(body),
         json_mode=_json_mode(body),
         streaming=bool(body.stream),
     )

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from proxy.json_bounds import loads_bounded_json
 from proxy.simulator.faults import HANG_S_MAX, FaultBook, FaultSpec
 
 __all__ = [
@@ -94,8 +94,9 @@ def json_error(status: int, body: dict[str, Any], *, retry_after_s: int | None =
 async def read_json_object(request: web.Request) -> dict[str, Any] | None:
     """The request body as a JSON object, or None when it is not one."""
     try:
-        body = json.loads(await request.read())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        # Bounded like MegaRouter's own edge: the simulator's replies recurse through tool schemas.
+        body = loads_bounded_json(await request.read())
+    except ValueError:
         return None
     return body if isinstance(body, dict) else None
 

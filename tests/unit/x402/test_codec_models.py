@@ -71,7 +71,19 @@ def test_settle_response_failure_shape() -> None:
 
 
 @pytest.mark.parametrize(
-    "header", ["not base64!!", b64([1, 2]), base64.b64encode(b"\xff\xfe").decode(), "A" * 20_000]
+    "header",
+    [
+        "not base64!!",
+        b64([1, 2]),
+        base64.b64encode(b"\xff\xfe").decode(),
+        "A" * 20_000,
+        # A 16 KB header can nest ~6,000 levels: refused before the parser recurses through them.
+        base64.b64encode(b'{"x402Version":2,"a":' + b"[" * 6_000 + b"]" * 6_000 + b"}").decode(),
+        # An unpaired surrogate escape parses, then fails wherever the payload is stored or sent.
+        base64.b64encode(b'{"x402Version":2,"payload":{"x":"\\ud800"}}').decode(),
+        base64.b64encode(b'{"x402Version":2,"accepted":NaN}').decode(),
+    ],
+    ids=["not-base64", "not-object", "not-utf8", "too-long", "deep", "lone-surrogate", "nan"],
 )
 def test_malformed_header_is_invalid_payload(header: str) -> None:
     with pytest.raises(InvalidPayload) as raised:
