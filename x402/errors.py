@@ -10,6 +10,7 @@
     ├── ValueMismatch                   invalid_exact_evm_payload_authorization_value_mismatch
     ├── AuthorizationNotYetValid        invalid_exact_evm_payload_authorization_valid_after
     ├── AuthorizationExpired            invalid_exact_evm_payload_authorization_valid_before
+    │   └── AuthorizationTooLong        (validBefore beyond maxTimeoutSeconds from now)
     ├── InvalidSignature                invalid_exact_evm_payload_signature
     ├── TokenNameMismatch               invalid_exact_evm_token_name_mismatch
     ├── TokenVersionMismatch            invalid_exact_evm_token_version_mismatch
@@ -35,6 +36,7 @@ __all__ = [
     "AssetNotDeployed",
     "AuthorizationExpired",
     "AuthorizationNotYetValid",
+    "AuthorizationTooLong",
     "ChainUnavailable",
     "InsufficientFunds",
     "InvalidNetwork",
@@ -104,6 +106,11 @@ class AuthorizationNotYetValid(X402Error):
 
 class AuthorizationExpired(X402Error):
     reason = "invalid_exact_evm_payload_authorization_valid_before"
+
+
+class AuthorizationTooLong(AuthorizationExpired):
+    """validBefore lies further ahead than the offer's maxTimeoutSeconds allows: the spec has no code of its
+    own for it, so it carries the valid_before reason code."""
 
 
 class InvalidSignature(X402Error):

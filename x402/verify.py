@@ -19,6 +19,7 @@ from x402.errors import (
     AssetNotDeployed,
     AuthorizationExpired,
     AuthorizationNotYetValid,
+    AuthorizationTooLong,
     InsufficientFunds,
     InvalidNetwork,
     InvalidPaymentRequirements,
@@ -37,8 +38,10 @@ from x402.models import ExactEvmAuthorization, PaymentPayload, PaymentPayloadV1,
 from x402.networks import chain_id_from_caip2, chain_id_from_v1_name
 
 __all__ = [
+    "CLOCK_SKEW_S_MAX",
     "SETTLE_MARGIN_S_DEFAULT",
     "SUPPORTED_X402_VERSIONS",
+    "PayerBalance",
     "VerifiedPayment",
     "verify_payment_offchain",
     "verify_payment_onchain",
@@ -47,6 +50,8 @@ __all__ = [
 SUPPORTED_X402_VERSIONS = (1, 2)
 # An authorization must stay valid long enough to be mined: the SDK also refuses < 6 s of validity left.
 SETTLE_MARGIN_S_DEFAULT = 6
+# The client computes validBefore as its own now + maxTimeoutSeconds: tolerate a clock this far ahead.
+CLOCK_SKEW_S_MAX = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +143,11 @@ def _verify_against(
         raise AuthorizationNotYetValid("authorization is not yet valid")
     if authorization.valid_before <= now_unix_s + settle_margin_s:
         raise AuthorizationExpired("authorization expires before it could be settled")
+    # A longer-lived authorization than offered could be held back and settled long after the request.
+    if authorization.valid_before > now_unix_s + requirements.max_timeout_seconds + CLOCK_SKEW_S_MAX:
+        raise AuthorizationTooLong(
+            f"validBefore may be at most maxTimeoutSeconds ({requirements.max_timeout_seconds} s) ahead"
+        )
     domain = domain_for_requirements(
         chain_id=chain_id_from_caip2(requirements.network),
         asset=requirements.asset,
