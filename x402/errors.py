@@ -158,7 +158,25 @@ class SettlementPending(SettlementError):
 
 
 class TransactionFailed(SettlementError):
+    """Mined and reverted: nothing moved, but the gas was paid, so the receipt's gas facts travel along."""
+
     reason = "transaction_failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tx_hash: str,
+        block_number: int,
+        gas_used: int,
+        effective_gas_price_wei: int,
+    ) -> None:
+        super().__init__(message, tx_hash=tx_hash)
+        assert block_number >= 0
+        assert gas_used >= 0
+        self.block_number = block_number
+        self.gas_used = gas_used
+        self.effective_gas_price_wei = effective_gas_price_wei
 
 
 class InvalidTransactionState(SettlementError):

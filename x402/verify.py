@@ -81,6 +81,18 @@ class VerifiedPayment:
         return self.authorization.value
 
 
+@dataclass(frozen=True, slots=True)
+class PayerBalance:
+    """The payer's token balance as the chain had it at the end of `block_number`.
+
+    The block matters to the caller that reserves in-flight settlements: a settlement mined after this block
+    still has to come out of this balance, one mined at or before it already has.
+    """
+
+    balance_atomic: int
+    block_number: int
+
+
 def verify_payment_offchain(
     payload: PaymentPayload | PaymentPayloadV1,
     offered_requirements: Sequence[PaymentRequirements],
@@ -177,8 +189,11 @@ def _check_accepted_matches(accepted: PaymentRequirements, offered: PaymentRequi
         raise InvalidPaymentRequirements("accepted payTo/amount differ from the offer")
 
 
-async def verify_payment_onchain(reader: TokenReader, payment: VerifiedPayment) -> None:
-    """Chain id, token code, token name/version (cached), authorization unused, balance ≥ value."""
+async def verify_payment_onchain(reader: TokenReader, payment: VerifiedPayment) -> PayerBalance:
+    """Chain id, token code, token name/version (cached), authorization unused, balance ≥ value.
+
+    Returns the balance it checked, so the caller can also weigh the payer's other settlements in flight.
+    """
     if await reader.chain_id() != payment.chain_id:
         raise NetworkMismatch(f"RPC chain is not {payment.requirements.network}")
     if not await reader.has_code(payment.asset):
@@ -188,11 +203,13 @@ async def verify_payment_onchain(reader: TokenReader, payment: VerifiedPayment) 
         raise TokenNameMismatch("token name() differs from the requirement's extra.name")
     if version != payment.domain.version:
         raise TokenVersionMismatch("token version() differs from the requirement's extra.version")
+    block_number = await reader.block_number()
     used, balance_atomic = await asyncio.gather(
         reader.authorization_used(payment.asset, payment.payer, payment.authorization.nonce),
-        reader.balance_atomic(payment.asset, payment.payer),
+        reader.balance_atomic(payment.asset, payment.payer, block_number=block_number),
     )
     if used:
         raise NonceAlreadyUsed("authorization nonce is already used or canceled on chain")
     if balance_atomic < payment.amount_atomic:
         raise InsufficientFunds("payer balance is below the authorized value")
+    return PayerBalance(balance_atomic=balance_atomic, block_number=block_number)
