@@ -30,15 +30,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import chart
 from proxy.app_keys import DB_ENGINE
-from proxy.db.tables import x402_settlements
+from proxy.db.tables import account_withdrawals, x402_settlements
 from proxy.reconcile_cli import EXIT_BREAKS
 from proxy.simulator import Simulators
-from tests.e2e.accounts.helpers import pay_for_credit
+from tests.e2e.accounts.helpers import pay_for_credit, signed_withdrawal
 from tests.e2e.payments import decode_b64_json, encode_b64_json, sign_v2_payment
 from tests.fixtures.app import RunningRouter
+from tests.fixtures.chain import token_balance_atomic
 from tests.integration.reconcile.conftest import Books, kinds, recon_router
 from tests.integration.reconcile.test_honest_history_and_cli import _cli
 from tests.integration.watcher.conftest import PrivateChain
+from x402.eip3009 import Eip712Domain, random_authorization_nonce, sign_authorization, split_signature
+from x402.models import ExactEvmAuthorization
+from x402.settle import TRANSFER_WITH_AUTHORIZATION_SELECTOR
 
 pytestmark = pytest.mark.anvil
 
@@ -129,21 +133,28 @@ async def _send_transfer(
     chain: PrivateChain, sender: LocalAccount, token: str, to: str, amount_atomic: int, *, priority_wei: int
 ) -> str:
     """An ERC-20 transfer sent and not awaited (blocks are mined by the test)."""
+    data = _TRANSFER_SELECTOR + abi_encode(["address", "uint256"], [to, amount_atomic])
+    return await _send_call(chain, sender, token, data, priority_wei=priority_wei)
+
+
+async def _send_call(
+    chain: PrivateChain, sender: LocalAccount, to: str, data: bytes, *, priority_wei: int
+) -> str:
+    """A contract call signed by `sender`, sent and not awaited; returns its hash."""
     block = await chain.w3.eth.get_block("latest")
     tx: dict[str, Any] = {
         "type": 2,
         "chainId": chain.node.chain_id,
-        "to": token,
+        "to": to,
         "value": 0,
-        "data": _TRANSFER_SELECTOR + abi_encode(["address", "uint256"], [to, amount_atomic]),
-        "gas": 100_000,
+        "data": data,
+        "gas": 150_000,
         "nonce": await chain.w3.eth.get_transaction_count(sender.address, "pending"),
         "maxPriorityFeePerGas": priority_wei,
         "maxFeePerGas": 2 * int(block["baseFeePerGas"]) + priority_wei,
     }
-    return HexBytes(
-        await chain.w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
-    ).to_0x_hex()
+    raw = sender.sign_transaction(tx).raw_transaction
+    return HexBytes(await chain.w3.eth.send_raw_transaction(raw)).to_0x_hex()
 
 
 async def test_two_concurrent_authorizations_beyond_the_balance_send_one_transaction(
@@ -260,3 +271,93 @@ async def test_unbooked_native_spend_from_the_settlement_wallet_is_a_break(
     )
     assert code == EXIT_BREAKS, output
     assert f"{planted}:gas".lower() in output
+
+
+async def _drain_wallet_by_authorization(
+    chain: PrivateChain, wallet: LocalAccount, amount_atomic: int, *, submitter: LocalAccount
+) -> str:
+    """Moves the settlement wallet's tokens away with an EIP-3009 authorization its key signs, submitted by
+    someone else with a high tip (so it is mined before the wallet's own pending transaction); not awaited."""
+    token = chain.tokens.usdc
+    authorization = ExactEvmAuthorization.model_validate(
+        {
+            "from": wallet.address,
+            "to": chain.accounts[2].address,
+            "value": str(amount_atomic),
+            "validAfter": "0",
+            "validBefore": str(2**40),
+            "nonce": random_authorization_nonce(),
+        }
+    )
+    domain = Eip712Domain(
+        name=token.name,
+        version=token.version,
+        chain_id=chain.node.chain_id,
+        verifying_contract=token.address,
+    )
+    v, r, s = split_signature(sign_authorization(wallet, domain, authorization))
+    arguments = abi_encode(
+        ["address", "address", "uint256", "uint256", "uint256", "bytes32", "uint8", "bytes32", "bytes32"],
+        [
+            authorization.from_,
+            authorization.to,
+            authorization.value,
+            authorization.valid_after,
+            authorization.valid_before,
+            bytes.fromhex(authorization.nonce.removeprefix("0x")),
+            v,
+            r,
+            s,
+        ],
+    )
+    return await _send_call(
+        chain,
+        submitter,
+        token.address,
+        TRANSFER_WITH_AUTHORIZATION_SELECTOR + arguments,
+        priority_wei=50 * 10**9,
+    )
+
+
+async def test_a_reverted_withdrawal_books_its_gas_once_and_releases_the_credit(
+    router: RunningRouter, recon_chain: PrivateChain
+) -> None:
+    start_block = await recon_chain.w3.eth.block_number + 1
+    payer = router.payers[0]
+    await pay_for_credit(router, payer, max_tokens=32)
+    ledger = _books(router, recon_chain, start_block).ledger
+    credit = chart.credit_wallet(payer.address)
+    credit_before = (await ledger.balance(credit)).available
+    gas_before = (await ledger.balance(chart.gas_expense(router.settings.network))).posted
+    wallet_atomic = await token_balance_atomic(
+        recon_chain.w3, recon_chain.tokens.usdc.address, router.settlement_wallet
+    )
+
+    async with manual_mining(recon_chain):
+        withdrawing = asyncio.create_task(
+            router.client.post("/v1/credits/withdraw", json=signed_withdrawal(router, payer, amount_atomic=1))
+        )
+        await _until(lambda: _has_pending(recon_chain, 1), "the withdrawal transfer is in the mempool")
+        await _drain_wallet_by_authorization(
+            recon_chain, router.settlement_account, wallet_atomic, submitter=recon_chain.accounts[3]
+        )
+        await recon_chain.rpc("evm_mine")
+        response = await withdrawing
+
+    assert response.status == 502, await response.text()
+    assert (await response.json())["error"]["code"] == "withdrawal_failed"
+    assert (await ledger.balance(credit)).available == credit_before
+    async with router.app[DB_ENGINE].connect() as connection:
+        (tx_hash,) = (await connection.execute(select(account_withdrawals.c.tx_hash))).one()
+    receipt = await recon_chain.w3.eth.get_transaction_receipt(tx_hash)
+    assert receipt["status"] == 0
+    withdrawal_gas_wei = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+    gas_after = (await ledger.balance(chart.gas_expense(router.settings.network))).posted
+    assert gas_after - gas_before == withdrawal_gas_wei
+
+    report = await _books(router, recon_chain, start_block).reconcile(from_block=start_block)
+    # The drained tokens are nobody's booking (a break, as they should be); the gas of both of the wallet's
+    # transactions, the settlement and the reverted withdrawal, is booked exactly.
+    assert (report.gas.transactions, report.gas.reverted) == (2, 1)
+    assert report.gas.chain_gas_wei == report.gas.booked_gas_wei == gas_after
+    assert all(not (b.external_ref or "").endswith(":gas") for b in report.breaks)
