@@ -14,7 +14,9 @@ that no transaction of the wallet explains is missing_on_chain, a different amou
 The wallet's life before MegaRouter sent anything from it (the demo deploys the test tokens from it) is not
 ours to book: nonces used before the first block that any of our records or gas bookings names are left out.
 
-Reads the wallet's nonce at past blocks, which every node keeps for the recent history it serves.
+Reading the wallet's nonce at past blocks needs the node's state of those blocks; a node that lacks it (a
+pruned node, or Anvil restarted from a state file, as the demo is) answers with an error, and then the
+range's blocks are read one by one instead (bounded concurrency), which needs no past state.
 Imports: ledger, x402 (errors), proxy.db, proxy.payments.booking, proxy.chain_transfers; never
 proxy.reconcile_chain (which imports this module).
 """
@@ -31,7 +33,7 @@ from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncEngine
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from ledger import chart
 from ledger.reconcile import Direction, ExternalMovement
@@ -112,27 +114,96 @@ async def observe_gas_spends(
     if first_block is None or first_block > to_block:
         return []
     start_block = max(from_block, first_block)
-    nonce_first = await _nonce_after(w3, wallet, start_block - 1, timeout_s=timeout_s)
+    try:
+        sent = await _sent_by_nonce(
+            w3,
+            engine,
+            network=network,
+            wallet=wallet,
+            from_block=start_block,
+            to_block=to_block,
+            known=known_receipts,
+            timeout_s=timeout_s,
+        )
+    except _NoPastState:
+        sent = await _sent_by_block_scan(
+            w3, wallet, from_block=start_block, to_block=to_block, known=known_receipts, timeout_s=timeout_s
+        )
+    spends = [_gas_spend(receipt, network=network, wallet=wallet, tx_nonce=nonce) for nonce, receipt in sent]
+    return [spend for spend in spends if spend is not None]
+
+
+class _NoPastState(Exception):
+    """The node answered a read at a past block with an error: it does not keep that block's state."""
+
+
+async def _sent_by_nonce(
+    w3: Any,
+    engine: AsyncEngine,
+    *,
+    network: str,
+    wallet: str,
+    from_block: int,
+    to_block: int,
+    known: Mapping[str, GasReceipt],
+    timeout_s: float,
+) -> list[tuple[int, GasReceipt]]:
+    """(nonce, receipt) of every transaction the wallet sent in the range, found through its nonce."""
+    nonce_first = await _nonce_after(w3, wallet, from_block - 1, timeout_s=timeout_s)
     nonce_end = await _nonce_after(w3, wallet, to_block, timeout_s=timeout_s)
     nonces = range(nonce_first, nonce_end)
-    if not nonces:
-        return []
     receipts = await _receipts_of_our_records(
-        w3, engine, network=network, nonces=nonces, known=known_receipts, timeout_s=timeout_s
+        w3, engine, network=network, nonces=nonces, known=known, timeout_s=timeout_s
     )
-    spends: list[GasSpend] = []
-    lowest_block = start_block
+    sent: list[tuple[int, GasReceipt]] = []
+    lowest_block = from_block
     for nonce in nonces:
         receipt = receipts.get(nonce)
-        if receipt is None or not start_block <= receipt.block_number <= to_block:
+        if receipt is None or not from_block <= receipt.block_number <= to_block:
             receipt = await _locate_by_nonce(
                 w3, wallet, nonce, from_block=lowest_block, to_block=to_block, timeout_s=timeout_s
             )
         lowest_block = receipt.block_number  # Nonces are mined in order: the next one is no earlier.
-        spend = _gas_spend(receipt, network=network, wallet=wallet, tx_nonce=nonce)
-        if spend is not None:
-            spends.append(spend)
-    return spends
+        sent.append((nonce, receipt))
+    return sent
+
+
+async def _sent_by_block_scan(
+    w3: Any,
+    wallet: str,
+    *,
+    from_block: int,
+    to_block: int,
+    known: Mapping[str, GasReceipt],
+    timeout_s: float,
+) -> list[tuple[int, GasReceipt]]:
+    """(nonce, receipt) of every transaction the wallet sent in the range, reading each block."""
+    limit = asyncio.Semaphore(_RECEIPT_LOOKUPS_CONCURRENT_MAX)
+
+    async def sent_in(block_number: int) -> list[tuple[int, str]]:
+        async with limit:
+            block = await bounded_rpc(
+                w3.eth.get_block(block_number, True), "eth_getBlockByNumber", timeout_s=timeout_s
+            )
+        return [
+            (int(tx["nonce"]), HexBytes(tx["hash"]).to_0x_hex().lower())
+            for tx in block["transactions"]
+            if str(tx["from"]).lower() == wallet.lower()
+        ]
+
+    per_block = await asyncio.gather(*(sent_in(b) for b in range(from_block, to_block + 1)))
+    found = sorted(tx for block in per_block for tx in block)
+
+    async def receipt_of(tx_hash: str) -> GasReceipt:
+        if tx_hash in known:
+            return known[tx_hash]
+        async with limit:
+            receipt = await fetch_gas_receipt(w3, tx_hash, timeout_s=timeout_s)
+        assert receipt is not None, f"{tx_hash} is in a block and has no receipt"
+        return receipt
+
+    receipts = await asyncio.gather(*(receipt_of(tx_hash) for _, tx_hash in found))
+    return [(nonce, receipt) for (nonce, _), receipt in zip(found, receipts, strict=True)]
 
 
 def _gas_spend(receipt: GasReceipt, *, network: str, wallet: str, tx_nonce: int) -> GasSpend | None:
@@ -157,11 +228,16 @@ async def _nonce_after(w3: Any, wallet: str, block: int, *, timeout_s: float) ->
     """How many transactions the wallet had sent by the end of `block` (0 before the first block)."""
     if block < 0:
         return 0
-    count = await bounded_rpc(
-        w3.eth.get_transaction_count(to_checksum_address(wallet), block),
-        "eth_getTransactionCount",
-        timeout_s=timeout_s,
-    )
+    try:
+        count = await bounded_rpc(
+            w3.eth.get_transaction_count(to_checksum_address(wallet), block),
+            "eth_getTransactionCount",
+            timeout_s=timeout_s,
+        )
+    except ChainUnavailable as error:
+        if isinstance(error.__cause__, Web3RPCError):
+            raise _NoPastState(str(error)) from error
+        raise  # Unreachable or too slow: a real outage, not a node without history.
     return int(count)
 
 
