@@ -71,7 +71,8 @@ class BreakKind(enum.StrEnum):
 
 
 class ExternalMovement(_Frozen):
-    """One token transfer seen on chain, already converted to nano-USD by the caller."""
+    """One movement seen on chain, in its account's unit: a token transfer converted to nano-USD by the
+    caller, or the gas a transaction paid, in wei, out of a native cash account (`chart.unit_for`)."""
 
     external_ref: str = Field(min_length=1, max_length=255)
     direction: Direction

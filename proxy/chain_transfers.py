@@ -30,6 +30,7 @@ __all__ = [
     "bounded_rpc",
     "fetch_authorization_uses",
     "fetch_transfer_logs",
+    "gas_external_ref",
     "transfer_external_ref",
 ]
 
@@ -67,6 +68,12 @@ def transfer_external_ref(network: str, tx_hash: str, log_index: int) -> str:
     assert log_index >= 0
     assert tx_hash.startswith("0x")
     return f"{network}:{tx_hash}:{log_index}".lower()
+
+
+def gas_external_ref(network: str, tx_hash: str) -> str:
+    """`<network>:<tx hash>:gas`, lower-cased: the reference of the gas one wallet transaction paid."""
+    assert tx_hash.startswith("0x")
+    return f"{network}:{tx_hash}:gas".lower()
 
 
 async def bounded_rpc(call: Awaitable[_T], what: str, *, timeout_s: float) -> _T:

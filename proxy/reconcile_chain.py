@@ -14,8 +14,13 @@ each cash account to the on-chain balance, checks in_transit ageing and overdue 
 with its breaks. With no `from_block` it resumes after the last clean run of the same wallet, so a range
 with breaks is examined again until it is clean.
 
-Gas is paid in ETH and never booked, so only token movements are observed. Self-transfers (wallet to
-wallet) move nothing and zero-value transfers carry nothing; both are left out.
+Gas: with the database at hand, the range's transactions sent by the wallet (settlements, withdrawals,
+reverted ones, and anything else sent with its key) are observed too (`proxy.reconcile_gas`), each as a
+movement of gasUsed × effectiveGasPrice wei out of the wallet's native cash account, and matched against
+the gas bookings (`expense:gas:<network>` against native cash, referenced `<network>:<tx hash>:gas`) like
+token movements are: native-coin spend that nobody booked is a break. The native balance itself is not
+tied out, since coins sent to the wallet for gas are not booked. Self-transfers (wallet to wallet) move
+nothing and zero-value transfers carry nothing; both are left out.
 
 Imports: ledger, x402 (errors) and proxy modules; never aiohttp handlers.
 """
@@ -57,6 +62,7 @@ from proxy.chain_watcher import WatchedToken
 from proxy.db.tables import account_withdrawals, x402_settlements
 from proxy.money import atomic_to_nano_usd
 from proxy.payments.intents import SettlementStatus
+from proxy.reconcile_gas import GasReceipt, GasSpend, observe_gas_spends
 from x402.errors import ChainUnavailable
 
 __all__ = [
@@ -64,6 +70,7 @@ __all__ = [
     "ChainBalance",
     "ChainMovement",
     "ChainObservation",
+    "GasTieOut",
     "ReceiptSummary",
     "ReconcileReport",
     "ReconcileScope",
@@ -79,9 +86,13 @@ _SELECTOR_BALANCE_OF = keccak(text="balanceOf(address)")[:4]
 # Intents whose transaction may exist on chain: its receipt (or its absence) is evidence.
 _SENT_STATUSES = (SettlementStatus.SIGNED.value, SettlementStatus.MINED.value, SettlementStatus.BOOKED.value)
 _WITHDRAWAL_SENT_STATUSES = (WithdrawalStatus.SENT, WithdrawalStatus.COMPLETED)
+# A failed record with a block names a transaction that was mined and reverted: its receipt is evidence too.
+_SETTLEMENT_FAILED = SettlementStatus.FAILED.value
+_WITHDRAWAL_FAILED = WithdrawalStatus.FAILED
 _TRANSACTIONS = ledger_metadata.tables["ledger_transactions"]
-# `<network>:<tx hash>:<log index>`; the network is a CAIP-2 id or a v1 name.
-_REF_PATTERN = re.compile(r"^(?P<network>.+):(?P<tx>0x[0-9a-f]{64}):(?P<log>[0-9]{1,9})$")
+# `<network>:<tx hash>:<log index>` (a token movement) or `<network>:<tx hash>:gas` (the gas a transaction
+# of the wallet paid); the network is a CAIP-2 id or a v1 name.
+_REF_PATTERN = re.compile(r"^(?P<network>.+):(?P<tx>0x[0-9a-f]{64}):(?P<log>[0-9]{1,9}|gas)$")
 # Receipt look-ups for bookings the range did not explain run this many at a time: bounded, not serial.
 _RECEIPT_LOOKUPS_CONCURRENT_MAX = 16
 
@@ -129,6 +140,8 @@ class ChainObservation(_Frozen):
     movements: tuple[ChainMovement, ...]
     balances: tuple[ChainBalance, ...]
     receipts: tuple[SettlementReceipt, ...]
+    # Every transaction the wallet sent in the range since MegaRouter's first (observed with a database).
+    gas_spends: tuple[GasSpend, ...] = ()
 
 
 class ReconcileScope(_Frozen):
@@ -154,6 +167,17 @@ class BalanceTieOut(_Frozen):
     ledger_nano_usd: int
 
 
+class GasTieOut(_Frozen):
+    """The wallet's native-coin spend on gas in the range, on chain and as booked (wei)."""
+
+    account: str
+    transactions: int
+    reverted: int
+    pending: int  # mined in the unconfirmed tail and not booked yet: left for a later run
+    chain_gas_wei: int
+    booked_gas_wei: int
+
+
 class ReceiptSummary(_Frozen):
     looked_up: int
     reverted: tuple[str, ...]
@@ -174,6 +198,7 @@ class ReconcileReport(_Frozen):
     balances: tuple[BalanceTieOut, ...]
     pending: tuple[ChainMovement, ...]
     receipts: ReceiptSummary
+    gas: GasTieOut
     breaks: tuple[Break, ...]
 
     @property
@@ -189,7 +214,10 @@ async def load_settlement_tx_hashes(
     statement = sa.select(table.c.tx_hash, table.c.block_number).where(
         table.c.network == network,
         table.c.tx_hash.is_not(None),
-        table.c.status.in_(_SENT_STATUSES),
+        sa.or_(
+            table.c.status.in_(_SENT_STATUSES),
+            sa.and_(table.c.status == _SETTLEMENT_FAILED, table.c.block_number.is_not(None)),
+        ),
     )
     return await _hashes_in_range(engine, statement, from_block=from_block, to_block=to_block)
 
@@ -202,7 +230,10 @@ async def load_withdrawal_tx_hashes(
     statement = sa.select(table.c.tx_hash, table.c.block_number).where(
         table.c.network == network,
         table.c.tx_hash.is_not(None),
-        table.c.status.in_(_WITHDRAWAL_SENT_STATUSES),
+        sa.or_(
+            table.c.status.in_(_WITHDRAWAL_SENT_STATUSES),
+            sa.and_(table.c.status == _WITHDRAWAL_FAILED, table.c.block_number.is_not(None)),
+        ),
     )
     return await _hashes_in_range(engine, statement, from_block=from_block, to_block=to_block)
 
@@ -239,7 +270,8 @@ async def reconcile_from_chain(
     """Observes the chain over [from_block, to_block or head] for reconciliation (empty when from > to).
 
     With `engine`, the receipts looked up include every settlement our x402 intents and withdrawals sent
-    in the range, besides the `settlement_tx_hashes` given.
+    in the range, besides the `settlement_tx_hashes` given, and the gas of every transaction the wallet
+    sent in the range is observed.
     """
     assert from_block >= 0
     assert tokens
@@ -273,6 +305,18 @@ async def reconcile_from_chain(
         )
     receipts = await _receipts(w3, sorted(hashes), timeout_s=rpc_timeout_s)
     movements.sort(key=lambda m: (m.block_number, m.log_index, m.direction))
+    gas_spends: list[GasSpend] = []
+    if engine is not None:
+        gas_spends = await observe_gas_spends(
+            w3,
+            engine,
+            network=network,
+            wallet=wallet,
+            from_block=from_block,
+            to_block=last_block,
+            known_receipts=_gas_receipts(receipts),
+            timeout_s=rpc_timeout_s,
+        )
     return ChainObservation(
         network=network,
         settlement_wallet=wallet,
@@ -281,7 +325,25 @@ async def reconcile_from_chain(
         movements=tuple(movements),
         balances=tuple(balances),
         receipts=tuple(receipts),
+        gas_spends=tuple(gas_spends),
     )
+
+
+def _gas_receipts(receipts: Sequence[SettlementReceipt]) -> dict[str, GasReceipt]:
+    return {
+        r.tx_hash.lower(): GasReceipt(
+            tx_hash=r.tx_hash,
+            block_number=r.block_number,
+            reverted=r.status != 1,
+            gas_used=r.gas_used,
+            effective_gas_price_wei=r.effective_gas_price_wei,
+        )
+        for r in receipts
+        if r.found
+        and r.block_number is not None
+        and r.gas_used is not None
+        and r.effective_gas_price_wei is not None
+    }
 
 
 async def _movements(
@@ -442,8 +504,9 @@ async def reconcile_settlement_wallet(
         blocks_per_batch_max=scope.blocks_per_batch_max,
         rpc_timeout_s=scope.rpc_timeout_s,
     )
+    native_account = chart.native_cash(scope.network, wallet)
     cash_accounts = [balance.account for balance in observation.balances]
-    booked_all = await gather_ledger_side(engine, cash_accounts)
+    booked_all = await gather_ledger_side(engine, [*cash_accounts, native_account])
     booked, out_of_range = await _scope_ledger_side(
         w3, engine, observation=observation, booked=booked_all, timeout_s=scope.rpc_timeout_s
     )
@@ -454,15 +517,24 @@ async def reconcile_settlement_wallet(
         for m in observation.movements
         if m.block_number > confirmed_head and (m.external_ref, m.account) not in booked_keys
     )
-    pending_refs = {m.external_ref for m in pending}
-    external = [m for m in observation.movements if m.external_ref not in pending_refs]
+    # Gas is booked as soon as a receipt is seen, but a live request may sit between the two.
+    pending_gas = [
+        g
+        for g in observation.gas_spends
+        if g.block_number > confirmed_head and (g.external_ref, g.account) not in booked_keys
+    ]
+    pending_refs = {m.external_ref for m in pending} | {g.external_ref for g in pending_gas}
+    external: list[ExternalMovement] = [
+        m for m in [*observation.movements, *observation.gas_spends] if m.external_ref not in pending_refs
+    ]
     tie_out = last_block == head
     observed = [_less_pending(b, pending) for b in observation.balances] if tie_out else []
     in_transit = [
         a.name for a in await ledger.accounts() if a.name.startswith(f"in_transit:{scope.network}:")
     ]
     receipts = _receipt_summary(observation.receipts)
-    resume_from = min([m.block_number for m in pending] + [last_block + 1])
+    pending_blocks = [m.block_number for m in pending] + [g.block_number for g in pending_gas]
+    resume_from = min([*pending_blocks, last_block + 1])
     run, result = await reconcile_and_record(
         ledger,
         external=external,
@@ -483,6 +555,7 @@ async def reconcile_settlement_wallet(
             "out_of_range_bookings": out_of_range,
             "balances_tied_out": tie_out,
             "receipts": receipts.model_dump(mode="json"),
+            "gas_transactions": len(observation.gas_spends),
         },
     )
     ledger_balances = {b.account: b.posted for b in await ledger.balances()}
@@ -509,7 +582,26 @@ async def reconcile_settlement_wallet(
         ),
         pending=pending,
         receipts=receipts,
+        gas=_gas_tie_out(native_account, observation.gas_spends, booked, pending=len(pending_gas)),
         breaks=result.breaks,
+    )
+
+
+def _gas_tie_out(
+    native_account: str, spends: Sequence[GasSpend], booked: Sequence[LedgerMovement], *, pending: int
+) -> GasTieOut:
+    """Gas spent on chain vs. gas booked, both in the range (bookings of other ranges are left out)."""
+    return GasTieOut(
+        account=native_account,
+        transactions=len(spends),
+        reverted=sum(1 for g in spends if g.reverted),
+        pending=pending,
+        chain_gas_wei=sum(g.amount_nano_usd for g in spends),
+        booked_gas_wei=-sum(
+            b.amount_nano_usd
+            for b in booked
+            if b.account == native_account and b.external_ref and b.external_ref.endswith(":gas")
+        ),
     )
 
 
@@ -546,7 +638,8 @@ async def _scope_ledger_side(
     An entry naming a transaction of the range whose movement is already booked by another entry is
     re-keyed to that movement, so the matcher reports the transfer as booked twice (a duplicate).
     """
-    on_chain = {(m.external_ref, m.account): m for m in observation.movements}
+    seen: list[ChainMovement | GasSpend] = [*observation.movements, *observation.gas_spends]
+    on_chain = {(m.external_ref, m.account): m for m in seen}
     canonical = [b.model_copy(update={"external_ref": _canonical_ref(b.external_ref)}) for b in booked]
     unexplained = [
         b for b in canonical if b.external_ref is not None and (b.external_ref, b.account) not in on_chain
@@ -577,7 +670,7 @@ async def _scope_ledger_side(
 def _booked_twin(
     entry: LedgerMovement,
     tx_hash: str,
-    movements: Iterable[ChainMovement],
+    movements: Iterable[ChainMovement | GasSpend],
     booked_keys: set[tuple[str | None, str]],
 ) -> str | None:
     """The ref of a booked movement of the same transaction and account, preferring the same amount."""

@@ -8,7 +8,10 @@ records them, else Anvil's http://127.0.0.1:8545, Anvil account 0 and the Settin
 `--database-url` and `--rpc-url` override either.
 
 Range: `--from-block` (default: after the last clean run of this wallet, else 0) to `--to-block` (default:
-the head). Balances are tied out only when the range ends at the head.
+the head). Balances are tied out only when the range ends at the head. The gas of every transaction the
+settlement wallet sent in the range (wei, against `expense:gas:<network>`) is matched to its booking, so
+native coin spent and never booked (a reverted settlement, a transaction sent with the key by hand) is a
+break too.
 
 Exit codes: 0 no breaks; 1 breaks found (listed); 2 usage or configuration error (nothing was run);
 3 the chain or the database could not be reached (nothing was stored).
@@ -243,7 +246,7 @@ def _report_json(report: ReconcileReport) -> dict[str, Any]:
 
 
 def _report_text(report: ReconcileReport) -> str:
-    receipts = report.receipts
+    receipts, gas = report.receipts, report.gas
     lines = [
         f"reconcile run {report.run.id}: {report.network} wallet {report.settlement_wallet}",
         f"blocks {report.from_block}..{report.to_block} (head {report.head_block}); "
@@ -252,6 +255,8 @@ def _report_text(report: ReconcileReport) -> str:
         f"bookings outside the range {report.out_of_range_bookings}",
         f"receipts looked up {receipts.looked_up}: reverted {len(receipts.reverted)}, "
         f"not found {len(receipts.not_found)}",
+        f"gas: {gas.transactions} transactions sent by the wallet ({gas.reverted} reverted, {gas.pending} "
+        f"pending), {gas.chain_gas_wei} wei spent on chain, {gas.booked_gas_wei} wei booked",
         "",
     ]
     if report.balances_tied_out:

@@ -19,6 +19,7 @@ from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import AsyncWeb3
 from web3.exceptions import Web3Exception
+from web3.types import BlockIdentifier
 
 from x402.errors import ChainUnavailable
 
@@ -60,9 +61,9 @@ class TokenReader:
         except (TimeoutError, OSError, Web3Exception) as error:
             raise ChainUnavailable(f"RPC {what} failed: {type(error).__name__}") from error
 
-    async def _call(self, asset: str, data: bytes) -> bytes:
+    async def _call(self, asset: str, data: bytes, *, block: BlockIdentifier = "latest") -> bytes:
         tx: Any = {"to": to_checksum_address(asset), "data": HexBytes(data)}
-        result: bytes = await self._bounded(self._w3.eth.call(tx, "latest"), "eth_call")
+        result: bytes = await self._bounded(self._w3.eth.call(tx, block), "eth_call")
         return bytes(result)
 
     async def chain_id(self) -> int:
@@ -86,8 +87,16 @@ class TokenReader:
             self._domain_by_asset[key] = cached
         return cached
 
-    async def balance_atomic(self, asset: str, owner: str) -> int:
-        raw = await self._call(asset, _SELECTOR_BALANCE_OF + abi_encode(["address"], [owner]))
+    async def block_number(self) -> int:
+        """The chain head's number: reads pinned to it see one consistent state."""
+        number = int(await self._bounded(self._w3.eth.block_number, "eth_blockNumber"))
+        assert number >= 0
+        return number
+
+    async def balance_atomic(self, asset: str, owner: str, *, block_number: int | None = None) -> int:
+        """`owner`'s balance of `asset` at the end of `block_number` (default: the latest block)."""
+        data = _SELECTOR_BALANCE_OF + abi_encode(["address"], [owner])
+        raw = await self._call(asset, data, block="latest" if block_number is None else block_number)
         balance_atomic: int = abi_decode(["uint256"], raw)[0]
         return balance_atomic
 

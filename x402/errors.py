@@ -10,6 +10,7 @@
     ├── ValueMismatch                   invalid_exact_evm_payload_authorization_value_mismatch
     ├── AuthorizationNotYetValid        invalid_exact_evm_payload_authorization_valid_after
     ├── AuthorizationExpired            invalid_exact_evm_payload_authorization_valid_before
+    │   └── AuthorizationTooLong        (validBefore beyond maxTimeoutSeconds from now)
     ├── InvalidSignature                invalid_exact_evm_payload_signature
     ├── TokenNameMismatch               invalid_exact_evm_token_name_mismatch
     ├── TokenVersionMismatch            invalid_exact_evm_token_version_mismatch
@@ -35,6 +36,7 @@ __all__ = [
     "AssetNotDeployed",
     "AuthorizationExpired",
     "AuthorizationNotYetValid",
+    "AuthorizationTooLong",
     "ChainUnavailable",
     "InsufficientFunds",
     "InvalidNetwork",
@@ -106,6 +108,11 @@ class AuthorizationExpired(X402Error):
     reason = "invalid_exact_evm_payload_authorization_valid_before"
 
 
+class AuthorizationTooLong(AuthorizationExpired):
+    """validBefore lies further ahead than the offer's maxTimeoutSeconds allows: the spec has no code of its
+    own for it, so it carries the valid_before reason code."""
+
+
 class InvalidSignature(X402Error):
     reason = "invalid_exact_evm_payload_signature"
 
@@ -151,7 +158,25 @@ class SettlementPending(SettlementError):
 
 
 class TransactionFailed(SettlementError):
+    """Mined and reverted: nothing moved, but the gas was paid, so the receipt's gas facts travel along."""
+
     reason = "transaction_failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tx_hash: str,
+        block_number: int,
+        gas_used: int,
+        effective_gas_price_wei: int,
+    ) -> None:
+        super().__init__(message, tx_hash=tx_hash)
+        assert block_number >= 0
+        assert gas_used >= 0
+        self.block_number = block_number
+        self.gas_used = gas_used
+        self.effective_gas_price_wei = effective_gas_price_wei
 
 
 class InvalidTransactionState(SettlementError):

@@ -41,6 +41,7 @@ __all__ = [
     "TRANSFER_SELECTOR",
     "TRANSFER_WITH_AUTHORIZATION_SELECTOR",
     "BeforeSend",
+    "GasSpent",
     "RecoveredSettlement",
     "RecoveredTransfer",
     "RecoveryMethod",
@@ -73,6 +74,28 @@ class SignedSettlement:
 
 
 @dataclass(frozen=True, slots=True)
+class GasSpent:
+    """What one mined transaction of the settlement key paid in gas, whether it succeeded or reverted."""
+
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    effective_gas_price_wei: int
+    reverted: bool
+
+    @classmethod
+    def of_revert(cls, error: TransactionFailed) -> GasSpent:
+        assert error.tx_hash is not None
+        return cls(
+            tx_hash=error.tx_hash,
+            block_number=error.block_number,
+            gas_used=error.gas_used,
+            effective_gas_price_wei=error.effective_gas_price_wei,
+            reverted=True,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class SettlementResult:
     """A mined, successful settlement."""
 
@@ -84,6 +107,8 @@ class SettlementResult:
     payer: str
     amount_atomic: int
     network: str
+    # Who sent (and paid the gas of) the transaction: recovery may find the authorization settled by another.
+    sender: str
 
     def to_settle_response(self) -> SettleResponse:
         return SettleResponse(
@@ -266,14 +291,36 @@ class Settler:
             raise
         return True
 
-    async def _await_result(self, payment: VerifiedPayment, tx_hash: str) -> SettlementResult:
+    async def gas_spent(self, tx_hash: str) -> GasSpent | None:
+        """The gas a transaction paid once mined (reverted or not); None while the chain has no receipt."""
+        receipt = await self._receipt_or_none(tx_hash)
+        if receipt is None:
+            return None
+        return GasSpent(
+            tx_hash=HexBytes(receipt["transactionHash"]).to_0x_hex(),
+            block_number=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+            effective_gas_price_wei=int(receipt["effectiveGasPrice"]),
+            reverted=receipt["status"] != 1,
+        )
+
+    async def _wait_for_receipt(self, tx_hash: str, what: str) -> Any:
+        """The receipt of a sent transaction; SettlementPending (outcome unknown) when none comes in time
+        or the chain cannot be reached meanwhile: the transaction may still be mined, so nothing is final."""
         try:
-            receipt = await self._w3.eth.wait_for_transaction_receipt(
+            return await self._w3.eth.wait_for_transaction_receipt(
                 HexBytes(tx_hash), timeout=self._receipt_timeout_s, poll_latency=self._receipt_poll_s
             )
         except TimeExhausted as error:
-            raise SettlementPending("no receipt within the bound", tx_hash=tx_hash) from error
-        return _result_from_receipt(payment, receipt)
+            raise SettlementPending(f"no {what} receipt within the bound", tx_hash=tx_hash) from error
+        except (TimeoutError, OSError, Web3Exception) as error:
+            raise SettlementPending(
+                f"chain unreachable while awaiting the {what} receipt: {type(error).__name__}",
+                tx_hash=tx_hash,
+            ) from error
+
+    async def _await_result(self, payment: VerifiedPayment, tx_hash: str) -> SettlementResult:
+        return _result_from_receipt(payment, await self._wait_for_receipt(tx_hash, "settlement"))
 
     async def recover(
         self,
@@ -321,7 +368,6 @@ class Settler:
         assert receipt is not None, "a log's transaction has a receipt"
         return _result_from_receipt(payment, receipt)
 
-
     # ------------------------------------------------------------------------------ plain transfers
 
     async def transfer(
@@ -365,12 +411,7 @@ class Settler:
                 assert self._outgoing_in_flight_atomic[key] >= 0
 
     async def _await_transfer(self, asset: str, to: str, amount_atomic: int, tx_hash: str) -> TransferResult:
-        try:
-            receipt = await self._w3.eth.wait_for_transaction_receipt(
-                HexBytes(tx_hash), timeout=self._receipt_timeout_s, poll_latency=self._receipt_poll_s
-            )
-        except TimeExhausted as error:
-            raise SettlementPending("no transfer receipt within the bound", tx_hash=tx_hash) from error
+        receipt = await self._wait_for_receipt(tx_hash, "transfer")
         return _transfer_result_from_receipt(
             receipt,
             sender=self.address,
@@ -417,10 +458,12 @@ class Settler:
                         await self._rpc(send, "eth_sendRawTransaction")
                     finally:
                         self._next_tx_nonce = None
-                return RecoveredTransfer(await self._await_transfer(asset, to, amount_atomic, signed.tx_hash),
-                                         "rebroadcast")
-            return RecoveredTransfer(await self._await_transfer(asset, to, amount_atomic, signed.tx_hash),
-                                     "receipt")
+                return RecoveredTransfer(
+                    await self._await_transfer(asset, to, amount_atomic, signed.tx_hash), "rebroadcast"
+                )
+            return RecoveredTransfer(
+                await self._await_transfer(asset, to, amount_atomic, signed.tx_hash), "receipt"
+            )
         # Our nonce is used, perhaps by OUR transaction, mined between the first receipt read and the nonce
         # read: read the receipt again before concluding that it can never be mined.
         receipt = await self._receipt_or_none(signed.tx_hash)
@@ -454,10 +497,20 @@ def _transfer_with_authorization_calldata(payment: VerifiedPayment) -> bytes:
     return TRANSFER_WITH_AUTHORIZATION_SELECTOR + arguments
 
 
+def _raise_if_reverted(receipt: Any, what: str) -> None:
+    if receipt["status"] != 1:
+        raise TransactionFailed(
+            f"{what} transaction reverted",
+            tx_hash=HexBytes(receipt["transactionHash"]).to_0x_hex(),
+            block_number=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+            effective_gas_price_wei=int(receipt["effectiveGasPrice"]),
+        )
+
+
 def _result_from_receipt(payment: VerifiedPayment, receipt: Any) -> SettlementResult:
     tx_hash = HexBytes(receipt["transactionHash"]).to_0x_hex()
-    if receipt["status"] != 1:
-        raise TransactionFailed("settlement transaction reverted", tx_hash=tx_hash)
+    _raise_if_reverted(receipt, "settlement")
     return SettlementResult(
         tx_hash=tx_hash,
         block_number=int(receipt["blockNumber"]),
@@ -467,6 +520,7 @@ def _result_from_receipt(payment: VerifiedPayment, receipt: Any) -> SettlementRe
         payer=payment.payer,
         amount_atomic=payment.amount_atomic,
         network=payment.requirements.network,
+        sender=str(receipt["from"]),
     )
 
 
@@ -492,8 +546,7 @@ def _transfer_result_from_receipt(
     receipt: Any, *, sender: str, asset: str, to: str, amount_atomic: int, network: str
 ) -> TransferResult:
     tx_hash = HexBytes(receipt["transactionHash"]).to_0x_hex()
-    if receipt["status"] != 1:
-        raise TransactionFailed("transfer transaction reverted", tx_hash=tx_hash)
+    _raise_if_reverted(receipt, "transfer")
     result = TransferResult(
         tx_hash=tx_hash,
         block_number=int(receipt["blockNumber"]),

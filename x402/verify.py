@@ -19,6 +19,7 @@ from x402.errors import (
     AssetNotDeployed,
     AuthorizationExpired,
     AuthorizationNotYetValid,
+    AuthorizationTooLong,
     InsufficientFunds,
     InvalidNetwork,
     InvalidPaymentRequirements,
@@ -37,8 +38,10 @@ from x402.models import ExactEvmAuthorization, PaymentPayload, PaymentPayloadV1,
 from x402.networks import chain_id_from_caip2, chain_id_from_v1_name
 
 __all__ = [
+    "CLOCK_SKEW_S_MAX",
     "SETTLE_MARGIN_S_DEFAULT",
     "SUPPORTED_X402_VERSIONS",
+    "PayerBalance",
     "VerifiedPayment",
     "verify_payment_offchain",
     "verify_payment_onchain",
@@ -47,6 +50,8 @@ __all__ = [
 SUPPORTED_X402_VERSIONS = (1, 2)
 # An authorization must stay valid long enough to be mined: the SDK also refuses < 6 s of validity left.
 SETTLE_MARGIN_S_DEFAULT = 6
+# The client computes validBefore as its own now + maxTimeoutSeconds: tolerate a clock this far ahead.
+CLOCK_SKEW_S_MAX = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,18 @@ class VerifiedPayment:
     @property
     def amount_atomic(self) -> int:
         return self.authorization.value
+
+
+@dataclass(frozen=True, slots=True)
+class PayerBalance:
+    """The payer's token balance as the chain had it at the end of `block_number`.
+
+    The block matters to the caller that reserves in-flight settlements: a settlement mined after this block
+    still has to come out of this balance, one mined at or before it already has.
+    """
+
+    balance_atomic: int
+    block_number: int
 
 
 def verify_payment_offchain(
@@ -138,6 +155,11 @@ def _verify_against(
         raise AuthorizationNotYetValid("authorization is not yet valid")
     if authorization.valid_before <= now_unix_s + settle_margin_s:
         raise AuthorizationExpired("authorization expires before it could be settled")
+    # A longer-lived authorization than offered could be held back and settled long after the request.
+    if authorization.valid_before > now_unix_s + requirements.max_timeout_seconds + CLOCK_SKEW_S_MAX:
+        raise AuthorizationTooLong(
+            f"validBefore may be at most maxTimeoutSeconds ({requirements.max_timeout_seconds} s) ahead"
+        )
     domain = domain_for_requirements(
         chain_id=chain_id_from_caip2(requirements.network),
         asset=requirements.asset,
@@ -167,8 +189,11 @@ def _check_accepted_matches(accepted: PaymentRequirements, offered: PaymentRequi
         raise InvalidPaymentRequirements("accepted payTo/amount differ from the offer")
 
 
-async def verify_payment_onchain(reader: TokenReader, payment: VerifiedPayment) -> None:
-    """Chain id, token code, token name/version (cached), authorization unused, balance ≥ value."""
+async def verify_payment_onchain(reader: TokenReader, payment: VerifiedPayment) -> PayerBalance:
+    """Chain id, token code, token name/version (cached), authorization unused, balance ≥ value.
+
+    Returns the balance it checked, so the caller can also weigh the payer's other settlements in flight.
+    """
     if await reader.chain_id() != payment.chain_id:
         raise NetworkMismatch(f"RPC chain is not {payment.requirements.network}")
     if not await reader.has_code(payment.asset):
@@ -178,11 +203,13 @@ async def verify_payment_onchain(reader: TokenReader, payment: VerifiedPayment) 
         raise TokenNameMismatch("token name() differs from the requirement's extra.name")
     if version != payment.domain.version:
         raise TokenVersionMismatch("token version() differs from the requirement's extra.version")
+    block_number = await reader.block_number()
     used, balance_atomic = await asyncio.gather(
         reader.authorization_used(payment.asset, payment.payer, payment.authorization.nonce),
-        reader.balance_atomic(payment.asset, payment.payer),
+        reader.balance_atomic(payment.asset, payment.payer, block_number=block_number),
     )
     if used:
         raise NonceAlreadyUsed("authorization nonce is already used or canceled on chain")
     if balance_atomic < payment.amount_atomic:
         raise InsufficientFunds("payer balance is below the authorized value")
+    return PayerBalance(balance_atomic=balance_atomic, block_number=block_number)

@@ -106,6 +106,7 @@ async def _recover_one(
     try:
         return await _finish_sent(withdrawals, settler, record)
     except TransactionFailed as error:
+        await withdrawals.book_reverted_gas(record, error)
         return await withdrawals.release(record, reason="reverted", detail=str(error))
 
 

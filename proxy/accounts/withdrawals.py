@@ -55,10 +55,10 @@ from proxy.db.tables import account_withdrawals
 from proxy.errors import UpstreamFailed
 from proxy.faults import crash_if_enabled
 from proxy.money import atomic_to_nano_usd
-from proxy.payments.booking import WITHDRAWAL_GAS_CODE, book_gas
+from proxy.payments.booking import WITHDRAWAL_GAS_CODE, book_gas, book_gas_spent
 from proxy.settings import AssetSettings, Settings
 from x402.errors import ChainUnavailable, TransactionFailed, X402Error
-from x402.settle import SignedSettlement
+from x402.settle import GasSpent, SignedSettlement
 
 __all__ = [
     "UNFINISHED_WITHDRAWAL_STATUSES",
@@ -447,6 +447,7 @@ class Withdrawals:
         except _TakenOver as error:
             raise Conflict(str(error) + "; the credit is released", code="withdrawal_abandoned") from error
         except TransactionFailed as error:
+            await self.book_reverted_gas(record, error)
             await self.release(record, reason=error.reason, detail=str(error))
             raise self._failed(record, error.reason) from error
         except (ChainUnavailable, X402Error) as error:
@@ -494,6 +495,26 @@ class Withdrawals:
         log.warning("withdrawal_failed", withdrawal_id=record.id, reason=reason, detail=detail)
         return await self.get(record.id)
 
+    async def book_reverted_gas(self, record: WithdrawalRecord, error: TransactionFailed) -> None:
+        """A reverted transfer moved no tokens but paid gas: book it once, before the hold is released, and
+        keep the transaction's block so reconciliation looks its receipt up."""
+        assert self._sender is not None
+        assert error.tx_hash is not None
+        await book_gas_spent(
+            self._accounts,
+            network=record.network,
+            wallet=self._sender.address,
+            spent=GasSpent.of_revert(error),
+            code=WITHDRAWAL_GAS_CODE,
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                account_withdrawals.update()
+                .where(account_withdrawals.c.id == record.id)
+                .where(account_withdrawals.c.status == WithdrawalStatus.SENT)
+                .values(tx_hash=error.tx_hash, block_number=error.block_number)
+            )
+
     async def _capture(self, record: WithdrawalRecord) -> None:
         """credit:wallet → in_transit for a mined withdrawal: the hold's capture, or a late posting."""
         ledger = self._accounts.ledger
@@ -529,6 +550,7 @@ class Withdrawals:
             network=record.network,
             wallet=self._sender.address,
             tx_hash=mined.tx_hash,
+            block_number=mined.block_number,
             gas_used=mined.gas_used,
             effective_gas_price_wei=mined.effective_gas_price_wei,
             code=WITHDRAWAL_GAS_CODE,

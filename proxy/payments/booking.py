@@ -8,19 +8,23 @@ by a retry, by recovery after a crash or by a chain watcher, can only return the
 from __future__ import annotations
 
 from ledger import LedgerTransaction, Posting, chart
+from proxy.chain_transfers import gas_external_ref
 from proxy.chart_accounts import ChartAccounts
 from proxy.money import atomic_to_nano_usd
 from proxy.payments.intents import SettlementIntent, SettlementIntents
 from proxy.settings import AssetSettings
-from x402.settle import SettlementResult, SignedSettlement
+from x402.errors import TransactionFailed
+from x402.settle import GasSpent, SettlementResult, SignedSettlement
 
 __all__ = [
     "SETTLEMENT_GAS_CODE",
     "WITHDRAWAL_GAS_CODE",
     "X402_DEPOSIT_CODE",
     "book_gas",
+    "book_gas_spent",
     "book_mined_intent",
     "book_mined_settlement",
+    "book_reverted_settlement",
     "book_x402_deposit",
     "record_signed_settlement",
     "x402_deposit_key",
@@ -75,6 +79,7 @@ async def book_gas(
     network: str,
     wallet: str,
     tx_hash: str,
+    block_number: int,
     gas_used: int,
     effective_gas_price_wei: int,
     code: str,
@@ -94,13 +99,53 @@ async def book_gas(
     return await accounts.ledger.post(
         idempotency_key=f"gas:{network}:{tx_hash}".lower(),
         code=code,
-        external_ref=f"{network}:{tx_hash}:gas".lower(),
+        external_ref=gas_external_ref(network, tx_hash),
         postings=[Posting(account=expense, amount=gas_wei), Posting(account=native, amount=-gas_wei)],
+        # The block lets reconciliation place the booking in its block range without asking the chain.
         metadata={
             "tx_hash": tx_hash,
+            "block_number": block_number,
             "gas_used": gas_used,
             "effective_gas_price_wei": effective_gas_price_wei,
         },
+    )
+
+
+async def book_gas_spent(
+    accounts: ChartAccounts, *, network: str, wallet: str, spent: GasSpent, code: str
+) -> LedgerTransaction | None:
+    return await book_gas(
+        accounts,
+        network=network,
+        wallet=wallet,
+        tx_hash=spent.tx_hash,
+        block_number=spent.block_number,
+        gas_used=spent.gas_used,
+        effective_gas_price_wei=spent.effective_gas_price_wei,
+        code=code,
+    )
+
+
+async def book_reverted_settlement(
+    intents: SettlementIntents,
+    accounts: ChartAccounts,
+    intent_id: int,
+    error: TransactionFailed,
+    *,
+    network: str,
+    settlement_wallet: str,
+) -> None:
+    """A settlement mined and reverted: its gas is booked once, the intent fails, and nothing is deposited.
+
+    Gas first, as for a successful settlement: until the intent is marked failed, a crash leads recovery
+    back to the same receipt, and the booking is idempotent by tx hash.
+    """
+    spent = GasSpent.of_revert(error)
+    await book_gas_spent(
+        accounts, network=network, wallet=settlement_wallet, spent=spent, code=SETTLEMENT_GAS_CODE
+    )
+    await intents.record_failed(
+        intent_id, reason=error.reason, reverted_tx_hash=spent.tx_hash, block_number=spent.block_number
     )
 
 
@@ -129,16 +174,19 @@ async def book_mined_settlement(
     # Every settlement transaction emits the token's Transfer; without it there is nothing to book against.
     assert result.transfer_log_index is not None, f"no Transfer log in {result.tx_hash}"
     # Gas first: only the receipt knows it, and until the intent is marked mined a crash leads recovery
-    # back to the receipt (the gas booking is idempotent by tx hash), so it is never skipped.
-    await book_gas(
-        accounts,
-        network=result.network,
-        wallet=settlement_wallet,
-        tx_hash=result.tx_hash,
-        gas_used=result.gas_used,
-        effective_gas_price_wei=result.effective_gas_price_wei,
-        code=SETTLEMENT_GAS_CODE,
-    )
+    # back to the receipt (the gas booking is idempotent by tx hash), so it is never skipped. Recovery may
+    # find the authorization settled by someone else's transaction: its gas is not ours to book.
+    if result.sender.lower() == settlement_wallet.lower():
+        await book_gas(
+            accounts,
+            network=result.network,
+            wallet=settlement_wallet,
+            tx_hash=result.tx_hash,
+            block_number=result.block_number,
+            gas_used=result.gas_used,
+            effective_gas_price_wei=result.effective_gas_price_wei,
+            code=SETTLEMENT_GAS_CODE,
+        )
     intent = await intents.record_mined(
         intent_id,
         tx_hash=result.tx_hash,

@@ -1,9 +1,11 @@
 """The payment gate: offers x402 payment for a quote; accepts a payment by verifying, settling, booking it.
 
 Order of work for a paid request (DESIGN §2, §6): decode → verify every field against our own offer →
-verify on chain → claim the authorization (unique in our database) → settle (the intent is stored before
-the transaction is sent) → book the deposit to the payer wallet's credit. Nothing is held or sent upstream
-before this returns, and every refusal changes nothing.
+verify on chain → claim the authorization (unique in our database, and within what the payer's balance
+covers besides its settlements in flight) → settle (the intent is stored before the transaction is sent)
+→ book the deposit to the payer wallet's credit. Nothing is held or sent upstream before this returns,
+and every refusal changes nothing. A settlement that reverts books its gas and fails the intent. When the
+chain cannot be reached the answer is a 503 with Retry-After, never a 402 that invites paying again.
 """
 
 from __future__ import annotations
@@ -19,19 +21,30 @@ from ledger import chart
 from proxy.chart_accounts import ChartAccounts
 from proxy.faults import crash_if_enabled
 from proxy.money import atomic_to_nano_usd
-from proxy.payments.booking import book_mined_settlement, record_signed_settlement
-from proxy.payments.errors import PaymentMalformed, PaymentRequired
+from proxy.payments.booking import (
+    book_mined_settlement,
+    book_reverted_settlement,
+    record_signed_settlement,
+)
+from proxy.payments.errors import (
+    CHAIN_RETRY_AFTER_S,
+    PaymentChainUnavailable,
+    PaymentMalformed,
+    PaymentRequired,
+)
 from proxy.payments.intents import SettlementIntent, SettlementIntents
 from proxy.payments.stored_payment import dump_verified_payment
 from proxy.settings import AssetSettings, Settings
 from x402.chain import TokenReader
 from x402.codec import decode_payment_header, encode_header
 from x402.errors import (
+    ChainUnavailable,
     InvalidPayload,
     NonceAlreadyUsed,
     SettlementError,
     SettlementPending,
     SettlementSendFailed,
+    TransactionFailed,
     X402Error,
 )
 from x402.models import (
@@ -45,7 +58,7 @@ from x402.models import (
 from x402.models import PaymentRequired as PaymentRequiredDocument
 from x402.requirements import AcceptedAsset, build_requirements
 from x402.settle import Settler, SignedSettlement
-from x402.verify import VerifiedPayment, verify_payment_offchain, verify_payment_onchain
+from x402.verify import PayerBalance, VerifiedPayment, verify_payment_offchain, verify_payment_onchain
 
 __all__ = ["AcceptedPayment", "PaymentGate"]
 
@@ -157,9 +170,18 @@ class PaymentGate:
             verified = verify_payment_offchain(
                 payload, self._requirements(quote_nano_usd), int(self._clock_unix_s())
             )
-            await verify_payment_onchain(self._token_reader, verified)
-            intent = await self._claim(verified, request_id)
+            payer_balance = await verify_payment_onchain(self._token_reader, verified)
+            intent = await self._claim(verified, request_id, payer_balance)
             settle_response = await self._settle_and_book(verified, intent)
+        except (ChainUnavailable, SettlementSendFailed, SettlementPending) as error:
+            # The chain cannot be reached (or did not answer in time): a 402 would invite paying again, while
+            # a payment already sent still lands as credit once recovery sees it mined.
+            log.warning("payment_chain_unavailable", reason=error.reason, detail=str(error))
+            raise PaymentChainUnavailable(
+                "the blockchain node cannot be reached right now; retry later (a payment already sent "
+                "will be kept as credit of the paying wallet)",
+                retry_after_s=CHAIN_RETRY_AFTER_S,
+            ) from error
         except InvalidPayload as error:
             log.info("payment_malformed", reason=error.reason)
             raise self.payment_required(
@@ -177,7 +199,9 @@ class PaymentGate:
             response_headers={header_name: encode_header(settle_response)},
         )
 
-    async def _claim(self, verified: VerifiedPayment, request_id: str) -> SettlementIntent:
+    async def _claim(
+        self, verified: VerifiedPayment, request_id: str, payer_balance: PayerBalance
+    ) -> SettlementIntent:
         intent = await self._intents.claim(
             network=verified.requirements.network,
             asset=verified.asset,
@@ -187,6 +211,7 @@ class PaymentGate:
             valid_before_unix_s=verified.authorization.valid_before,
             verified_payment_json=dump_verified_payment(verified),
             request_id=request_id,
+            payer_balance=payer_balance,
         )
         if intent is None:
             # Another request holds this very authorization, or already settled it.
@@ -194,8 +219,12 @@ class PaymentGate:
         return intent
 
     async def _settle_and_book(self, verified: VerifiedPayment, intent: SettlementIntent) -> SettleResponse:
+        signed_seen = False
+
         async def record_signed(signed: SignedSettlement) -> None:
+            nonlocal signed_seen
             await record_signed_settlement(self._intents, intent.id, signed)
+            signed_seen = True
             crash_if_enabled(self._settings.fault_injection, "after_settlement_signed")
 
         try:
@@ -204,7 +233,24 @@ class PaymentGate:
             # The transaction may still be mined: the intent stays open and recovery finishes it (the payer's
             # money then lands as credit). Marking it failed here could let the same authorization in twice.
             raise
+        except TransactionFailed as error:
+            await book_reverted_settlement(
+                self._intents,
+                self._accounts,
+                intent.id,
+                error,
+                network=verified.requirements.network,
+                settlement_wallet=self.settlement_wallet,
+            )
+            raise
         except SettlementError as error:
+            await self._intents.record_failed(intent.id, reason=error.reason)
+            raise
+        except X402Error as error:
+            if signed_seen:
+                raise  # Not reached today: after signing, the settler raises only SettlementErrors.
+            # Refused before anything was signed (the re-check found the authorization used or the funds
+            # gone, or the chain unreachable): nothing can reach the chain, so the reservation is released.
             await self._intents.record_failed(intent.id, reason=error.reason)
             raise
         crash_if_enabled(self._settings.fault_injection, "after_settlement_mined")

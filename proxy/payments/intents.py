@@ -4,20 +4,27 @@ claimed → signed → mined → booked is the happy path. A claim that never go
 recovery (nothing was sent); a settlement refused or reverted is failed (the authorization may be claimed
 again while still unused on chain). Every transition is a conditional UPDATE, so two workers can never
 move one intent along twice.
+
+A claim also reserves the payer's balance: the claims of one payer (network, asset, payer) are serialized
+by a database lock, and one is refused with insufficient_funds when the payer's on-chain balance does not
+cover it on top of the payer's intents still in flight. So concurrent authorizations that the balance
+covers only one at a time cannot all be sent, and none of them reverts on chain for want of funds.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from proxy.db.tables import x402_settlements
+from x402.errors import InsufficientFunds
+from x402.verify import PayerBalance
 
 __all__ = ["UNFINISHED_STATUSES", "SettlementIntent", "SettlementIntents", "SettlementStatus"]
 
@@ -34,6 +41,10 @@ class SettlementStatus(StrEnum):
 UNFINISHED_STATUSES = (SettlementStatus.CLAIMED, SettlementStatus.SIGNED, SettlementStatus.MINED)
 # A claim may be taken over only where nothing can still reach the chain.
 _RECLAIMABLE_STATUSES = (SettlementStatus.FAILED, SettlementStatus.ABANDONED)
+_RECLAIMABLE_VALUES = frozenset(status.value for status in _RECLAIMABLE_STATUSES)
+# Intents whose transfer the chain may not show yet: a balance read before their block still holds the tokens.
+_SENDING_STATUSES = (SettlementStatus.CLAIMED, SettlementStatus.SIGNED)
+_LANDED_STATUSES = (SettlementStatus.MINED, SettlementStatus.BOOKED)
 
 
 class SettlementIntent(BaseModel):
@@ -63,6 +74,48 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _payer_lock_key(*, network: str, asset: str, payer: str) -> int:
+    """A signed 64-bit key for PostgreSQL's advisory locks, one per (network, asset, payer)."""
+    digest = hashlib.blake2b(f"x402-payer:{network}:{asset}:{payer}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def _lock_payer(connection: AsyncConnection, *, network: str, asset: str, payer: str) -> None:
+    """Serializes claims of one payer until the transaction ends, across every process on the database."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        lock_key = _payer_lock_key(network=network, asset=asset, payer=payer)
+        await connection.execute(text("SELECT pg_advisory_xact_lock(:lock_key)"), {"lock_key": lock_key})
+        return
+    # SQLite: the engine begins every transaction with BEGIN IMMEDIATE (ledger.engine), which already holds
+    # the database's write lock, so claims of every payer are serialized.
+    assert dialect == "sqlite", f"no payer lock for {dialect}"
+
+
+async def _in_flight_atomic(
+    connection: AsyncConnection, key: dict[str, str], *, balance_block_number: int
+) -> int:
+    """What the payer's other intents will still take from the balance read at `balance_block_number`."""
+    table = x402_settlements
+    not_yet_in_balance = or_(
+        table.c.status.in_([status.value for status in _SENDING_STATUSES]),
+        and_(
+            table.c.status.in_([status.value for status in _LANDED_STATUSES]),
+            table.c.block_number > balance_block_number,
+        ),
+    )
+    statement = select(func.coalesce(func.sum(table.c.value_atomic), 0)).where(
+        table.c.network == key["network"],
+        table.c.asset == key["asset"],
+        table.c.payer == key["payer"],
+        table.c.authorization_nonce != key["authorization_nonce"],
+        not_yet_in_balance,
+    )
+    in_flight_atomic = int((await connection.execute(statement)).scalar_one())
+    assert in_flight_atomic >= 0
+    return in_flight_atomic
+
+
 class SettlementIntents:
     def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = _utcnow) -> None:
         self._engine = engine
@@ -79,9 +132,18 @@ class SettlementIntents:
         valid_before_unix_s: int,
         verified_payment_json: str,
         request_id: str | None,
+        payer_balance: PayerBalance,
     ) -> SettlementIntent | None:
-        """Claims an authorization for settlement; None when another request holds or finished it."""
+        """Claims an authorization for settlement; None when another request holds or finished it.
+
+        Raises InsufficientFunds when the payer's balance (read from chain at `payer_balance.block_number`)
+        does not cover this authorization on top of the payer's settlements still in flight: two concurrent
+        authorizations that the balance covers only one at a time would both verify, and the second would
+        revert on chain and burn our gas. The check and the claim happen under one lock per payer, held by
+        the database (so every process sharing it is serialized), never across an RPC call.
+        """
         assert value_atomic > 0
+        assert payer_balance.balance_atomic >= 0
         key = {
             "network": network,
             "asset": asset.lower(),
@@ -99,31 +161,39 @@ class SettlementIntents:
             "raw_tx": None,
             "tx_nonce": None,
             "from_block": None,
+            "block_number": None,
             "error_reason": None,
             "updated_at": now,
         }
-        try:
-            async with self._engine.begin() as connection:
-                await connection.execute(insert(x402_settlements).values(**key, **fresh, created_at=now))
-        except IntegrityError:
-            taken_over = await self._reclaim(key, fresh)
-            if not taken_over:
-                return None
+        table = x402_settlements
+        async with self._engine.begin() as connection:
+            await _lock_payer(connection, network=network, asset=key["asset"], payer=key["payer"])
+            existing = (
+                await connection.execute(
+                    select(table.c.status).where(*(table.c[column] == value for column, value in key.items()))
+                )
+            ).scalar_one_or_none()
+            if existing is not None and existing not in _RECLAIMABLE_VALUES:
+                return None  # Another request holds this very authorization, or already settled it.
+            in_flight_atomic = await _in_flight_atomic(
+                connection, key, balance_block_number=payer_balance.block_number
+            )
+            if in_flight_atomic + value_atomic > payer_balance.balance_atomic:
+                raise InsufficientFunds(
+                    f"payer balance {payer_balance.balance_atomic} does not cover {value_atomic} on top of "
+                    f"{in_flight_atomic} already being settled"
+                )
+            if existing is None:
+                await connection.execute(insert(table).values(**key, **fresh, created_at=now))
+            else:
+                await connection.execute(
+                    update(table)
+                    .where(*(table.c[column] == value for column, value in key.items()))
+                    .values(**fresh)
+                )
         intent = await self._get_by_key(key)
         assert intent is not None
         return intent
-
-    async def _reclaim(self, key: dict[str, str], fresh: dict[str, object]) -> bool:
-        table = x402_settlements
-        statement = (
-            update(table)
-            .where(*(table.c[column] == value for column, value in key.items()))
-            .where(table.c.status.in_([status.value for status in _RECLAIMABLE_STATUSES]))
-            .values(**fresh)
-        )
-        async with self._engine.begin() as connection:
-            result = await connection.execute(statement)
-        return result.rowcount == 1
 
     async def _get_by_key(self, key: dict[str, str]) -> SettlementIntent | None:
         table = x402_settlements
@@ -195,12 +265,26 @@ class SettlementIntents:
             ledger_transaction_id=ledger_transaction_id,
         )
 
-    async def record_failed(self, intent_id: int, *, reason: str) -> None:
+    async def record_failed(
+        self,
+        intent_id: int,
+        *,
+        reason: str,
+        reverted_tx_hash: str | None = None,
+        block_number: int | None = None,
+    ) -> None:
+        """Nothing of this intent can land any more; a reverted transaction keeps its hash and block, so
+        reconciliation looks its receipt (and the gas it burned) up."""
+        assert (reverted_tx_hash is None) == (block_number is None)
+        reverted = (
+            {} if reverted_tx_hash is None else {"tx_hash": reverted_tx_hash, "block_number": block_number}
+        )
         await self._transition(
             intent_id,
             from_statuses=(SettlementStatus.CLAIMED, SettlementStatus.SIGNED),
             to=SettlementStatus.FAILED,
             error_reason=reason,
+            **reverted,
         )
 
     async def record_abandoned(self, intent_id: int, *, reason: str) -> None:

@@ -4,7 +4,8 @@ claimed (never signed, so never sent) → abandoned: nothing moved, the payer ma
 signed → the settler finds the outcome (receipt; rebroadcast of the stored raw transaction; the
 authorization's AuthorizationUsed log; or a fresh transaction when the stored one can never be mined)
 → mined and booked, or failed when it can never land. mined → booked. Booking is idempotent, so running
-this twice, or beside a live request, books once.
+this twice, or beside a live request, books once. The gas of every mined transaction is booked, reverted
+ones included (a reverted stored transaction before a fresh one replaces it).
 """
 
 from __future__ import annotations
@@ -13,11 +14,24 @@ import structlog
 from pydantic import BaseModel
 
 from proxy.chart_accounts import ChartAccounts
-from proxy.payments.booking import book_mined_intent, book_mined_settlement, record_signed_settlement
+from proxy.payments.booking import (
+    SETTLEMENT_GAS_CODE,
+    book_gas_spent,
+    book_mined_intent,
+    book_mined_settlement,
+    book_reverted_settlement,
+    record_signed_settlement,
+)
 from proxy.payments.intents import SettlementIntent, SettlementIntents, SettlementStatus
 from proxy.payments.stored_payment import load_signed_settlement, load_verified_payment
 from proxy.settings import AssetSettings
-from x402.errors import ChainUnavailable, SettlementPending, SettlementSendFailed, X402Error
+from x402.errors import (
+    ChainUnavailable,
+    SettlementPending,
+    SettlementSendFailed,
+    TransactionFailed,
+    X402Error,
+)
 from x402.settle import Settler, SignedSettlement
 
 __all__ = ["RecoveryReport", "recover_settlements"]
@@ -50,6 +64,14 @@ async def _finish_signed(
     async def record_signed(signed: SignedSettlement) -> None:
         await record_signed_settlement(intents, intent.id, signed)
 
+    assert intent.tx_hash is not None
+    stored = await settler.gas_spent(intent.tx_hash)
+    if stored is not None and stored.reverted:
+        # The stored transaction reverted, and recovery may now send a fresh one in its place, which would
+        # overwrite its hash: its gas is booked first, or nothing would ever book it.
+        await book_gas_spent(
+            accounts, network=intent.network, wallet=settler.address, spent=stored, code=SETTLEMENT_GAS_CODE
+        )
     recovered = await settler.recover(
         load_verified_payment(intent), load_signed_settlement(intent), before_send=record_signed
     )
@@ -84,6 +106,17 @@ async def recover_settlements(
             except (SettlementPending, SettlementSendFailed, ChainUnavailable):
                 # The outcome is still unknown: leave the intent open for the next pass.
                 report.pending += 1
+                continue
+            except TransactionFailed as error:
+                await book_reverted_settlement(
+                    intents,
+                    accounts,
+                    intent.id,
+                    error,
+                    network=intent.network,
+                    settlement_wallet=settler.address,
+                )
+                report.failed += 1
                 continue
             except X402Error as error:
                 await intents.record_failed(intent.id, reason=error.reason)

@@ -185,7 +185,8 @@ def _reconcile_scope(chain: PrivateChain) -> ReconcileScope:
 
 async def _reconcile_after_load(chain: PrivateChain, outcome: LoadOutcome) -> None:
     """`reconcile_settlement_wallet` from the first block after the chain's set-up to the head: no breaks,
-    one movement (the top-up's settlement) matched to its one booking, balances equal to cash accounts."""
+    one movement (the top-up's settlement) and its gas matched to their bookings, balances equal to cash
+    accounts."""
     engine = create_ledger_engine(outcome.database_url)
     try:
         report = await reconcile_settlement_wallet(
@@ -199,7 +200,9 @@ async def _reconcile_after_load(chain: PrivateChain, outcome: LoadOutcome) -> No
         await engine.dispose()
     assert report.clean, report.breaks
     assert report.balances_tied_out
-    assert (report.movements_count, report.matched_count, report.pending) == (1, 1, ())
+    # The top-up's settlement, and the gas of its transaction.
+    assert (report.movements_count, report.matched_count, report.pending) == (1 + 1, 1 + 1, ())
+    assert (report.gas.transactions, report.gas.chain_gas_wei > 0) == (1, True)
     assert (report.receipts.looked_up, report.receipts.reverted, report.receipts.not_found) == (1, (), ())
     assert all(b.chain_nano_usd == b.ledger_nano_usd for b in report.balances)
     assert sum(b.chain_nano_usd for b in report.balances) == TOPUP_NANO_USD

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from sqlalchemy.ext.asyncio import AsyncEngine
+from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from ledger import Ledger, unix_ms_now
+from proxy.app import create_app
 from proxy.chain_watcher import ChainWatcher, PollReport, WatchedToken, WatcherSettings
 from proxy.chart_accounts import ChartAccounts
 from proxy.reconcile_chain import ReconcileReport, ReconcileScope, reconcile_settlement_wallet
+from proxy.simulator import Simulators
+from tests.fixtures.app import RunningRouter, router_settings
 from tests.fixtures.chain import private_devnet
 from tests.integration.watcher.conftest import PrivateChain, migrated_engine
 
@@ -121,3 +126,34 @@ async def books(recon_chain: PrivateChain, wallet: LocalAccount, recon_engine: A
 
 def kinds(report: ReconcileReport) -> list[str]:
     return sorted(b.kind.value for b in report.breaks)
+
+
+async def recon_router(
+    aiohttp_client: Any,
+    chain: PrivateChain,
+    wallet: LocalAccount,
+    simulator: Simulators,
+    database_url: str,
+    **overrides: Any,
+) -> RunningRouter:
+    """The real app on the module's chain, settling into `wallet`; the caller disconnects `router.w3`."""
+    settings = router_settings(
+        anvil=chain.node,
+        tokens=chain.tokens,
+        settlement_key=wallet.key.hex(),
+        simulator_base_url=simulator.base_url,
+        database_url=database_url,
+        **overrides,
+    )
+    app = create_app(settings)
+    client = await aiohttp_client(app)
+    return RunningRouter(
+        client=client,
+        app=app,
+        settings=settings,
+        tokens=chain.tokens,
+        w3=AsyncWeb3(AsyncHTTPProvider(chain.node.rpc_url)),
+        payers=chain.accounts[1:],
+        settlement_account=wallet,
+        simulator=simulator,
+    )

@@ -17,9 +17,7 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 from sqlalchemy.ext.asyncio import AsyncEngine
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from proxy.app import create_app
 from proxy.app_keys import DB_ENGINE
 from proxy.reconcile_cli import (
     EXIT_BREAKS,
@@ -31,35 +29,10 @@ from proxy.reconcile_cli import (
 )
 from proxy.simulator import Simulators
 from tests.e2e.accounts.helpers import pay_for_credit, signed_withdrawal
-from tests.fixtures.app import RunningRouter, router_settings
-from tests.integration.reconcile.conftest import Books, kinds
+from tests.integration.reconcile.conftest import Books, kinds, recon_router
 from tests.integration.watcher.conftest import PrivateChain
 
 pytestmark = pytest.mark.anvil
-
-
-async def _router(
-    aiohttp_client: Any, chain: PrivateChain, wallet: LocalAccount, simulator: Simulators, database_url: str
-) -> RunningRouter:
-    settings = router_settings(
-        anvil=chain.node,
-        tokens=chain.tokens,
-        settlement_key=wallet.key.hex(),
-        simulator_base_url=simulator.base_url,
-        database_url=database_url,
-    )
-    app = create_app(settings)
-    client = await aiohttp_client(app)
-    return RunningRouter(
-        client=client,
-        app=app,
-        settings=settings,
-        tokens=chain.tokens,
-        w3=AsyncWeb3(AsyncHTTPProvider(chain.node.rpc_url)),
-        payers=chain.accounts[1:],
-        settlement_account=wallet,
-        simulator=simulator,
-    )
 
 
 def _cli_args(*argv: str) -> argparse.Namespace:
@@ -82,7 +55,7 @@ async def test_honest_history_is_clean_and_the_cli_says_so(
     database_url: str,
     tmp_path: Path,
 ) -> None:
-    router = await _router(aiohttp_client, recon_chain, wallet, simulator, database_url)
+    router = await recon_router(aiohttp_client, recon_chain, wallet, simulator, database_url)
     try:
         start_block = await recon_chain.w3.eth.block_number + 1
         await pay_for_credit(router, router.payers[0], max_tokens=32)
@@ -97,9 +70,12 @@ async def test_honest_history_is_clean_and_the_cli_says_so(
 
         report = await books.reconcile()
         assert report.clean, report.breaks
-        # Two x402 settlements and one plain transfer in, one withdrawal out, each booked once.
-        assert (report.movements_count, report.matched_count) == (4, 4)
+        # Two x402 settlements and one plain transfer in, one withdrawal out, each booked once; and the gas
+        # of the three transactions the wallet sent (two settlements, one withdrawal), each booked once.
+        assert (report.movements_count, report.matched_count) == (4 + 3, 4 + 3)
         assert (report.receipts.looked_up, report.receipts.reverted) == (3, ())
+        assert (report.gas.transactions, report.gas.reverted, report.gas.pending) == (3, 0, 0)
+        assert report.gas.chain_gas_wei == report.gas.booked_gas_wei > 0
         assert all(b.chain_nano_usd == b.ledger_nano_usd for b in report.balances)
 
         state = tmp_path / ".megarouter"

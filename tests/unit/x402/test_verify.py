@@ -14,7 +14,7 @@ from x402.client import sign_payment, sign_payment_v1
 from x402.errors import X402Error
 from x402.models import PaymentPayload, PaymentRequirements, ResourceInfo
 from x402.requirements import to_v1_requirements
-from x402.verify import verify_payment_offchain
+from x402.verify import CLOCK_SKEW_S_MAX, verify_payment_offchain
 
 
 def signed(requirements: PaymentRequirements | None = None, **kwargs: Any) -> PaymentPayload:
@@ -86,6 +86,21 @@ def test_not_yet_valid() -> None:
 def test_expired_or_too_close_to_expiry(valid_before_unix_s: int) -> None:
     payload = signed(valid_before_unix_s=valid_before_unix_s)
     assert reason_of(payload) == "invalid_exact_evm_payload_authorization_valid_before"
+
+
+@pytest.mark.parametrize(
+    "valid_before_unix_s",
+    [NOW_UNIX_S + 120 + CLOCK_SKEW_S_MAX + 1, NOW_UNIX_S + 10 * 365 * 24 * 3_600],
+)
+def test_valid_before_beyond_max_timeout_is_refused(valid_before_unix_s: int) -> None:
+    # Issue 9 item 8: an authorization valid for 10 years was accepted against a 120 s offer.
+    payload = signed(valid_before_unix_s=valid_before_unix_s)
+    assert reason_of(payload) == "invalid_exact_evm_payload_authorization_valid_before"
+
+
+def test_valid_before_at_max_timeout_plus_clock_skew_is_accepted() -> None:
+    payload = signed(valid_before_unix_s=NOW_UNIX_S + 120 + CLOCK_SKEW_S_MAX)
+    assert verify_payment_offchain(payload, offers(), NOW_UNIX_S).payer == PAYER.address
 
 
 def test_bad_signature() -> None:
