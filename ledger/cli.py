@@ -250,7 +250,7 @@ def _transaction_table(transactions: Sequence[LedgerTransaction]) -> str:
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, mark_empty: bool = True) -> str:
     """A plain text table; integers are right-aligned with thousands separators. With `mark_empty`, a
-    table without rows says "(none)" under its header. Shared with proxy/reconcile_cli.py."""
+    table without rows says "(none)" under its header. Shared with proxy/cli/reconcile.py."""
     cells = [[f"{v:,}" if isinstance(v, int) else str(v) for v in row] for row in rows]
     numeric = [any(isinstance(row[i], int) for row in rows) for i in range(len(headers))]
     widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]

@@ -1,4 +1,4 @@
-"""API errors of prepaid accounts, each with a stable code; rendered by proxy.middlewares.error_middleware.
+"""API errors of prepaid accounts, each with a stable code (rendered by the error middleware).
 
 ApiError (proxy.errors)
 ├── InvalidRequest 400

@@ -25,11 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import chart
 from proxy.accounts.errors import ChallengeInvalid, SignatureMismatch
-from proxy.accounts.settings import AccountsSettings
 from proxy.accounts.signatures import challenge_message, recover_signer
 from proxy.accounts.siwe import SiweScope, check_siwe_scope, parse_siwe
 from proxy.db.tables import account_api_keys, account_challenges
 from proxy.errors import AuthenticationFailed, InvalidRequest, RateLimited
+from proxy.settings import AccountsSettings
 
 __all__ = ["ApiKeyInfo", "ApiKeys", "Challenge", "IssuedApiKey", "hash_api_key"]
 

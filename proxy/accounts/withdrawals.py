@@ -47,7 +47,6 @@ from proxy.accounts.errors import (
     SignatureMismatch,
     WithdrawalInvalid,
 )
-from proxy.accounts.settings import AccountsSettings
 from proxy.accounts.signatures import ADDRESS_PATTERN, NONCE_PATTERN, recover_signer, withdrawal_message
 from proxy.accounts.siwe import SiweScope, check_siwe_scope, parse_siwe
 from proxy.chart_accounts import ChartAccounts
@@ -56,7 +55,7 @@ from proxy.errors import UpstreamFailed
 from proxy.faults import crash_if_enabled
 from proxy.money import atomic_to_nano_usd
 from proxy.payments.booking import WITHDRAWAL_GAS_CODE, book_gas, book_gas_spent
-from proxy.settings import AssetSettings, Settings
+from proxy.settings import AccountsSettings, AssetSettings, Settings
 from x402.errors import ChainUnavailable, TransactionFailed, X402Error
 from x402.settle import GasSpent, SignedSettlement
 

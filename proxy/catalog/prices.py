@@ -22,7 +22,6 @@ __all__ = [
 ]
 
 
-
 class InexactPrice(ValueError):
     """A price is negative, not a finite decimal, or finer than 1 nano-USD per MTok."""
 

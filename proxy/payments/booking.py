@@ -8,7 +8,6 @@ by a retry, by recovery after a crash or by a chain watcher, can only return the
 from __future__ import annotations
 
 from ledger import LedgerTransaction, Posting, chart
-from proxy.chain_transfers import gas_external_ref
 from proxy.chart_accounts import ChartAccounts
 from proxy.money import atomic_to_nano_usd
 from proxy.payments.intents import SettlementIntent, SettlementIntents
@@ -26,6 +25,7 @@ __all__ = [
     "book_mined_settlement",
     "book_reverted_settlement",
     "book_x402_deposit",
+    "gas_external_ref",
     "record_signed_settlement",
     "x402_deposit_key",
 ]
@@ -33,6 +33,12 @@ __all__ = [
 X402_DEPOSIT_CODE = "x402_deposit"
 SETTLEMENT_GAS_CODE = "settlement_gas"
 WITHDRAWAL_GAS_CODE = "withdrawal_gas"
+
+
+def gas_external_ref(network: str, tx_hash: str) -> str:
+    """`<network>:<tx hash>:gas`, lower-cased: the reference of the gas one wallet transaction paid."""
+    assert tx_hash.startswith("0x")
+    return f"{network}:{tx_hash}:gas".lower()
 
 
 def x402_deposit_key(intent: SettlementIntent) -> str:

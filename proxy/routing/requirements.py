@@ -29,8 +29,8 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from proxy.catalog import CatalogModel
+from proxy.catalog.pricing import quote_request
 from proxy.money import NANO_USD_PER_USD, usd_text_to_nano_usd
-from proxy.pricing import quote_request
 from proxy.routing.errors import InvalidRoute
 
 __all__ = [

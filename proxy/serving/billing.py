@@ -11,8 +11,8 @@ import structlog
 
 from ledger import AccountNotFound, Hold, HoldState, Ledger, chart
 from proxy.catalog import CatalogModel
+from proxy.catalog.pricing import charge_for_usage
 from proxy.chart_accounts import ChartAccounts
-from proxy.pricing import charge_for_usage
 from proxy.providers.base import TokenUsage
 from proxy.request_ids import is_server_request_id
 from proxy.serving.usage_log import Attempt, UsageEvent, UsageLog

@@ -23,9 +23,9 @@ from proxy.providers.errors import UpstreamError
 from proxy.routing.failover import should_fail_over
 from proxy.routing.health import HealthTracker
 from proxy.serving.planning import ServePlan
+from proxy.serving.upstream_errors import api_error_for_upstream
+from proxy.serving.upstreams import Upstreams
 from proxy.serving.usage_log import Attempt
-from proxy.upstream import Upstreams
-from proxy.upstream_errors import api_error_for_upstream
 
 __all__ = ["Dispatcher", "NoCandidateServed", "OpenedStream", "attempts_header", "close_events"]
 

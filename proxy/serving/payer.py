@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ledger import InsufficientFunds
-from proxy.accounts.auth import KeyPrincipal
+from proxy.accounts.principal import KeyPrincipal
 from proxy.errors import ApiError
 from proxy.payments.gate import PaymentGate
 from proxy.serving.billing import Billing, BillingSession

@@ -13,9 +13,9 @@ import structlog
 from pydantic import BaseModel, ConfigDict
 
 from proxy.catalog import Catalog, CatalogModel
+from proxy.catalog.pricing import Quote, prompt_tokens_upper_bound, quote_request
 from proxy.errors import ContextLengthExceeded, InvalidRequest, NotFound
 from proxy.openai_types import ChatCompletionRequest
-from proxy.pricing import Quote, prompt_tokens_upper_bound, quote_request
 from proxy.providers.tokens import estimate_prompt_tokens
 from proxy.routing.candidates import ModelIndex
 from proxy.routing.classifier import ClassifierModel, classify_request

@@ -24,7 +24,7 @@ from proxy.providers.errors import UpstreamError
 from proxy.providers.tokens import estimate_prompt_tokens, estimate_text_tokens
 from proxy.serving.billing import BillingSession
 from proxy.serving.dispatch import Dispatcher, OpenedStream, close_events
-from proxy.upstream_errors import api_error_for_upstream
+from proxy.serving.upstream_errors import api_error_for_upstream
 
 __all__ = ["relay_stream"]
 

@@ -245,7 +245,7 @@ async def _serve_until_told(connection: multiprocessing.connection.Connection, u
 async def _simulators_child(
     connection: multiprocessing.connection.Connection, names: tuple[str, ...]
 ) -> None:
-    from proxy.simulator import start_simulators
+    from proxy.devnet.simulator import start_simulators
 
     async with start_simulators(names) as simulators:
         await _serve_until_told(

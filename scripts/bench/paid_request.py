@@ -58,13 +58,13 @@ from eth_account.signers.local import LocalAccount
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from ledger import check_ledger
+from proxy.api.app_keys import DB_ENGINE, SETTLEMENT_INTENTS, SETTLER
 from proxy.app import create_app
-from proxy.app_keys import DB_ENGINE, SETTLEMENT_INTENTS, SETTLER
 from proxy.catalog import load_catalog
 from proxy.devnet.anvil import run_anvil
 from proxy.devnet.providers import SIMULATOR_API_KEY
 from proxy.devnet.settings import devnet_settings
-from proxy.simulator import start_simulators
+from proxy.devnet.simulator import start_simulators
 from x402.chain import TokenReader
 from x402.client import sign_payment
 from x402.codec import decode_payment_header, encode_header

@@ -31,12 +31,12 @@ from eth_account.signers.local import LocalAccount
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from ledger import Ledger, create_ledger_engine, migrate, unix_ms_now
-from proxy.chain_watcher import ChainWatcher, WatchedToken, WatcherSettings
+from proxy.chain.reconcile import ReconcileScope, reconcile_settlement_wallet
+from proxy.chain.watcher import ChainWatcher, WatchedToken, WatcherSettings
 from proxy.chart_accounts import ChartAccounts
 from proxy.db.migrate import migrate_proxy
 from proxy.devnet.anvil import ANVIL_MNEMONIC, run_anvil
 from proxy.devnet.tokens import deploy_test_tokens, mint_many
-from proxy.reconcile_chain import ReconcileScope, reconcile_settlement_wallet
 
 NETWORK = "eip155:31337"
 SENDERS = range(1, 10)

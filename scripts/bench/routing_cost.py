@@ -54,13 +54,13 @@ from pathlib import Path
 from _harness import bench_main, load_average_line, machine_description
 
 from proxy.catalog import TASK_KINDS, Catalog, CatalogModel, TaskKind, load_catalog
+from proxy.cli.route_eval import RouteEvalData, evaluate_route_data, load_route_eval_data
 from proxy.openai_types import ChatCompletionRequest
 from proxy.providers.tokens import estimate_prompt_tokens
 from proxy.routing import strategies
 from proxy.routing.classifier import ClassifierModel, TaskProfile, classify_text, load_classifier_model
 from proxy.routing.evaluation import CurvePoint, RouterEvaluation, accuracy_curve
 from proxy.routing.health import InMemoryHealthTracker
-from proxy.routing.route_eval_cli import RouteEvalData, evaluate_route_data, load_route_eval_data
 from proxy.routing.strategies import (
     QUALITY_NEEDED_RANGE,
     STRONG_TIER_PERCENTILE,

@@ -15,12 +15,12 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy import func, select
 
 from ledger.tables import EntryRow, HoldRow
-from proxy.app_keys import DB_ENGINE
+from proxy.api.app_keys import DB_ENGINE
 from proxy.db.tables import x402_settlements
 from proxy.devnet.anvil import AnvilNode, free_tcp_port
+from proxy.devnet.simulator import Simulators
 from proxy.devnet.tokens import DevnetTokens
 from proxy.payments.errors import CHAIN_RETRY_AFTER_S
-from proxy.simulator import Simulators
 from tests.e2e.payments import encode_b64_json, sign_v2_payment
 from tests.fixtures.app import RunningRouter, router_settings, start_router
 from tests.fixtures.chain import private_devnet

@@ -19,7 +19,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 
 from ledger import HoldState, Ledger, chart, check_ledger, create_ledger_engine
-from proxy.app_keys import BILLING, LEDGER
+from proxy.api.app_keys import BILLING, LEDGER
 from proxy.faults import CRASH_EXIT_CODE
 from proxy.request_ids import new_request_id
 from proxy.serving.billing import HOLD_CODE

@@ -20,9 +20,9 @@ from web3 import AsyncWeb3
 from ledger import Ledger, chart, check_ledger, create_ledger_engine
 from proxy.db.tables import x402_settlements
 from proxy.devnet.anvil import AnvilNode
+from proxy.devnet.simulator import Simulators
 from proxy.devnet.tokens import DevnetTokens
 from proxy.faults import CRASH_EXIT_CODE
-from proxy.simulator import Simulators
 from tests.e2e.payments import encode_b64_json, sign_v2_payment
 from tests.e2e.server_process import run_server_process
 from tests.fixtures.app import router_settings

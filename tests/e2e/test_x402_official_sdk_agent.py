@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger import check_ledger
-from proxy.app_keys import DB_ENGINE
+from proxy.api.app_keys import DB_ENGINE
 from tests.e2e.payments import decode_b64_json
 from tests.fixtures.app import RunningRouter
 

@@ -15,7 +15,7 @@ import pytest
 from eth_account import Account
 
 from ledger import chart, check_ledger
-from proxy.app_keys import DB_ENGINE, LEDGER
+from proxy.api.app_keys import DB_ENGINE, LEDGER
 from tests.e2e.payments import decode_b64_json, encode_b64_json, sign_v1_payment, sign_v2_payment
 from tests.fixtures.app import RunningRouter
 

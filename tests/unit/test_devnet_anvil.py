@@ -18,7 +18,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from proxy.demo import set_aside_unusable_chain
 from proxy.devnet.anvil import (
     ANVIL_CHAIN_ID,
     AnvilNode,
@@ -26,6 +25,7 @@ from proxy.devnet.anvil import (
     run_anvil,
     state_file_problem,
 )
+from proxy.devnet.demo import set_aside_unusable_chain
 
 # Every wait below is bounded; a snapshot not written within this long is a bug, not a slow machine.
 SNAPSHOT_WAIT_S_MAX = 20.0

@@ -1,6 +1,6 @@
 """`accounts_router`: the running router, whose withdrawals now go through the app's own Settler.transfer.
 
-`accounts_client_factory` starts more apps on the same chain and database with chosen AccountsSettings and,
+`accounts_client_factory` starts more apps on the same chain and database with chosen `accounts` settings and,
 optionally, a challenge rate limiter with an injected clock (set on the app before it starts, as an
 embedder would).
 """
@@ -14,11 +14,13 @@ import pytest
 from aiohttp import web
 from eth_account.signers.local import LocalAccount
 
-from proxy.accounts import ACCOUNTS_SETTINGS, CHALLENGE_RATE_LIMITER, AccountsSettings, TokenBuckets
+from proxy.accounts import TokenBuckets
+from proxy.api.app_keys import CHALLENGE_RATE_LIMITER
 from proxy.app import create_app
 from proxy.devnet.anvil import AnvilNode
+from proxy.devnet.simulator import Simulators
 from proxy.devnet.tokens import DevnetTokens
-from proxy.simulator import Simulators
+from proxy.settings import AccountsSettings
 from tests.fixtures.app import RunningRouter, router_settings
 
 AccountsClientFactory = Callable[..., Awaitable[Any]]
@@ -47,10 +49,10 @@ def accounts_client_factory(
             settlement_key=anvil_accounts[0].key.hex(),
             simulator_base_url=simulator.base_url,
             database_url=database_url,
+            accounts=accounts_settings,
             **overrides,
         )
         app: web.Application = create_app(settings)
-        app[ACCOUNTS_SETTINGS] = accounts_settings
         if limiter is not None:
             app[CHALLENGE_RATE_LIMITER] = limiter
         return await aiohttp_client(app)

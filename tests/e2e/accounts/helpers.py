@@ -11,7 +11,8 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
-from proxy.accounts import SIGNING_SCOPE, SiweScope, withdrawal_message
+from proxy.accounts import SiweScope, withdrawal_message
+from proxy.api.app_keys import SIGNING_SCOPE
 from tests.e2e.payments import encode_b64_json, sign_v2_payment
 from tests.fixtures.app import RunningRouter
 

@@ -12,7 +12,7 @@ import hashlib
 import sqlalchemy as sa
 from eth_account import Account
 
-from proxy.app_keys import DB_ENGINE
+from proxy.api.app_keys import DB_ENGINE
 from proxy.db.tables import account_api_keys, account_challenges
 from tests.e2e.accounts.helpers import bearer, challenge, obtain_key, sign_text
 from tests.fixtures.app import RunningRouter

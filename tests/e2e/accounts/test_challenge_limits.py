@@ -15,9 +15,10 @@ from typing import Any
 import sqlalchemy as sa
 from eth_account import Account
 
-from proxy.accounts import SIGNING_SCOPE, AccountsSettings, ApiKeys, TokenBuckets
-from proxy.app_keys import DB_ENGINE
+from proxy.accounts import ApiKeys, TokenBuckets
+from proxy.api.app_keys import DB_ENGINE, SIGNING_SCOPE
 from proxy.db.tables import account_challenges
+from proxy.settings import AccountsSettings
 from tests.e2e.accounts.conftest import AccountsClientFactory
 from tests.e2e.accounts.helpers import sign_text
 

@@ -16,7 +16,7 @@ import pytest
 from eth_account import Account
 
 from ledger import chart, check_ledger
-from proxy.app_keys import DB_ENGINE, LEDGER
+from proxy.api.app_keys import DB_ENGINE, LEDGER
 from tests.e2e.accounts.helpers import bearer, obtain_key, pay_for_credit, signed_withdrawal
 from tests.fixtures.app import RunningRouter
 

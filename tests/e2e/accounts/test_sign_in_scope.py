@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from proxy.accounts import SIGNING_SCOPE, AccountsSettings, SiweScope
-from proxy.app_keys import DB_ENGINE
+from proxy.accounts import SiweScope
+from proxy.api.app_keys import DB_ENGINE, SIGNING_SCOPE
 from proxy.db.tables import account_api_keys
+from proxy.settings import AccountsSettings
 from tests.e2e.accounts.conftest import AccountsClientFactory
 from tests.e2e.accounts.helpers import challenge, pay_for_credit, sign_text, signed_withdrawal
 from tests.fixtures.app import RunningRouter

@@ -22,21 +22,14 @@ from sqlalchemy import select
 from web3 import AsyncWeb3
 
 from ledger import Ledger, chart, check_ledger, create_ledger_engine
-from proxy.accounts import (
-    ACCOUNTS_SETTINGS,
-    SIGNING_SCOPE,
-    WITHDRAWALS,
-    SiweScope,
-    WithdrawalRequest,
-    Withdrawals,
-)
+from proxy.accounts import SiweScope, WithdrawalRequest, Withdrawals
 from proxy.accounts.withdrawal_recovery import recover_withdrawals
-from proxy.app_keys import CHART_ACCOUNTS, DB_ENGINE, LEDGER, SETTLER
+from proxy.api.app_keys import CHART_ACCOUNTS, DB_ENGINE, LEDGER, SETTLER, SIGNING_SCOPE, WITHDRAWALS
 from proxy.db.tables import account_withdrawals
 from proxy.devnet.anvil import AnvilNode
+from proxy.devnet.simulator import Simulators
 from proxy.devnet.tokens import DevnetTokens
 from proxy.faults import CRASH_EXIT_CODE
-from proxy.simulator import Simulators
 from tests.e2e.accounts.helpers import pay_for_credit, top_up_credit, withdrawal_body
 from tests.e2e.server_process import run_server_process
 from tests.fixtures.app import RunningRouter, router_settings
@@ -176,7 +169,7 @@ async def test_sent_withdrawal_whose_nonce_went_elsewhere_is_released_not_resent
         engine=router.app[DB_ENGINE],
         accounts=router.app[CHART_ACCOUNTS],
         settings=router.settings,
-        accounts_settings=router.app[ACCOUNTS_SETTINGS],
+        accounts_settings=router.settings.accounts,
         scope=router.app[SIGNING_SCOPE],
         sender=_DyingSender(router.app[SETTLER]),
     )

@@ -16,7 +16,7 @@ import openai
 from eth_account.signers.local import LocalAccount
 
 from ledger import Balance, Hold, chart
-from proxy.app_keys import LEDGER, USAGE_LOG
+from proxy.api.app_keys import LEDGER, USAGE_LOG
 from proxy.serving.usage_log import UsageEvent
 from tests.e2e.accounts.helpers import obtain_key
 from tests.e2e.payments import encode_b64_json, sign_v2_payment

@@ -15,8 +15,8 @@ import pytest
 from eth_account.signers.local import LocalAccount
 
 from proxy.devnet.anvil import AnvilNode
+from proxy.devnet.simulator import Simulators
 from proxy.devnet.tokens import DevnetTokens
-from proxy.simulator import Simulators
 from tests.e2e.server_process import run_server_process
 from tests.fixtures.app import router_settings
 

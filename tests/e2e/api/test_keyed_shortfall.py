@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from ledger import chart, check_ledger
-from proxy.app_keys import DB_ENGINE, LEDGER
+from proxy.api.app_keys import DB_ENGINE, LEDGER
 from tests.e2e.api.support import funded_key
 from tests.e2e.payments import decode_b64_json, encode_b64_json, sign_v2_payment
 from tests.fixtures.app import RunningRouter

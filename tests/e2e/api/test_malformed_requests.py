@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ledger import chart, check_ledger
-from proxy.app_keys import DB_ENGINE, LEDGER, USAGE_LOG
+from proxy.api.app_keys import DB_ENGINE, LEDGER, USAGE_LOG
 from proxy.serving.payer import PAYMENT_KEPT_AS_CREDIT
 from tests.e2e.accounts.helpers import obtain_key
 from tests.e2e.api.support import funded_key

@@ -21,7 +21,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 from openai.types.chat.completion_create_params import ResponseFormat
 
-from proxy.app_keys import CATALOG
+from proxy.api.app_keys import CATALOG
 from tests.e2e.api.support import credit_balance, funded_key, holds_of, openai_client, usage_event
 from tests.fixtures.app import RunningRouter
 

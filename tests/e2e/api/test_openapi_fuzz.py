@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from ledger import check_ledger
 from ledger.tables import ledger_metadata
-from proxy.app_keys import DB_ENGINE
+from proxy.api.app_keys import DB_ENGINE
 from tests.e2e.accounts.helpers import bearer, obtain_key, top_up_credit
 from tests.fixtures.app import RunningRouter
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from ledger import check_ledger
-from proxy.app_keys import DB_ENGINE
+from proxy.api.app_keys import DB_ENGINE
 from proxy.request_ids import is_server_request_id
 from tests.e2e.api.support import credit_balance, funded_key, holds_of, resolved_hold
 from tests.fixtures.app import RunningRouter

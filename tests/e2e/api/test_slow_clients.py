@@ -16,10 +16,10 @@ import pytest
 from aiohttp import web
 from eth_account.signers.local import LocalAccount
 
+from proxy.app.serve import app_runner
 from proxy.devnet.anvil import AnvilNode, free_tcp_port
+from proxy.devnet.simulator import Simulators
 from proxy.devnet.tokens import DevnetTokens
-from proxy.serve import app_runner
-from proxy.simulator import Simulators
 from tests.fixtures.app import router_settings, start_router
 
 INJECTED_TIMEOUT_S = 0.2

@@ -22,10 +22,10 @@ from typing import Any
 import openai
 import pytest
 
-from proxy.app_keys import CATALOG
+from proxy.api.app_keys import CATALOG
+from proxy.devnet.simulator import FaultSpec
 from proxy.openai_types import ChatCompletionRequest
 from proxy.providers.tokens import estimate_prompt_tokens, estimate_text_tokens
-from proxy.simulator import FaultSpec
 from tests.e2e.accounts.helpers import bearer
 from tests.e2e.api.support import credit_balance, funded_key, openai_client, resolved_hold
 from tests.fixtures.app import RunningRouter

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from ledger import chart
-from proxy.app_keys import CATALOG, LEDGER
+from proxy.api.app_keys import CATALOG, LEDGER
 from proxy.cli import main
 from proxy.money import TOKENS_PER_MTOK, div_ceil
 from proxy.serving.usage_log import UsageEvent

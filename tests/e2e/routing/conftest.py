@@ -16,9 +16,9 @@ from eth_account.signers.local import LocalAccount
 from proxy.catalog import load_catalog
 from proxy.devnet.anvil import AnvilNode
 from proxy.devnet.providers import simulated_providers
+from proxy.devnet.simulator import Simulators
 from proxy.devnet.tokens import DevnetTokens
 from proxy.routing.health import HealthPolicy
-from proxy.simulator import Simulators
 from tests.fixtures.app import RunningRouter, router_settings, start_router
 from tests.fixtures.clock import FakeClock
 

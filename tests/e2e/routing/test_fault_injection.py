@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from ledger import chart, check_ledger
-from proxy.app_keys import DB_ENGINE, LEDGER
-from proxy.simulator import ANY_MODEL, FaultSpec
+from proxy.api.app_keys import DB_ENGINE, LEDGER
+from proxy.devnet.simulator import ANY_MODEL, FaultSpec
 from tests.e2e.accounts.helpers import bearer
 from tests.e2e.api.support import credit_balance, funded_key, holds_of
 from tests.e2e.routing.conftest import FAULTY_MODEL, TEST_HEALTH_POLICY

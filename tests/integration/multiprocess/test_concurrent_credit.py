@@ -39,12 +39,12 @@ from web3 import AsyncWeb3
 from web3.types import Wei
 
 from ledger import HoldState, Ledger, chart, check_ledger, create_ledger_engine, unix_ms_now
-from proxy.chain_watcher import WatchedToken
+from proxy.chain.reconcile import ReconcileScope, reconcile_settlement_wallet
+from proxy.chain.watcher import WatchedToken
+from proxy.cli.reconcile import EXIT_CLEAN, add_reconcile_command, run_reconcile_command
 from proxy.devnet.anvil import AnvilNode
+from proxy.devnet.simulator import Simulators
 from proxy.devnet.tokens import DevnetTokens
-from proxy.reconcile_chain import ReconcileScope, reconcile_settlement_wallet
-from proxy.reconcile_cli import EXIT_CLEAN, add_reconcile_command, run_reconcile_command
-from proxy.simulator import Simulators
 from tests.e2e.accounts.helpers import sign_text, top_up_credit
 from tests.e2e.server_process import ServerProcess, run_server_process
 from tests.fixtures.app import router_settings

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from proxy.devnet.simulator import Simulators
 from proxy.openai_types import ChatCompletionRequest
 from proxy.providers import (
     AnthropicAdapter,
@@ -23,7 +24,6 @@ from proxy.providers import (
     StreamEvent,
     UpstreamError,
 )
-from proxy.simulator import Simulators
 
 KINDS = {
     "openai": (OpenAICompatibleAdapter, "gpt-4o-mini"),

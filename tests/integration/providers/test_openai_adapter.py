@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from proxy.devnet.simulator import Simulators
 from proxy.openai_types import ChatCompletionRequest, EmbeddingsRequest
 from proxy.providers import (
     OpenAICompatibleAdapter,
@@ -19,7 +20,6 @@ from proxy.providers import (
     UpstreamError,
     estimate_prompt_tokens,
 )
-from proxy.simulator import Simulators
 
 WEATHER_TOOL = {
     "type": "function",

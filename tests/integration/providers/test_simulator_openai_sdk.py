@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from proxy.simulator import Simulators
+from proxy.devnet.simulator import Simulators
 
 TOOL: Any = {
     "type": "function",

@@ -19,10 +19,10 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from ledger import Ledger, unix_ms_now
 from proxy.app import create_app
-from proxy.chain_watcher import ChainWatcher, PollReport, WatchedToken, WatcherSettings
+from proxy.chain.reconcile import ReconcileReport, ReconcileScope, reconcile_settlement_wallet
+from proxy.chain.watcher import ChainWatcher, PollReport, WatchedToken, WatcherSettings
 from proxy.chart_accounts import ChartAccounts
-from proxy.reconcile_chain import ReconcileReport, ReconcileScope, reconcile_settlement_wallet
-from proxy.simulator import Simulators
+from proxy.devnet.simulator import Simulators
 from tests.fixtures.app import RunningRouter, router_settings
 from tests.fixtures.chain import private_devnet
 from tests.integration.watcher.conftest import PrivateChain, migrated_engine

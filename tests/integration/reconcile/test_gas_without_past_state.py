@@ -16,8 +16,8 @@ from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 
 from ledger import chart
-from proxy.app_keys import DB_ENGINE
-from proxy.simulator import Simulators
+from proxy.api.app_keys import DB_ENGINE
+from proxy.devnet.simulator import Simulators
 from tests.e2e.accounts.helpers import pay_for_credit
 from tests.fixtures.app import RunningRouter
 from tests.fixtures.chain import private_devnet

@@ -18,8 +18,8 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.app_keys import DB_ENGINE
-from proxy.reconcile_cli import (
+from proxy.api.app_keys import DB_ENGINE
+from proxy.cli.reconcile import (
     EXIT_BREAKS,
     EXIT_CLEAN,
     EXIT_UNAVAILABLE,
@@ -27,7 +27,7 @@ from proxy.reconcile_cli import (
     add_reconcile_command,
     run_reconcile_command,
 )
-from proxy.simulator import Simulators
+from proxy.devnet.simulator import Simulators
 from tests.e2e.accounts.helpers import pay_for_credit, signed_withdrawal
 from tests.integration.reconcile.conftest import Books, kinds, recon_router
 from tests.integration.watcher.conftest import PrivateChain

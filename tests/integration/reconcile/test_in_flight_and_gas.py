@@ -29,10 +29,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import chart
-from proxy.app_keys import DB_ENGINE
+from proxy.api.app_keys import DB_ENGINE
+from proxy.cli.reconcile import EXIT_BREAKS
 from proxy.db.tables import account_withdrawals, x402_settlements
-from proxy.reconcile_cli import EXIT_BREAKS
-from proxy.simulator import Simulators
+from proxy.devnet.simulator import Simulators
 from tests.e2e.accounts.helpers import pay_for_credit, signed_withdrawal
 from tests.e2e.payments import decode_b64_json, encode_b64_json, sign_v2_payment
 from tests.fixtures.app import RunningRouter

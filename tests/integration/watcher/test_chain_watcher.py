@@ -15,8 +15,8 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import Posting, chart
-from proxy.chain_transfers import transfer_external_ref
-from proxy.chain_watcher import ChainWatcher, PollReport, WatchedToken, WatcherSettings
+from proxy.chain.transfers import transfer_external_ref
+from proxy.chain.watcher import ChainWatcher, PollReport, WatchedToken, WatcherSettings
 from proxy.chart_accounts import ChartAccounts
 from proxy.db.tables import chain_watch_cursors
 from proxy.devnet.tokens import mint

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import chart
-from proxy.chain_transfers import transfer_external_ref
-from proxy.chain_watcher import WatchedToken
-from proxy.reconcile_chain import load_settlement_tx_hashes, reconcile_from_chain
+from proxy.chain.reconcile import load_settlement_tx_hashes, reconcile_from_chain
+from proxy.chain.transfers import transfer_external_ref
+from proxy.chain.watcher import WatchedToken
 from tests.integration.watcher.conftest import PrivateChain
 from x402.chain import TokenReader
 from x402.settle import Settler

@@ -17,16 +17,19 @@ from eth_abi.abi import encode as abi_encode
 from hexbytes import HexBytes
 
 from ledger import chart
-from proxy.app_keys import CHAIN_WEB3, CHART_ACCOUNTS, DB_ENGINE, SETTINGS, SETTLER
-from proxy.chain_transfers import transfer_external_ref
-from proxy.chain_watcher import (
+from proxy.api.app_keys import (
     CHAIN_WATCHER,
+    CHAIN_WEB3,
+    CHART_ACCOUNTS,
+    DB_ENGINE,
+    SETTINGS,
+    SETTLER,
     WATCHER_SETTINGS,
-    ChainWatcher,
-    chain_watcher_ctx,
-    watcher_settings_from,
 )
-from proxy.reconcile_chain import reconcile_from_chain
+from proxy.app.resources import chain_watcher_ctx
+from proxy.chain.reconcile import reconcile_from_chain
+from proxy.chain.transfers import transfer_external_ref
+from proxy.chain.watcher import ChainWatcher, watcher_settings_from
 from tests.e2e.payments import decode_b64_json, encode_b64_json, sign_v2_payment
 from tests.fixtures.app import RunningRouter
 

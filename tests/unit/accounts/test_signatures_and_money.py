@@ -7,14 +7,9 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from pydantic import ValidationError
 
-from proxy.accounts import (
-    AccountsSettings,
-    SiweScope,
-    nano_usd_to_usd_string,
-    recover_signer,
-    withdrawal_message,
-)
+from proxy.accounts import SiweScope, nano_usd_to_usd_string, recover_signer, withdrawal_message
 from proxy.accounts.errors import SignatureMismatch
+from proxy.settings import AccountsSettings
 
 ACCOUNT = Account.from_key("0x" + "42" * 32)
 

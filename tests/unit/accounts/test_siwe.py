@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from proxy.accounts import AccountsSettings, SiweMessage, SiweScope, parse_siwe, render_siwe, signing_scope
+from proxy.accounts import SiweMessage, SiweScope, parse_siwe, render_siwe, signing_scope
 from proxy.accounts.errors import SignedMessageInvalid
 from proxy.accounts.signatures import challenge_message, withdrawal_message
 from proxy.accounts.siwe import check_siwe_scope
-from proxy.settings import Settings
+from proxy.settings import AccountsSettings, Settings
 
 ADDRESS = "0x17c5185167401eD00cF5F5b2fc97D9BBfDb7D025"
 TOKEN = "0x" + "ab" * 20

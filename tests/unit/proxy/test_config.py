@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from proxy.app.config import ConfigError, example_config_text, load_settings
 from proxy.cli import main
-from proxy.config import ConfigError, example_config_text, load_settings
 
 SETTLEMENT_KEY = "0x" + "11" * 32
 ENVIRON = {"MEGAROUTER_SETTLEMENT_PRIVATE_KEY": SETTLEMENT_KEY, "OPENAI_API_KEY": "sk-test"}

@@ -12,14 +12,14 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.money import atomic_to_nano_usd, div_ceil
-from proxy.pricing import (
+from proxy.catalog.pricing import (
     IMAGE_TOKENS_MAX,
     STRUCTURED_OUTPUT_OVERHEAD_TOKENS,
     charge_for_usage,
     prompt_tokens_upper_bound,
     quote_request,
 )
+from proxy.money import atomic_to_nano_usd, div_ceil
 from x402.requirements import atomic_from_nano_usd
 
 PRICE = st.integers(min_value=0, max_value=200_000_000_000)  # Up to $200 per token-million, in nano-USD.

@@ -1,6 +1,6 @@
 """The edge's JSON bounds: nesting depth counted without recursion, strings skipped, bad text refused.
 
-Method: the pure functions of proxy/request_parsing.py on hand-made bodies, at and around the bound.
+Method: the pure functions of proxy/api/request_parsing.py on hand-made bodies, at and around the bound.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import json
 
 import pytest
 
+from proxy.api.request_parsing import parse_json_bounded
 from proxy.errors import InvalidRequest
 from proxy.json_bounds import JSON_DEPTH_MAX, json_depth_exceeds
 from proxy.openai_types import ChatCompletionRequest
-from proxy.request_parsing import parse_json_bounded
 
 
 def nested(depth: int, *, opener: bytes = b"[", closer: bytes = b"]") -> bytes:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from proxy.config import example_config_text, load_settings
+from proxy.app.config import example_config_text, load_settings
 from proxy.openai_types import ChatCompletionRequest
 from proxy.serving.planning import STRATEGY_HEADER, _route_request
 from tests.unit.proxy.test_config import ENVIRON, _write

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.routing.route_eval_cli import (
+from proxy.cli.route_eval import (
     RouteEvalError,
     add_route_eval_command,
     evaluate_route_data,

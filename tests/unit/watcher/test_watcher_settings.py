@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from proxy.chain_transfers import transfer_external_ref
-from proxy.chain_watcher import WatchedToken, WatcherSettings, transfer_deposit_key
+from proxy.chain.transfers import transfer_external_ref
+from proxy.chain.watcher import WatchedToken, WatcherSettings, transfer_deposit_key
 
 WALLET = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 TOKEN = WatchedToken(address="0x5FbDB2315678afecb367f032d93F642f64180aa3")

@@ -1,0 +1,92 @@
+"""Every typed aiohttp AppKey in one module, UPPER_SNAKE so no function name can shadow one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+from web3 import AsyncWeb3
+
+from ledger import Ledger
+from proxy.accounts.keys import ApiKeys
+from proxy.accounts.rate_limit import TokenBuckets
+from proxy.accounts.siwe import SiweScope
+from proxy.accounts.withdrawals import Withdrawals
+from proxy.catalog import Catalog
+from proxy.chain.watcher import ChainWatcher, WatcherSettings
+from proxy.chart_accounts import ChartAccounts
+from proxy.payments.gate import PaymentGate
+from proxy.payments.intents import SettlementIntents
+from proxy.routing.candidates import ModelIndex
+from proxy.routing.classifier import ClassifierModel
+from proxy.routing.health import Clock, HealthTracker
+from proxy.serving.billing import Billing
+from proxy.serving.dispatch import Dispatcher
+from proxy.serving.instances import ServingInstance
+from proxy.serving.upstreams import Upstreams
+from proxy.serving.usage_log import UsageLog
+from proxy.settings import Settings
+from x402.chain import TokenReader
+from x402.settle import Settler
+
+__all__ = [
+    "API_KEYS",
+    "BILLING",
+    "CATALOG",
+    "CHAIN_WATCHER",
+    "CHAIN_WEB3",
+    "CHALLENGE_RATE_LIMITER",
+    "CHART_ACCOUNTS",
+    "CLASSIFIER",
+    "DB_ENGINE",
+    "DISPATCHER",
+    "HEALTH_CLOCK",
+    "HEALTH_TRACKER",
+    "HTTP_SESSION",
+    "LEDGER",
+    "MODEL_INDEX",
+    "PAYMENT_GATE",
+    "SERVING_INSTANCE",
+    "SETTINGS",
+    "SETTLEMENT_INTENTS",
+    "SETTLER",
+    "SIGNING_SCOPE",
+    "TOKEN_READER",
+    "UPSTREAMS",
+    "USAGE_LOG",
+    "WATCHER_SETTINGS",
+    "WITHDRAWALS",
+]
+
+SETTINGS = web.AppKey("SETTINGS", Settings)
+DB_ENGINE = web.AppKey("DB_ENGINE", AsyncEngine)
+LEDGER = web.AppKey("LEDGER", Ledger)
+CHART_ACCOUNTS = web.AppKey("CHART_ACCOUNTS", ChartAccounts)
+SETTLEMENT_INTENTS = web.AppKey("SETTLEMENT_INTENTS", SettlementIntents)
+HTTP_SESSION = web.AppKey("HTTP_SESSION", aiohttp.ClientSession)
+CHAIN_WEB3 = web.AppKey("CHAIN_WEB3", AsyncWeb3[Any])
+SETTLER = web.AppKey("SETTLER", Settler)
+TOKEN_READER = web.AppKey("TOKEN_READER", TokenReader)
+CATALOG = web.AppKey("CATALOG", Catalog)
+MODEL_INDEX = web.AppKey("MODEL_INDEX", ModelIndex)
+PAYMENT_GATE = web.AppKey("PAYMENT_GATE", PaymentGate)
+UPSTREAMS = web.AppKey("UPSTREAMS", Upstreams)
+HEALTH_TRACKER = web.AppKey("HEALTH_TRACKER", HealthTracker)
+# Set only when create_app is given a clock (tests): breakers and error windows then run on it.
+HEALTH_CLOCK: web.AppKey[Clock] = web.AppKey("HEALTH_CLOCK")
+CLASSIFIER = web.AppKey("CLASSIFIER", ClassifierModel)
+USAGE_LOG = web.AppKey("USAGE_LOG", UsageLog)
+BILLING = web.AppKey("BILLING", Billing)
+DISPATCHER = web.AppKey("DISPATCHER", Dispatcher)
+SERVING_INSTANCE = web.AppKey("SERVING_INSTANCE", ServingInstance)
+API_KEYS = web.AppKey("API_KEYS", ApiKeys)
+WITHDRAWALS = web.AppKey("WITHDRAWALS", Withdrawals)
+# The domain, URI and chain id every signed message names; derived from configuration at startup.
+SIGNING_SCOPE = web.AppKey("SIGNING_SCOPE", SiweScope)
+# Challenges per client IP. Optional before startup (a test injects one with its own clock).
+CHALLENGE_RATE_LIMITER = web.AppKey("CHALLENGE_RATE_LIMITER", TokenBuckets)
+# Optional before startup: absent means the watcher settings derived from SETTINGS.
+WATCHER_SETTINGS = web.AppKey("WATCHER_SETTINGS", WatcherSettings)
+CHAIN_WATCHER = web.AppKey("CHAIN_WATCHER", ChainWatcher)

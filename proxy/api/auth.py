@@ -1,0 +1,46 @@
+"""Bearer authentication with wallet-bound API keys, for any handler (the chat handler calls it first).
+
+No Authorization header means "not keyed" (the caller may pay with x402 instead); a header that is present
+but wrong is always a 401, never a silent fall-back to another way of paying.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from proxy.accounts.principal import KeyPrincipal
+from proxy.api.app_keys import API_KEYS
+from proxy.errors import AuthenticationFailed
+
+__all__ = ["authenticate_bearer", "require_bearer"]
+
+_BEARER = "bearer "
+_KEY_LENGTH_MAX = 256
+
+
+async def authenticate_bearer(request: web.Request) -> KeyPrincipal | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    if not header[: len(_BEARER)].lower() == _BEARER:
+        raise AuthenticationFailed("Authorization must be 'Bearer <api key>'", code="invalid_authorization")
+    key = header[len(_BEARER) :].strip()
+    if not key or len(key) > _KEY_LENGTH_MAX:
+        raise AuthenticationFailed("Incorrect API key provided", code="invalid_api_key")
+    info = await request.app[API_KEYS].authenticate(key)
+    assert info.credit_account.endswith(info.wallet)
+    return KeyPrincipal(
+        key_id=info.id,
+        wallet=info.wallet,
+        credit_account=info.credit_account,
+        route_strategy=info.route_strategy,
+    )
+
+
+async def require_bearer(request: web.Request) -> KeyPrincipal:
+    principal = await authenticate_bearer(request)
+    if principal is None:
+        raise AuthenticationFailed(
+            "This endpoint needs 'Authorization: Bearer <api key>'", code="missing_api_key"
+        )
+    return principal

@@ -1,0 +1,207 @@
+"""GET /openapi.json: an OpenAPI 3.1 document of the whole public API, built from the request models.
+
+The request bodies are the same pydantic models the handlers validate with, so the document cannot drift from
+what the server accepts; clients generate SDKs from it and the test suite fuzzes every operation through it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from proxy.accounts.withdrawals import WithdrawalRequest
+from proxy.api.handlers.keys import ChallengeBody, CreateKeyBody
+from proxy.openai_types import ChatCompletionRequest, EmbeddingsRequest, ErrorBody
+
+__all__ = ["openapi_document", "routes"]
+
+routes = web.RouteTableDef()
+
+_SCHEMA_REF = "#/components/schemas/{model}"
+_BODY_MODELS: tuple[type[BaseModel], ...] = (
+    ChatCompletionRequest,
+    EmbeddingsRequest,
+    ChallengeBody,
+    CreateKeyBody,
+    WithdrawalRequest,
+    ErrorBody,
+)
+# Caller errors any operation may answer; 5xx are documented only where an upstream or the chain is involved.
+_CALLER_ERRORS = {"400": "invalid request", "404": "unknown route or resource", "413": "body too large"}
+_UPSTREAM_ERRORS = {
+    "429": "rate limited",
+    "502": "every upstream candidate failed",
+    "503": "no upstream or the chain is unavailable",
+    "504": "upstream timed out",
+}
+_PAYMENT_HEADERS = (
+    ("PAYMENT-SIGNATURE", "x402 v2 payment payload, base64 JSON"),
+    ("X-PAYMENT", "x402 v1 payment payload, base64 JSON"),
+)
+_ROUTING_HEADERS = (
+    ("X-Request-Id", "correlates log lines; never decides what is charged"),
+    ("X-MegaRouter-Strategy", "routing strategy: balanced, cost, latency or availability"),
+)
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _SCHEMA_REF.format(model=model.__name__)}
+
+
+def _components() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for model in _BODY_MODELS:
+        schema = model.model_json_schema(ref_template=_SCHEMA_REF, mode="validation")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    schemas["PaymentRequired"] = {
+        "type": "object",
+        "description": "x402 v2 payment requirements (the PAYMENT-REQUIRED header carries the same, base64)",
+        "required": ["x402Version", "accepts"],
+        "properties": {"x402Version": {"type": "integer"}, "accepts": {"type": "array"}},
+    }
+    return {
+        "schemas": schemas,
+        "securitySchemes": {
+            "apiKey": {"type": "http", "scheme": "bearer", "description": "a MegaRouter key"}
+        },
+    }
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _header_parameters(headers: tuple[tuple[str, str], ...]) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "header", "required": False, "description": text, "schema": {"type": "string"}}
+        for name, text in headers
+    ]
+
+
+def _operation(
+    summary: str,
+    *,
+    ok: str = "200",
+    body: type[BaseModel] | None = None,
+    keyed: bool = False,
+    paid: bool = False,
+    parameters: list[dict[str, Any]] | None = None,
+    extra: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    error = _ref(ErrorBody)
+    responses: dict[str, Any] = {ok: _json({"type": "object"}, "success")}
+    responses.update({status: _json(error, text) for status, text in _CALLER_ERRORS.items()})
+    if keyed or paid:
+        responses["401"] = _json(error, "missing or invalid API key")
+    if paid:
+        responses["402"] = _json(
+            {"$ref": _SCHEMA_REF.format(model="PaymentRequired")}, "payment required, or an x402 reason code"
+        )
+        responses.update({status: _json(error, text) for status, text in _UPSTREAM_ERRORS.items()})
+    responses.update({status: _json(error, text) for status, text in (extra or {}).items()})
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
+    headers = (_PAYMENT_HEADERS + _ROUTING_HEADERS) if paid else ()
+    operation["parameters"] = (parameters or []) + _header_parameters(headers)
+    if keyed:
+        operation["security"] = [{"apiKey": []}]
+    elif paid:
+        operation["security"] = [{"apiKey": []}, {}]
+    return operation
+
+
+def _path_parameter(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _paths() -> dict[str, Any]:
+    query_string = {"type": "string"}
+    return {
+        "/v1/chat/completions": {
+            "post": _operation("Chat completion (JSON or SSE stream)", body=ChatCompletionRequest, paid=True)
+        },
+        "/v1/embeddings": {"post": _operation("Embeddings", body=EmbeddingsRequest, paid=True)},
+        "/v1/models": {"get": _operation("The catalog")},
+        "/v1/models/{model_id}": {
+            "get": _operation("One catalog model", parameters=[_path_parameter("model_id")])
+        },
+        "/v1/deployments": {
+            "get": _operation(
+                "Routable deployments with live health",
+                parameters=[
+                    {"name": "model", "in": "query", "required": False, "schema": query_string},
+                    {"name": "provider", "in": "query", "required": False, "schema": query_string},
+                ],
+            )
+        },
+        "/v1/auth/challenge": {
+            "post": _operation(
+                "A sign-in message for a wallet to sign", body=ChallengeBody, extra={"429": "slow down"}
+            )
+        },
+        "/v1/keys": {
+            "post": _operation(
+                "Create an API key from a signed challenge",
+                ok="201",
+                body=CreateKeyBody,
+                extra={"401": "signature or challenge refused"},
+            ),
+            "get": _operation("The wallet's API keys", keyed=True),
+        },
+        "/v1/keys/{key_id}": {
+            "delete": _operation("Revoke an API key", keyed=True, parameters=[_path_parameter("key_id")])
+        },
+        "/v1/credits": {"get": _operation("The key's wallet credit", keyed=True)},
+        "/v1/credits/topup": {
+            "post": _operation(
+                "Top up credit with an x402 payment of any amount",
+                paid=True,
+                parameters=[{"name": "amount", "in": "query", "required": True, "schema": query_string}],
+            )
+        },
+        "/v1/credits/withdraw": {
+            "post": _operation(
+                "Send credit back to the wallet, on chain",
+                body=WithdrawalRequest,
+                extra={"202": "accepted, settling", "401": "signature refused", "409": "conflict"},
+            )
+        },
+        "/v1/usage": {
+            "get": _operation(
+                "How the key's recent requests were charged",
+                keyed=True,
+                parameters=[{"name": "limit", "in": "query", "required": False, "schema": query_string}],
+            )
+        },
+        "/v1/usage/{request_id}": {
+            "get": _operation(
+                "How one request was charged", keyed=True, parameters=[_path_parameter("request_id")]
+            )
+        },
+        "/healthz": {"get": _operation("Database and chain reachable", extra={"503": "degraded"})},
+    }
+
+
+def openapi_document(*, server_url: str | None = None) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "MegaRouter",
+            "version": "1",
+            "description": "OpenAI-compatible LLM router paid per call with x402 or by API key.",
+        },
+        "paths": _paths(),
+        "components": _components(),
+    }
+    if server_url is not None:
+        document["servers"] = [{"url": server_url}]
+    return document
+
+
+@routes.get("/openapi.json")
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())

@@ -1,0 +1,106 @@
+"""The `megarouter` command: serve, demo, pay (an agent), ledger, config check, route-eval.
+
+Only this module and `proxy/__main__.py` read the process environment and command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="megarouter", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API server from a config file")
+    serve.add_argument("--config", type=Path, default=None, help="TOML config (default: $MEGAROUTER_CONFIG)")
+
+    demo = commands.add_parser(
+        "demo", help="Anvil + test tokens + simulated providers + MegaRouter, all local"
+    )
+    demo.add_argument("--port", type=int, default=8402)
+    demo.add_argument("--state-dir", type=Path, default=Path(".megarouter"))
+
+    pay = commands.add_parser("pay", help="act as an x402 agent: pay for one chat completion and print it")
+    pay.add_argument("prompt")
+    pay.add_argument("--api", default="http://127.0.0.1:8402", help="MegaRouter base URL")
+    pay.add_argument("--model", default="auto")
+    pay.add_argument(
+        "--asset", default=None, help="token symbol or address to pay with (default: first offered)"
+    )
+    pay.add_argument("--max-tokens", type=int, default=None)
+    pay.add_argument("--private-key", default=None, help="agent key (default: $MEGAROUTER_AGENT_KEY)")
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser("check", help="validate a config file and say what is wrong")
+    check.add_argument("--config", type=Path, default=None)
+    config_commands.add_parser("example", help="print a documented example config file")
+
+    from ledger.cli import add_ledger_commands
+    from proxy.cli.reconcile import add_reconcile_command
+
+    ledger = commands.add_parser("ledger", help="inspect and check the ledger")
+    ledger_commands = ledger.add_subparsers(required=True)
+    add_ledger_commands(ledger_commands)
+    add_reconcile_command(ledger_commands)
+
+    from proxy.cli.route_eval import add_route_eval_command
+    from proxy.cli.usage import add_usage_command
+
+    add_route_eval_command(commands)
+    add_usage_command(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Assertions guard money invariants; refuse to run with them stripped.
+    if sys.flags.optimize:
+        print(
+            "megarouter: refusing to run under python -O (assertions guard money invariants)", file=sys.stderr
+        )
+        return 2
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        from proxy.app.serve import run_server
+
+        return asyncio.run(run_server(args.config, os.environ))
+    if args.command == "demo":
+        from proxy.devnet.demo import run_demo
+
+        return asyncio.run(run_demo(state_dir=args.state_dir, port=args.port, environ=os.environ))
+    if args.command == "pay":
+        from proxy.cli.pay import run_pay_command
+
+        return asyncio.run(run_pay_command(args, os.environ))
+    if args.command == "config":
+        from proxy.app.config import example_config_text, run_config_check
+
+        if args.config_command == "example":
+            print(example_config_text(), end="")
+            return 0
+        return run_config_check(args.config, os.environ)
+    if args.command == "usage":
+        from proxy.cli.usage import run_usage_command
+
+        return asyncio.run(run_usage_command(args))
+    if args.command == "route-eval":
+        from proxy.cli.route_eval import run_route_eval
+
+        return run_route_eval(args)
+    if args.command == "ledger" and args.ledger_command == "reconcile":
+        from proxy.cli.reconcile import run_reconcile_command
+
+        return asyncio.run(run_reconcile_command(args, environ=os.environ))
+    if args.command == "ledger":
+        from ledger.cli import run_ledger_command
+
+        return asyncio.run(run_ledger_command(args))
+    raise AssertionError(f"unhandled command {args.command}")

@@ -1,0 +1,261 @@
+"""The simulated Anthropic Messages API: `POST /v1/messages`, JSON and SSE.
+
+Checks what Anthropic checks first (`x-api-key`, `anthropic-version`, a required `max_tokens`), answers
+with content blocks (text or tool_use), streams the real event sequence (message_start,
+content_block_start, ping, content_block_delta with text_delta / input_json_delta, content_block_stop,
+message_delta with stop_reason and output usage, message_stop), and simulates explicit prompt caching:
+the prefix up to the last `cache_control` breakpoint (when it has at least 1024 tokens) is written to
+the cache the first time (`cache_creation_input_tokens`) and read afterwards (`cache_read_input_tokens`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from proxy.devnet.simulator.common import (
+    PROMPT_CACHE_TOKENS_MIN,
+    SIMULATOR_STATE,
+    Pacer,
+    SimulatorState,
+    before_answer,
+    cut_connection,
+    json_error,
+    read_json_object,
+)
+from proxy.devnet.simulator.faults import FaultSpec
+from proxy.devnet.simulator.openai_api import is_reasoning_model
+from proxy.devnet.simulator.replies import ReplyPlan, ToolSpec, plan_reply, seed_for
+from proxy.providers.tokens import estimate_text_tokens
+
+__all__ = ["add_anthropic_routes", "anthropic_error"]
+
+IMAGE_TOKENS = 1600  # About (1092 × 1092) / 750, Anthropic's published estimate for a full-size image.
+MESSAGE_OVERHEAD_TOKENS = 3
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+
+def anthropic_error(status: int, message: str, retry_after_s: int | None = None) -> web.Response:
+    body = {"type": "error", "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message}}
+    return json_error(status, body, retry_after_s=retry_after_s)
+
+
+def _block_tokens(block: Any) -> int:
+    if isinstance(block, str):
+        return estimate_text_tokens(block)
+    kind = block.get("type")
+    if kind == "text":
+        return estimate_text_tokens(str(block.get("text", "")))
+    if kind == "image":
+        return IMAGE_TOKENS
+    if kind == "tool_result":
+        content = block.get("content", "")
+        blocks = content if isinstance(content, list) else [content]
+        return 2 + sum(_block_tokens(inner) for inner in blocks)
+    return estimate_text_tokens(json.dumps(block))
+
+
+def _blocks(content: Any) -> list[Any]:
+    return content if isinstance(content, list) else [content]
+
+
+def _usage(state: SimulatorState, body: dict[str, Any], plan: ReplyPlan) -> dict[str, int]:
+    """Prompt tokens split into uncached input, cache write and cache read, as Anthropic reports them."""
+    tools_tokens = sum(estimate_text_tokens(json.dumps(tool)) for tool in body.get("tools") or [])
+    sequence: list[tuple[Any, int]] = [
+        (block, _block_tokens(block)) for block in _blocks(body.get("system") or [])
+    ]
+    for message in body["messages"]:
+        blocks = _blocks(message.get("content", ""))
+        sequence += [(block, _block_tokens(block)) for block in blocks]
+        if sequence:
+            sequence[-1] = (sequence[-1][0], sequence[-1][1] + MESSAGE_OVERHEAD_TOKENS)
+    total = tools_tokens + sum(tokens for _, tokens in sequence)
+    breakpoints = [
+        i for i, (block, _) in enumerate(sequence) if isinstance(block, dict) and "cache_control" in block
+    ]
+    cache_read = cache_write = 0
+    if breakpoints:
+        end = breakpoints[-1] + 1
+        prefix_tokens = tools_tokens + sum(tokens for _, tokens in sequence[:end])
+        if prefix_tokens >= PROMPT_CACHE_TOKENS_MIN:
+            key = f"anthropic:{seed_for([body['model'], body.get('tools'), [b for b, _ in sequence[:end]]])}"
+            if state.prompt_cache.seen(key):
+                cache_read = prefix_tokens
+            else:
+                cache_write = prefix_tokens
+    return {
+        "input_tokens": total - cache_read - cache_write,
+        "cache_creation_input_tokens": cache_write,
+        "cache_read_input_tokens": cache_read,
+        "output_tokens": plan.output_tokens,
+    }
+
+
+def _chosen_tool(body: dict[str, Any], seed: int) -> ToolSpec | None:
+    tools = {tool["name"]: tool.get("input_schema") or {} for tool in body.get("tools") or []}
+    choice = body.get("tool_choice") or {"type": "auto"}
+    if not tools or choice.get("type") == "none":
+        return None
+    if choice.get("type") == "tool":
+        name = choice.get("name", "")
+        return ToolSpec(name, tools[name]) if name in tools else None
+    last = _blocks(body["messages"][-1].get("content", ""))
+    answering_tool = any(isinstance(block, dict) and block.get("type") == "tool_result" for block in last)
+    if choice.get("type") != "any" and answering_tool:
+        return None
+    name = list(tools)[seed % len(tools)]
+    return ToolSpec(name, tools[name])
+
+
+def _validate(
+    request: web.Request, state: SimulatorState, body: dict[str, Any] | None
+) -> web.Response | None:
+    if not state.key_accepted(request.headers.get("x-api-key")):
+        return anthropic_error(401, "invalid x-api-key")
+    if not request.headers.get("anthropic-version"):
+        return anthropic_error(400, "anthropic-version: header is required")
+    if body is None:
+        return anthropic_error(400, "request body is not valid JSON")
+    for name in ("model", "max_tokens", "messages"):
+        if name not in body:
+            return anthropic_error(400, f"{name}: Field required")
+    if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
+        return anthropic_error(400, "max_tokens: must be a positive integer")
+    if not isinstance(body["messages"], list) or not body["messages"]:
+        return anthropic_error(400, "messages: at least one message is required")
+    return None
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    state = request.app[SIMULATOR_STATE]
+    body = await read_json_object(request)
+    invalid = _validate(request, state, body)
+    if invalid is not None:
+        return invalid
+    assert body is not None
+    spec, failure = await before_answer(state, str(body["model"]), anthropic_error)
+    if failure is not None:
+        return failure
+    seed = seed_for([body["model"], body.get("system"), body["messages"]])
+    plan = plan_reply(
+        seed=seed,
+        output_tokens_max=body["max_tokens"],
+        tool=_chosen_tool(body, seed),
+        reasoning=is_reasoning_model(str(body["model"])) and "thinking" in body,
+        # Anthropic has no JSON mode; callers (and our adapter) ask for it in the system prompt.
+        json_object="JSON" in json.dumps(body.get("system") or ""),
+        tokens_over_reported=spec.output_tokens_over_reported,
+    )
+    usage = _usage(state, body, plan)
+    prompt_tokens = (
+        usage["input_tokens"] + usage["cache_read_input_tokens"] + usage["cache_creation_input_tokens"]
+    )
+    if prompt_tokens + body["max_tokens"] > state.context_window_tokens:
+        message = f"prompt is too long: {prompt_tokens} tokens > {state.context_window_tokens} maximum"
+        return anthropic_error(400, message)
+    message_id = f"msg_sim{seed:016x}"
+    content: list[dict[str, Any]] = []
+    if plan.words:
+        content.append({"type": "text", "text": plan.text})
+    if plan.complete_tool_call is not None:
+        name, arguments = plan.complete_tool_call
+        content.append(
+            {
+                "type": "tool_use",
+                "id": f"toolu_{plan.tool_call_id}",
+                "name": name,
+                "input": json.loads(arguments),
+            }
+        )
+    if body.get("stream"):
+        return await _stream(request, state, spec, body, plan, usage, message_id)
+    await Pacer(state, spec).whole(plan.output_tokens)
+    return web.json_response(
+        {
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": content,
+            "stop_reason": STOP_REASONS[plan.finish],
+            "stop_sequence": None,
+            "usage": usage,
+        }
+    )
+
+
+async def _stream(
+    request: web.Request,
+    state: SimulatorState,
+    spec: FaultSpec,
+    body: dict[str, Any],
+    plan: ReplyPlan,
+    usage: dict[str, int],
+    message_id: str,
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+
+    async def send(event: str, data: dict[str, Any]) -> None:
+        await response.write(f"event: {event}\ndata: {json.dumps({'type': event, **data})}\n\n".encode())
+
+    start_usage = {**usage, "output_tokens": 1}
+    message = {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": start_usage,
+    }
+    await send("message_start", {"message": message})
+    if plan.tool_call is not None:
+        name, arguments = plan.tool_call
+        block: dict[str, Any] = {
+            "type": "tool_use",
+            "id": f"toolu_{plan.tool_call_id}",
+            "name": name,
+            "input": {},
+        }
+        deltas = [
+            {"type": "input_json_delta", "partial_json": arguments[i : i + 8]}
+            for i in range(0, len(arguments), 8)
+        ]
+    else:
+        block = {"type": "text", "text": ""}
+        deltas = [{"type": "text_delta", "text": piece} for piece in plan.pieces]
+    await send("content_block_start", {"index": 0, "content_block": block})
+    await send("ping", {})
+    pacer = Pacer(state, spec)
+    for sent, delta in enumerate(deltas):
+        if spec.cut_stream_after_tokens is not None and sent >= spec.cut_stream_after_tokens:
+            cut_connection(request)
+            return response
+        if spec.stream_error_after_tokens is not None and sent >= spec.stream_error_after_tokens:
+            await send("error", {"error": {"type": "overloaded_error", "message": "Overloaded (simulated)"}})
+            return response
+        await pacer.next_token()
+        await send("content_block_delta", {"index": 0, "delta": delta})
+    await send("content_block_stop", {"index": 0})
+    delta_body = {"stop_reason": STOP_REASONS[plan.finish], "stop_sequence": None}
+    await send("message_delta", {"delta": delta_body, "usage": {"output_tokens": usage["output_tokens"]}})
+    await send("message_stop", {})
+    return response
+
+
+def add_anthropic_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/messages", messages)
