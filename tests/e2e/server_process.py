@@ -35,7 +35,9 @@ def settings_to_toml(settings: Settings) -> str:
         if value is not None and key not in tables
     ]
     for name, table in tables.items():
-        lines += ["", f"[{name}]"] + [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+        lines += ["", f"[{name}]"] + [
+            f"{key} = {_toml_value(value)}" for key, value in table.items() if value is not None
+        ]
     for asset in settings.assets:
         lines += ["", "[[assets]]"] + [
             f"{key} = {_toml_value(value)}" for key, value in asset.model_dump().items()
