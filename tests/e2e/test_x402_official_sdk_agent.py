@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ async def _run_agent(router: RunningRouter, body: dict[str, Any], asset: str) ->
         asset,
         "eip155:31337",
         json.dumps(body),
+        # A separate program: our own x402 package must never shadow the SDK's through PYTHONPATH.
+        env={name: value for name, value in os.environ.items() if name != "PYTHONPATH"},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
