@@ -3,7 +3,9 @@
 Checks: every transaction has at least two entries and sums to zero per unit; over all accounts, debits equal
 credits per unit (posted and pending); cached posted sums equal the entries; cached pending sums equal the
 open holds; no must-not-go-negative account is below zero; each hold is resolved at most once and its state
-agrees with its resolution. Read-only; it never fixes anything (a correcting transaction does).
+agrees with its resolution; each hold group has members that share its state, expiry and code, and is
+resolved at most once, by a resolution that agrees with its state. Read-only; it never fixes anything (a
+correcting transaction does).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ TRANSACTIONS = ledger_metadata.tables["ledger_transactions"]
 ENTRIES = ledger_metadata.tables["ledger_entries"]
 HOLDS = ledger_metadata.tables["ledger_holds"]
 RESOLUTIONS = ledger_metadata.tables["ledger_hold_resolutions"]
+GROUPS = ledger_metadata.tables["ledger_hold_groups"]
+GROUP_RESOLUTIONS = ledger_metadata.tables["ledger_hold_group_resolutions"]
 SIDE_PAIRS = (("debits_posted", "credits_posted"), ("debits_pending", "credits_pending"))
 
 
@@ -45,6 +49,7 @@ async def check_ledger(engine: AsyncEngine) -> list[Problem]:
         problems = await _transactions_balance(conn)
         problems += await _accounts_match(conn)
         problems += await _holds_consistent(conn)
+        problems += await _groups_consistent(conn)
     return problems
 
 
@@ -203,4 +208,57 @@ async def _holds_consistent(conn: AsyncConnection) -> list[Problem]:
             problems.append(
                 Problem(kind="capture_exceeds_hold", subject=subject, detail="captured more than was held")
             )
+    return problems
+
+
+async def _groups_consistent(conn: AsyncConnection) -> list[Problem]:
+    members: dict[int, list[Any]] = defaultdict(list)
+    for hold in (
+        await conn.execute(sa.select(HOLDS).where(HOLDS.c.group_id.is_not(None)).order_by(HOLDS.c.id))
+    ).mappings():
+        members[hold["group_id"]].append(hold)
+    resolutions: dict[int, list[Any]] = defaultdict(list)
+    for row in (await conn.execute(sa.select(GROUP_RESOLUTIONS))).mappings():
+        resolutions[row["group_id"]].append(row)
+    problems: list[Problem] = []
+    for group in (await conn.execute(sa.select(GROUPS).order_by(GROUPS.c.id))).mappings():
+        problems += _group_problems(group, members.get(group["id"], []), resolutions.get(group["id"], []))
+    return problems
+
+
+def _group_problems(group: Any, members: list[Any], resolutions: list[Any]) -> list[Problem]:
+    subject = f"hold group {group['id']}"
+    if not members:
+        return [Problem(kind="hold_group_empty", subject=subject, detail="has no holds")]
+    problems = []
+    for hold in members:
+        shared = (hold["state"], hold["expires_at_unix_ms"], hold["code"])
+        if shared != (group["state"], group["expires_at_unix_ms"], group["code"]):
+            problems.append(
+                Problem(
+                    kind="hold_group_member_mismatch",
+                    subject=subject,
+                    detail=f"hold {hold['id']} is {shared}, the group {group['state']}",
+                )
+            )
+    if len(resolutions) > 1:
+        problems.append(
+            Problem(
+                kind="hold_group_resolved_twice", subject=subject, detail=f"{len(resolutions)} resolutions"
+            )
+        )
+    elif group["state"] == HoldState.PENDING.value and resolutions:
+        problems.append(
+            Problem(kind="hold_group_state_mismatch", subject=subject, detail="pending but has a resolution")
+        )
+    elif group["state"] != HoldState.PENDING.value and (
+        not resolutions or resolutions[0]["kind"] != group["state"]
+    ):
+        problems.append(
+            Problem(
+                kind="hold_group_state_mismatch",
+                subject=subject,
+                detail=f"state {group['state']} does not match its resolution record",
+            )
+        )
     return problems

@@ -9,9 +9,11 @@ LedgerError
 ├── InvalidAmount              invalid_amount
 ├── IdempotencyConflict        idempotency_conflict      (same key, different body)
 ├── DuplicateExternalRef       duplicate_external_ref    (external_ref already booked under another key)
-├── InsufficientFunds          insufficient_funds        (a must-not-go-negative account would go below 0)
-├── HoldNotFound               hold_not_found
+├── InsufficientFunds          insufficient_funds        (a must-not-go-negative account would go below 0;
+│                                                         `.account` names it)
+├── HoldNotFound               hold_not_found            (also a hold group that does not exist)
 ├── HoldAlreadyResolved        hold_already_resolved     (captured, voided or expired before)
+├── HoldInGroup                hold_in_group             (a member of a hold group, resolved only with it)
 ├── HoldExpired                hold_expired              (timeout passed; it has now been released)
 ├── CaptureExceedsHold         capture_exceeds_hold
 └── TransactionNotFound        transaction_not_found
@@ -26,6 +28,7 @@ __all__ = [
     "DuplicateExternalRef",
     "HoldAlreadyResolved",
     "HoldExpired",
+    "HoldInGroup",
     "HoldNotFound",
     "IdempotencyConflict",
     "InsufficientFunds",
@@ -77,7 +80,14 @@ class DuplicateExternalRef(LedgerError):
 
 
 class InsufficientFunds(LedgerError):
+    """`account` names the account that refused: of a hold group's accounts, the first in the group's order
+    (so a caller holding on a payer and on budgets learns which budget was exhausted)."""
+
     code = "insufficient_funds"
+
+    def __init__(self, message: str, *, account: str) -> None:
+        super().__init__(message)
+        self.account = account
 
 
 class HoldNotFound(LedgerError):
@@ -86,6 +96,10 @@ class HoldNotFound(LedgerError):
 
 class HoldAlreadyResolved(LedgerError):
     code = "hold_already_resolved"
+
+
+class HoldInGroup(LedgerError):
+    code = "hold_in_group"
 
 
 class HoldExpired(LedgerError):

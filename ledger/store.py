@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +27,7 @@ from ledger.errors import (
     DuplicateExternalRef,
     HoldAlreadyResolved,
     HoldExpired,
+    HoldInGroup,
     HoldNotFound,
     IdempotencyConflict,
     InsufficientFunds,
@@ -40,8 +42,14 @@ from ledger.types import (
     AccountInfo,
     AccountType,
     Balance,
+    CaptureLeg,
     CaptureRequest,
+    ExtraTransaction,
+    GroupResolutionRequest,
     Hold,
+    HoldGroup,
+    HoldGroupRequest,
+    HoldLeg,
     HoldRequest,
     HoldState,
     LedgerTransaction,
@@ -56,13 +64,15 @@ from ledger.types import (
     VoidRequest,
 )
 
-__all__ = ["EXPIRE_BATCH_MAX", "STATEMENT_LINES_MAX", "Ledger", "unix_ms_now"]
+__all__ = ["EXPIRE_BATCH_MAX", "STATEMENT_LINES_MAX", "InTransaction", "Ledger", "unix_ms_now"]
 
 ACCOUNTS = ledger_metadata.tables["ledger_accounts"]
 TRANSACTIONS = ledger_metadata.tables["ledger_transactions"]
 ENTRIES = ledger_metadata.tables["ledger_entries"]
 HOLDS = ledger_metadata.tables["ledger_holds"]
 RESOLUTIONS = ledger_metadata.tables["ledger_hold_resolutions"]
+GROUPS = ledger_metadata.tables["ledger_hold_groups"]
+GROUP_RESOLUTIONS = ledger_metadata.tables["ledger_hold_group_resolutions"]
 
 EXPIRE_BATCH_MAX = 1_000
 STATEMENT_LINES_MAX = 10_000
@@ -71,6 +81,36 @@ SUM_COLUMNS = ("debits_posted", "credits_posted", "debits_pending", "credits_pen
 Row = sa.RowMapping
 T = TypeVar("T")
 Sums = dict[str, int]
+
+InTransaction: TypeAlias = Callable[[AsyncConnection], Awaitable[None]]
+"""The caller's own writes, committed atomically with a capture or void (`also=`).
+
+Contract: it runs once, inside the ledger's database transaction, after the ledger's writes, on the
+connection it is given (same database, so the caller's tables are reachable); it must not commit, roll
+back or open another connection to write (on SQLite that would wait on this transaction's lock). If it
+raises, everything rolls back, the ledger's writes included, and the exception reaches the caller (an
+IntegrityError it raises is not retried). It does not run when the idempotency key is replayed (the first
+commit already ran it), nor when the hold turned out to be expired (HoldExpired is raised instead). It
+runs while the accounts are locked: keep it to a few statements.
+"""
+
+
+@dataclass(frozen=True)
+class _Resolution:
+    """What a capture or void asks for: per hold (in order) an amount and an optional redirect target."""
+
+    kind: HoldState
+    idempotency_key: str
+    digest: str
+    legs: tuple[CaptureLeg, ...] | None  # None: release every hold in full (void, expiry).
+    extra: ExtraTransaction | None
+
+    def account_names(self) -> list[str]:
+        """Accounts named by the request itself, locked together with the holds' accounts."""
+        names = [leg.credit_account for leg in self.legs or () if leg.credit_account is not None]
+        if self.extra is not None:
+            names += [posting.account for posting in self.extra.postings]
+        return names
 
 
 def unix_ms_now() -> int:
@@ -348,115 +388,163 @@ class Ledger:
             "captured_amount": None,
             "resolved_at_unix_ms": None,
             "resolution_transaction_id": None,
+            "group_id": None,
         }
         return await self._hold_model(conn, row)
 
     async def capture(
-        self, hold_id: int, amount: int, *, idempotency_key: str, credit_account: str | None = None
+        self,
+        hold_id: int,
+        amount: int,
+        *,
+        idempotency_key: str,
+        credit_account: str | None = None,
+        extra: ExtraTransaction | None = None,
+        also: InTransaction | None = None,
     ) -> Hold:
         """Post `amount` (≤ held) of a pending hold and release the rest. Resolves the hold.
 
         `credit_account` sends the captured amount to another account of the same unit than the one the
         hold named (a request held against one provider may be served by another after failover); the
         reservation on the debit account is what the hold guaranteed, and it is unchanged.
+
+        `extra` books one more balanced transaction (key `hold:<id>:extra`) and `also(conn)` runs the
+        caller's own writes, both in the same database transaction, after the ledger's writes: either
+        everything commits or nothing does. See `InTransaction` for the contract of `also`. Both are part
+        of what the idempotency key stands for (`extra` is in the body hash), and on a replay neither is
+        done again. A hold found expired is expired (committed), `extra` and `also` are skipped, and
+        HoldExpired is raised. A member of a hold group raises HoldInGroup (use `capture_group`).
         """
         request = CaptureRequest(idempotency_key=idempotency_key, hold_id=hold_id, amount=amount)
         body: dict[str, Any] = {"op": "capture", "hold_id": hold_id, "amount": amount}
         if credit_account is not None:
             body["credit_account"] = credit_account
-        return await self._resolve(
-            request.hold_id, HoldState.CAPTURED, request.amount, request.idempotency_key, body,
-            credit_account=credit_account,
+        if extra is not None:
+            body["extra"] = extra.model_dump(mode="json")
+        resolution = _Resolution(
+            kind=HoldState.CAPTURED,
+            idempotency_key=request.idempotency_key,
+            digest=body_hash(body),
+            legs=(CaptureLeg(amount=request.amount, credit_account=credit_account),),
+            extra=extra,
         )
+        hold = await self._write_once(lambda conn: self._resolve_in(conn, request.hold_id, resolution), also)
+        return _raise_if_expired(hold, HoldState.CAPTURED)
 
-    async def void(self, hold_id: int, *, idempotency_key: str) -> Hold:
-        """Release a pending hold in full. Resolves the hold."""
+    async def void(self, hold_id: int, *, idempotency_key: str, also: InTransaction | None = None) -> Hold:
+        """Release a pending hold in full. Resolves the hold. `also` as for `capture`."""
         request = VoidRequest(idempotency_key=idempotency_key, hold_id=hold_id)
-        body = {"op": "void", "hold_id": hold_id}
-        return await self._resolve(request.hold_id, HoldState.VOIDED, 0, request.idempotency_key, body)
+        resolution = _Resolution(
+            kind=HoldState.VOIDED,
+            idempotency_key=request.idempotency_key,
+            digest=body_hash({"op": "void", "hold_id": hold_id}),
+            legs=(CaptureLeg(amount=0),),
+            extra=None,
+        )
+        hold = await self._write_once(lambda conn: self._resolve_in(conn, request.hold_id, resolution), also)
+        return _raise_if_expired(hold, HoldState.VOIDED)
 
-    async def _resolve(
-        self,
-        hold_id: int,
-        kind: HoldState,
-        amount: int,
-        idempotency_key: str,
-        body: dict[str, Any],
-        *,
-        credit_account: str | None = None,
-    ) -> Hold:
-        digest = body_hash(body)
+    async def _write_once(
+        self, work: Callable[[AsyncConnection], Awaitable[tuple[T, bool]]], also: InTransaction | None
+    ) -> T:
+        """Run `work` in one transaction, then `also` in it when `work` says it wrote what was asked.
+
+        A unique-key race (a concurrent writer of the same idempotency key) is retried once, and the retry
+        replays. An IntegrityError raised once `also` has started is the caller's: never retried.
+        """
         for attempt in range(2):
+            also_started = False
             try:
                 async with self._engine.begin() as conn:
-                    outcome = await self._resolve_in(
-                        conn, hold_id, kind, amount, idempotency_key, digest, credit_account=credit_account
-                    )
-                break
+                    result, wrote = await work(conn)
+                    if wrote and also is not None:
+                        also_started = True
+                        await also(conn)
+                return result
             except IntegrityError:
-                if attempt == 1:
+                if attempt == 1 or also_started:
                     raise
-        else:
-            raise AssertionError("unreachable")
-        if outcome.state is HoldState.EXPIRED and kind is not HoldState.EXPIRED:
-            # The expiry itself was committed above; the caller still learns that its resolution failed.
-            raise HoldExpired(f"hold {hold_id} expired at {outcome.expires_at_unix_ms} unix ms")
-        return outcome
+        raise AssertionError("unreachable")
 
     async def _resolve_in(
-        self,
-        conn: AsyncConnection,
-        hold_id: int,
-        kind: HoldState,
-        amount: int,
-        idempotency_key: str,
-        digest: str,
-        *,
-        credit_account: str | None = None,
-    ) -> Hold:
-        existing = await self._one(conn, RESOLUTIONS, RESOLUTIONS.c.idempotency_key == idempotency_key)
-        if existing is not None:
-            _check_replay(existing, digest, idempotency_key)
-            row = await self._one(conn, HOLDS, HOLDS.c.id == existing["hold_id"])
-            assert row is not None
-            return await self._hold_model(conn, row)
+        self, conn: AsyncConnection, hold_id: int, resolution: _Resolution
+    ) -> tuple[Hold, bool]:
+        """Resolve one hold; returns it and whether this call resolved it as asked (not replayed, not
+        found expired)."""
+        legs = resolution.legs
+        assert legs is not None
+        assert len(legs) == 1
+        replayed = await self._replayed_resolution(conn, resolution)
+        if replayed is not None:
+            return replayed, False
         hold = await self._one(conn, HOLDS, HOLDS.c.id == hold_id)
         if hold is None:
             raise HoldNotFound(f"hold {hold_id}")
-        target_id = hold["credit_account_id"]
-        if credit_account is not None:
-            target = await self._account_row(conn, credit_account)
-            if target is None:
-                raise AccountNotFound(credit_account)
-            target_id = target["id"]
-        accounts = await self._lock_accounts_by_id(
-            conn, sorted({hold["debit_account_id"], hold["credit_account_id"], target_id})
+        if hold["group_id"] is not None:
+            raise HoldInGroup(f"hold {hold_id} belongs to hold group {hold['group_id']}: resolve the group")
+        by_id, by_name = await self._lock_accounts(
+            conn,
+            ids=(hold["debit_account_id"], hold["credit_account_id"]),
+            names=resolution.account_names(),
         )
-        if accounts[target_id]["unit"] != accounts[hold["credit_account_id"]]["unit"]:
-            raise UnitMismatch(f"capture of hold {hold_id} into {credit_account}: another unit")
+        (target_id,) = _target_ids([hold], legs, by_id, by_name)
         if self._lock_rows:
             # Read again under the row lock, taken after the account locks (the fixed lock order). On
             # SQLite, BEGIN IMMEDIATE already serialized this transaction before the first read.
             hold = await self._one(conn, HOLDS, HOLDS.c.id == hold_id, for_update=True)
             assert hold is not None
         if hold["state"] != HoldState.PENDING.value:
+            # A concurrent call with this very key may have won the lock: then this is its replay.
+            replayed = await self._replayed_resolution(conn, resolution)
+            if replayed is not None:
+                return replayed, False
             raise HoldAlreadyResolved(f"hold {hold_id} is already {hold['state']}")
         now = self._clock()
+        sums: dict[int, Sums] = {}
         if hold["expires_at_unix_ms"] <= now:
-            kind, amount, idempotency_key = HoldState.EXPIRED, 0, _expire_key(hold_id)
             digest = body_hash({"op": "expire", "hold_id": hold_id})
-        elif amount > hold["amount"]:
+            resolved = await self._apply_resolution(
+                conn, hold, by_id, sums, HoldState.EXPIRED, 0, _expire_key(hold_id), digest, now
+            )
+            await self._write_all_sums(conn, sums)
+            return await self._hold_model(conn, resolved), False
+        amount = legs[0].amount
+        if amount > hold["amount"]:
             raise CaptureExceedsHold(f"capture of {amount} exceeds hold {hold_id} of {hold['amount']}")
         resolved = await self._apply_resolution(
-            conn, hold, accounts, kind, amount, idempotency_key, digest, now, target_id=target_id
+            conn,
+            hold,
+            by_id,
+            sums,
+            resolution.kind,
+            amount,
+            resolution.idempotency_key,
+            resolution.digest,
+            now,
+            target_id=target_id,
         )
-        return await self._hold_model(conn, resolved)
+        if resolution.extra is not None:
+            await self._book_extra(conn, resolution.extra, f"hold:{hold_id}:extra", by_name, sums)
+        await self._write_all_sums(conn, sums)
+        return await self._hold_model(conn, resolved), True
+
+    async def _replayed_resolution(self, conn: AsyncConnection, resolution: _Resolution) -> Hold | None:
+        existing = await self._one(
+            conn, RESOLUTIONS, RESOLUTIONS.c.idempotency_key == resolution.idempotency_key
+        )
+        if existing is None:
+            return None
+        _check_replay(existing, resolution.digest, resolution.idempotency_key)
+        row = await self._one(conn, HOLDS, HOLDS.c.id == existing["hold_id"])
+        assert row is not None
+        return await self._hold_model(conn, row)
 
     async def _apply_resolution(
         self,
         conn: AsyncConnection,
-        hold: Row,
+        hold: Row | dict[str, Any],
         accounts: Mapping[int, Row],
+        sums: dict[int, Sums],
         kind: HoldState,
         amount: int,
         idempotency_key: str,
@@ -465,18 +553,23 @@ class Ledger:
         *,
         target_id: int | None = None,
     ) -> dict[str, Any]:
-        """Resolve a pending hold; returns its row as updated (the caller need not read it back)."""
+        """Resolve a pending hold; returns its row as updated (the caller need not read it back).
+
+        The account sums change in `sums` (read from `accounts` on first use); the caller writes them once
+        with `_write_all_sums`, after every change of its transaction.
+        """
         assert kind is not HoldState.PENDING
         assert 0 <= amount <= hold["amount"]
-        debit, credit = accounts[hold["debit_account_id"]], accounts[hold["credit_account_id"]]
-        target = accounts[target_id] if target_id is not None else credit
-        sums = {row["id"]: _sums(row) for row in (debit, credit, target)}
-        sums[debit["id"]]["debits_pending"] -= hold["amount"]
-        sums[credit["id"]]["credits_pending"] -= hold["amount"]
-        sums[debit["id"]]["debits_posted"] += amount
-        sums[target["id"]]["credits_posted"] += amount
-        for row in {row["id"]: row for row in (debit, credit, target)}.values():
-            _check_limits(row, sums[row["id"]], releasing=True)
+        debit_id, credit_id = hold["debit_account_id"], hold["credit_account_id"]
+        target_id = credit_id if target_id is None else target_id
+        for account_id in (debit_id, credit_id, target_id):
+            sums.setdefault(account_id, _sums(accounts[account_id]))
+        sums[debit_id]["debits_pending"] -= hold["amount"]
+        sums[credit_id]["credits_pending"] -= hold["amount"]
+        sums[debit_id]["debits_posted"] += amount
+        sums[target_id]["credits_posted"] += amount
+        for account_id in {debit_id, credit_id, target_id}:
+            _check_limits(accounts[account_id], sums[account_id], releasing=True)
         transaction_id: int | None = None
         if amount > 0:
             transaction_id = await self._insert_transaction(
@@ -487,7 +580,7 @@ class Ledger:
                 external_ref=None,
                 metadata=hold["metadata_json"],
                 hold_id=hold["id"],
-                entries=[(debit["id"], amount), (target["id"], -amount)],
+                entries=[(debit_id, amount), (target_id, -amount)],
             )
         await conn.execute(
             RESOLUTIONS.insert().values(
@@ -511,8 +604,6 @@ class Ledger:
             )
         )
         assert updated.rowcount == 1, "a hold is resolved exactly once"
-        for account_id, account_sums in sums.items():
-            await self._write_sums(conn, account_id, account_sums)
         return {
             **hold,
             "state": kind.value,
@@ -521,10 +612,342 @@ class Ledger:
             "resolution_transaction_id": transaction_id,
         }
 
+    async def _book_extra(
+        self,
+        conn: AsyncConnection,
+        extra: ExtraTransaction,
+        idempotency_key: str,
+        accounts: Mapping[str, Row],
+        sums: dict[int, Sums],
+    ) -> None:
+        """Book `extra` as its own balanced transaction in the caller's database transaction."""
+        validate_postings(extra.postings, {p.account: accounts[p.account]["unit"] for p in extra.postings})
+        for posting in extra.postings:
+            row = accounts[posting.account]
+            side = "debits_posted" if posting.amount > 0 else "credits_posted"
+            sums.setdefault(row["id"], _sums(row))[side] += abs(posting.amount)
+        for posting in extra.postings:
+            _check_limits(accounts[posting.account], sums[accounts[posting.account]["id"]])
+        await self._insert_transaction(
+            conn,
+            idempotency_key=idempotency_key,
+            digest=body_hash(extra.model_dump(mode="json")),
+            code=extra.code,
+            external_ref=None,
+            metadata=extra.metadata,
+            hold_id=None,
+            entries=[(accounts[p.account]["id"], p.amount) for p in extra.postings],
+        )
+
+    # -------------------------------------------------------------------------------------- hold groups
+
+    async def hold_group(
+        self,
+        *,
+        idempotency_key: str,
+        holds: Sequence[HoldLeg | tuple[str, str, int]],
+        timeout_s: float,
+        code: str = "hold",
+        metadata: Metadata | None = None,
+    ) -> HoldGroup:
+        """Place several holds in one database transaction: all of them, or none.
+
+        Each hold is `(debit_account, credit_account, amount)`; they share the timeout, code and metadata.
+        Every account involved is locked in ascending id order (no deadlock with any other writer) and
+        every must-not-go-negative limit is checked with all the group's holds counted (two holds on one
+        account add up). InsufficientFunds names the first refusing account in the group's order. One
+        idempotency key stands for the whole group: a replay with the same body returns the same group,
+        another body raises IdempotencyConflict. The group is resolved as a whole (`capture_group`,
+        `void_group`) and expires as a whole; its members refuse single capture and void.
+        """
+        request = HoldGroupRequest(
+            idempotency_key=idempotency_key,
+            code=code,
+            holds=tuple(
+                h if isinstance(h, HoldLeg) else HoldLeg(debit_account=h[0], credit_account=h[1], amount=h[2])
+                for h in holds
+            ),
+            timeout_s=timeout_s,
+            metadata=metadata or {},
+        )
+        if any(leg.debit_account == leg.credit_account for leg in request.holds):
+            raise InvalidAmount("a hold needs two different accounts")
+        digest = body_hash(request.model_dump(mode="json", exclude={"idempotency_key"}))
+        names = sorted({name for leg in request.holds for name in (leg.debit_account, leg.credit_account)})
+        for attempt in range(2):
+            try:
+                return await self._after_lazy_expiry(
+                    names, lambda conn: self._hold_group_in(conn, request, digest, names)
+                )
+            except IntegrityError:
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _hold_group_in(
+        self, conn: AsyncConnection, request: HoldGroupRequest, digest: str, names: list[str]
+    ) -> HoldGroup:
+        existing = await self._one(conn, GROUPS, GROUPS.c.idempotency_key == request.idempotency_key)
+        if existing is not None:
+            _check_replay(existing, digest, request.idempotency_key)
+            return await self._load_group(conn, existing["id"])
+        accounts = await self._lock_accounts_by_name(conn, names)
+        # Insertion order is the group's order, so the first refusing account is the one reported.
+        sums: dict[str, Sums] = {}
+        for leg in request.holds:
+            debit, credit = accounts[leg.debit_account], accounts[leg.credit_account]
+            if debit["unit"] != credit["unit"]:
+                raise UnitMismatch(
+                    f"{leg.debit_account} is in {debit['unit']}, {leg.credit_account} in {credit['unit']}"
+                )
+            sums.setdefault(leg.debit_account, _sums(debit))["debits_pending"] += leg.amount
+            sums.setdefault(leg.credit_account, _sums(credit))["credits_pending"] += leg.amount
+        for name, account_sums in sums.items():
+            _check_limits(accounts[name], account_sums)
+        now = self._clock()
+        group: dict[str, Any] = {
+            "code": request.code,
+            "metadata_json": request.metadata,
+            "created_at_unix_ms": now,
+            "expires_at_unix_ms": now + max(1, round(request.timeout_s * 1000)),
+            "state": HoldState.PENDING.value,
+            "resolved_at_unix_ms": None,
+        }
+        group_id = _inserted_id(
+            await conn.execute(
+                GROUPS.insert().values(idempotency_key=request.idempotency_key, body_hash=digest, **group)
+            )
+        )
+        group |= {"id": group_id, "idempotency_key": request.idempotency_key}
+        members = [
+            _member_row(group, digest, index, leg, accounts) for index, leg in enumerate(request.holds)
+        ]
+        inserted = await conn.execute(
+            HOLDS.insert().returning(HOLDS.c.id, sort_by_parameter_order=True), members
+        )
+        for member, hold_id in zip(members, inserted.scalars().all(), strict=True):
+            member["id"] = hold_id
+        for name, account_sums in sums.items():
+            await self._write_sums(conn, accounts[name]["id"], account_sums)
+        return await self._group_model(conn, group, members)
+
+    async def capture_group(
+        self,
+        group_id: int,
+        captures: Sequence[int | CaptureLeg],
+        *,
+        idempotency_key: str,
+        extra: ExtraTransaction | None = None,
+        also: InTransaction | None = None,
+    ) -> HoldGroup:
+        """Capture on each hold of a pending group and release the rest, in one database transaction.
+
+        `captures` gives, in the group's order, one amount per hold (≤ its own amount; 0 releases it all)
+        or a CaptureLeg that also sends the captured amount to another credit account of the same unit.
+        `extra` (key `hold_group:<id>:extra`) and `also` as for `capture`. A group found expired is
+        expired as a whole (committed) and HoldExpired is raised.
+        """
+        request = GroupResolutionRequest(
+            idempotency_key=idempotency_key,
+            group_id=group_id,
+            captures=tuple(c if isinstance(c, CaptureLeg) else CaptureLeg(amount=c) for c in captures),
+        )
+        body: dict[str, Any] = request.model_dump(mode="json", exclude={"idempotency_key"})
+        body["op"] = "capture_group"
+        if extra is not None:
+            body["extra"] = extra.model_dump(mode="json")
+        resolution = _Resolution(
+            kind=HoldState.CAPTURED,
+            idempotency_key=request.idempotency_key,
+            digest=body_hash(body),
+            legs=request.captures,
+            extra=extra,
+        )
+        group = await self._write_once(lambda conn: self._resolve_group_in(conn, group_id, resolution), also)
+        return _raise_if_group_expired(group, HoldState.CAPTURED)
+
+    async def void_group(
+        self, group_id: int, *, idempotency_key: str, also: InTransaction | None = None
+    ) -> HoldGroup:
+        """Release every hold of a pending group, in one database transaction. `also` as for `capture`."""
+        request = GroupResolutionRequest(idempotency_key=idempotency_key, group_id=group_id)
+        resolution = _Resolution(
+            kind=HoldState.VOIDED,
+            idempotency_key=request.idempotency_key,
+            digest=body_hash({"op": "void_group", "group_id": group_id}),
+            legs=None,
+            extra=None,
+        )
+        group = await self._write_once(lambda conn: self._resolve_group_in(conn, group_id, resolution), also)
+        return _raise_if_group_expired(group, HoldState.VOIDED)
+
+    async def _resolve_group_in(
+        self, conn: AsyncConnection, group_id: int, resolution: _Resolution
+    ) -> tuple[HoldGroup, bool]:
+        """Resolve a whole group; returns it and whether this call resolved it as asked."""
+        replayed = await self._replayed_group_resolution(conn, resolution)
+        if replayed is not None:
+            return replayed, False
+        group = await self._one(conn, GROUPS, GROUPS.c.id == group_id)
+        if group is None:
+            raise HoldNotFound(f"hold group {group_id}")
+        members = await self._group_members(conn, group_id)
+        legs = (
+            resolution.legs if resolution.legs is not None else tuple(CaptureLeg(amount=0) for _ in members)
+        )
+        if len(legs) != len(members):
+            raise InvalidAmount(f"hold group {group_id} has {len(members)} holds, not {len(legs)} captures")
+        by_id, by_name = await self._lock_accounts(
+            conn, ids=_member_account_ids(members), names=resolution.account_names()
+        )
+        target_ids = _target_ids(members, legs, by_id, by_name)
+        if self._lock_rows:
+            group = await self._one(conn, GROUPS, GROUPS.c.id == group_id, for_update=True)
+            assert group is not None
+        if group["state"] != HoldState.PENDING.value:
+            replayed = await self._replayed_group_resolution(conn, resolution)
+            if replayed is not None:
+                return replayed, False
+            raise HoldAlreadyResolved(f"hold group {group_id} is already {group['state']}")
+        now = self._clock()
+        sums: dict[int, Sums] = {}
+        if group["expires_at_unix_ms"] <= now:
+            expired = await self._expire_group_rows(conn, group, members, by_id, sums, now)
+            await self._write_all_sums(conn, sums)
+            return expired, False
+        for leg, member in zip(legs, members, strict=True):
+            if leg.amount > member["amount"]:
+                raise CaptureExceedsHold(
+                    f"capture of {leg.amount} exceeds hold {member['id']} of {member['amount']}"
+                )
+        resolved = await self._apply_group_resolution(
+            conn, group, members, by_id, sums, resolution, [leg.amount for leg in legs], target_ids, now
+        )
+        if resolution.extra is not None:
+            await self._book_extra(conn, resolution.extra, f"hold_group:{group_id}:extra", by_name, sums)
+        await self._write_all_sums(conn, sums)
+        return resolved, True
+
+    async def _replayed_group_resolution(
+        self, conn: AsyncConnection, resolution: _Resolution
+    ) -> HoldGroup | None:
+        existing = await self._one(
+            conn, GROUP_RESOLUTIONS, GROUP_RESOLUTIONS.c.idempotency_key == resolution.idempotency_key
+        )
+        if existing is None:
+            return None
+        _check_replay(existing, resolution.digest, resolution.idempotency_key)
+        return await self._load_group(conn, existing["group_id"])
+
+    async def _apply_group_resolution(
+        self,
+        conn: AsyncConnection,
+        group: Row | dict[str, Any],
+        members: Sequence[Row],
+        accounts: Mapping[int, Row],
+        sums: dict[int, Sums],
+        resolution: _Resolution,
+        amounts: Sequence[int],
+        target_ids: Sequence[int],
+        now: int,
+    ) -> HoldGroup:
+        """Resolve every member of a pending group, record the group's resolution, mark the group."""
+        assert len(amounts) == len(members) == len(target_ids)
+        assert resolution.kind is not HoldState.PENDING
+        kind = resolution.kind
+        resolved = []
+        for member, amount, target_id in zip(members, amounts, target_ids, strict=True):
+            member_key = (
+                _expire_key(member["id"]) if kind is HoldState.EXPIRED else _group_member_key(member["id"])
+            )
+            resolved.append(
+                await self._apply_resolution(
+                    conn,
+                    member,
+                    accounts,
+                    sums,
+                    kind,
+                    amount,
+                    member_key,
+                    resolution.digest,
+                    now,
+                    target_id=target_id,
+                )
+            )
+        await conn.execute(
+            GROUP_RESOLUTIONS.insert().values(
+                group_id=group["id"],
+                idempotency_key=resolution.idempotency_key,
+                body_hash=resolution.digest,
+                kind=kind.value,
+                created_at_unix_ms=now,
+            )
+        )
+        updated = await conn.execute(
+            GROUPS.update()
+            .where(GROUPS.c.id == group["id"], GROUPS.c.state == HoldState.PENDING.value)
+            .values(state=kind.value, resolved_at_unix_ms=now)
+        )
+        assert updated.rowcount == 1, "a hold group is resolved exactly once"
+        return await self._group_model(
+            conn, {**group, "state": kind.value, "resolved_at_unix_ms": now}, resolved
+        )
+
+    async def _expire_group_rows(
+        self,
+        conn: AsyncConnection,
+        group: Row | dict[str, Any],
+        members: Sequence[Row],
+        accounts: Mapping[int, Row],
+        sums: dict[int, Sums],
+        now: int,
+    ) -> HoldGroup:
+        """Expire a pending group whose accounts and row the caller has locked."""
+        resolution = _Resolution(
+            kind=HoldState.EXPIRED,
+            idempotency_key=f"hold_group:{group['id']}:expire",
+            digest=body_hash({"op": "expire", "group_id": group["id"]}),
+            legs=None,
+            extra=None,
+        )
+        targets = [member["credit_account_id"] for member in members]
+        return await self._apply_group_resolution(
+            conn, group, members, accounts, sums, resolution, [0] * len(members), targets, now
+        )
+
+    async def _expire_group_in(self, conn: AsyncConnection, group_id: int, now: int) -> HoldGroup | None:
+        """Expire a whole group in the caller's transaction; None when it is resolved or not due."""
+        members = await self._group_members(conn, group_id)
+        by_id, _ = await self._lock_accounts(conn, ids=_member_account_ids(members), names=())
+        group = await self._one(conn, GROUPS, GROUPS.c.id == group_id, for_update=True)
+        assert group is not None
+        if group["state"] != HoldState.PENDING.value or group["expires_at_unix_ms"] > now:
+            return None
+        sums: dict[int, Sums] = {}
+        expired = await self._expire_group_rows(conn, group, members, by_id, sums, now)
+        await self._write_all_sums(conn, sums)
+        return expired
+
+    async def get_hold_group(self, group_id: int) -> HoldGroup:
+        """A hold group with its members, after expiring it when it is due."""
+        async with self._engine.connect() as conn:
+            group = await self._one(conn, GROUPS, GROUPS.c.id == group_id)
+        if group is None:
+            raise HoldNotFound(f"hold group {group_id}")
+        now = self._clock()
+        if group["state"] == HoldState.PENDING.value and group["expires_at_unix_ms"] <= now:
+            async with self._engine.begin() as conn:
+                await self._expire_group_in(conn, group_id, now)
+        async with self._engine.connect() as conn:
+            return await self._load_group(conn, group_id)
+
+    # ----------------------------------------------------------------------------------------- expiry
+
     async def expire_due(
         self, now_unix_ms: int | None = None, *, limit: int = EXPIRE_BATCH_MAX
     ) -> list[Hold]:
-        """Expire pending holds whose timeout has passed (the sweeper). Returns the holds it expired."""
+        """Expire pending holds whose timeout has passed (the sweeper). Returns the holds it expired
+        (every member of an expired group, though some may be past `limit`)."""
         assert 0 < limit <= EXPIRE_BATCH_MAX
         now = self._clock() if now_unix_ms is None else now_unix_ms
         async with self._engine.connect() as conn:
@@ -540,26 +963,30 @@ class Ledger:
                 .scalars()
                 .all()
             )
-        expired = [await self._expire_one(hold_id, now) for hold_id in ids]
-        return [hold for hold in expired if hold is not None]
+        return [hold for hold_id in ids for hold in await self._expire_one(hold_id, now)]
 
-    async def _expire_one(self, hold_id: int, now: int) -> Hold | None:
-        """Expire one hold in its own transaction; None when someone resolved it first."""
+    async def _expire_one(self, hold_id: int, now: int) -> list[Hold]:
+        """Expire one hold (or its whole group) in its own transaction; [] when resolved first."""
         async with self._engine.begin() as conn:
             hold = await self._one(conn, HOLDS, HOLDS.c.id == hold_id)
             assert hold is not None
+            if hold["group_id"] is not None:
+                group = await self._expire_group_in(conn, hold["group_id"], now)
+                return [] if group is None else list(group.holds)
             accounts = await self._lock_accounts_by_id(
                 conn, [hold["debit_account_id"], hold["credit_account_id"]]
             )
             hold = await self._one(conn, HOLDS, HOLDS.c.id == hold_id, for_update=True)
             assert hold is not None
             if hold["state"] != HoldState.PENDING.value or hold["expires_at_unix_ms"] > now:
-                return None
+                return []
             digest = body_hash({"op": "expire", "hold_id": hold_id})
+            sums: dict[int, Sums] = {}
             resolved = await self._apply_resolution(
-                conn, hold, accounts, HoldState.EXPIRED, 0, _expire_key(hold_id), digest, now
+                conn, hold, accounts, sums, HoldState.EXPIRED, 0, _expire_key(hold_id), digest, now
             )
-            return await self._hold_model(conn, resolved)
+            await self._write_all_sums(conn, sums)
+            return [await self._hold_model(conn, resolved)]
 
     async def _expire_due_for_names(self, names: Iterable[str]) -> None:
         """Lazy expiry: release due holds touching these accounts before anything reads their balance."""
@@ -765,6 +1192,27 @@ class Ledger:
             raise AccountNotFound(", ".join(missing))
         return by_name
 
+    async def _lock_accounts(
+        self, conn: AsyncConnection, *, ids: Iterable[int], names: Iterable[str]
+    ) -> tuple[dict[int, Row], dict[str, Row]]:
+        """Lock accounts given by id or by name in ONE statement, so one ascending id order covers them
+        all; returns the fresh rows by id and by name."""
+        ids, names = set(ids), set(names)
+        assert ids or names
+        conditions = []
+        if ids:
+            conditions.append(ACCOUNTS.c.id.in_(sorted(ids)))
+        if names:
+            conditions.append(ACCOUNTS.c.name.in_(sorted(names)))
+        rows = await self._lock(conn, sa.or_(*conditions))
+        by_id = {row["id"]: row for row in rows}
+        by_name = {row["name"]: row for row in rows}
+        assert ids <= set(by_id), "hold accounts exist (foreign keys)"
+        missing = sorted(names - set(by_name))
+        if missing:
+            raise AccountNotFound(", ".join(missing))
+        return by_id, by_name
+
     async def _lock_accounts_by_id(self, conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Row]:
         rows = await self._lock(conn, ACCOUNTS.c.id.in_(list(ids)))
         by_id = {row["id"]: row for row in rows}
@@ -784,6 +1232,11 @@ class Ledger:
     async def _write_sums(self, conn: AsyncConnection, account_id: int, sums: Sums) -> None:
         result = await conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.id == account_id).values(**sums))
         assert result.rowcount == 1
+
+    async def _write_all_sums(self, conn: AsyncConnection, sums: Mapping[int, Sums]) -> None:
+        # In id order, like the locks: the UPDATEs take no lock this transaction does not hold already.
+        for account_id in sorted(sums):
+            await self._write_sums(conn, account_id, sums[account_id])
 
     async def _insert_transaction(
         self,
@@ -867,11 +1320,108 @@ class Ledger:
             captured_amount=row["captured_amount"],
             resolved_at_unix_ms=row["resolved_at_unix_ms"],
             resolution_transaction_id=row["resolution_transaction_id"],
+            group_id=row["group_id"],
+        )
+
+    async def _group_members(self, conn: AsyncConnection, group_id: int) -> list[Row]:
+        # Members were inserted in the group's order in one statement, so their ids follow that order.
+        query = sa.select(HOLDS).where(HOLDS.c.group_id == group_id).order_by(HOLDS.c.id)
+        members = list((await conn.execute(query)).mappings().all())
+        assert members, f"hold group {group_id} has holds"
+        return members
+
+    async def _load_group(self, conn: AsyncConnection, group_id: int) -> HoldGroup:
+        group = await self._one(conn, GROUPS, GROUPS.c.id == group_id)
+        assert group is not None
+        return await self._group_model(conn, group, await self._group_members(conn, group_id))
+
+    async def _group_model(
+        self,
+        conn: AsyncConnection,
+        group: Row | dict[str, Any],
+        members: Sequence[Row | dict[str, Any]],
+    ) -> HoldGroup:
+        return HoldGroup(
+            id=group["id"],
+            idempotency_key=group["idempotency_key"],
+            code=group["code"],
+            metadata=group["metadata_json"],
+            created_at_unix_ms=group["created_at_unix_ms"],
+            expires_at_unix_ms=group["expires_at_unix_ms"],
+            state=HoldState(group["state"]),
+            resolved_at_unix_ms=group["resolved_at_unix_ms"],
+            holds=tuple([await self._hold_model(conn, member) for member in members]),
         )
 
 
 def _expire_key(hold_id: int) -> str:
     return f"hold:{hold_id}:expire"
+
+
+def _group_member_key(hold_id: int) -> str:
+    """The resolution key of a group's member (the caller's key is the group's resolution's)."""
+    return f"hold:{hold_id}:group"
+
+
+def _raise_if_expired(hold: Hold, asked: HoldState) -> Hold:
+    if hold.state is HoldState.EXPIRED and asked is not HoldState.EXPIRED:
+        # The expiry itself was committed; the caller still learns that its resolution failed.
+        raise HoldExpired(f"hold {hold.id} expired at {hold.expires_at_unix_ms} unix ms")
+    return hold
+
+
+def _raise_if_group_expired(group: HoldGroup, asked: HoldState) -> HoldGroup:
+    if group.state is HoldState.EXPIRED and asked is not HoldState.EXPIRED:
+        raise HoldExpired(f"hold group {group.id} expired at {group.expires_at_unix_ms} unix ms")
+    return group
+
+
+def _member_account_ids(members: Sequence[Row]) -> set[int]:
+    return {member[column] for member in members for column in ("debit_account_id", "credit_account_id")}
+
+
+def _target_ids(
+    holds: Sequence[Row],
+    legs: Sequence[CaptureLeg],
+    by_id: Mapping[int, Row],
+    by_name: Mapping[str, Row],
+) -> list[int]:
+    """The account each hold's capture is credited to: its own credit account, or a redirect of the same
+    unit."""
+    assert len(holds) == len(legs)
+    targets = []
+    for hold, leg in zip(holds, legs, strict=True):
+        if leg.credit_account is None:
+            targets.append(hold["credit_account_id"])
+            continue
+        target = by_name[leg.credit_account]
+        if target["unit"] != by_id[hold["credit_account_id"]]["unit"]:
+            raise UnitMismatch(f"capture of hold {hold['id']} into {leg.credit_account}: another unit")
+        targets.append(target["id"])
+    return targets
+
+
+def _member_row(
+    group: Mapping[str, Any], digest: str, index: int, leg: HoldLeg, accounts: Mapping[str, Row]
+) -> dict[str, Any]:
+    """The ledger_holds row of a group's `index`-th hold, as inserted (the caller adds its id)."""
+    return {
+        # Minted by the ledger: the caller's key belongs to the group.
+        "idempotency_key": f"hold_group:{group['id']}:{index}",
+        "body_hash": digest,
+        "code": group["code"],
+        "debit_account_id": accounts[leg.debit_account]["id"],
+        "credit_account_id": accounts[leg.credit_account]["id"],
+        "amount": leg.amount,
+        "metadata_json": group["metadata_json"],
+        "created_at_unix_ms": group["created_at_unix_ms"],
+        "expires_at_unix_ms": group["expires_at_unix_ms"],
+        "state": HoldState.PENDING.value,
+        "captured_amount": None,
+        "resolved_at_unix_ms": None,
+        "resolution_transaction_id": None,
+        "group_id": group["id"],
+    }
 
 
 def _inserted_id(result: sa.CursorResult[Any]) -> int:
@@ -900,7 +1450,7 @@ def _check_limits(account: Row, sums: Sums, *, releasing: bool = False) -> None:
     if would_go_negative(account_type, flags, **sums):
         # Capturing or releasing a hold never lowers availability, so failing there is a bookkeeping bug.
         assert not releasing, f"resolving a hold overdrew {account['name']}"
-        raise InsufficientFunds(f"{account['name']} would go below zero")
+        raise InsufficientFunds(f"{account['name']} would go below zero", account=account["name"])
 
 
 def _account_info(row: Row) -> AccountInfo:

@@ -16,6 +16,8 @@ from sqlmodel import Field, SQLModel
 __all__ = [
     "AccountRow",
     "EntryRow",
+    "HoldGroupResolutionRow",
+    "HoldGroupRow",
     "HoldResolutionRow",
     "HoldRow",
     "LedgerModel",
@@ -57,6 +59,28 @@ class AccountRow(LedgerModel, table=True):
     created_at_unix_ms: int = Field(sa_type=BigInteger)
 
 
+class HoldGroupRow(LedgerModel, table=True):
+    """Holds placed and resolved together. Its members are the holds whose group_id points here; they
+    share its code, metadata, expiry and state."""
+
+    __tablename__ = "ledger_hold_groups"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('pending', 'captured', 'voided', 'expired')", name="ledger_hold_groups_state"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=PK_TYPE)
+    idempotency_key: str = Field(max_length=255, unique=True)
+    body_hash: str = Field(max_length=64)
+    code: str = Field(max_length=64)
+    metadata_json: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at_unix_ms: int = Field(sa_type=BigInteger)
+    expires_at_unix_ms: int = Field(sa_type=BigInteger)
+    state: str = Field(max_length=16)
+    resolved_at_unix_ms: int | None = Field(default=None, sa_type=BigInteger)
+
+
 class HoldRow(LedgerModel, table=True):
     __tablename__ = "ledger_holds"
     __table_args__ = (
@@ -79,6 +103,9 @@ class HoldRow(LedgerModel, table=True):
     captured_amount: int | None = Field(default=None, sa_type=BigInteger)
     resolved_at_unix_ms: int | None = Field(default=None, sa_type=BigInteger)
     resolution_transaction_id: int | None = Field(default=None, sa_type=BigInteger)
+    group_id: int | None = Field(
+        default=None, sa_type=BigInteger, foreign_key="ledger_hold_groups.id", index=True
+    )
 
 
 class TransactionRow(LedgerModel, table=True):
@@ -120,6 +147,25 @@ class HoldResolutionRow(LedgerModel, table=True):
     kind: str = Field(max_length=16)
     amount: int = Field(sa_type=BigInteger)
     transaction_id: int | None = Field(default=None, sa_type=BigInteger, foreign_key="ledger_transactions.id")
+    created_at_unix_ms: int = Field(sa_type=BigInteger)
+
+
+class HoldGroupResolutionRow(LedgerModel, table=True):
+    """Append-only proof that a hold group was resolved; UNIQUE(group_id) makes a second resolution
+    impossible. Each member's own resolution is in ledger_hold_resolutions as for a single hold."""
+
+    __tablename__ = "ledger_hold_group_resolutions"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('captured', 'voided', 'expired')", name="ledger_hold_group_resolutions_kind"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=PK_TYPE)
+    group_id: int = Field(sa_type=BigInteger, foreign_key="ledger_hold_groups.id", unique=True)
+    idempotency_key: str = Field(max_length=255, unique=True)
+    body_hash: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
     created_at_unix_ms: int = Field(sa_type=BigInteger)
 
 

@@ -13,14 +13,21 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 __all__ = [
+    "HOLD_GROUP_HOLDS_MAX",
     "HOLD_TIMEOUT_S_MAX",
     "INT64_MAX",
     "AccountFlags",
     "AccountInfo",
     "AccountType",
     "Balance",
+    "CaptureLeg",
     "CaptureRequest",
+    "ExtraTransaction",
+    "GroupResolutionRequest",
     "Hold",
+    "HoldGroup",
+    "HoldGroupRequest",
+    "HoldLeg",
     "HoldRequest",
     "HoldState",
     "LedgerTransaction",
@@ -39,6 +46,9 @@ __all__ = [
 INT64_MAX = 2**63 - 1
 # A hold longer than a week is a bug in the caller, not a business need.
 HOLD_TIMEOUT_S_MAX = 7 * 24 * 3600
+# A request holds on its payer and on every budget above it (org, department, team, member, key, each
+# with a few periods): a few dozen at most. More is a bug in the caller, and would lock too many rows.
+HOLD_GROUP_HOLDS_MAX = 64
 
 Metadata = dict[str, JsonValue]
 AccountName = Annotated[str, Field(min_length=1, max_length=255)]
@@ -109,7 +119,10 @@ class LedgerTransaction(_Frozen):
 
 
 class Hold(_Frozen):
-    """A pending transfer of `amount` from debit_account to credit_account, resolved exactly once."""
+    """A pending transfer of `amount` from debit_account to credit_account, resolved exactly once.
+
+    `group_id` is set when the hold belongs to a hold group: it is then resolved only with its group.
+    """
 
     id: int
     idempotency_key: str
@@ -125,6 +138,24 @@ class Hold(_Frozen):
     captured_amount: int | None
     resolved_at_unix_ms: int | None
     resolution_transaction_id: int | None
+    group_id: int | None = None
+
+
+class HoldGroup(_Frozen):
+    """Holds placed together in one database transaction and resolved together, exactly once.
+
+    Every member shares the group's code, metadata, timeout and state; `holds` are in the order given.
+    """
+
+    id: int
+    idempotency_key: str
+    code: str
+    metadata: Metadata
+    created_at_unix_ms: int
+    expires_at_unix_ms: int
+    state: HoldState
+    resolved_at_unix_ms: int | None
+    holds: tuple[Hold, ...]
 
 
 class Balance(_Frozen):
@@ -201,6 +232,47 @@ class HoldRequest(_Frozen):
     amount: int = Field(gt=0, le=INT64_MAX)
     timeout_s: float = Field(gt=0, le=HOLD_TIMEOUT_S_MAX)
     metadata: Metadata = Field(default_factory=dict)
+
+
+class HoldLeg(_Frozen):
+    """One hold of a group: `amount` from debit_account towards credit_account (both of one unit)."""
+
+    debit_account: AccountName
+    credit_account: AccountName
+    amount: int = Field(gt=0, le=INT64_MAX)
+
+
+class HoldGroupRequest(_Frozen):
+    idempotency_key: str = Field(min_length=1, max_length=255)
+    code: str = Field(min_length=1, max_length=64)
+    holds: tuple[HoldLeg, ...] = Field(min_length=1, max_length=HOLD_GROUP_HOLDS_MAX)
+    timeout_s: float = Field(gt=0, le=HOLD_TIMEOUT_S_MAX)
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class CaptureLeg(_Frozen):
+    """What to capture of one hold of a group: `amount` (≤ held; 0 releases it all), optionally into
+    another credit account of the same unit."""
+
+    amount: int = Field(ge=0, le=INT64_MAX)
+    credit_account: AccountName | None = None
+
+
+class ExtraTransaction(_Frozen):
+    """A balanced transaction booked in the same database transaction as a capture (e.g. the operator's
+    usage-overage expense). Its idempotency key is derived from the hold or group it rides with."""
+
+    code: str = Field(min_length=1, max_length=64)
+    postings: tuple[Posting, ...] = Field(min_length=2)
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class GroupResolutionRequest(_Frozen):
+    """Body of `Ledger.capture_group` (captures in the group's order) and `Ledger.void_group` (none)."""
+
+    idempotency_key: str = Field(min_length=1, max_length=255)
+    group_id: int = Field(gt=0)
+    captures: tuple[CaptureLeg, ...] | None = Field(default=None, max_length=HOLD_GROUP_HOLDS_MAX)
 
 
 class CaptureRequest(_Frozen):

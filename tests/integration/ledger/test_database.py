@@ -29,7 +29,7 @@ async def test_migrations_match_models_and_rerun_cleanly(ledger: Ledger) -> None
     async with ledger.engine.connect() as conn:
         assert await conn.run_sync(_diff) == []
         version = (await conn.execute(sa.text("SELECT version_num FROM ledger_alembic_version"))).scalar_one()
-    assert version == "0001"
+    assert version == "0002_hold_groups"
 
 
 @pytest.mark.parametrize(
