@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.payments.intents import SettlementIntent, SettlementIntents, SettlementStatus
-from tests.integration.watcher.conftest import migrated_engine
+from tests.integration.proxy.chain.watcher.conftest import migrated_engine
 from x402.errors import InsufficientFunds
 from x402.verify import PayerBalance
 

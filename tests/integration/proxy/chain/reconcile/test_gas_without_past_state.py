@@ -21,9 +21,15 @@ from proxy.devnet.simulator import Simulators
 from tests.e2e.accounts.helpers import pay_for_credit
 from tests.fixtures.app import RunningRouter
 from tests.fixtures.chain import private_devnet
-from tests.integration.reconcile.conftest import FUNDS_ATOMIC, WALLET_GAS_WEI, Books, kinds, recon_router
-from tests.integration.reconcile.test_in_flight_and_gas import _send_transfer
-from tests.integration.watcher.conftest import PrivateChain
+from tests.integration.proxy.chain.reconcile.conftest import (
+    FUNDS_ATOMIC,
+    WALLET_GAS_WEI,
+    Books,
+    kinds,
+    recon_router,
+)
+from tests.integration.proxy.chain.reconcile.test_in_flight_and_gas import _send_transfer
+from tests.integration.proxy.chain.watcher.conftest import PrivateChain
 
 pytestmark = pytest.mark.anvil
 

@@ -12,7 +12,7 @@ import pytest
 from ledger import Ledger, chart, unix_ms_now
 from ledger.reconcile import list_runs, run_breaks
 from proxy.chain.transfers import transfer_external_ref
-from tests.integration.reconcile.conftest import NETWORK, Books, kinds
+from tests.integration.proxy.chain.reconcile.conftest import NETWORK, Books, kinds
 
 pytestmark = pytest.mark.anvil
 

@@ -14,7 +14,7 @@ from ledger import chart
 from proxy.chain.reconcile import load_settlement_tx_hashes, reconcile_from_chain
 from proxy.chain.transfers import transfer_external_ref
 from proxy.chain.watcher import WatchedToken
-from tests.integration.watcher.conftest import PrivateChain
+from tests.integration.proxy.chain.watcher.conftest import PrivateChain
 from x402.chain import TokenReader
 from x402.settle import Settler
 

@@ -29,8 +29,8 @@ from proxy.cli.reconcile import (
 )
 from proxy.devnet.simulator import Simulators
 from tests.e2e.accounts.helpers import pay_for_credit, signed_withdrawal
-from tests.integration.reconcile.conftest import Books, kinds, recon_router
-from tests.integration.watcher.conftest import PrivateChain
+from tests.integration.proxy.chain.reconcile.conftest import Books, kinds, recon_router
+from tests.integration.proxy.chain.watcher.conftest import PrivateChain
 
 pytestmark = pytest.mark.anvil
 

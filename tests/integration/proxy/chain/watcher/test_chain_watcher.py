@@ -20,7 +20,7 @@ from proxy.chain.watcher import ChainWatcher, PollReport, WatchedToken, WatcherS
 from proxy.chart_accounts import ChartAccounts
 from proxy.db.tables import chain_watch_cursors
 from proxy.devnet.tokens import mint
-from tests.integration.watcher.conftest import PrivateChain
+from tests.integration.proxy.chain.watcher.conftest import PrivateChain
 
 pytestmark = pytest.mark.anvil
 

@@ -2,7 +2,7 @@
 transfers still in flight), shares transaction nonces with settlements, and recovers after a crash without
 ever landing two transfers.
 
-Method: a private Anvil (tests/integration/watcher/conftest.py); account 0 is the settlement wallet.
+Method: a private Anvil (tests/integration/proxy/chain/watcher/conftest.py); account 0 settles.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from eth_abi.abi import encode as abi_encode
 from hexbytes import HexBytes
 
-from tests.integration.watcher.conftest import PrivateChain
+from tests.integration.proxy.chain.watcher.conftest import PrivateChain
 from x402.chain import TokenReader
 from x402.errors import InsufficientFunds, TransactionFailed
 from x402.settle import TRANSFER_SELECTOR, Settler, SignedSettlement

@@ -25,7 +25,7 @@ from proxy.chart_accounts import ChartAccounts
 from proxy.devnet.simulator import Simulators
 from tests.fixtures.app import RunningRouter, router_settings
 from tests.fixtures.chain import private_devnet
-from tests.integration.watcher.conftest import PrivateChain, migrated_engine
+from tests.integration.proxy.chain.watcher.conftest import PrivateChain, migrated_engine
 
 NETWORK = "eip155:31337"
 FUNDS_ATOMIC = 1_000 * 10**6

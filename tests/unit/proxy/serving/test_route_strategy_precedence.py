@@ -10,7 +10,7 @@ import pytest
 from proxy.app.config import example_config_text, load_settings
 from proxy.openai_types import ChatCompletionRequest
 from proxy.serving.planning import STRATEGY_HEADER, _route_request
-from tests.unit.proxy.test_config import ENVIRON, _write
+from tests.unit.proxy.app.test_config import ENVIRON, _write
 
 
 def _body(route: dict[str, Any] | None) -> ChatCompletionRequest:

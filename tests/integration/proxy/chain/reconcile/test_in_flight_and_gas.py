@@ -37,9 +37,9 @@ from tests.e2e.accounts.helpers import pay_for_credit, signed_withdrawal
 from tests.e2e.payments import decode_b64_json, encode_b64_json, sign_v2_payment
 from tests.fixtures.app import RunningRouter
 from tests.fixtures.chain import token_balance_atomic
-from tests.integration.reconcile.conftest import Books, kinds, recon_router
-from tests.integration.reconcile.test_honest_history_and_cli import _cli
-from tests.integration.watcher.conftest import PrivateChain
+from tests.integration.proxy.chain.reconcile.conftest import Books, kinds, recon_router
+from tests.integration.proxy.chain.reconcile.test_honest_history_and_cli import _cli
+from tests.integration.proxy.chain.watcher.conftest import PrivateChain
 from x402.eip3009 import Eip712Domain, random_authorization_nonce, sign_authorization, split_signature
 from x402.models import ExactEvmAuthorization
 from x402.settle import TRANSFER_WITH_AUTHORIZATION_SELECTOR

@@ -25,7 +25,7 @@ from proxy.routing.classifier import (
     messages_text,
 )
 
-HELDOUT_CSV = Path(__file__).resolve().parents[2] / "data" / "routing" / "mmlu_heldout.csv"
+HELDOUT_CSV = Path(__file__).resolve().parents[3] / "data" / "routing" / "mmlu_heldout.csv"
 WEAK_COLUMN = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG_COLUMN = "gpt-4-1106-preview"
 

@@ -21,7 +21,7 @@ from proxy.cli.route_eval import (
     run_route_eval,
 )
 
-HELDOUT_DIR = Path(__file__).resolve().parents[2] / "data" / "routing"
+HELDOUT_DIR = Path(__file__).resolve().parents[3] / "data" / "routing"
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG = "gpt-4-1106-preview"
 
