@@ -55,6 +55,7 @@ from proxy.errors import UpstreamFailed
 from proxy.faults import crash_if_enabled
 from proxy.money import atomic_to_nano_usd
 from proxy.payments.booking import WITHDRAWAL_GAS_CODE, book_gas, book_gas_spent
+from proxy.payments.errors import CHAIN_RETRY_AFTER_S, PaymentChainUnavailable
 from proxy.settings import AccountsSettings, AssetSettings, Settings
 from x402.errors import ChainUnavailable, TransactionFailed, X402Error
 from x402.settle import GasSpent, SignedSettlement
@@ -453,6 +454,13 @@ class Withdrawals:
             if not signed_seen:
                 # Nothing was signed, so nothing can ever be mined: releasing the credit is safe.
                 await self.release(record, reason=error.reason, detail=str(error))
+                if isinstance(error, ChainUnavailable):
+                    # The chain, not the request, failed: a 503 says "later", not "this can never work".
+                    raise PaymentChainUnavailable(
+                        f"the chain is unreachable; withdrawal {record.id} was not sent and the credit is "
+                        "released: sign a new request (new nonce) to try again",
+                        retry_after_s=CHAIN_RETRY_AFTER_S,
+                    ) from error
                 raise self._failed(record, error.reason) from error
             log.warning("withdrawal_outcome_unknown", withdrawal_id=record.id, reason=error.reason)
             return await self.get(record.id)

@@ -21,6 +21,8 @@ from proxy.devnet.anvil import AnvilNode, free_tcp_port
 from proxy.devnet.simulator import Simulators
 from proxy.devnet.tokens import DevnetTokens
 from proxy.payments.errors import CHAIN_RETRY_AFTER_S
+from tests.e2e.accounts.helpers import signed_withdrawal
+from tests.e2e.api.support import credit_balance, topup
 from tests.e2e.payments import encode_b64_json, sign_v2_payment
 from tests.fixtures.app import RunningRouter, router_settings, start_router
 from tests.fixtures.chain import private_devnet
@@ -118,3 +120,42 @@ async def test_a_stopped_chain_is_503_with_retry_after(
             node.process.terminate()
             await node.process.wait()
             await _paid_request_meets_an_outage(router)
+
+
+async def test_a_withdrawal_meeting_a_stopped_chain_is_503_and_keeps_the_credit(
+    aiohttp_client: Any, anvil_accounts: list[LocalAccount], simulator: Simulators, database_url: str
+) -> None:
+    """The sibling on the way out: a withdrawal that cannot reach the chain is 503 with Retry-After (not a
+    502 "failed"), nothing was signed, and the wallet's credit is whole again."""
+    async with private_devnet(anvil_accounts[0], recipients=anvil_accounts[1:2], amount_atomic=10**9) as (
+        node,
+        _,
+        private_tokens,
+    ):
+        settings = router_settings(
+            anvil=node,
+            tokens=private_tokens,
+            settlement_key=anvil_accounts[0].key.hex(),
+            simulator_base_url=simulator.base_url,
+            database_url=database_url,
+        )
+        async with start_router(
+            aiohttp_client,
+            settings,
+            anvil=node,
+            tokens=private_tokens,
+            anvil_accounts=anvil_accounts,
+            simulator=simulator,
+        ) as router:
+            payer = router.payers[0]
+            await topup(router, payer, amount_usd="1")
+            before = await credit_balance(router, payer)
+            node.process.terminate()
+            await node.process.wait()
+            body = signed_withdrawal(router, payer, amount_atomic=250_000)
+            response = await router.client.post("/v1/credits/withdraw", json=body)
+            assert response.status == 503, await response.text()
+            assert response.headers["Retry-After"] == str(CHAIN_RETRY_AFTER_S)
+            assert (await response.json())["error"]["code"] == "chain_unavailable"
+            after = await credit_balance(router, payer)
+            assert (after.posted, after.available, after.pending) == (before.posted, before.available, 0)
