@@ -191,7 +191,8 @@ class _Generator:
         items_max = schema.get("maxItems")
         if items_min > ITEMS_MAX:
             raise SchemaUnsatisfiable(f"minItems {items_min} is more than the simulator generates")
-        prefix = schema.get("prefixItems") if isinstance(schema.get("prefixItems"), list) else []
+        prefix_items = schema.get("prefixItems")
+        prefix: list[Any] = prefix_items if isinstance(prefix_items, list) else []
         items = schema.get("items", {})
         if isinstance(items, list):  # Draft 4 to 2019-09 tuples.
             prefix, items = items, schema.get("additionalItems", {})
