@@ -6,6 +6,8 @@ content_block_start, ping, content_block_delta with text_delta / input_json_delt
 message_delta with stop_reason and output usage, message_stop), and simulates explicit prompt caching:
 the prefix up to the last `cache_control` breakpoint (when it has at least 1024 tokens) is written to
 the cache the first time (`cache_creation_input_tokens`) and read afterwards (`cache_read_input_tokens`).
+Structured outputs: a tool_use `input` validates against the tool's `input_schema`, and a JSON schema in
+`output_config.format` (or the beta's `output_format`) makes the text block an instance of it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from proxy.devnet.simulator.common import (
 from proxy.devnet.simulator.faults import FaultSpec
 from proxy.devnet.simulator.openai_api import is_reasoning_model
 from proxy.devnet.simulator.replies import ReplyPlan, ToolSpec, plan_reply, seed_for
+from proxy.devnet.simulator.schema_instances import SchemaUnsatisfiable
 from proxy.providers.tokens import estimate_text_tokens
 
 __all__ = ["add_anthropic_routes", "anthropic_error"]
@@ -119,6 +122,17 @@ def _chosen_tool(body: dict[str, Any], seed: int) -> ToolSpec | None:
     return ToolSpec(name, tools[name])
 
 
+def _output_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema of structured outputs: `output_config.format` (GA) or `output_format` (beta)."""
+    output_config = body.get("output_config")
+    output_format = output_config.get("format") if isinstance(output_config, dict) else None
+    output_format = output_format or body.get("output_format")
+    if not isinstance(output_format, dict) or output_format.get("type") != "json_schema":
+        return None
+    schema = output_format.get("schema")
+    return schema if isinstance(schema, dict) else {"type": "object"}
+
+
 def _validate(
     request: web.Request, state: SimulatorState, body: dict[str, Any] | None
 ) -> web.Response | None:
@@ -149,15 +163,19 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if failure is not None:
         return failure
     seed = seed_for([body["model"], body.get("system"), body["messages"]])
-    plan = plan_reply(
-        seed=seed,
-        output_tokens_max=body["max_tokens"],
-        tool=_chosen_tool(body, seed),
-        reasoning=is_reasoning_model(str(body["model"])) and "thinking" in body,
-        # Anthropic has no JSON mode; callers (and our adapter) ask for it in the system prompt.
-        json_object="JSON" in json.dumps(body.get("system") or ""),
-        tokens_over_reported=spec.output_tokens_over_reported,
-    )
+    try:
+        plan = plan_reply(
+            seed=seed,
+            output_tokens_max=body["max_tokens"],
+            tool=_chosen_tool(body, seed),
+            reasoning=is_reasoning_model(str(body["model"])) and "thinking" in body,
+            # Without structured outputs, callers (and our adapter) ask for JSON in the system prompt.
+            json_object="JSON" in json.dumps(body.get("system") or ""),
+            response_schema=_output_schema(body),
+            tokens_over_reported=spec.output_tokens_over_reported,
+        )
+    except SchemaUnsatisfiable as error:
+        return anthropic_error(400, f"Invalid schema: {error}")
     usage = _usage(state, body, plan)
     prompt_tokens = (
         usage["input_tokens"] + usage["cache_read_input_tokens"] + usage["cache_creation_input_tokens"]

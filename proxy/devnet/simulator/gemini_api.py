@@ -5,7 +5,10 @@ Authenticated with `x-goog-api-key` (or `?key=`); roles user/model, parts with t
 functionCall, functionResponse; `systemInstruction`; `generationConfig.maxOutputTokens`; usageMetadata
 with promptTokenCount (including cachedContentTokenCount for a repeated prefix of 1024+ tokens),
 candidatesTokenCount, thoughtsTokenCount for thinking models (2.5 and "think" names), totalTokenCount.
-Errors as google.rpc.Status with a RetryInfo detail on 429.
+Errors as google.rpc.Status with a RetryInfo detail on 429. Structured output: with
+`responseMimeType: application/json`, a `responseJsonSchema` (JSON Schema) or `responseSchema` (the
+OpenAPI subset, "OBJECT" and all) makes the text an instance of it; functionCall `args` validate against
+the declaration's `parametersJsonSchema` or `parameters`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from proxy.devnet.simulator.common import (
 from proxy.devnet.simulator.faults import FaultSpec
 from proxy.devnet.simulator.openai_api import is_reasoning_model
 from proxy.devnet.simulator.replies import ReplyPlan, ToolSpec, plan_reply, seed_for
+from proxy.devnet.simulator.schema_instances import SchemaUnsatisfiable
 from proxy.providers.tokens import estimate_text_tokens
 
 __all__ = ["add_gemini_routes", "gemini_error"]
@@ -76,7 +80,7 @@ def _is_thinking(model: str) -> bool:
 
 def _chosen_tool(body: dict[str, Any], seed: int) -> ToolSpec | None:
     tools = {
-        declaration["name"]: declaration.get("parameters") or {}
+        declaration["name"]: declaration.get("parametersJsonSchema") or declaration.get("parameters") or {}
         for tool in body.get("tools") or []
         for declaration in tool.get("functionDeclarations") or []
     }
@@ -91,6 +95,13 @@ def _chosen_tool(body: dict[str, Any], seed: int) -> ToolSpec | None:
         return None
     name = allowed[seed % len(allowed)]
     return ToolSpec(name, tools[name])
+
+
+def _response_schema(config: dict[str, Any]) -> dict[str, Any] | None:
+    if config.get("responseMimeType") != "application/json":
+        return None
+    schema = config.get("responseJsonSchema") or config.get("responseSchema")
+    return schema if isinstance(schema, dict) else None
 
 
 def _usage(state: SimulatorState, model: str, body: dict[str, Any], plan: ReplyPlan) -> dict[str, Any]:
@@ -145,14 +156,18 @@ async def generate(request: web.Request) -> web.StreamResponse:
         return failure
     seed = seed_for([model, body.get("systemInstruction"), body["contents"]])
     config = body.get("generationConfig") or {}
-    plan = plan_reply(
-        seed=seed,
-        output_tokens_max=config.get("maxOutputTokens"),
-        tool=_chosen_tool(body, seed),
-        reasoning=_is_thinking(model),
-        json_object=config.get("responseMimeType") == "application/json",
-        tokens_over_reported=spec.output_tokens_over_reported,
-    )
+    try:
+        plan = plan_reply(
+            seed=seed,
+            output_tokens_max=config.get("maxOutputTokens"),
+            tool=_chosen_tool(body, seed),
+            reasoning=_is_thinking(model),
+            json_object=config.get("responseMimeType") == "application/json",
+            response_schema=_response_schema(config),
+            tokens_over_reported=spec.output_tokens_over_reported,
+        )
+    except SchemaUnsatisfiable as error:
+        return gemini_error(400, f"Invalid JSON payload received. Invalid schema: {error}")
     usage = _usage(state, model, body, plan)
     if usage["promptTokenCount"] + (config.get("maxOutputTokens") or 0) > state.context_window_tokens:
         count = usage["promptTokenCount"]

@@ -3,7 +3,10 @@
 Answers exactly as OpenAI's wire format does (the official `openai` package parses it in the tests):
 `Authorization: Bearer`, `chat.completion` objects, `chat.completion.chunk` SSE with `data: [DONE]`, the
 usage chunk with empty choices when `stream_options.include_usage` is set, tool calls streamed as
-argument fragments, OpenAI error bodies, cached prompt prefixes reported as `cached_tokens`.
+argument fragments, OpenAI error bodies, cached prompt prefixes reported as `cached_tokens`. A
+`json_schema` response format gets an instance of its schema as content, and tool calls carry arguments
+that validate against the tool's parameters (a schema with no instance is refused with a 400, as OpenAI
+refuses schemas it cannot compile).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from proxy.devnet.simulator.common import (
 )
 from proxy.devnet.simulator.faults import FaultSpec
 from proxy.devnet.simulator.replies import ReplyPlan, ToolSpec, plan_reply, seed_for
+from proxy.devnet.simulator.schema_instances import SchemaUnsatisfiable
 from proxy.openai_types import ChatCompletionRequest, EmbeddingsRequest, NamedToolChoice
 from proxy.providers.tokens import estimate_message_tokens, estimate_prompt_tokens, estimate_text_tokens
 
@@ -78,6 +82,17 @@ def _chosen_tool(parsed: ChatCompletionRequest, seed: int) -> ToolSpec | None:
         return None
     name = list(tools)[seed % len(tools)]
     return ToolSpec(name, tools[name])
+
+
+def _response_schema(parsed: ChatCompletionRequest) -> dict[str, Any] | None:
+    response_format = parsed.response_format
+    if (
+        response_format is None
+        or response_format.type != "json_schema"
+        or response_format.json_schema is None
+    ):
+        return None
+    return response_format.json_schema.schema_ or {"type": "object"}
 
 
 def _usage(state: SimulatorState, parsed: ChatCompletionRequest, plan: ReplyPlan) -> dict[str, Any]:
@@ -131,14 +146,18 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         )
         return openai_error(400, message, code="context_length_exceeded")
     seed = seed_for([parsed.model, body["messages"], body.get("seed")])
-    plan = plan_reply(
-        seed=seed,
-        output_tokens_max=parsed.output_tokens_max,
-        tool=_chosen_tool(parsed, seed),
-        reasoning=is_reasoning_model(parsed.model),
-        json_object=parsed.response_format is not None and parsed.response_format.type != "text",
-        tokens_over_reported=spec.output_tokens_over_reported,
-    )
+    try:
+        plan = plan_reply(
+            seed=seed,
+            output_tokens_max=parsed.output_tokens_max,
+            tool=_chosen_tool(parsed, seed),
+            reasoning=is_reasoning_model(parsed.model),
+            json_object=parsed.response_format is not None and parsed.response_format.type != "text",
+            response_schema=_response_schema(parsed),
+            tokens_over_reported=spec.output_tokens_over_reported,
+        )
+    except SchemaUnsatisfiable as error:
+        return openai_error(400, f"Invalid schema: {error}")
     usage = _usage(state, parsed, plan)
     completion_id = f"chatcmpl-sim{seed:016x}"
     if parsed.stream:

@@ -3,8 +3,11 @@
 The seed is a hash of the request's model and conversation, so tests can predict text, tool calls and
 usage without storing anything. A reply is a list of words from a fixed vocabulary; each word (with its
 leading space) counts as one completion token, which keeps streamed and non-streamed counts identical.
-Every reply, tool calls included, stops at the output limit it was given, as real models do.
-Pure: no I/O.
+Structured output is honoured as real models honour it: a reply asked for with a JSON schema is an
+instance of that schema, and tool arguments are instances of the tool's parameter schema (see
+schema_instances; an unsatisfiable schema raises SchemaUnsatisfiable, which each format answers with
+a 400). Every reply, tool calls and JSON documents included, stops at the output limit it was given, as
+real models do. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -15,7 +18,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ReplyPlan", "ToolSpec", "plan_reply", "seed_for", "tool_arguments", "tool_call_tokens"]
+from proxy.devnet.simulator.schema_instances import SchemaUnsatisfiable, instance_for
+
+__all__ = [
+    "DOCUMENT_PIECE_CHARS",
+    "ReplyPlan",
+    "ToolSpec",
+    "plan_reply",
+    "seed_for",
+    "tool_arguments",
+    "tool_call_tokens",
+]
 
 VOCABULARY = (
     "the",
@@ -80,6 +93,7 @@ REPLY_WORDS_MIN = 12
 REPLY_WORDS_SPREAD = 36
 REASONING_TOKENS_MIN = 16
 REASONING_TOKENS_SPREAD = 64
+DOCUMENT_PIECE_CHARS = 4  # A JSON document is streamed, and counted, at about 4 characters a token.
 
 
 def seed_for(material: Any) -> int:
@@ -105,6 +119,8 @@ class ReplyPlan:
     reasoning_tokens: int
     # JSON mode: the words become the value of {"answer": "..."} (cut short with them at the length limit).
     json_object: bool = False
+    # Structured output: `words` are consecutive slices of a JSON document, rendered verbatim.
+    structured: bool = False
     # Output tokens reported on top of those generated: a provider over-reporting usage (fault injection).
     tokens_over_reported: int = 0
 
@@ -115,6 +131,8 @@ class ReplyPlan:
     @property
     def pieces(self) -> list[str]:
         """Stream deltas: the first word capitalised, the others with a leading space."""
+        if self.structured:
+            return list(self.words)
         if not self.words:
             return ['{"answer": ""}'] if self.json_object else []
         first = self.words[0].capitalize()
@@ -160,28 +178,25 @@ def _tool_reply(
 
 
 def tool_arguments(parameters: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Arguments that satisfy a simple JSON schema: every required property (all, if none is marked)."""
-    properties = parameters.get("properties") or {}
-    names = parameters.get("required") or list(properties)
-    arguments: dict[str, Any] = {}
-    for index, name in enumerate(names):
-        schema = properties.get(name) or {}
-        word = VOCABULARY[(seed >> index) % len(VOCABULARY)]
-        if schema.get("enum"):
-            arguments[name] = schema["enum"][0]
-        elif schema.get("type") == "integer":
-            arguments[name] = (seed >> index) % 100
-        elif schema.get("type") == "number":
-            arguments[name] = ((seed >> index) % 1000) / 10
-        elif schema.get("type") == "boolean":
-            arguments[name] = bool((seed >> index) & 1)
-        elif schema.get("type") == "array":
-            arguments[name] = [word]
-        elif schema.get("type") == "object":
-            arguments[name] = {}
-        else:
-            arguments[name] = word
+    """Arguments that validate against the tool's parameter schema, which describes an object even when
+    it does not say so (an empty schema, as OpenAI's SDK sends for a tool without parameters)."""
+    schema = parameters if "type" in parameters else {"type": "object", **parameters}
+    arguments = instance_for(schema, seed=seed)
+    if not isinstance(arguments, dict):
+        raise SchemaUnsatisfiable("tool parameters must describe a JSON object")
     return arguments
+
+
+def _document_reply(
+    document: str, *, room_tokens: int | None, call_id: str, reasoning_tokens: int
+) -> ReplyPlan:
+    """A JSON document as the reply's text, cut mid-document at the output limit (finish "length")."""
+    pieces = tuple(
+        document[i : i + DOCUMENT_PIECE_CHARS] for i in range(0, len(document), DOCUMENT_PIECE_CHARS)
+    )
+    count = len(pieces) if room_tokens is None else min(len(pieces), room_tokens)
+    finish = "stop" if count == len(pieces) else "length"
+    return ReplyPlan(pieces[:count], finish, None, call_id, reasoning_tokens, structured=True)
 
 
 def plan_reply(
@@ -191,9 +206,11 @@ def plan_reply(
     tool: ToolSpec | None,
     reasoning: bool,
     json_object: bool = False,
+    response_schema: dict[str, Any] | None = None,
     tokens_over_reported: int = 0,
 ) -> ReplyPlan:
-    """The reply for a seed. `tool` is the tool to call (the format's handler decides whether to call one)."""
+    """The reply for a seed. `tool` is the tool to call (the format's handler decides whether to call one);
+    otherwise, with a `response_schema`, the reply is an instance of it. Raises SchemaUnsatisfiable."""
     assert output_tokens_max is None or output_tokens_max >= 1
     assert tokens_over_reported >= 0
     plan = _plan_reply(
@@ -202,12 +219,19 @@ def plan_reply(
         tool=tool,
         reasoning=reasoning,
         json_object=json_object,
+        response_schema=response_schema,
     )
     return dataclasses.replace(plan, tokens_over_reported=tokens_over_reported)
 
 
 def _plan_reply(
-    *, seed: int, output_tokens_max: int | None, tool: ToolSpec | None, reasoning: bool, json_object: bool
+    *,
+    seed: int,
+    output_tokens_max: int | None,
+    tool: ToolSpec | None,
+    reasoning: bool,
+    json_object: bool,
+    response_schema: dict[str, Any] | None,
 ) -> ReplyPlan:
     reasoning_tokens = 0
     if reasoning:
@@ -220,6 +244,11 @@ def _plan_reply(
         arguments = json.dumps(tool_arguments(tool.parameters, seed), separators=(",", ":"))
         return _tool_reply(
             tool, arguments, room_tokens=room_tokens, call_id=call_id, reasoning_tokens=reasoning_tokens
+        )
+    if response_schema is not None:
+        document = json.dumps(instance_for(response_schema, seed=seed), separators=(",", ":"))
+        return _document_reply(
+            document, room_tokens=room_tokens, call_id=call_id, reasoning_tokens=reasoning_tokens
         )
     wanted = REPLY_WORDS_MIN + seed % REPLY_WORDS_SPREAD
     room = wanted if room_tokens is None else room_tokens
