@@ -5,25 +5,25 @@ The lead wires them in with `add_ledger_commands(ledger_subparsers)` and, for a 
 demo database `sqlite+aiosqlite:///.megarouter/megarouter.db`, relative to the working directory) and
 `--json`. `check` exits 1 and lists what is wrong when an invariant is broken. Runnable alone as
 `python -m ledger.cli ...`.
+
+Building the parser imports only argparse: SQLAlchemy and the store load in `run_ledger_command`, Alembic
+only when a migration is due (ledger/schema_version.py), so short commands load only what they run.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from pydantic import BaseModel
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
-from ledger.check import check_ledger
-from ledger.engine import create_ledger_engine, migrate, missing_sqlite_file
-from ledger.errors import LedgerError
-from ledger.reconcile import Break, ReconcileRun, list_runs, run_breaks
-from ledger.store import Ledger
-from ledger.types import Balance, Hold, LedgerTransaction
+    from ledger.reconcile import Break, ReconcileRun
+    from ledger.store import Ledger
+    from ledger.types import Balance, Hold, LedgerTransaction
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -74,6 +74,11 @@ def add_ledger_commands(subparsers: argparse._SubParsersAction[argparse.Argument
 
 async def run_ledger_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """Run the parsed ledger command and return its exit code."""
+    from ledger.engine import create_ledger_engine, migrate, missing_sqlite_file
+    from ledger.errors import LedgerError
+    from ledger.schema_version import schema_is_current
+    from ledger.store import Ledger
+
     stream = out if out is not None else sys.stdout
     errors = out if out is not None else sys.stderr
     command: str = getattr(args, COMMAND_DEST)
@@ -87,7 +92,9 @@ async def run_ledger_command(args: argparse.Namespace, *, out: TextIO | None = N
         return EXIT_USAGE
     engine = create_ledger_engine(url)
     try:
-        await migrate(engine)
+        # Migrating a current schema changes nothing but costs an Alembic import, most of a short command.
+        if not await schema_is_current(engine):
+            await migrate(engine)
         ledger = Ledger(engine)
         return await _dispatch(command, args, ledger, stream)
     except LedgerError as error:
@@ -117,6 +124,8 @@ async def _dispatch(command: str, args: argparse.Namespace, ledger: Ledger, out:
     elif command == "trial-balance":
         return await _trial_balance(ledger, as_json, out)
     elif command == "reconcile-runs":
+        from ledger.reconcile import list_runs, run_breaks
+
         if args.run is None:
             _emit(out, as_json, await list_runs(ledger.engine), _runs_table)
         else:
@@ -130,6 +139,8 @@ async def _dispatch(command: str, args: argparse.Namespace, ledger: Ledger, out:
 
 
 async def _check(ledger: Ledger, as_json: bool, out: TextIO) -> int:
+    from ledger.check import check_ledger
+
     problems = await check_ledger(ledger.engine)
     if as_json:
         _print_json(out, {"ok": not problems, "problems": [p.model_dump() for p in problems]})
@@ -269,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ledger.cli", description="MegaRouter ledger tools")
     add_ledger_commands(parser.add_subparsers(dest="_ledger_subcommand", required=True))
     args = parser.parse_args(argv)
+    import asyncio  # Here, not at the top: building the parser (`megarouter --help`) does not need it.
+
     return asyncio.run(run_ledger_command(args))
 
 

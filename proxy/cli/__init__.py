@@ -3,14 +3,24 @@
 Only this module and `proxy/__main__.py` read the process environment and command line.
 """
 
+# The docstring above is `megarouter --help`'s description. Start-up is kept short: building the parser
+# imports only argparse and the light modules that declare arguments (ledger/cli.py, reconcile_args.py,
+# route_eval.py, usage.py); each handler imports its heavy dependencies (web3, SQLAlchemy, pydantic,
+# aiohttp, the catalog) when it runs. tests/unit/cli/test_cli_imports.py checks that `--help` and
+# `ledger check` load none of what they do not use.
+
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from ledger.cli import add_ledger_commands
+from proxy.cli.reconcile_args import add_reconcile_command
+from proxy.cli.route_eval import add_route_eval_command
+from proxy.cli.usage import add_usage_command
 
 __all__ = ["main"]
 
@@ -44,16 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", type=Path, default=None)
     config_commands.add_parser("example", help="print a documented example config file")
 
-    from ledger.cli import add_ledger_commands
-    from proxy.cli.reconcile import add_reconcile_command
-
     ledger = commands.add_parser("ledger", help="inspect and check the ledger")
     ledger_commands = ledger.add_subparsers(required=True)
     add_ledger_commands(ledger_commands)
     add_reconcile_command(ledger_commands)
-
-    from proxy.cli.route_eval import add_route_eval_command
-    from proxy.cli.usage import add_usage_command
 
     add_route_eval_command(commands)
     add_usage_command(commands)
@@ -68,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     args = _parser().parse_args(argv)
+    import asyncio  # Here, not at the top: `--help` and argument errors exit above without needing it.
+
     if args.command == "serve":
         from proxy.app.serve import run_server
 

@@ -1,20 +1,7 @@
-"""`megarouter ledger reconcile`: tie the ledger to the chain for the settlement wallet, and say what breaks.
+"""`megarouter ledger reconcile`'s handler: tie the ledger to the chain for the settlement wallet.
 
-Which database and chain: with `--config PATH`, the operator's TOML config (`proxy.app.config.load_settings`;
-the settlement wallet is the address of MEGAROUTER_SETTLEMENT_PRIVATE_KEY). Without it, what `./scripts/run`
-(the demo) uses, relative to the working directory: `.megarouter/megarouter.db` and `.megarouter/devnet.json`
-(chain id and token addresses; `rpc_url`, `settlement_wallet` and `chain_watch_confirmations` when the demo
-records them, else Anvil's http://127.0.0.1:8545, Anvil account 0 and the Settings default).
-`--database-url` and `--rpc-url` override either.
-
-Range: `--from-block` (default: after the last clean run of this wallet, else 0) to `--to-block` (default:
-the head). Balances are tied out only when the range ends at the head. The gas of every transaction the
-settlement wallet sent in the range (wei, against `expense:gas:<network>`) is matched to its booking, so
-native coin spent and never booked (a reverted settlement, a transaction sent with the key by hand) is a
-break too.
-
-Exit codes: 0 no breaks; 1 breaks found (listed); 2 usage or configuration error (nothing was run);
-3 the chain or the database could not be reached (nothing was stored).
+What the command reads, its range and its exit codes are documented (and shown by `--help`) in
+proxy/cli/reconcile_args.py, which declares its arguments without loading web3, pydantic or SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -35,12 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from ledger import Ledger, create_ledger_engine, migrate, unix_ms_now
-from ledger.cli import COMMAND_DEST, blank_if_none, text_table
+from ledger.cli import blank_if_none, text_table
 from ledger.engine import missing_sqlite_file
 from proxy.app.config import ConfigError, load_settings
 from proxy.chain.reconcile import ReconcileReport, ReconcileScope, reconcile_settlement_wallet
 from proxy.chain.transfers import bounded_rpc
 from proxy.chain.watcher import WatchedToken
+from proxy.cli.reconcile_args import add_reconcile_command
 from proxy.db.migrate import migrate_proxy
 from proxy.settings import Settings
 from x402.errors import ChainUnavailable
@@ -62,7 +50,6 @@ EXIT_CLEAN = 0
 EXIT_BREAKS = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
-RECONCILE_COMMAND = "reconcile"
 DEFAULT_RPC_URL = "http://127.0.0.1:8545"
 # The demo settles with Anvil's first mnemonic account (its address is public test data).
 ANVIL_ACCOUNT_0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
@@ -96,26 +83,6 @@ class ReconcileTarget(BaseModel):
 
 class UsageError(Exception):
     """The command line or the files it names cannot be used; nothing was run."""
-
-
-def add_reconcile_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `reconcile` on the `ledger` subparsers (next to the ledger's own commands)."""
-    help_text = "tie the ledger to the chain (movements and balances of the settlement wallet)"
-    parser = subparsers.add_parser(
-        RECONCILE_COMMAND,
-        help=help_text,
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--config", type=Path, default=None, help="operator TOML config (default: the demo's)"
-    )
-    parser.add_argument("--from-block", type=int, default=None, help="first block (default: resume)")
-    parser.add_argument("--to-block", type=int, default=None, help="last block (default: the head)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    parser.add_argument("--database-url", default=None, help="SQLAlchemy async URL (overrides the config)")
-    parser.add_argument("--rpc-url", default=None, help="chain JSON-RPC URL (overrides the config)")
-    parser.set_defaults(**{COMMAND_DEST: RECONCILE_COMMAND})
 
 
 async def run_reconcile_command(

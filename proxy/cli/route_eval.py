@@ -18,15 +18,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from proxy.routing.classifier import classify_text, load_classifier_model
-from proxy.routing.evaluation import (
-    EvaluationError,
-    RouterEvaluation,
-    evaluate_length_baseline,
-    evaluate_random_baseline,
-    evaluate_router,
-)
+if TYPE_CHECKING:
+    # The classifier and the evaluation load numpy and the model; `evaluate_route_data` imports them when
+    # it runs, so registering this command with the `megarouter` parser stays cheap.
+    from proxy.routing.evaluation import RouterEvaluation
 
 __all__ = [
     "RouteEvalData",
@@ -107,6 +104,14 @@ def load_route_eval_data(data_path: Path, *, strong_model: str, weak_model: str)
 
 def evaluate_route_data(data: RouteEvalData) -> dict[str, RouterEvaluation]:
     """The router and both baselines on the same rows, keyed router / random / length."""
+    from proxy.routing.classifier import classify_text, load_classifier_model
+    from proxy.routing.evaluation import (
+        EvaluationError,
+        evaluate_length_baseline,
+        evaluate_random_baseline,
+        evaluate_router,
+    )
+
     model = load_classifier_model()
     scores = [classify_text(prompt, model).difficulty for prompt in data.prompts]
     try:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from ledger import chart, create_ledger_engine
-from ledger.engine import missing_sqlite_file
-from proxy.serving.usage_log import USAGE_EVENTS_LISTED_MAX, UsageEvent, UsageLog
-from proxy.settings import DEFAULT_DATABASE_URL
+if TYPE_CHECKING:
+    # SQLAlchemy, pydantic and the settings load in `run_usage_command`, so registering the command is cheap.
+    from proxy.serving.usage_log import UsageEvent
 
 __all__ = ["add_usage_command", "run_usage_command"]
 
@@ -36,7 +36,8 @@ def add_usage_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     usage.add_argument("--payer", default=None, help="only this wallet address's requests")
     usage.add_argument("--limit", type=int, default=20)
     usage.add_argument("--json", action="store_true")
-    usage.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+    # None means proxy.settings.DEFAULT_DATABASE_URL, read when the command runs.
+    usage.add_argument("--database-url", default=None)
 
 
 def _row(event: UsageEvent) -> tuple[str, ...]:
@@ -64,7 +65,12 @@ def _table(events: list[UsageEvent]) -> str:
 
 
 async def run_usage_command(args: argparse.Namespace) -> int:
-    url: str = args.database_url
+    from ledger import chart
+    from ledger.engine import create_ledger_engine, missing_sqlite_file
+    from proxy.serving.usage_log import USAGE_EVENTS_LISTED_MAX, UsageLog
+    from proxy.settings import DEFAULT_DATABASE_URL
+
+    url: str = DEFAULT_DATABASE_URL if args.database_url is None else args.database_url
     missing = missing_sqlite_file(url)
     if missing is not None:
         print(f"usage: no database at {missing} (run the demo, or pass --database-url)", file=sys.stderr)
