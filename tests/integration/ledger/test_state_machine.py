@@ -754,7 +754,10 @@ def _run_machine(url: str) -> None:
         LedgerMachine.url, LedgerMachine.runner, LedgerMachine.tally = "", None, None
         runner.close()
     planted = {f"plant:{kind.value}" for kind in PLANTS_ALWAYS + PLANTS_ON_A_MOVEMENT}
-    missing = ({"reconcile"} | planted | set(GROUP_TALLIES)) - set(tally)
+    # Which rules a derandomized run reaches depends on the seed, and Hypothesis derives that seed from this
+    # module's source: requiring rare outcomes (a group expiring, resolved) would fail on unrelated edits.
+    # Those have deterministic tests in test_hold_groups.py; here the machine must at least place groups.
+    missing = ({"reconcile", "hold_group"} | planted) - set(tally)
     assert not missing, f"the examples never ran {sorted(missing)}: {tally}"
 
 
