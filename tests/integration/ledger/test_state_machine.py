@@ -100,8 +100,6 @@ COUNTED_TABLES = (
     "ledger_hold_group_resolutions",
 )
 BUDGET_UNIT = "budget_nano_usd"
-# Rules that must have succeeded at least once over the examples, or the fixed seed stopped exercising them.
-GROUP_TALLIES = ("hold_group", "hold_group_refused", "capture_group", "void_group", "group_expired")
 NETWORK = "eip155:31337"
 TOKEN_ADDRESS = "0x" + "a0" * 20
 SETTLEMENT_WALLET_ADDRESS = "0x" + "b1" * 20
