@@ -7,14 +7,26 @@ requires alternation); `max_tokens` is required there, so a default is sent when
 temperature is clamped to Anthropic's 0..1. Back: text blocks join into `content`, tool_use blocks become
 `tool_calls`, thinking blocks are dropped (their tokens stay in output_tokens). Usage: Anthropic's
 input_tokens exclude cache reads and writes; TokenUsage.input_tokens includes them.
+
+Structured output: a `json_schema` response_format becomes a forced tool, `json_response`, whose
+input_schema is the caller's schema, because forced tool use constrains the reply on every Claude model
+(output_config.format only on recent ones). Anthropic requires an object at a tool input's root, so any
+other schema is wrapped as `{"value": schema}` (its `$defs` hoisted to the new root) and unwrapped on the
+way back. That tool's input comes back as the assistant `content` (compact JSON; streamed as the model's
+input_json_delta text), never as `tool_calls`, and its `tool_use` stop is finish_reason "stop". A
+json_schema response_format together with the caller's own `tools` is refused (UnsupportedRequest, a 400):
+with both, the reply could be either a tool call or the answer, so neither would be guaranteed.
+`json_object`, or a json_schema without a schema, asks for JSON in the system prompt only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from proxy.json_bounds import loads_bounded_json
@@ -50,10 +62,14 @@ from proxy.providers.transport import (
 
 __all__ = [
     "ANTHROPIC_VERSION",
+    "JSON_RESPONSE_TOOL_NAME",
     "AnthropicAdapter",
+    "AnthropicStreamTranslator",
+    "JsonResponseTool",
     "anthropic_request",
     "chat_completion_from_anthropic",
     "decode_anthropic_error",
+    "json_response_tool",
     "token_usage_from_anthropic",
 ]
 
@@ -67,6 +83,14 @@ STOP_REASONS: dict[str, FinishReason] = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
+JSON_RESPONSE_TOOL_NAME = "json_response"
+JSON_RESPONSE_TOOL_DESCRIPTION = (
+    "Returns the final answer. Call it exactly once, with the complete answer as its input, "
+    "and write nothing else."
+)
+JSON_INSTRUCTION = "Respond with a single JSON value and nothing else."
+# How a wrapped schema's reply starts, when a cut-off reply cannot be parsed and is unwrapped as text.
+WRAPPED_PREFIX = re.compile(r'\s*\{\s*"value"\s*:\s*')
 STREAM_ERROR_KINDS: dict[str, UpstreamErrorKind] = {
     "overloaded_error": "overloaded",
     "rate_limit_error": "rate_limited",
@@ -152,11 +176,77 @@ def _tool_choice(request: ChatCompletionRequest) -> dict[str, Any] | None:
     return result
 
 
+@dataclass(frozen=True)
+class JsonResponseTool:
+    """A json_schema response_format as the forced tool that carries it; `wrapped` when the caller's
+    schema is not an object schema and sits under the `value` property of the tool's input."""
+
+    input_schema: dict[str, Any]
+    wrapped: bool
+
+    def definition(self) -> dict[str, Any]:
+        return {
+            "name": JSON_RESPONSE_TOOL_NAME,
+            "description": JSON_RESPONSE_TOOL_DESCRIPTION,
+            "input_schema": self.input_schema,
+        }
+
+    def content_from_input(self, tool_input: Any) -> str:
+        """The assistant content for the tool's input: the caller's JSON value, compact."""
+        if not self.wrapped:
+            return _compact_json(tool_input)
+        # A reply cut off by max_tokens may lack `value`; there is then no answer to give.
+        if isinstance(tool_input, dict) and "value" in tool_input:
+            return _compact_json(tool_input["value"])
+        return ""
+
+    def content_from_text(self, input_json: str) -> str:
+        """The assistant content for the tool input's streamed JSON text (wrapped schemas only)."""
+        assert self.wrapped
+        try:
+            return self.content_from_input(loads_bounded_json(input_json))
+        except ValueError:
+            # Cut off mid-value: give what was written of the value, as a non-wrapped reply would.
+            match = WRAPPED_PREFIX.match(input_json)
+            return input_json[match.end() :] if match else ""
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def json_response_tool(request: ChatCompletionRequest) -> JsonResponseTool | None:
+    """The forced tool for a json_schema response_format, or None when the request has no schema."""
+    response_format = request.response_format
+    if response_format is None or response_format.type != "json_schema":
+        return None
+    if response_format.json_schema is None or response_format.json_schema.schema_ is None:
+        return None
+    if request.tools:
+        raise UnsupportedRequest(
+            "response_format json_schema together with tools cannot be sent to Anthropic models: "
+            "send one or the other"
+        )
+    schema = dict(response_format.json_schema.schema_)
+    if schema.get("type") == "object":
+        return JsonResponseTool(input_schema=schema, wrapped=False)
+    # References such as "#/$defs/Item" are resolved against the root, so definitions move up with it.
+    definitions: dict[str, Any] = {key: schema.pop(key) for key in ("$defs", "definitions") if key in schema}
+    wrapper: dict[str, Any] = {
+        "type": "object",
+        "properties": {"value": schema},
+        "required": ["value"],
+        **definitions,
+    }
+    return JsonResponseTool(input_schema=wrapper, wrapped=True)
+
+
 def anthropic_request(request: ChatCompletionRequest, *, upstream_model: str, stream: bool) -> dict[str, Any]:
     """The Messages API body for an OpenAI chat request."""
     system, turns = _messages(request)
-    if request.response_format is not None and request.response_format.type != "text":
-        system.append("Respond with a single JSON value and nothing else.")
+    json_tool = json_response_tool(request)
+    if json_tool is None and request.response_format is not None and request.response_format.type != "text":
+        system.append(JSON_INSTRUCTION)
     body: dict[str, Any] = {
         "model": upstream_model,
         "max_tokens": request.output_tokens_max or DEFAULT_MAX_TOKENS,
@@ -184,6 +274,9 @@ def anthropic_request(request: ChatCompletionRequest, *, upstream_model: str, st
     tool_choice = _tool_choice(request)
     if tool_choice is not None and request.tools:
         body["tool_choice"] = tool_choice
+    if json_tool is not None:
+        body["tools"] = [json_tool.definition()]
+        body["tool_choice"] = {"type": "tool", "name": JSON_RESPONSE_TOOL_NAME}
     if stream:
         body["stream"] = True
     return body
@@ -200,17 +293,36 @@ def token_usage_from_anthropic(usage: Mapping[str, Any]) -> TokenUsage:
     )
 
 
-def chat_completion_from_anthropic(body: Mapping[str, Any]) -> ChatResult:
-    """An OpenAI chat completion (and usage) from a Messages API response body."""
+def _finish_reason(stop_reason: str | None, json_tool: JsonResponseTool | None) -> FinishReason:
+    if json_tool is not None and stop_reason == "tool_use":
+        return "stop"  # The forced json_response tool is the answer, not a call for the caller to make.
+    return STOP_REASONS.get(stop_reason or "", "stop")
+
+
+def chat_completion_from_anthropic(
+    body: Mapping[str, Any], *, json_tool: JsonResponseTool | None = None
+) -> ChatResult:
+    """An OpenAI chat completion (and usage) from a Messages API response body; `json_tool` is the tool
+    the request forced for a json_schema response_format, whose input becomes the content."""
     try:
         texts = [block["text"] for block in body["content"] if block.get("type") == "text"]
+        answers = [
+            json_tool.content_from_input(block["input"])
+            for block in body["content"]
+            if json_tool is not None
+            and block.get("type") == "tool_use"
+            and block.get("name") == JSON_RESPONSE_TOOL_NAME
+        ]
+        if answers:
+            # Text beside the answer (a preamble) would make the content unparseable as the schema.
+            texts = answers[:1]
         calls = [
             ToolCall(
                 id=block["id"],
                 function=FunctionCall(name=block["name"], arguments=json.dumps(block["input"])),
             )
             for block in body["content"]
-            if block.get("type") == "tool_use"
+            if block.get("type") == "tool_use" and not answers
         ]
         usage = token_usage_from_anthropic(body["usage"])
         message = AssistantMessage(content="".join(texts) if texts else None, tool_calls=calls or None)
@@ -219,7 +331,7 @@ def chat_completion_from_anthropic(body: Mapping[str, Any]) -> ChatResult:
             created=int(time.time()),
             model=str(body["model"]),
             choices=[
-                Choice(message=message, finish_reason=STOP_REASONS.get(body.get("stop_reason") or "", "stop"))
+                Choice(message=message, finish_reason=_finish_reason(body.get("stop_reason"), json_tool))
             ],
         )
     except (KeyError, TypeError, ValueError) as error:
@@ -255,6 +367,7 @@ class AnthropicAdapter(ProviderAdapter):
 
     async def chat(self, request: ChatCompletionRequest) -> ChatResult:
         body = anthropic_request(request, upstream_model=self.upstream_model, stream=False)
+        json_tool = json_response_tool(request)
         try:
             async with asyncio.timeout(self.timeout_s):
                 async with open_response(
@@ -268,11 +381,11 @@ class AnthropicAdapter(ProviderAdapter):
                     text = await response.text()
         except TRANSPORT_ERRORS as error:
             raise upstream_error_for_exception(error, streaming=False) from error
-        return chat_completion_from_anthropic(decode_json_object(text))
+        return chat_completion_from_anthropic(decode_json_object(text), json_tool=json_tool)
 
     async def chat_stream(self, request: ChatCompletionRequest) -> AsyncIterator[StreamEvent]:
         body = anthropic_request(request, upstream_model=self.upstream_model, stream=True)
-        translator = AnthropicStreamTranslator()
+        translator = AnthropicStreamTranslator(json_tool=json_response_tool(request))
         try:
             async with open_response(
                 self.session,
@@ -296,15 +409,19 @@ class AnthropicAdapter(ProviderAdapter):
 
 class AnthropicStreamTranslator:
     """Turns Messages API stream events into OpenAI chunks, one event at a time (pure, so it is testable
-    against recorded streams). Raises UpstreamError on an `error` event."""
+    against recorded streams). Raises UpstreamError on an `error` event. With `json_tool`, that tool's
+    input is streamed as content: as it arrives for an object schema, at its block's end when wrapped."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, json_tool: JsonResponseTool | None = None) -> None:
         self.message_id = ""
         self.model = ""
         self.created = int(time.time())
         self.stopped = False
         self._usage: dict[str, Any] = {}
         self._tool_index_by_block: dict[int, int] = {}
+        self._json_tool = json_tool
+        self._json_block_index: int | None = None
+        self._wrapped_json_parts: list[str] = []
 
     def _chunk(self, delta: ChoiceDelta, finish: FinishReason | None = None) -> ChatCompletionChunk:
         choice = ChunkChoice(delta=delta, finish_reason=finish)
@@ -324,12 +441,14 @@ class AnthropicStreamTranslator:
                 return self._block_start(int(event["index"]), event["content_block"])
             if kind == "content_block_delta":
                 return self._block_delta(int(event["index"]), event["delta"])
+            if kind == "content_block_stop":
+                return self._block_stop(int(event["index"]))
             if kind == "message_delta":
                 self._usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
                 reason = (event.get("delta") or {}).get("stop_reason")
                 if reason is None:
                     return []
-                return [self._chunk(ChoiceDelta(), STOP_REASONS.get(reason, "stop"))]
+                return [self._chunk(ChoiceDelta(), _finish_reason(reason, self._json_tool))]
             if kind == "message_stop":
                 self.stopped = True
                 return []
@@ -342,9 +461,12 @@ class AnthropicStreamTranslator:
                 )
         except (KeyError, TypeError, ValueError) as error:
             raise UpstreamError("invalid_response", f"bad Messages stream event: {error!r}") from error
-        return []  # ping, content_block_stop, and event types added after this adapter was written.
+        return []  # ping, and event types added after this adapter was written.
 
     def _block_start(self, index: int, block: Mapping[str, Any]) -> list[ChatCompletionChunk]:
+        if self._is_json_answer(block):
+            self._json_block_index = index
+            return []
         if block.get("type") == "tool_use":
             tool_index = len(self._tool_index_by_block)
             self._tool_index_by_block[index] = tool_index
@@ -359,7 +481,21 @@ class AnthropicStreamTranslator:
             return [self._chunk(ChoiceDelta(content=str(block["text"])))]
         return []
 
+    def _is_json_answer(self, block: Mapping[str, Any]) -> bool:
+        return (
+            self._json_tool is not None
+            and self._json_block_index is None
+            and block.get("type") == "tool_use"
+            and block.get("name") == JSON_RESPONSE_TOOL_NAME
+        )
+
     def _block_delta(self, index: int, delta: Mapping[str, Any]) -> list[ChatCompletionChunk]:
+        if index == self._json_block_index and delta.get("type") == "input_json_delta":
+            assert self._json_tool is not None
+            if self._json_tool.wrapped:
+                self._wrapped_json_parts.append(str(delta["partial_json"]))
+                return []
+            return [self._chunk(ChoiceDelta(content=str(delta["partial_json"])))]
         if delta.get("type") == "text_delta":
             return [self._chunk(ChoiceDelta(content=str(delta["text"])))]
         if delta.get("type") == "input_json_delta":
@@ -369,6 +505,12 @@ class AnthropicStreamTranslator:
             )
             return [self._chunk(ChoiceDelta(tool_calls=[call]))]
         return []  # thinking_delta, signature_delta, citations_delta: not part of the OpenAI chunk.
+
+    def _block_stop(self, index: int) -> list[ChatCompletionChunk]:
+        if index != self._json_block_index or self._json_tool is None or not self._json_tool.wrapped:
+            return []
+        content = self._json_tool.content_from_text("".join(self._wrapped_json_parts))
+        return [self._chunk(ChoiceDelta(content=content))] if content else []
 
     def usage(self) -> TokenUsage:
         if not self.stopped:

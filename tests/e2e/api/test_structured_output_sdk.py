@@ -21,11 +21,6 @@ CHAT_MODELS = {
     "anthropic": "anthropic/claude-haiku-4-5",
     "gemini": "google/gemini-2.5-flash-lite",
 }
-# The Anthropic adapter sends a JSON-mode request as a system prompt only, so the schema never reaches
-# the upstream; the fix belongs in proxy/providers/anthropic.py, and this marker comes off with it.
-ANTHROPIC_DROPS_SCHEMA = pytest.mark.xfail(
-    strict=True, reason="AnthropicAdapter does not send response_format's schema upstream"
-)
 
 
 class Ingredient(BaseModel):
@@ -42,9 +37,7 @@ class Recipe(BaseModel):
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-@pytest.mark.parametrize(
-    "kind", ["openai", pytest.param("anthropic", marks=ANTHROPIC_DROPS_SCHEMA), "gemini"]
-)
+@pytest.mark.parametrize("kind", sorted(CHAT_MODELS))
 async def test_parse_response_format(router: RunningRouter, kind: str) -> None:
     key = await funded_key(router, router.payers[7], amount_usd="1")
     async with openai_client(router, key) as client:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import aiohttp
 import pydantic
@@ -68,12 +68,6 @@ class MathReasoning(BaseModel):
 
 
 SCHEMA_MODELS: list[type[BaseModel]] = [Reading, Forecast, MathReasoning]
-# The Anthropic adapter sends a JSON-mode request as a system prompt only, so the schema never reaches
-# the upstream (real or simulated); the fix belongs in proxy/providers/anthropic.py (output_config.format
-# or a forced tool), and this marker comes off with it.
-ANTHROPIC_DROPS_SCHEMA = pytest.mark.xfail(
-    strict=True, reason="AnthropicAdapter does not send response_format's schema upstream"
-)
 
 
 @pytest.fixture
@@ -126,16 +120,8 @@ async def streamed_text(stream: AsyncIterator[StreamEvent]) -> str:
     )
 
 
-def kinds_with_schema_support() -> list[Any]:
-    return [
-        "openai",
-        pytest.param("anthropic", marks=ANTHROPIC_DROPS_SCHEMA),
-        "gemini",
-    ]
-
-
 @pytest.mark.parametrize("model", SCHEMA_MODELS, ids=lambda model: model.__name__)
-@pytest.mark.parametrize("kind", kinds_with_schema_support())
+@pytest.mark.parametrize("kind", list(KINDS))
 async def test_json_schema_reply_validates(
     kind: str, model: type[BaseModel], session: aiohttp.ClientSession, simulator: Simulators
 ) -> None:
