@@ -7,6 +7,7 @@ answered 503 `chain_unavailable` with Retry-After, and nothing may be stored or 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -94,9 +95,11 @@ async def test_unreachable_rpc_is_503_with_retry_after(dead_rpc_router: RunningR
     await _paid_request_meets_an_outage(dead_rpc_router)
 
 
-async def test_a_stopped_chain_is_503_with_retry_after(
+@contextlib.asynccontextmanager
+async def _router_on_a_private_chain(
     aiohttp_client: Any, anvil_accounts: list[LocalAccount], simulator: Simulators, database_url: str
-) -> None:
+) -> AsyncIterator[tuple[RunningRouter, AnvilNode]]:
+    """A router on its own Anvil (account 1 funded), so a test may stop that chain under it."""
     async with private_devnet(anvil_accounts[0], recipients=anvil_accounts[1:2], amount_atomic=10**9) as (
         node,
         _,
@@ -117,9 +120,23 @@ async def test_a_stopped_chain_is_503_with_retry_after(
             anvil_accounts=anvil_accounts,
             simulator=simulator,
         ) as router:
-            node.process.terminate()
-            await node.process.wait()
-            await _paid_request_meets_an_outage(router)
+            yield router, node
+
+
+async def _stop(node: AnvilNode) -> None:
+    node.process.terminate()
+    await node.process.wait()
+
+
+async def test_a_stopped_chain_is_503_with_retry_after(
+    aiohttp_client: Any, anvil_accounts: list[LocalAccount], simulator: Simulators, database_url: str
+) -> None:
+    async with _router_on_a_private_chain(aiohttp_client, anvil_accounts, simulator, database_url) as (
+        router,
+        node,
+    ):
+        await _stop(node)
+        await _paid_request_meets_an_outage(router)
 
 
 async def test_a_withdrawal_meeting_a_stopped_chain_is_503_and_keeps_the_credit(
@@ -127,35 +144,18 @@ async def test_a_withdrawal_meeting_a_stopped_chain_is_503_and_keeps_the_credit(
 ) -> None:
     """The sibling on the way out: a withdrawal that cannot reach the chain is 503 with Retry-After (not a
     502 "failed"), nothing was signed, and the wallet's credit is whole again."""
-    async with private_devnet(anvil_accounts[0], recipients=anvil_accounts[1:2], amount_atomic=10**9) as (
+    async with _router_on_a_private_chain(aiohttp_client, anvil_accounts, simulator, database_url) as (
+        router,
         node,
-        _,
-        private_tokens,
     ):
-        settings = router_settings(
-            anvil=node,
-            tokens=private_tokens,
-            settlement_key=anvil_accounts[0].key.hex(),
-            simulator_base_url=simulator.base_url,
-            database_url=database_url,
-        )
-        async with start_router(
-            aiohttp_client,
-            settings,
-            anvil=node,
-            tokens=private_tokens,
-            anvil_accounts=anvil_accounts,
-            simulator=simulator,
-        ) as router:
-            payer = router.payers[0]
-            await topup(router, payer, amount_usd="1")
-            before = await credit_balance(router, payer)
-            node.process.terminate()
-            await node.process.wait()
-            body = signed_withdrawal(router, payer, amount_atomic=250_000)
-            response = await router.client.post("/v1/credits/withdraw", json=body)
-            assert response.status == 503, await response.text()
-            assert response.headers["Retry-After"] == str(CHAIN_RETRY_AFTER_S)
-            assert (await response.json())["error"]["code"] == "chain_unavailable"
-            after = await credit_balance(router, payer)
-            assert (after.posted, after.available, after.pending) == (before.posted, before.available, 0)
+        payer = router.payers[0]
+        await topup(router, payer, amount_usd="1")
+        before = await credit_balance(router, payer)
+        await _stop(node)
+        body = signed_withdrawal(router, payer, amount_atomic=250_000)
+        response = await router.client.post("/v1/credits/withdraw", json=body)
+        assert response.status == 503, await response.text()
+        assert response.headers["Retry-After"] == str(CHAIN_RETRY_AFTER_S)
+        assert (await response.json())["error"]["code"] == "chain_unavailable"
+        after = await credit_balance(router, payer)
+        assert (after.posted, after.available, after.pending) == (before.posted, before.available, 0)
