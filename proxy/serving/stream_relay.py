@@ -107,41 +107,44 @@ async def relay_stream(
     # Past the bound (a duration of zero or less included) the relay stops where it is.
     duration_bound = asyncio.timeout(max(bounds.duration_s, 0.0))
     try:
-        async with duration_bound:
-            await _bounded(response.prepare(request), bounds.write_timeout_s)
-            await relay.run()
-    except UpstreamError as error:
-        relay.upstream_error, relay.outcome = error, "stream_cut"
-        log.warning("stream_cut_by_upstream", model=opened.model.id, kind=error.kind)
-        # An explicit error event: a client must never mistake a cut stream for a complete one.
-        await relay.write_quietly(_sse(api_error_for_upstream(error).body()))
-    except TimeoutError:
-        if not duration_bound.expired():
-            # Not our bound (writes raise ClientStalled, adapters UpstreamError): a bug, charged, then loud.
+        try:
+            async with duration_bound:
+                await _bounded(response.prepare(request), bounds.write_timeout_s)
+                await relay.run()
+        except UpstreamError as error:
+            relay.upstream_error, relay.outcome = error, "stream_cut"
+            log.warning("stream_cut_by_upstream", model=opened.model.id, kind=error.kind)
+            # An explicit error event: a client must never mistake a cut stream for a complete one.
+            await relay.write_quietly(_sse(api_error_for_upstream(error).body()))
+        except TimeoutError:
+            if not duration_bound.expired():
+                # Not our bound (writes raise ClientStalled, adapters UpstreamError): a bug, fail loud.
+                relay.outcome = "relay_failed"
+                raise
+            relay.outcome = "stream_duration_exceeded"
+            log.warning("stream_duration_exceeded", model=opened.model.id, duration_s=bounds.duration_s)
+            error_body = UpstreamTimeout(
+                "the stream reached its duration bound", code="stream_duration_exceeded"
+            ).body()
+            await relay.write_quietly(_sse(error_body))
+        except ClientStalled:
+            relay.outcome = "client_write_timeout"
+            log.info("stream_client_stalled", model=opened.model.id, write_timeout_s=bounds.write_timeout_s)
+        except ConnectionResetError:
+            relay.outcome = "client_disconnected"
+            log.info("stream_client_disconnected", model=opened.model.id)
+        except asyncio.CancelledError:
+            relay.outcome = "client_disconnected"
+            log.info("stream_client_disconnected", model=opened.model.id)
+            raise
+        except Exception:
+            # A bug in the relay: charged below (never left to the hold's timeout), then it fails loud.
             relay.outcome = "relay_failed"
-            await _finish_shielded(billing, dispatcher, relay)
             raise
-        relay.outcome = "stream_duration_exceeded"
-        log.warning("stream_duration_exceeded", model=opened.model.id, duration_s=bounds.duration_s)
-        error_body = UpstreamTimeout(
-            "the stream reached its duration bound", code="stream_duration_exceeded"
-        ).body()
-        await relay.write_quietly(_sse(error_body))
-    except ClientStalled:
-        relay.outcome = "client_write_timeout"
-        log.info("stream_client_stalled", model=opened.model.id, write_timeout_s=bounds.write_timeout_s)
-    except (ConnectionResetError, asyncio.CancelledError) as error:
-        relay.outcome = "client_disconnected"
-        log.info("stream_client_disconnected", model=opened.model.id)
-        if isinstance(error, asyncio.CancelledError):
-            await _finish_shielded(billing, dispatcher, relay)
-            raise
-    except Exception:
-        # A bug in the relay: charge what was produced (never leave the hold to its timeout), then fail loud.
-        relay.outcome = "relay_failed"
+    finally:
+        # Exactly once, whatever ended the stream, even a cancellation arriving while the error event
+        # above is written.
         await _finish_shielded(billing, dispatcher, relay)
-        raise
-    await _finish_shielded(billing, dispatcher, relay)
     if relay.outcome != "client_write_timeout":  # A client that stopped reading gets no more writes.
         with contextlib.suppress(ConnectionResetError, ClientStalled):
             await _bounded(response.write_eof(), bounds.write_timeout_s)

@@ -12,10 +12,12 @@ never on elapsed time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from eth_account.signers.local import LocalAccount
@@ -140,3 +142,33 @@ async def test_a_caller_that_stops_reading_is_let_go_and_charged(
         router, payer, response.headers["X-Request-Id"], outcome="client_write_timeout"
     )
     response.close()
+
+
+class RelayBug(Exception):
+    """Stands in for a bug in the relay, raised after the whole reply was produced."""
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_relay_that_fails_unexpectedly_still_charges_what_was_produced_once(
+    router: RunningRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payer = router.payers[8]
+    key = await funded_key(router, payer, amount_usd="1")
+
+    def failing_usage_chunk(*_: object) -> dict[str, Any]:
+        raise RelayBug
+
+    monkeypatch.setattr("proxy.serving.stream_relay._usage_chunk", failing_usage_chunk)
+    body = {**_body(), "stream_options": {"include_usage": True}}
+    response = await router.client.post("/v1/chat/completions", json=body, headers=bearer(key))
+    assert response.status == 200
+    with contextlib.suppress(aiohttp.ClientPayloadError):
+        async with asyncio.timeout(READ_WAIT_S_MAX):
+            await response.read()
+    hold, event = await resolved_hold(router, response.headers["X-Request-Id"])
+    assert event.outcome == "relay_failed"
+    assert not event.usage_estimated, "the provider reported its usage before the relay failed"
+    assert hold.state == "captured"
+    assert hold.captured_amount == event.cost_nano_usd
+    assert 0 < event.cost_nano_usd < hold.amount
+    assert (await credit_balance(router, payer)).pending == 0
