@@ -122,6 +122,11 @@ class Settings(BaseModel):
     rpc_timeout_s: float = Field(default=10.0, gt=0)
     hold_timeout_s: int = Field(default=900, ge=30)
     upstream_timeout_s: float = Field(default=120.0, gt=0)
+    # A stream is relayed for at most this long after its first event, then ended with an error event and
+    # charged for what it produced; each write to a streaming client may wait this long for the client to
+    # read (one that stops reading is treated as gone, and charged likewise).
+    stream_duration_s_max: float = Field(default=300.0, gt=0)
+    stream_write_timeout_s: float = Field(default=30.0, gt=0)
     request_body_bytes_max: int = Field(default=4 * 1024 * 1024, ge=1024)
     # How long a client may take to send a request body once its headers arrived (a slow body is refused
     # with 408), and to send the headers of a request on an open connection (aiohttp's keep-alive timeout
@@ -146,7 +151,26 @@ class Settings(BaseModel):
         # A hold must outlive the slowest request it covers, or it could expire while the upstream still runs.
         if self.hold_timeout_s <= self.upstream_timeout_s + self.settle_receipt_timeout_s:
             raise ValueError("hold_timeout_s must exceed upstream_timeout_s + settle_receipt_timeout_s")
+        if self.hold_timeout_s <= self.stream_hold_s_max:
+            raise ValueError(
+                f"hold_timeout_s ({self.hold_timeout_s}) must exceed the longest a stream may keep its hold, "
+                f"{self.stream_hold_s_max:g} s: request_deadline_s + upstream_timeout_s (failover until the "
+                "first event) + stream_duration_s_max + stream_write_timeout_s (the closing error event) + "
+                "settle_receipt_timeout_s (margin for the charge); else the sweeper could expire a live "
+                "stream's hold and the stream would be served free"
+            )
         return self
+
+    @property
+    def stream_hold_s_max(self) -> float:
+        """The longest a streamed request keeps its hold: every phase after the hold has its own bound."""
+        return (
+            self.request_deadline_s
+            + self.upstream_timeout_s
+            + self.stream_duration_s_max
+            + self.stream_write_timeout_s
+            + self.settle_receipt_timeout_s
+        )
 
     @property
     def network(self) -> str:

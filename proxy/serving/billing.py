@@ -8,8 +8,9 @@ import time
 from collections.abc import Callable, Sequence
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger import AccountNotFound, Hold, HoldState, Ledger, chart
+from ledger import AccountNotFound, ExtraTransaction, Hold, HoldState, InTransaction, Ledger, Posting, chart
 from proxy.catalog import CatalogModel
 from proxy.catalog.pricing import charge_for_usage
 from proxy.chart_accounts import ChartAccounts
@@ -50,8 +51,13 @@ class BillingSession:
     def quote_nano_usd(self) -> int:
         return self.hold.amount
 
+    @property
+    def held_s(self) -> float:
+        """How long the hold has been taken: what is left of its timeout bounds the rest of the request."""
+        return time.monotonic() - self._started_s
+
     def _elapsed_ms(self) -> int:
-        return int((time.monotonic() - self._started_s) * 1000)
+        return int(self.held_s * 1000)
 
     async def charge(
         self,
@@ -75,9 +81,7 @@ class BillingSession:
         payable = chart.provider_payable(model.provider)
         overage_expense = chart.usage_overage_expense(model.provider)
         await self._billing.accounts.ensure([payable, overage_expense] if overage_nano_usd else [payable])
-        await self._billing.ledger.capture(
-            self.hold.id, cost_nano_usd, idempotency_key=f"{self._request_id}:capture", credit_account=payable
-        )
+        overage = None
         if overage_nano_usd > 0:
             log.error(
                 "charge_exceeds_quote",
@@ -86,14 +90,15 @@ class BillingSession:
                 overage_nano_usd=overage_nano_usd,
                 provider=model.provider,
             )
-            # Keyed by the hold (server-minted, one per request), so a retried charge books it once.
-            await self._billing.ledger.post(
-                idempotency_key=f"hold:{self.hold.id}:usage_overage",
+            overage = ExtraTransaction(
                 code=USAGE_OVERAGE_CODE,
-                postings=[(overage_expense, overage_nano_usd), (payable, -overage_nano_usd)],
+                postings=(
+                    Posting(account=overage_expense, amount=overage_nano_usd),
+                    Posting(account=payable, amount=-overage_nano_usd),
+                ),
                 metadata={"request_id": self._request_id, "hold_id": self.hold.id},
             )
-        await self._record(
+        event = self._event(
             model,
             usage,
             attempts=attempts,
@@ -101,6 +106,16 @@ class BillingSession:
             cost_nano_usd=cost_nano_usd,
             overage_nano_usd=overage_nano_usd,
             time_to_first_token_ms=time_to_first_token_ms,
+        )
+        # One database transaction: the capture, the overage expense and the usage event that explains
+        # them commit together or not at all; a replay of the key (a retry after a crash) does none again.
+        await self._billing.ledger.capture(
+            self.hold.id,
+            cost_nano_usd,
+            idempotency_key=f"{self._request_id}:capture",
+            credit_account=payable,
+            extra=overage,
+            also=self._billing.usage_event_writer(event),
         )
         log.info(
             "inference_charged",
@@ -119,12 +134,16 @@ class BillingSession:
         """Voids the hold: nothing reached the caller, so nothing is charged."""
         assert not self._resolved, "a request's hold is resolved once"
         self._resolved = True
-        await self._billing.ledger.void(self.hold.id, idempotency_key=f"{self._request_id}:void")
-        await self._record(
+        event = self._event(
             None, None, attempts=attempts, outcome=outcome, cost_nano_usd=0, time_to_first_token_ms=None
         )
+        await self._billing.ledger.void(
+            self.hold.id,
+            idempotency_key=f"{self._request_id}:void",
+            also=self._billing.usage_event_writer(event),
+        )
 
-    async def _record(
+    def _event(
         self,
         model: CatalogModel | None,
         usage: TokenUsage | None,
@@ -134,7 +153,7 @@ class BillingSession:
         cost_nano_usd: int,
         time_to_first_token_ms: int | None,
         overage_nano_usd: int = 0,
-    ) -> None:
+    ) -> UsageEvent:
         prices = (
             {}
             if model is None
@@ -146,32 +165,30 @@ class BillingSession:
             }
         )
         usage = usage or TokenUsage(input_tokens=0, output_tokens=0)
-        await self._billing.usage_log.record(
-            UsageEvent(
-                request_id=self._request_id,
-                payer_account=self._payer_account,
-                api_key_id=self._api_key_id,
-                outcome=outcome,
-                model_id=model.id if model else None,
-                provider=model.provider if model else None,
-                strategy=self._strategy,
-                attempts=tuple(attempts),
-                streamed=self._streamed,
-                input_tokens=usage.input_tokens,
-                cached_input_tokens=usage.cached_input_tokens,
-                cache_write_input_tokens=usage.cache_write_input_tokens,
-                output_tokens=usage.output_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-                usage_estimated=usage.estimated,
-                prices_nano_usd_per_mtok=prices,
-                catalog_version=self._billing.catalog_version,
-                quote_nano_usd=self.quote_nano_usd,
-                cost_nano_usd=cost_nano_usd,
-                overage_nano_usd=overage_nano_usd,
-                hold_id=self.hold.id,
-                latency_ms=self._elapsed_ms(),
-                time_to_first_token_ms=time_to_first_token_ms,
-            )
+        return UsageEvent(
+            request_id=self._request_id,
+            payer_account=self._payer_account,
+            api_key_id=self._api_key_id,
+            outcome=outcome,
+            model_id=model.id if model else None,
+            provider=model.provider if model else None,
+            strategy=self._strategy,
+            attempts=tuple(attempts),
+            streamed=self._streamed,
+            input_tokens=usage.input_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            cache_write_input_tokens=usage.cache_write_input_tokens,
+            output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            usage_estimated=usage.estimated,
+            prices_nano_usd_per_mtok=prices,
+            catalog_version=self._billing.catalog_version,
+            quote_nano_usd=self.quote_nano_usd,
+            cost_nano_usd=cost_nano_usd,
+            overage_nano_usd=overage_nano_usd,
+            hold_id=self.hold.id,
+            latency_ms=self._elapsed_ms(),
+            time_to_first_token_ms=time_to_first_token_ms,
         )
 
 
@@ -195,6 +212,14 @@ class Billing:
         self._hold_timeout_s = hold_timeout_s
         # The serving instance now (proxy/serving/instances.py): its holds are released if it dies.
         self._instance_id = instance_id
+
+    def usage_event_writer(self, event: UsageEvent) -> InTransaction:
+        """Inserts `event` inside the ledger transaction that captures or voids the hold it explains."""
+
+        async def insert_usage_event(connection: AsyncConnection) -> None:
+            await self.usage_log.insert(connection, event)
+
+        return insert_usage_event
 
     async def has_account(self, name: str) -> bool:
         try:

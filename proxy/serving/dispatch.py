@@ -10,15 +10,16 @@ the caller; after that, the stream relay owns the failure.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import structlog
 
 from proxy.catalog import CatalogModel
 from proxy.errors import ApiError, UpstreamUnavailable
-from proxy.openai_types import ChatCompletionRequest
-from proxy.providers.base import ChatResult, StreamEvent
+from proxy.openai_types import ChatCompletionRequest, EmbeddingsRequest
+from proxy.providers.base import ChatResult, EmbeddingsResult, StreamEvent
 from proxy.providers.errors import UpstreamError
 from proxy.routing.failover import should_fail_over
 from proxy.routing.health import HealthTracker
@@ -30,6 +31,7 @@ from proxy.serving.usage_log import Attempt
 __all__ = ["Dispatcher", "NoCandidateServed", "OpenedStream", "attempts_header", "close_events"]
 
 log = structlog.get_logger("megarouter.dispatch")
+R = TypeVar("R")
 
 
 # Leading events that carry nothing (OpenAI's role-only first chunk) held back at most: bounded buffering.
@@ -80,7 +82,7 @@ async def _first_meaningful_events(events: AsyncIterator[StreamEvent]) -> tuple[
 
 @dataclass
 class _Run:
-    plan: ServePlan
+    candidates: tuple[CatalogModel, ...]
     deadline_s: float
     attempts: list[Attempt] = field(default_factory=list)
     last_error: UpstreamError | None = None
@@ -118,7 +120,7 @@ class Dispatcher:
 
     async def _admitted(self, run: _Run) -> AsyncIterator[tuple[int, CatalogModel]]:
         attempt = 0
-        for model in run.plan.candidates:
+        for model in run.candidates:
             if attempt >= self._attempts_max or time.monotonic() >= run.deadline_s:
                 return
             if not await self._tracker.try_acquire(model.id):
@@ -165,11 +167,30 @@ class Dispatcher:
     async def complete(
         self, body: ChatCompletionRequest, plan: ServePlan
     ) -> tuple[ChatResult, CatalogModel, list[Attempt]]:
-        run = _Run(plan=plan, deadline_s=time.monotonic() + self._deadline_s)
+        async def send(model: CatalogModel) -> ChatResult:
+            return await self._upstreams.adapter_for(model).chat(self._body_for(body, plan, model))
+
+        return await self._first_served(plan.candidates, send)
+
+    async def embed(
+        self, body: EmbeddingsRequest, candidates: Sequence[CatalogModel]
+    ) -> tuple[EmbeddingsResult, CatalogModel, list[Attempt]]:
+        """Embeddings through the same admission, failover and deadline as a chat completion."""
+
+        async def send(model: CatalogModel) -> EmbeddingsResult:
+            return await self._upstreams.adapter_for(model).embeddings(body)
+
+        return await self._first_served(candidates, send)
+
+    async def _first_served(
+        self, candidates: Sequence[CatalogModel], send: Callable[[CatalogModel], Awaitable[R]]
+    ) -> tuple[R, CatalogModel, list[Attempt]]:
+        """The first candidate's answer that `send` gets without an upstream failure worth failing over."""
+        run = _Run(candidates=tuple(candidates), deadline_s=time.monotonic() + self._deadline_s)
         async for attempt, model in self._admitted(run):
             started_s = time.monotonic()
             try:
-                result = await self._upstreams.adapter_for(model).chat(self._body_for(body, plan, model))
+                result = await send(model)
             except UpstreamError as error:
                 if await self._failed(run, model, error, started_s, attempt):
                     continue
@@ -185,7 +206,7 @@ class Dispatcher:
         raise NoCandidateServed(self._exhausted(run), run.attempts)
 
     async def open_stream(self, body: ChatCompletionRequest, plan: ServePlan) -> OpenedStream:
-        run = _Run(plan=plan, deadline_s=time.monotonic() + self._deadline_s)
+        run = _Run(candidates=plan.candidates, deadline_s=time.monotonic() + self._deadline_s)
         async for attempt, model in self._admitted(run):
             started_s = time.monotonic()
             events = self._upstreams.adapter_for(model).chat_stream(self._body_for(body, plan, model))

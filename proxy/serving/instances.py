@@ -30,9 +30,9 @@ from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger import Hold, HoldAlreadyResolved, HoldExpired, HoldState, Ledger
+from ledger import Hold, HoldAlreadyResolved, HoldExpired, HoldState, Ledger, unix_ms_now
 from proxy.db.tables import serving_instances
 from proxy.serving.usage_log import UsageEvent, UsageLog
 
@@ -175,21 +175,35 @@ async def release_orphaned_holds(
     for hold in owned:
         if hold.metadata["instance_id"] in live:
             continue
-        voided = await _void_orphan(ledger, hold, releaser_id=instance.id)
+        voided = await _void_orphan(
+            ledger, hold, releaser_id=instance.id, usage_log=usage_log, catalog_version=catalog_version
+        )
         if voided is not None:
-            await usage_log.record(_orphan_usage_event(voided, catalog_version))
             released.append(voided)
     return released
 
 
-async def _void_orphan(ledger: Ledger, hold: Hold, *, releaser_id: str) -> Hold | None:
+async def _void_orphan(
+    ledger: Ledger, hold: Hold, *, releaser_id: str, usage_log: UsageLog, catalog_version: str
+) -> Hold | None:
     """None when someone else resolved it first (its request after all, or another process's sweeper).
 
     The key names the releasing instance, so of two sweepers racing for one hold exactly one voids it and
-    the other is refused (HoldAlreadyResolved) rather than replayed: one usage event per released hold.
+    the other is refused (HoldAlreadyResolved) rather than replayed: one usage event per released hold,
+    committed in the void's own transaction (a crash between them cannot leave a release unexplained).
     """
+
+    async def insert_usage_event(connection: AsyncConnection) -> None:
+        # Inside the void's transaction no other connection may be opened: the time is read here.
+        event = _orphan_usage_event(hold, catalog_version, released_at_unix_ms=unix_ms_now())
+        await usage_log.insert(connection, event)
+
     try:
-        voided = await ledger.void(hold.id, idempotency_key=f"hold:{hold.id}:orphan_void:{releaser_id}")
+        voided = await ledger.void(
+            hold.id,
+            idempotency_key=f"hold:{hold.id}:orphan_void:{releaser_id}",
+            also=insert_usage_event,
+        )
     except (HoldAlreadyResolved, HoldExpired):
         return None
     assert voided.state is HoldState.VOIDED
@@ -205,9 +219,8 @@ async def _void_orphan(ledger: Ledger, hold: Hold, *, releaser_id: str) -> Hold 
     return voided
 
 
-def _orphan_usage_event(hold: Hold, catalog_version: str) -> UsageEvent:
+def _orphan_usage_event(hold: Hold, catalog_version: str, *, released_at_unix_ms: int) -> UsageEvent:
     """What the payer reads at /v1/usage/{request_id}: the request died with its process, nothing charged."""
-    assert hold.resolved_at_unix_ms is not None
     return UsageEvent(
         request_id=str(hold.metadata.get("request_id", f"hold:{hold.id}")),
         payer_account=hold.debit_account,
@@ -229,6 +242,6 @@ def _orphan_usage_event(hold: Hold, catalog_version: str) -> UsageEvent:
         quote_nano_usd=hold.amount,
         cost_nano_usd=0,
         hold_id=hold.id,
-        latency_ms=max(0, hold.resolved_at_unix_ms - hold.created_at_unix_ms),
+        latency_ms=max(0, released_at_unix_ms - hold.created_at_unix_ms),
         time_to_first_token_ms=None,
     )

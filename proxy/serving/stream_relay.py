@@ -1,9 +1,13 @@
 """Relays an upstream stream to the caller as OpenAI-style SSE and charges exactly for what was produced.
 
-Three ways a stream ends: the upstream finishes (charged by its reported usage); the upstream dies midway
-(an explicit error event goes out, never a silent clean end, and the text received so far is charged,
-estimated when the provider never reported usage); or the caller disconnects (the upstream is closed and
-what it produced is charged likewise). The hold is resolved on every path, cancellation included.
+Whatever ends a stream, what was produced is charged exactly once, with its usage event, and the hold is
+resolved: the upstream finishes (charged by its reported usage); the upstream dies midway (an explicit
+error event goes out, never a silent clean end, and the text received so far is charged, estimated when
+the provider never reported usage); the caller disconnects, or stops reading for longer than a write may
+wait (the upstream is closed and what it produced is charged likewise); the stream reaches its duration
+bound (an error event, then the same charge); or the relay fails (charged, then the error travels on).
+Both bounds keep a stream inside its hold's timeout (see `Settings.stream_hold_s_max`), so the sweeper
+never expires the hold of a stream still running.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from proxy.catalog import CatalogModel
+from proxy.errors import UpstreamTimeout
 from proxy.openai_types import ChatCompletionChunk, ChatCompletionRequest
 from proxy.providers.base import StreamEvent, TokenUsage, openai_usage
 from proxy.providers.errors import UpstreamError
@@ -26,7 +32,7 @@ from proxy.serving.billing import BillingSession
 from proxy.serving.dispatch import Dispatcher, OpenedStream, close_events
 from proxy.serving.upstream_errors import api_error_for_upstream
 
-__all__ = ["relay_stream"]
+__all__ = ["ClientStalled", "StreamBounds", "relay_stream"]
 
 log = structlog.get_logger("megarouter.stream")
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -73,6 +79,18 @@ def _usage_chunk(template: ChatCompletionChunk | None, usage: TokenUsage) -> dic
     }
 
 
+@dataclass(frozen=True)
+class StreamBounds:
+    """How long the relay may run in all, and how long one write may wait for the client to read."""
+
+    duration_s: float
+    write_timeout_s: float
+
+
+class ClientStalled(Exception):
+    """The client did not read a write within its bound: treated as gone."""
+
+
 async def relay_stream(
     request: web.Request,
     *,
@@ -81,89 +99,134 @@ async def relay_stream(
     billing: BillingSession,
     dispatcher: Dispatcher,
     headers: dict[str, str],
+    bounds: StreamBounds,
 ) -> web.StreamResponse:
-    model: CatalogModel = opened.model
+    assert bounds.write_timeout_s > 0
     response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
-    await response.prepare(request)
-    produced = _Produced()
-    usage: TokenUsage | None = None
-    upstream_error: UpstreamError | None = None
-    outcome = "completed"
-    started_s = time.monotonic() - opened.time_to_first_event_s
-    leading = iter(opened.leading_events)
-    event: StreamEvent | None = next(leading)
+    relay = _Relay(body=body, opened=opened, response=response, write_timeout_s=bounds.write_timeout_s)
+    # Past the bound (a duration of zero or less included) the relay stops where it is.
+    duration_bound = asyncio.timeout(max(bounds.duration_s, 0.0))
     try:
-        while event is not None:
-            if event.chunk is not None:
-                produced.add(event.chunk)
-                await response.write(_sse(event.chunk.model_dump(mode="json", exclude_none=True)))
-            else:
-                usage = event.usage
-            event = next(leading, None) or await anext(opened.events, None)
-        if body.stream_options is not None and body.stream_options.include_usage and usage is not None:
-            await response.write(_sse(_usage_chunk(produced.chunk_template, usage)))
-        await response.write(_sse("[DONE]"))
-    except UpstreamError as error:
-        upstream_error, outcome = error, "stream_cut"
-        api_error = api_error_for_upstream(error)
-        log.warning("stream_cut_by_upstream", model=model.id, kind=error.kind)
-        # An explicit error event: a client must never mistake a cut stream for a complete one.
-        await _write_quietly(response, _sse(api_error.body()))
-    except (ConnectionResetError, asyncio.CancelledError) as error:
-        outcome = "client_disconnected"
-        log.info("stream_client_disconnected", model=model.id)
-        if isinstance(error, asyncio.CancelledError):
-            await asyncio.shield(
-                _finish(
-                    billing, dispatcher, opened, produced, body, usage, outcome, started_s, upstream_error
-                )
-            )
+        try:
+            async with duration_bound:
+                await _bounded(response.prepare(request), bounds.write_timeout_s)
+                await relay.run()
+        except UpstreamError as error:
+            relay.upstream_error, relay.outcome = error, "stream_cut"
+            log.warning("stream_cut_by_upstream", model=opened.model.id, kind=error.kind)
+            # An explicit error event: a client must never mistake a cut stream for a complete one.
+            await relay.write_quietly(_sse(api_error_for_upstream(error).body()))
+        except TimeoutError:
+            if not duration_bound.expired():
+                # Not our bound (writes raise ClientStalled, adapters UpstreamError): a bug, fail loud.
+                relay.outcome = "relay_failed"
+                raise
+            relay.outcome = "stream_duration_exceeded"
+            log.warning("stream_duration_exceeded", model=opened.model.id, duration_s=bounds.duration_s)
+            error_body = UpstreamTimeout(
+                "the stream reached its duration bound", code="stream_duration_exceeded"
+            ).body()
+            await relay.write_quietly(_sse(error_body))
+        except ClientStalled:
+            relay.outcome = "client_write_timeout"
+            log.info("stream_client_stalled", model=opened.model.id, write_timeout_s=bounds.write_timeout_s)
+        except ConnectionResetError:
+            relay.outcome = "client_disconnected"
+            log.info("stream_client_disconnected", model=opened.model.id)
+        except asyncio.CancelledError:
+            relay.outcome = "client_disconnected"
+            log.info("stream_client_disconnected", model=opened.model.id)
             raise
-    except Exception:
-        # A bug in the relay: charge what was produced (never leave the hold to its timeout), then fail loud.
-        await _finish(
-            billing, dispatcher, opened, produced, body, usage, "relay_failed", started_s, upstream_error
-        )
-        raise
-    await _finish(billing, dispatcher, opened, produced, body, usage, outcome, started_s, upstream_error)
-    await _write_eof_quietly(response)
+        except Exception:
+            # A bug in the relay: charged below (never left to the hold's timeout), then it fails loud.
+            relay.outcome = "relay_failed"
+            raise
+    finally:
+        # Exactly once, whatever ended the stream, even a cancellation arriving while the error event
+        # above is written.
+        await _finish_shielded(billing, dispatcher, relay)
+    if relay.outcome != "client_write_timeout":  # A client that stopped reading gets no more writes.
+        with contextlib.suppress(ConnectionResetError, ClientStalled):
+            await _bounded(response.write_eof(), bounds.write_timeout_s)
     return response
 
 
-async def _finish(
-    billing: BillingSession,
-    dispatcher: Dispatcher,
-    opened: OpenedStream,
-    produced: _Produced,
-    body: ChatCompletionRequest,
-    usage: TokenUsage | None,
-    outcome: str,
-    started_s: float,
-    upstream_error: UpstreamError | None,
-) -> None:
-    await close_events(opened.events)
-    charged_usage = usage if usage is not None else produced.estimated_usage(body)
-    await billing.charge(
-        opened.model,
-        charged_usage,
-        attempts=opened.attempts,
-        outcome=outcome,
-        time_to_first_token_ms=int(opened.time_to_first_event_s * 1000),
-    )
+async def _bounded(write: Awaitable[object], timeout_s: float) -> None:
+    """One write to the client, bounded: a client that stops reading is a client that left."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await write
+    except TimeoutError:
+        raise ClientStalled from None
+
+
+class _Relay:
+    """One stream's relay state: what was produced, the usage reported, and how it ended."""
+
+    def __init__(
+        self,
+        *,
+        body: ChatCompletionRequest,
+        opened: OpenedStream,
+        response: web.StreamResponse,
+        write_timeout_s: float,
+    ) -> None:
+        self.body = body
+        self.opened = opened
+        self.response = response
+        self.write_timeout_s = write_timeout_s
+        self.produced = _Produced()
+        self.usage: TokenUsage | None = None
+        self.upstream_error: UpstreamError | None = None
+        self.outcome = "completed"
+        self.started_s = time.monotonic() - opened.time_to_first_event_s
+
+    async def write(self, data: bytes) -> None:
+        await _bounded(self.response.write(data), self.write_timeout_s)
+
+    async def write_quietly(self, data: bytes) -> None:
+        # The caller may be gone already; what matters then is the charge, not the bytes.
+        with contextlib.suppress(ConnectionResetError, ClientStalled):
+            await self.write(data)
+
+    async def run(self) -> None:
+        leading = iter(self.opened.leading_events)
+        event: StreamEvent | None = next(leading)
+        while event is not None:
+            if event.chunk is not None:
+                self.produced.add(event.chunk)
+                await self.write(_sse(event.chunk.model_dump(mode="json", exclude_none=True)))
+            else:
+                self.usage = event.usage
+            event = next(leading, None) or await anext(self.opened.events, None)
+        stream_options = self.body.stream_options
+        if stream_options is not None and stream_options.include_usage and self.usage is not None:
+            await self.write(_sse(_usage_chunk(self.produced.chunk_template, self.usage)))
+        await self.write(_sse("[DONE]"))
+
+
+async def _finish_shielded(billing: BillingSession, dispatcher: Dispatcher, relay: _Relay) -> None:
+    """Charges and records health in a task of its own: a disconnect cancelling the handler meanwhile
+    cannot stop the charge half-way (the shielded task runs to its end)."""
+    await asyncio.shield(_finish(billing, dispatcher, relay))
+
+
+async def _finish(billing: BillingSession, dispatcher: Dispatcher, relay: _Relay) -> None:
+    opened = relay.opened
+    try:
+        await close_events(opened.events)
+    finally:
+        charged_usage = relay.usage if relay.usage is not None else relay.produced.estimated_usage(relay.body)
+        await billing.charge(
+            opened.model,
+            charged_usage,
+            attempts=opened.attempts,
+            outcome=relay.outcome,
+            time_to_first_token_ms=int(opened.time_to_first_event_s * 1000),
+        )
     await dispatcher.stream_finished(
         opened.model,
-        latency_s=time.monotonic() - started_s,
+        latency_s=time.monotonic() - relay.started_s,
         ttft_s=opened.time_to_first_event_s,
-        error=upstream_error,
+        error=relay.upstream_error,
     )
-
-
-async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
-    # The caller may be gone already; what matters then is the charge, not the bytes.
-    with contextlib.suppress(ConnectionResetError):
-        await response.write(data)
-
-
-async def _write_eof_quietly(response: web.StreamResponse) -> None:
-    with contextlib.suppress(ConnectionResetError):
-        await response.write_eof()

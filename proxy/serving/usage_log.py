@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import RowMapping, Select, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from proxy.db.tables import usage_events
 
@@ -36,7 +36,9 @@ class UsageEvent(BaseModel):
     request_id: str
     payer_account: str
     api_key_id: int | None
-    outcome: str  # completed | upstream_failed | stream_cut | client_disconnected | caller_error
+    # completed | upstream_failed | stream_cut | client_disconnected | client_write_timeout |
+    # stream_duration_exceeded | relay_failed | caller_error | aborted | instance_lost
+    outcome: str
     model_id: str | None
     provider: str | None
     strategy: str | None
@@ -70,6 +72,13 @@ class UsageLog:
         self._clock = clock
 
     async def record(self, event: UsageEvent) -> None:
+        """Inserts `event` in a transaction of its own (a record that explains no ledger write)."""
+        async with self._engine.begin() as connection:
+            await self.insert(connection, event)
+
+    async def insert(self, connection: AsyncConnection, event: UsageEvent) -> None:
+        """Inserts `event` on `connection`, inside its caller's transaction: with the capture or void it
+        explains (`Ledger.capture(..., also=)`), so a charge never commits without its explanation."""
         assert event.cost_nano_usd <= event.quote_nano_usd
         assert event.overage_nano_usd >= 0
         assert event.overage_nano_usd == 0 or event.cost_nano_usd == event.quote_nano_usd
@@ -83,8 +92,7 @@ class UsageLog:
             "streamed": int(event.streamed),
             "usage_estimated": int(event.usage_estimated),
         }
-        async with self._engine.begin() as connection:
-            await connection.execute(insert(usage_events).values(**row))
+        await connection.execute(insert(usage_events).values(**row))
 
     async def for_request(self, request_id: str, *, payer_account: str | None = None) -> list[UsageEvent]:
         """One request's events; with `payer_account`, only that payer's (what a key may see)."""

@@ -1,0 +1,215 @@
+"""The one pipeline of every paid endpoint: quote → hold → dispatch (failover, breakers, deadline) → capture
+with its usage event → the routing headers. Handlers parse, call it, and render what it returns.
+
+Every path that took money ends with the hold resolved exactly once: captured at the real cost (with the
+usage event that explains it, in the same database transaction), or voided when no candidate served, so a
+failed inference costs nothing and leaves an x402 payment as the payer's credit. Every error raised after
+an x402 payment settled carries its PAYMENT-RESPONSE header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import structlog
+from aiohttp import web
+
+from proxy.accounts.principal import KeyPrincipal
+from proxy.catalog import CatalogModel
+from proxy.errors import InvalidRequest
+from proxy.faults import crash_if_enabled
+from proxy.openai_types import ChatCompletionRequest, EmbeddingsRequest
+from proxy.payments.gate import PaymentGate
+from proxy.providers.base import ChatResult, EmbeddingsResult
+from proxy.providers.errors import UnsupportedRequest
+from proxy.serving.billing import Billing, BillingSession
+from proxy.serving.dispatch import Dispatcher, NoCandidateServed, attempts_header
+from proxy.serving.embeddings_plan import EmbeddingsPlan
+from proxy.serving.payer import open_paid_session, with_payment_outcome
+from proxy.serving.planning import ServePlan
+from proxy.serving.stream_relay import StreamBounds, relay_stream
+from proxy.serving.usage_log import Attempt
+from proxy.settings import Settings
+
+__all__ = ["PaidCall", "Pipeline", "Served", "routing_headers"]
+
+log = structlog.get_logger("megarouter.pipeline")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class PaidCall:
+    """What the handler resolved about the request: who calls (None: x402 only) and under which id.
+
+    `request` is where the x402 payment headers are read and a stream is written; `stream_headers` are
+    the headers middlewares would add, which a response already streaming must carry itself (CORS).
+    """
+
+    request: web.Request
+    principal: KeyPrincipal | None
+    request_id: str
+    stream_headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Served(Generic[R]):
+    """An upstream's answer, the deployment that gave it, and the headers to answer with."""
+
+    result: R
+    model: CatalogModel
+    headers: dict[str, str]
+
+
+def routing_headers(
+    *,
+    model: CatalogModel,
+    strategy: str | None,
+    attempts: list[Attempt],
+    quote_nano_usd: int,
+    cost_nano_usd: int | None,
+) -> dict[str, str]:
+    """Which deployment served, how it was chosen, every attempt, the quote held and (once known) the cost."""
+    headers = {
+        "X-MegaRouter-Model": model.id,
+        "X-MegaRouter-Provider": model.provider,
+        "X-MegaRouter-Attempts": attempts_header(attempts),
+        "X-MegaRouter-Quote-Nano-USD": str(quote_nano_usd),
+    }
+    if strategy is not None:
+        headers["X-MegaRouter-Strategy"] = strategy
+    if cost_nano_usd is not None:
+        headers["X-MegaRouter-Cost-Nano-USD"] = str(cost_nano_usd)
+    return headers
+
+
+class Pipeline:
+    def __init__(
+        self, *, gate: PaymentGate, billing: Billing, dispatcher: Dispatcher, settings: Settings
+    ) -> None:
+        self._gate = gate
+        self._billing = billing
+        self._dispatcher = dispatcher
+        self._settings = settings
+
+    async def chat_completion(
+        self, call: PaidCall, body: ChatCompletionRequest, plan: ServePlan
+    ) -> Served[ChatResult]:
+        assert not body.stream
+        billing, payment_headers = await self._hold(call, plan, streamed=False)
+        result, model, attempts = await self._dispatched(
+            billing, payment_headers, lambda: self._dispatcher.complete(body, plan), param="messages"
+        )
+        cost_nano_usd = await billing.charge(model, result.usage, attempts=attempts, outcome="completed")
+        headers = routing_headers(
+            model=model,
+            strategy=plan.strategy,
+            attempts=attempts,
+            quote_nano_usd=plan.hold_nano_usd,
+            cost_nano_usd=cost_nano_usd,
+        )
+        return Served(result=result, model=model, headers={**payment_headers, **headers})
+
+    async def chat_stream(
+        self, call: PaidCall, body: ChatCompletionRequest, plan: ServePlan
+    ) -> web.StreamResponse:
+        assert body.stream
+        billing, payment_headers = await self._hold(call, plan, streamed=True)
+        opened = await self._dispatched(
+            billing, payment_headers, lambda: self._dispatcher.open_stream(body, plan), param="messages"
+        )
+        headers = {
+            # Middlewares cannot add headers to a response that is already streaming: they are set here.
+            "X-Request-Id": call.request_id,
+            **call.stream_headers,
+            **payment_headers,
+            **routing_headers(
+                model=opened.model,
+                strategy=plan.strategy,
+                attempts=opened.attempts,
+                quote_nano_usd=plan.hold_nano_usd,
+                cost_nano_usd=None,
+            ),
+        }
+        return await relay_stream(
+            call.request,
+            body=body,
+            opened=opened,
+            billing=billing,
+            dispatcher=self._dispatcher,
+            headers=headers,
+            bounds=self._stream_bounds(billing),
+        )
+
+    async def embeddings(
+        self, call: PaidCall, body: EmbeddingsRequest, plan: EmbeddingsPlan
+    ) -> Served[EmbeddingsResult]:
+        billing, payment_headers = await self._hold(call, plan, streamed=False)
+        result, model, attempts = await self._dispatched(
+            billing, payment_headers, lambda: self._dispatcher.embed(body, plan.candidates), param="input"
+        )
+        cost_nano_usd = await billing.charge(model, result.usage, attempts=attempts, outcome="completed")
+        headers = routing_headers(
+            model=model,
+            strategy=None,
+            attempts=attempts,
+            quote_nano_usd=plan.hold_nano_usd,
+            cost_nano_usd=cost_nano_usd,
+        )
+        return Served(result=result, model=model, headers={**payment_headers, **headers})
+
+    def _stream_bounds(self, billing: BillingSession) -> StreamBounds:
+        """The relay ends by `stream_duration_s_max` from its first event, and within the time the settings
+        budget for a stream's hold (failover until the first event included), whichever comes first."""
+        settings = self._settings
+        budget_s = settings.request_deadline_s + settings.upstream_timeout_s + settings.stream_duration_s_max
+        return StreamBounds(
+            duration_s=min(settings.stream_duration_s_max, budget_s - billing.held_s),
+            write_timeout_s=settings.stream_write_timeout_s,
+        )
+
+    async def _hold(
+        self, call: PaidCall, plan: ServePlan | EmbeddingsPlan, *, streamed: bool
+    ) -> tuple[BillingSession, dict[str, str]]:
+        billing, payment_headers = await open_paid_session(
+            call.request,
+            gate=self._gate,
+            billing=self._billing,
+            principal=call.principal,
+            hold_nano_usd=plan.hold_nano_usd,
+            first_provider=plan.candidates[0].provider,
+            strategy=plan.strategy if isinstance(plan, ServePlan) else None,
+            streamed=streamed,
+            request_id=call.request_id,
+        )
+        crash_if_enabled(self._settings.fault_injection, "after_inference_held")
+        return billing, payment_headers
+
+    async def _dispatched(
+        self,
+        billing: BillingSession,
+        payment_headers: dict[str, str],
+        dispatch: Callable[[], Awaitable[R]],
+        *,
+        param: str,
+    ) -> R:
+        """What `dispatch` returns; on any failure the hold is voided (with its usage event) first."""
+        try:
+            return await dispatch()
+        except NoCandidateServed as failure:
+            await billing.release(attempts=failure.attempts, outcome="upstream_failed")
+            log.warning(
+                "no_candidate_served", attempts=attempts_header(failure.attempts), code=failure.error.code
+            )
+            raise with_payment_outcome(failure.error, payment_headers) from None
+        except UnsupportedRequest as error:
+            # A candidate's adapter cannot translate what routing let through (a tool call whose arguments
+            # are not JSON, for one): the caller's error, so the hold is released and nothing charged.
+            await billing.release(attempts=[], outcome="caller_error")
+            refusal = InvalidRequest(str(error), code="unsupported_request", param=param)
+            raise with_payment_outcome(refusal, payment_headers) from error
+        except BaseException:
+            # Cancelled, or a bug: release the money before the error travels on.
+            await billing.release(attempts=[], outcome="aborted")
+            raise
