@@ -6,44 +6,23 @@ import structlog
 from aiohttp import web
 
 from proxy.api.app_keys import (
-    BILLING,
     CATALOG,
     CLASSIFIER,
-    DISPATCHER,
     HEALTH_TRACKER,
     MODEL_INDEX,
-    PAYMENT_GATE,
     SETTINGS,
     UPSTREAMS,
 )
-from proxy.api.auth import authenticate_bearer
-from proxy.api.middlewares import cors_headers, request_id_of
+from proxy.api.paid import paid_call, pipeline_of
 from proxy.api.request_parsing import read_json_model
 from proxy.errors import InvalidRequest
 from proxy.openai_types import ChatCompletionRequest
 from proxy.providers.base import openai_usage
-from proxy.serving.pipeline import PaidCall, Pipeline
 from proxy.serving.planning import plan_chat_request
 
-__all__ = ["paid_call", "pipeline_of", "routes"]
+__all__ = ["routes"]
 
 routes = web.RouteTableDef()
-
-
-def pipeline_of(app: web.Application) -> Pipeline:
-    return Pipeline(
-        gate=app[PAYMENT_GATE], billing=app[BILLING], dispatcher=app[DISPATCHER], settings=app[SETTINGS]
-    )
-
-
-async def paid_call(request: web.Request) -> PaidCall:
-    """The request-scoped inputs of the pipeline: the caller's key (if any) and the request's id."""
-    return PaidCall(
-        request=request,
-        principal=await authenticate_bearer(request),
-        request_id=request_id_of(request),
-        stream_headers=cors_headers(),
-    )
 
 
 @routes.post("/v1/chat/completions")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy.api.app_keys import CATALOG, MODEL_INDEX, UPSTREAMS
-from proxy.api.handlers.chat import paid_call, pipeline_of
+from proxy.api.paid import paid_call, pipeline_of
 from proxy.api.request_parsing import read_json_model
 from proxy.openai_types import EmbeddingsRequest
 from proxy.serving.embeddings_plan import plan_embeddings_request
