@@ -18,12 +18,12 @@ import json
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
 
-from proxy.errors import UpstreamTimeout
+from proxy.errors import ApiError, UpstreamTimeout
 from proxy.openai_types import ChatCompletionChunk, ChatCompletionRequest
 from proxy.providers.base import StreamEvent, TokenUsage, openai_usage
 from proxy.providers.errors import UpstreamError
@@ -32,7 +32,7 @@ from proxy.serving.billing import BillingSession
 from proxy.serving.dispatch import Dispatcher, OpenedStream, close_events
 from proxy.serving.upstream_errors import api_error_for_upstream
 
-__all__ = ["ClientStalled", "StreamBounds", "relay_stream"]
+__all__ = ["ChatChunkRenderer", "ClientStalled", "StreamBounds", "StreamRenderer", "relay_stream"]
 
 log = structlog.get_logger("megarouter.stream")
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -43,10 +43,8 @@ class _Produced:
 
     def __init__(self) -> None:
         self.parts: list[str] = []
-        self.chunk_template: ChatCompletionChunk | None = None
 
     def add(self, chunk: ChatCompletionChunk) -> None:
-        self.chunk_template = self.chunk_template or chunk
         for choice in chunk.choices:
             if choice.delta.content:
                 self.parts.append(choice.delta.content)
@@ -79,6 +77,49 @@ def _usage_chunk(template: ChatCompletionChunk | None, usage: TokenUsage) -> dic
     }
 
 
+class StreamRenderer(Protocol):
+    """The bytes a stream's caller receives, in the endpoint's own format, for each thing the relay sees.
+
+    Pure: the relay does every write, bound and charge, so charging on a cut or a disconnect is the same
+    whatever the format. `opened` is written first (it may be empty), then one `chunk` per upstream chunk,
+    then `finished` with the usage the upstream reported (None: it reported none), or `failed` when the
+    stream is cut (an explicit error event: a cut stream must never look complete).
+    """
+
+    def opened(self, *, model_id: str) -> bytes: ...
+
+    def chunk(self, chunk: ChatCompletionChunk) -> bytes: ...
+
+    def finished(self, usage: TokenUsage | None) -> bytes: ...
+
+    def failed(self, error: ApiError) -> bytes: ...
+
+
+class ChatChunkRenderer:
+    """Chat completions' SSE: the chunks as they come, the usage chunk if asked for, then `[DONE]`."""
+
+    def __init__(self, body: ChatCompletionRequest) -> None:
+        self._body = body
+        self._chunk_template: ChatCompletionChunk | None = None
+
+    def opened(self, *, model_id: str) -> bytes:
+        return b""
+
+    def chunk(self, chunk: ChatCompletionChunk) -> bytes:
+        self._chunk_template = self._chunk_template or chunk
+        return _sse(chunk.model_dump(mode="json", exclude_none=True))
+
+    def finished(self, usage: TokenUsage | None) -> bytes:
+        stream_options = self._body.stream_options
+        usage_chunk = b""
+        if stream_options is not None and stream_options.include_usage and usage is not None:
+            usage_chunk = _sse(_usage_chunk(self._chunk_template, usage))
+        return usage_chunk + _sse("[DONE]")
+
+    def failed(self, error: ApiError) -> bytes:
+        return _sse(error.body())
+
+
 @dataclass(frozen=True)
 class StreamBounds:
     """How long the relay may run in all, and how long one write may wait for the client to read."""
@@ -100,10 +141,18 @@ async def relay_stream(
     dispatcher: Dispatcher,
     headers: dict[str, str],
     bounds: StreamBounds,
+    renderer: StreamRenderer | None = None,
 ) -> web.StreamResponse:
+    """`renderer` chooses the format the caller reads (default: chat completions' chunks)."""
     assert bounds.write_timeout_s > 0
     response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
-    relay = _Relay(body=body, opened=opened, response=response, write_timeout_s=bounds.write_timeout_s)
+    relay = _Relay(
+        body=body,
+        opened=opened,
+        response=response,
+        write_timeout_s=bounds.write_timeout_s,
+        renderer=renderer or ChatChunkRenderer(body),
+    )
     # Past the bound (a duration of zero or less included) the relay stops where it is.
     duration_bound = asyncio.timeout(max(bounds.duration_s, 0.0))
     try:
@@ -115,7 +164,7 @@ async def relay_stream(
             relay.upstream_error, relay.outcome = error, "stream_cut"
             log.warning("stream_cut_by_upstream", model=opened.model.id, kind=error.kind)
             # An explicit error event: a client must never mistake a cut stream for a complete one.
-            await relay.write_quietly(_sse(api_error_for_upstream(error).body()))
+            await relay.write_quietly(relay.renderer.failed(api_error_for_upstream(error)))
         except TimeoutError:
             if not duration_bound.expired():
                 # Not our bound (writes raise ClientStalled, adapters UpstreamError): a bug, fail loud.
@@ -123,10 +172,10 @@ async def relay_stream(
                 raise
             relay.outcome = "stream_duration_exceeded"
             log.warning("stream_duration_exceeded", model=opened.model.id, duration_s=bounds.duration_s)
-            error_body = UpstreamTimeout(
+            bound_error = UpstreamTimeout(
                 "the stream reached its duration bound", code="stream_duration_exceeded"
-            ).body()
-            await relay.write_quietly(_sse(error_body))
+            )
+            await relay.write_quietly(relay.renderer.failed(bound_error))
         except ClientStalled:
             relay.outcome = "client_write_timeout"
             log.info("stream_client_stalled", model=opened.model.id, write_timeout_s=bounds.write_timeout_s)
@@ -170,8 +219,10 @@ class _Relay:
         opened: OpenedStream,
         response: web.StreamResponse,
         write_timeout_s: float,
+        renderer: StreamRenderer,
     ) -> None:
         self.body = body
+        self.renderer = renderer
         self.opened = opened
         self.response = response
         self.write_timeout_s = write_timeout_s
@@ -191,18 +242,18 @@ class _Relay:
 
     async def run(self) -> None:
         leading = iter(self.opened.leading_events)
+        if head := self.renderer.opened(model_id=self.opened.model.id):
+            await self.write(head)
         event: StreamEvent | None = next(leading)
         while event is not None:
             if event.chunk is not None:
                 self.produced.add(event.chunk)
-                await self.write(_sse(event.chunk.model_dump(mode="json", exclude_none=True)))
+                if data := self.renderer.chunk(event.chunk):
+                    await self.write(data)
             else:
                 self.usage = event.usage
             event = next(leading, None) or await anext(self.opened.events, None)
-        stream_options = self.body.stream_options
-        if stream_options is not None and stream_options.include_usage and self.usage is not None:
-            await self.write(_sse(_usage_chunk(self.produced.chunk_template, self.usage)))
-        await self.write(_sse("[DONE]"))
+        await self.write(self.renderer.finished(self.usage))
 
 
 async def _finish_shielded(billing: BillingSession, dispatcher: Dispatcher, relay: _Relay) -> None:

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from proxy.accounts.withdrawals import WithdrawalRequest
 from proxy.api.handlers.keys import ChallengeBody, CreateKeyBody
+from proxy.api.responses_types import ResponsesRequest
 from proxy.openai_types import ChatCompletionRequest, EmbeddingsRequest, ErrorBody
 
 __all__ = ["openapi_document", "routes"]
@@ -22,6 +23,7 @@ routes = web.RouteTableDef()
 _SCHEMA_REF = "#/components/schemas/{model}"
 _BODY_MODELS: tuple[type[BaseModel], ...] = (
     ChatCompletionRequest,
+    ResponsesRequest,
     EmbeddingsRequest,
     ChallengeBody,
     CreateKeyBody,
@@ -123,6 +125,11 @@ def _paths() -> dict[str, Any]:
     return {
         "/v1/chat/completions": {
             "post": _operation("Chat completion (JSON or SSE stream)", body=ChatCompletionRequest, paid=True)
+        },
+        "/v1/responses": {
+            "post": _operation(
+                "Response, OpenAI Responses API (JSON or SSE stream)", body=ResponsesRequest, paid=True
+            )
         },
         "/v1/embeddings": {"post": _operation("Embeddings", body=EmbeddingsRequest, paid=True)},
         "/v1/models": {"get": _operation("The catalog")},
