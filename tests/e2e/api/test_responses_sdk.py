@@ -21,6 +21,7 @@ from openai.types.responses import FunctionToolParam, ResponseInputParam, Respon
 from pydantic import BaseModel
 
 from proxy.api.app_keys import CATALOG
+from tests.e2e.accounts.helpers import bearer
 from tests.e2e.api.support import credit_balance, funded_key, holds_of, openai_client, resolved_hold
 from tests.fixtures.app import RunningRouter
 
@@ -39,6 +40,7 @@ WEATHER_TOOL: FunctionToolParam = {
     },
     "strict": True,
 }
+CUT_AFTER_TOKENS = 5
 STREAM_LIFECYCLE_FIRST = ["response.created", "response.in_progress"]
 
 
@@ -249,3 +251,30 @@ async def test_unsupported_fields_are_400s_naming_them(
     assert error.body["param"].startswith(param)
     assert param.split(".")[0] in error.body["message"]
     assert await holds_of(router, payer) == [], "refused before any money is held"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("kind", sorted(MODELS))
+async def test_a_cut_stream_ends_with_an_error_event_and_charges_what_was_produced(
+    router: RunningRouter, kind: str
+) -> None:
+    model_id = MODELS[kind]
+    payer = router.payers[7]
+    key = await funded_key(router, payer, amount_usd="1")
+    upstream_model = router.app[CATALOG].get(model_id).upstream_model
+    router.simulator["primary"].set_fault(upstream_model, cut_stream_after_tokens=CUT_AFTER_TOKENS)
+    body = {"model": model_id, "input": "Tell me about routers and ledgers.", "stream": True}
+    response = await router.client.post("/v1/responses", json=body, headers=bearer(key))
+    assert response.status == 200
+    frames = [frame for frame in (await response.text()).split("\n\n") if frame]
+    kinds = [frame.split("\n")[0].removeprefix("event: ") for frame in frames]
+    assert "response.output_text.delta" in kinds, "the caller received the first part"
+    assert kinds[-1] == "error", "a cut stream must never look complete"
+    assert "response.completed" not in kinds
+
+    hold, event = await resolved_hold(router, response.headers["X-Request-Id"])
+    assert event.outcome == "stream_cut"
+    assert hold.state == "captured"
+    assert event.cost_nano_usd is not None
+    assert 0 < event.cost_nano_usd == hold.captured_amount < hold.amount
+    assert (await credit_balance(router, payer)).pending == 0
