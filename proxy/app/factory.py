@@ -15,6 +15,7 @@ from proxy.api.handlers import (
     embeddings,
     health,
     keys,
+    messages,
     models,
     openapi,
     topup,
@@ -69,6 +70,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
             accounts_ctx,
         ]
     )
-    for handlers in (health, models, chat, embeddings, deployments, topup, usage, keys, credits, openapi):
+    for handlers in (
+        health,
+        models,
+        chat,
+        messages,
+        embeddings,
+        deployments,
+        topup,
+        usage,
+        keys,
+        credits,
+        openapi,
+    ):
         app.add_routes(handlers.routes)
     return app

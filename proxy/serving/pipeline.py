@@ -29,7 +29,7 @@ from proxy.serving.dispatch import Dispatcher, NoCandidateServed, attempts_heade
 from proxy.serving.embeddings_plan import EmbeddingsPlan
 from proxy.serving.payer import open_paid_session, with_payment_outcome
 from proxy.serving.planning import ServePlan
-from proxy.serving.stream_relay import StreamBounds, relay_stream
+from proxy.serving.stream_relay import OpenAIStreamRenderer, StreamBounds, StreamRenderer, relay_stream
 from proxy.serving.usage_log import Attempt
 from proxy.settings import Settings
 
@@ -112,8 +112,14 @@ class Pipeline:
         return Served(result=result, model=model, headers={**payment_headers, **headers})
 
     async def chat_stream(
-        self, call: PaidCall, body: ChatCompletionRequest, plan: ServePlan
+        self,
+        call: PaidCall,
+        body: ChatCompletionRequest,
+        plan: ServePlan,
+        *,
+        renderer: StreamRenderer | None = None,
     ) -> web.StreamResponse:
+        """The relayed stream, as OpenAI chunks unless the handler's `renderer` speaks another format."""
         assert body.stream
         billing, payment_headers = await self._hold(call, plan, streamed=True)
         opened = await self._dispatched(
@@ -140,6 +146,7 @@ class Pipeline:
             dispatcher=self._dispatcher,
             headers=headers,
             bounds=self._stream_bounds(billing),
+            renderer=renderer or OpenAIStreamRenderer(body),
         )
 
     async def embeddings(

@@ -1,4 +1,5 @@
-"""Relays an upstream stream to the caller as OpenAI-style SSE and charges exactly for what was produced.
+"""Relays an upstream stream to the caller and charges exactly for what was produced. The bytes are the
+handler's choice (a `StreamRenderer`): OpenAI-style SSE by default, another wire format for another door.
 
 Whatever ends a stream, what was produced is charged exactly once, with its usage event, and the hold is
 resolved: the upstream finishes (charged by its reported usage); the upstream dies midway (an explicit
@@ -18,12 +19,12 @@ import json
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
 
-from proxy.errors import UpstreamTimeout
+from proxy.errors import ApiError, UpstreamTimeout
 from proxy.openai_types import ChatCompletionChunk, ChatCompletionRequest
 from proxy.providers.base import StreamEvent, TokenUsage, openai_usage
 from proxy.providers.errors import UpstreamError
@@ -32,7 +33,7 @@ from proxy.serving.billing import BillingSession
 from proxy.serving.dispatch import Dispatcher, OpenedStream, close_events
 from proxy.serving.upstream_errors import api_error_for_upstream
 
-__all__ = ["ClientStalled", "StreamBounds", "relay_stream"]
+__all__ = ["ClientStalled", "OpenAIStreamRenderer", "StreamBounds", "StreamRenderer", "relay_stream"]
 
 log = structlog.get_logger("megarouter.stream")
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -43,10 +44,8 @@ class _Produced:
 
     def __init__(self) -> None:
         self.parts: list[str] = []
-        self.chunk_template: ChatCompletionChunk | None = None
 
     def add(self, chunk: ChatCompletionChunk) -> None:
-        self.chunk_template = self.chunk_template or chunk
         for choice in chunk.choices:
             if choice.delta.content:
                 self.parts.append(choice.delta.content)
@@ -79,6 +78,38 @@ def _usage_chunk(template: ChatCompletionChunk | None, usage: TokenUsage) -> dic
     }
 
 
+class StreamRenderer(Protocol):
+    """Turns the relay's OpenAI chunks into the caller's wire format: `chunk` for each chunk, then `end`
+    (the stream finished; `charged` is the usage charged, reported or estimated) or `error` (it was cut)."""
+
+    def chunk(self, chunk: ChatCompletionChunk) -> bytes: ...
+
+    def end(self, *, reported: TokenUsage | None, charged: TokenUsage) -> bytes: ...
+
+    def error(self, error: ApiError) -> bytes: ...
+
+
+class OpenAIStreamRenderer:
+    """Chat Completions SSE: each chunk as a `data:` line, the usage chunk when the caller asked for it
+    (and the upstream reported usage), then `[DONE]`; an error as an OpenAI error body."""
+
+    def __init__(self, body: ChatCompletionRequest) -> None:
+        self._include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        self._template: ChatCompletionChunk | None = None
+
+    def chunk(self, chunk: ChatCompletionChunk) -> bytes:
+        self._template = self._template or chunk
+        return _sse(chunk.model_dump(mode="json", exclude_none=True))
+
+    def end(self, *, reported: TokenUsage | None, charged: TokenUsage) -> bytes:
+        del charged  # An OpenAI stream shows only reported usage.
+        usage = _sse(_usage_chunk(self._template, reported)) if self._include_usage and reported else b""
+        return usage + _sse("[DONE]")
+
+    def error(self, error: ApiError) -> bytes:
+        return _sse(error.body())
+
+
 @dataclass(frozen=True)
 class StreamBounds:
     """How long the relay may run in all, and how long one write may wait for the client to read."""
@@ -100,10 +131,17 @@ async def relay_stream(
     dispatcher: Dispatcher,
     headers: dict[str, str],
     bounds: StreamBounds,
+    renderer: StreamRenderer,
 ) -> web.StreamResponse:
     assert bounds.write_timeout_s > 0
     response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
-    relay = _Relay(body=body, opened=opened, response=response, write_timeout_s=bounds.write_timeout_s)
+    relay = _Relay(
+        body=body,
+        opened=opened,
+        response=response,
+        write_timeout_s=bounds.write_timeout_s,
+        renderer=renderer,
+    )
     # Past the bound (a duration of zero or less included) the relay stops where it is.
     duration_bound = asyncio.timeout(max(bounds.duration_s, 0.0))
     try:
@@ -115,7 +153,7 @@ async def relay_stream(
             relay.upstream_error, relay.outcome = error, "stream_cut"
             log.warning("stream_cut_by_upstream", model=opened.model.id, kind=error.kind)
             # An explicit error event: a client must never mistake a cut stream for a complete one.
-            await relay.write_quietly(_sse(api_error_for_upstream(error).body()))
+            await relay.write_quietly(renderer.error(api_error_for_upstream(error)))
         except TimeoutError:
             if not duration_bound.expired():
                 # Not our bound (writes raise ClientStalled, adapters UpstreamError): a bug, fail loud.
@@ -123,10 +161,10 @@ async def relay_stream(
                 raise
             relay.outcome = "stream_duration_exceeded"
             log.warning("stream_duration_exceeded", model=opened.model.id, duration_s=bounds.duration_s)
-            error_body = UpstreamTimeout(
+            timeout = UpstreamTimeout(
                 "the stream reached its duration bound", code="stream_duration_exceeded"
-            ).body()
-            await relay.write_quietly(_sse(error_body))
+            )
+            await relay.write_quietly(renderer.error(timeout))
         except ClientStalled:
             relay.outcome = "client_write_timeout"
             log.info("stream_client_stalled", model=opened.model.id, write_timeout_s=bounds.write_timeout_s)
@@ -170,8 +208,10 @@ class _Relay:
         opened: OpenedStream,
         response: web.StreamResponse,
         write_timeout_s: float,
+        renderer: StreamRenderer,
     ) -> None:
         self.body = body
+        self.renderer = renderer
         self.opened = opened
         self.response = response
         self.write_timeout_s = write_timeout_s
@@ -182,6 +222,8 @@ class _Relay:
         self.started_s = time.monotonic() - opened.time_to_first_event_s
 
     async def write(self, data: bytes) -> None:
+        if not data:
+            return  # A renderer may have nothing to say for a chunk.
         await _bounded(self.response.write(data), self.write_timeout_s)
 
     async def write_quietly(self, data: bytes) -> None:
@@ -195,14 +237,15 @@ class _Relay:
         while event is not None:
             if event.chunk is not None:
                 self.produced.add(event.chunk)
-                await self.write(_sse(event.chunk.model_dump(mode="json", exclude_none=True)))
+                await self.write(self.renderer.chunk(event.chunk))
             else:
                 self.usage = event.usage
             event = next(leading, None) or await anext(self.opened.events, None)
-        stream_options = self.body.stream_options
-        if stream_options is not None and stream_options.include_usage and self.usage is not None:
-            await self.write(_sse(_usage_chunk(self.produced.chunk_template, self.usage)))
-        await self.write(_sse("[DONE]"))
+        await self.write(self.renderer.end(reported=self.usage, charged=self.charged_usage()))
+
+    def charged_usage(self) -> TokenUsage:
+        """The usage reported by the upstream, else estimated from what it produced."""
+        return self.usage if self.usage is not None else self.produced.estimated_usage(self.body)
 
 
 async def _finish_shielded(billing: BillingSession, dispatcher: Dispatcher, relay: _Relay) -> None:
@@ -216,10 +259,9 @@ async def _finish(billing: BillingSession, dispatcher: Dispatcher, relay: _Relay
     try:
         await close_events(opened.events)
     finally:
-        charged_usage = relay.usage if relay.usage is not None else relay.produced.estimated_usage(relay.body)
         await billing.charge(
             opened.model,
-            charged_usage,
+            relay.charged_usage(),
             attempts=opened.attempts,
             outcome=relay.outcome,
             time_to_first_token_ms=int(opened.time_to_first_event_s * 1000),
