@@ -176,6 +176,12 @@ async def test_count_tokens_is_free_and_needs_a_key(router: RunningRouter, kind:
         model=model_id, system="You are terse.", messages=MESSAGES, tools=[WEATHER_TOOL]
     )
     assert 0 < short.input_tokens < longer.input_tokens
+    # The key works in `Authorization: Bearer` too (the SDK's auth_token).
+    bearer_client = anthropic.AsyncAnthropic(
+        base_url=str(router.client.make_url("")).rstrip("/"), auth_token=key, max_retries=0, timeout=30.0
+    )
+    assert (await bearer_client.messages.count_tokens(model=model_id, messages=MESSAGES)) == short
+    await bearer_client.close()
     after = await credit_balance(router, payer)
     assert (after.posted, after.pending) == (before.posted, before.pending)
     assert await holds_of(router, payer) == []
