@@ -12,6 +12,7 @@ usage the SDK returned, and compared with the response header, the usage log, th
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from unittest.mock import ANY
 
@@ -20,7 +21,7 @@ import pytest
 from anthropic.types import MessageParam, ToolParam
 
 from proxy.api.app_keys import CATALOG
-from tests.e2e.api.support import credit_balance, funded_key, holds_of, usage_event
+from tests.e2e.api.support import credit_balance, funded_key, holds_of, resolved_hold, usage_event
 from tests.fixtures.app import RunningRouter
 
 CHAT_MODELS = {"openai": "openai/gpt-4o-mini", "anthropic": "anthropic/claude-haiku-4-5"}
@@ -234,3 +235,82 @@ async def test_errors_have_anthropic_shape_and_the_402_stays_x402(router: Runnin
     assert offer["accepts"]
     await client.close()
     await wrong.close()
+
+
+def _sse_events(raw: str) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for frame in raw.split("\n\n"):
+        if frame.strip():
+            name_line, data_line = frame.split("\n")
+            events.append((name_line.removeprefix("event: "), json.loads(data_line.removeprefix("data: "))))
+    return events
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("kind", sorted(CHAT_MODELS))
+async def test_cut_stream_ends_with_an_error_event_and_charges_what_was_produced(
+    router: RunningRouter, kind: str
+) -> None:
+    model_id = CHAT_MODELS[kind]
+    payer = router.payers[6]
+    key = await funded_key(router, payer, amount_usd="1")
+    upstream_model = router.app[CATALOG].get(model_id).upstream_model
+    router.simulator["primary"].set_fault(upstream_model, cut_stream_after_tokens=5)
+    body = {
+        "model": model_id,
+        "messages": [{"role": "user", "content": "Tell me about routers and ledgers."}],
+        "max_tokens": 200,
+        "stream": True,
+    }
+    response = await router.client.post("/v1/messages", json=body, headers={"x-api-key": key})
+    assert response.status == 200
+    events = _sse_events(await response.text())
+    names = [name for name, _ in events]
+    assert names[:3] == ["message_start", "ping", "content_block_start"]
+    assert "message_stop" not in names, "a cut stream must never look complete"
+    assert names[-1] == "error"
+    assert events[-1][1]["type"] == "error"
+    assert events[-1][1]["error"]["type"] in ("api_error", "overloaded_error", "timeout_error")
+
+    hold, event = await resolved_hold(router, response.headers["X-Request-Id"])
+    assert event.outcome == "stream_cut"
+    assert hold.state == "captured"
+    assert event.output_tokens > 0
+    assert hold.captured_amount == event.cost_nano_usd
+    assert 0 < event.cost_nano_usd < hold.amount
+    assert (await credit_balance(router, payer)).pending == 0
+
+    # What the SDK's caller sees: the part produced, then an error.
+    client = anthropic_client(router, key)
+    received: list[str] = []
+
+    async def read_all() -> None:
+        async with client.messages.stream(model=model_id, messages=MESSAGES, max_tokens=200) as stream:
+            async for text in stream.text_stream:
+                received.append(text)
+
+    with pytest.raises(anthropic.APIError):
+        await read_all()
+    assert received
+    await client.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_upstream_failure_is_an_anthropic_error_and_charges_nothing(router: RunningRouter) -> None:
+    model_id = CHAT_MODELS["anthropic"]
+    payer = router.payers[6]
+    key = await funded_key(router, payer, amount_usd="1")
+    upstream_model = router.app[CATALOG].get(model_id).upstream_model
+    router.simulator["primary"].set_fault(upstream_model, error_count=50, error_status=529)
+    client = anthropic_client(router, key)
+    before = await credit_balance(router, payer)
+    with pytest.raises(anthropic.APIStatusError) as failed:
+        await client.messages.create(model=model_id, messages=MESSAGES, max_tokens=10)
+    assert failed.value.status_code >= 500
+    assert failed.value.body == {"type": "error", "error": {"type": ANY, "message": ANY}}
+    body: Any = failed.value.body
+    assert body["error"]["type"] in ("api_error", "overloaded_error")
+    after = await credit_balance(router, payer)
+    assert (after.posted, after.pending) == (before.posted, 0)
+    assert [hold.state for hold in await holds_of(router, payer)] == ["voided"]
+    await client.close()
