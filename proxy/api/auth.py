@@ -1,7 +1,9 @@
 """Bearer authentication with wallet-bound API keys, for any handler (the chat handler calls it first).
 
 No Authorization header means "not keyed" (the caller may pay with x402 instead); a header that is present
-but wrong is always a 401, never a silent fall-back to another way of paying.
+but wrong is always a 401, never a silent fall-back to another way of paying. Anthropic's door also takes
+the key in `x-api-key` (as Anthropic's SDK sends it): `authenticate_key`; when both headers come,
+Authorization decides.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from proxy.accounts.principal import KeyPrincipal
 from proxy.api.app_keys import API_KEYS
 from proxy.errors import AuthenticationFailed
 
-__all__ = ["authenticate_bearer", "require_bearer"]
+__all__ = ["authenticate_bearer", "authenticate_key", "require_bearer"]
 
 _BEARER = "bearer "
 _KEY_LENGTH_MAX = 256
@@ -24,7 +26,20 @@ async def authenticate_bearer(request: web.Request) -> KeyPrincipal | None:
         return None
     if not header[: len(_BEARER)].lower() == _BEARER:
         raise AuthenticationFailed("Authorization must be 'Bearer <api key>'", code="invalid_authorization")
-    key = header[len(_BEARER) :].strip()
+    return await _principal(request, header[len(_BEARER) :].strip())
+
+
+async def authenticate_key(request: web.Request) -> KeyPrincipal | None:
+    """The key in `Authorization: Bearer` or else in `x-api-key`; None when neither header is present."""
+    if "Authorization" in request.headers:
+        return await authenticate_bearer(request)
+    header = request.headers.get("x-api-key")
+    if header is None:
+        return None
+    return await _principal(request, header.strip())
+
+
+async def _principal(request: web.Request, key: str) -> KeyPrincipal:
     if not key or len(key) > _KEY_LENGTH_MAX:
         raise AuthenticationFailed("Incorrect API key provided", code="invalid_api_key")
     info = await request.app[API_KEYS].authenticate(key)

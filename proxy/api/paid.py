@@ -6,12 +6,24 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.api.app_keys import BILLING, DISPATCHER, PAYMENT_GATE, SETTINGS
-from proxy.api.auth import authenticate_bearer
+from proxy.api.app_keys import (
+    BILLING,
+    CATALOG,
+    CLASSIFIER,
+    DISPATCHER,
+    HEALTH_TRACKER,
+    MODEL_INDEX,
+    PAYMENT_GATE,
+    SETTINGS,
+    UPSTREAMS,
+)
+from proxy.api.auth import authenticate_bearer, authenticate_key
 from proxy.api.middlewares import cors_headers, request_id_of
+from proxy.openai_types import ChatCompletionRequest
 from proxy.serving.pipeline import PaidCall, Pipeline
+from proxy.serving.planning import ServePlan, plan_chat_request
 
-__all__ = ["paid_call", "pipeline_of"]
+__all__ = ["paid_call", "pipeline_of", "plan_chat"]
 
 
 def pipeline_of(app: web.Application) -> Pipeline:
@@ -20,11 +32,28 @@ def pipeline_of(app: web.Application) -> Pipeline:
     )
 
 
-async def paid_call(request: web.Request) -> PaidCall:
-    """The request-scoped inputs of the pipeline: the caller's key (if any) and the request's id."""
+async def paid_call(request: web.Request, *, x_api_key: bool = False) -> PaidCall:
+    """The request-scoped inputs of the pipeline: the caller's key (if any) and the request's id. With
+    `x_api_key`, the key may come in that header too (Anthropic's door)."""
     return PaidCall(
         request=request,
-        principal=await authenticate_bearer(request),
+        principal=await (authenticate_key(request) if x_api_key else authenticate_bearer(request)),
         request_id=request_id_of(request),
         stream_headers=cors_headers(),
+    )
+
+
+async def plan_chat(request: web.Request, body: ChatCompletionRequest, call: PaidCall) -> ServePlan:
+    """The plan of a chat request, whichever door it came in by (the key may carry its own strategy)."""
+    app = request.app
+    return await plan_chat_request(
+        body,
+        key_strategy=call.principal.route_strategy if call.principal else None,
+        headers=request.headers,
+        catalog=app[CATALOG],
+        model_index=app[MODEL_INDEX],
+        settings=app[SETTINGS],
+        tracker=app[HEALTH_TRACKER],
+        classifier=app[CLASSIFIER],
+        providers_available=app[UPSTREAMS].providers,
     )

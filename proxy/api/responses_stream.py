@@ -84,10 +84,11 @@ class ResponsesStreamRenderer:
                 self._finish_reason = choice.finish_reason
         return data
 
-    def finished(self, usage: TokenUsage | None) -> bytes:
+    def finished(self, *, reported: TokenUsage | None, charged: TokenUsage) -> bytes:
+        del reported  # The final Response shows the usage charged, as the non-streamed one does.
         data = self._close_message() + self._close_calls()
         status, incomplete_details = response_status(self._finish_reason)
-        final = self._response(status=status, usage=usage, incomplete_details=incomplete_details)
+        final = self._response(status=status, usage=charged, incomplete_details=incomplete_details)
         kind = "response.completed" if status == "completed" else "response.incomplete"
         return data + self._event(kind, response=final)
 

@@ -90,7 +90,7 @@ class StreamRenderer(Protocol):
 
     def chunk(self, chunk: ChatCompletionChunk) -> bytes: ...
 
-    def finished(self, usage: TokenUsage | None) -> bytes: ...
+    def finished(self, *, reported: TokenUsage | None, charged: TokenUsage) -> bytes: ...
 
     def failed(self, error: ApiError) -> bytes: ...
 
@@ -109,11 +109,12 @@ class ChatChunkRenderer:
         self._chunk_template = self._chunk_template or chunk
         return _sse(chunk.model_dump(mode="json", exclude_none=True))
 
-    def finished(self, usage: TokenUsage | None) -> bytes:
+    def finished(self, *, reported: TokenUsage | None, charged: TokenUsage) -> bytes:
+        del charged  # A chat completions stream shows only the usage the upstream reported.
         stream_options = self._body.stream_options
         usage_chunk = b""
-        if stream_options is not None and stream_options.include_usage and usage is not None:
-            usage_chunk = _sse(_usage_chunk(self._chunk_template, usage))
+        if stream_options is not None and stream_options.include_usage and reported is not None:
+            usage_chunk = _sse(_usage_chunk(self._chunk_template, reported))
         return usage_chunk + _sse("[DONE]")
 
     def failed(self, error: ApiError) -> bytes:
@@ -253,7 +254,11 @@ class _Relay:
             else:
                 self.usage = event.usage
             event = next(leading, None) or await anext(self.opened.events, None)
-        await self.write(self.renderer.finished(self.usage))
+        await self.write(self.renderer.finished(reported=self.usage, charged=self.charged_usage()))
+
+    def charged_usage(self) -> TokenUsage:
+        """The usage reported by the upstream, else estimated from what it produced."""
+        return self.usage if self.usage is not None else self.produced.estimated_usage(self.body)
 
 
 async def _finish_shielded(billing: BillingSession, dispatcher: Dispatcher, relay: _Relay) -> None:

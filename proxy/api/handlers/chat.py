@@ -5,20 +5,11 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from proxy.api.app_keys import (
-    CATALOG,
-    CLASSIFIER,
-    HEALTH_TRACKER,
-    MODEL_INDEX,
-    SETTINGS,
-    UPSTREAMS,
-)
-from proxy.api.paid import paid_call, pipeline_of
+from proxy.api.paid import paid_call, pipeline_of, plan_chat
 from proxy.api.request_parsing import read_json_model
 from proxy.errors import InvalidRequest
 from proxy.openai_types import ChatCompletionRequest
 from proxy.providers.base import openai_usage
-from proxy.serving.planning import plan_chat_request
 
 __all__ = ["routes"]
 
@@ -27,25 +18,14 @@ routes = web.RouteTableDef()
 
 @routes.post("/v1/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    app = request.app
     body = await read_json_model(request, ChatCompletionRequest)
     if body.n not in (None, 1):
         raise InvalidRequest("only n=1 is supported", code="unsupported_value", param="n")
     # The key (if any) is known before routing: it may carry its own default strategy.
     call = await paid_call(request)
-    plan = await plan_chat_request(
-        body,
-        key_strategy=call.principal.route_strategy if call.principal else None,
-        headers=request.headers,
-        catalog=app[CATALOG],
-        model_index=app[MODEL_INDEX],
-        settings=app[SETTINGS],
-        tracker=app[HEALTH_TRACKER],
-        classifier=app[CLASSIFIER],
-        providers_available=app[UPSTREAMS].providers,
-    )
+    plan = await plan_chat(request, body, call)
     structlog.contextvars.bind_contextvars(strategy=plan.strategy, first_candidate=plan.candidates[0].id)
-    pipeline = pipeline_of(app)
+    pipeline = pipeline_of(request.app)
     if body.stream:
         return await pipeline.chat_stream(call, body, plan)
     served = await pipeline.chat_completion(call, body, plan)

@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from proxy.accounts.withdrawals import WithdrawalRequest
+from proxy.anthropic_types import AnthropicErrorBody, CountTokensRequest, MessagesRequest
 from proxy.api.handlers.keys import ChallengeBody, CreateKeyBody
 from proxy.api.responses_types import ResponsesRequest
 from proxy.openai_types import ChatCompletionRequest, EmbeddingsRequest, ErrorBody
@@ -24,11 +25,14 @@ _SCHEMA_REF = "#/components/schemas/{model}"
 _BODY_MODELS: tuple[type[BaseModel], ...] = (
     ChatCompletionRequest,
     ResponsesRequest,
+    MessagesRequest,
+    CountTokensRequest,
     EmbeddingsRequest,
     ChallengeBody,
     CreateKeyBody,
     WithdrawalRequest,
     ErrorBody,
+    AnthropicErrorBody,
 )
 # Caller errors any operation may answer; 5xx are documented only where an upstream or the chain is involved.
 _CALLER_ERRORS = {"400": "invalid request", "404": "unknown route or resource", "413": "body too large"}
@@ -67,7 +71,13 @@ def _components() -> dict[str, Any]:
     return {
         "schemas": schemas,
         "securitySchemes": {
-            "apiKey": {"type": "http", "scheme": "bearer", "description": "a MegaRouter key"}
+            "apiKey": {"type": "http", "scheme": "bearer", "description": "a MegaRouter key"},
+            "anthropicApiKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "x-api-key",
+                "description": "a MegaRouter key, as Anthropic's SDK sends it",
+            },
         },
     }
 
@@ -92,8 +102,10 @@ def _operation(
     paid: bool = False,
     parameters: list[dict[str, Any]] | None = None,
     extra: dict[str, str] | None = None,
+    error_body: type[BaseModel] = ErrorBody,
+    key_schemes: tuple[str, ...] = ("apiKey",),
 ) -> dict[str, Any]:
-    error = _ref(ErrorBody)
+    error = _ref(error_body)
     responses: dict[str, Any] = {ok: _json({"type": "object"}, "success")}
     responses.update({status: _json(error, text) for status, text in _CALLER_ERRORS.items()})
     if keyed or paid:
@@ -110,9 +122,9 @@ def _operation(
     headers = (_PAYMENT_HEADERS + _ROUTING_HEADERS) if paid else ()
     operation["parameters"] = (parameters or []) + _header_parameters(headers)
     if keyed:
-        operation["security"] = [{"apiKey": []}]
+        operation["security"] = [{scheme: []} for scheme in key_schemes]
     elif paid:
-        operation["security"] = [{"apiKey": []}, {}]
+        operation["security"] = [*({scheme: []} for scheme in key_schemes), {}]
     return operation
 
 
@@ -129,6 +141,24 @@ def _paths() -> dict[str, Any]:
         "/v1/responses": {
             "post": _operation(
                 "Response, OpenAI Responses API (JSON or SSE stream)", body=ResponsesRequest, paid=True
+            )
+        },
+        "/v1/messages": {
+            "post": _operation(
+                "Anthropic Messages API (JSON or SSE stream), any catalog model",
+                body=MessagesRequest,
+                paid=True,
+                error_body=AnthropicErrorBody,
+                key_schemes=("anthropicApiKey", "apiKey"),
+            )
+        },
+        "/v1/messages/count_tokens": {
+            "post": _operation(
+                "Anthropic count_tokens: the router's prompt-token estimate, free with a key",
+                body=CountTokensRequest,
+                keyed=True,
+                error_body=AnthropicErrorBody,
+                key_schemes=("anthropicApiKey", "apiKey"),
             )
         },
         "/v1/embeddings": {"post": _operation("Embeddings", body=EmbeddingsRequest, paid=True)},

@@ -64,12 +64,16 @@ def events_of(data: bytes) -> list[dict[str, Any]]:
 
 
 def run(
-    stream: ResponsesStreamRenderer, chunks: list[ChatCompletionChunk], usage: TokenUsage | None
+    stream: ResponsesStreamRenderer,
+    chunks: list[ChatCompletionChunk],
+    usage: TokenUsage,
+    *,
+    reported: bool = True,
 ) -> list[dict[str, Any]]:
     data = stream.opened(model_id=MODEL)
     for each in chunks:
         data += stream.chunk(each)
-    data += stream.finished(usage)
+    data += stream.finished(reported=usage if reported else None, charged=usage)
     events = events_of(data)
     assert [event["sequence_number"] for event in events] == list(range(len(events)))
     return events
@@ -193,9 +197,10 @@ def test_a_refusal_streams_as_a_refusal_part() -> None:
     assert events[-1]["response"]["output"][0]["content"] == [{"type": "refusal", "refusal": "No."}]
 
 
-def test_no_usage_reported_leaves_usage_null() -> None:
-    events = run(renderer(), [chunk(ChoiceDelta(content="x"), "stop")], None)
-    assert events[-1]["response"]["usage"] is None
+def test_without_reported_usage_the_final_response_shows_the_usage_charged() -> None:
+    # The relay charges an estimate when the upstream reports nothing; the Response says what was charged.
+    events = run(renderer(), [chunk(ChoiceDelta(content="x"), "stop")], USAGE, reported=False)
+    assert events[-1]["response"]["usage"]["total_tokens"] == USAGE.input_tokens + USAGE.output_tokens
 
 
 def test_a_failed_stream_ends_with_an_error_event() -> None:
