@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.api.app_keys import BILLING, DISPATCHER, PAYMENT_GATE, SETTINGS
+from proxy.api.app_keys import BILLING, DISPATCHER, PAYMENT_GATE, SETTINGS, TRACER
 from proxy.api.auth import authenticate_bearer
 from proxy.api.middlewares import cors_headers, request_id_of
 from proxy.serving.pipeline import PaidCall, Pipeline
@@ -16,7 +16,11 @@ __all__ = ["paid_call", "pipeline_of"]
 
 def pipeline_of(app: web.Application) -> Pipeline:
     return Pipeline(
-        gate=app[PAYMENT_GATE], billing=app[BILLING], dispatcher=app[DISPATCHER], settings=app[SETTINGS]
+        gate=app[PAYMENT_GATE],
+        billing=app[BILLING],
+        dispatcher=app[DISPATCHER],
+        settings=app[SETTINGS],
+        tracer=app[TRACER],
     )
 
 

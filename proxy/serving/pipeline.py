@@ -10,11 +10,13 @@ an x402 payment settled carries its PAYMENT-RESPONSE header.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import structlog
 from aiohttp import web
+from opentelemetry.trace import NoOpTracer, Span, SpanKind, Tracer
 
 from proxy.accounts.principal import KeyPrincipal
 from proxy.catalog import CatalogModel
@@ -86,14 +88,55 @@ def routing_headers(
 
 class Pipeline:
     def __init__(
-        self, *, gate: PaymentGate, billing: Billing, dispatcher: Dispatcher, settings: Settings
+        self,
+        *,
+        gate: PaymentGate,
+        billing: Billing,
+        dispatcher: Dispatcher,
+        settings: Settings,
+        tracer: Tracer | None = None,
     ) -> None:
         self._gate = gate
         self._billing = billing
         self._dispatcher = dispatcher
         self._settings = settings
+        self._tracer = tracer or NoOpTracer()
+
+    def _request_span(
+        self, operation: str, call: PaidCall, *, model: str, max_tokens: int | None = None
+    ) -> AbstractContextManager[Span]:
+        """The request's span: the payment, every upstream attempt and the charge happen inside it (the
+        usage event's observer adds the response model, provider and token counts)."""
+        attributes: dict[str, str | int] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.request.model": model,
+            "megarouter.request_id": call.request_id,
+        }
+        if max_tokens is not None:
+            attributes["gen_ai.request.max_tokens"] = max_tokens
+        return self._tracer.start_as_current_span(
+            f"{operation} {model}", kind=SpanKind.SERVER, attributes=attributes
+        )
 
     async def chat_completion(
+        self, call: PaidCall, body: ChatCompletionRequest, plan: ServePlan
+    ) -> Served[ChatResult]:
+        with self._request_span("chat", call, model=body.model, max_tokens=body.output_tokens_max):
+            return await self._chat_completion(call, body, plan)
+
+    async def chat_stream(
+        self, call: PaidCall, body: ChatCompletionRequest, plan: ServePlan
+    ) -> web.StreamResponse:
+        with self._request_span("chat", call, model=body.model, max_tokens=body.output_tokens_max):
+            return await self._chat_stream(call, body, plan)
+
+    async def embeddings(
+        self, call: PaidCall, body: EmbeddingsRequest, plan: EmbeddingsPlan
+    ) -> Served[EmbeddingsResult]:
+        with self._request_span("embeddings", call, model=body.model):
+            return await self._embeddings(call, body, plan)
+
+    async def _chat_completion(
         self, call: PaidCall, body: ChatCompletionRequest, plan: ServePlan
     ) -> Served[ChatResult]:
         assert not body.stream
@@ -111,7 +154,7 @@ class Pipeline:
         )
         return Served(result=result, model=model, headers={**payment_headers, **headers})
 
-    async def chat_stream(
+    async def _chat_stream(
         self, call: PaidCall, body: ChatCompletionRequest, plan: ServePlan
     ) -> web.StreamResponse:
         assert body.stream
@@ -142,7 +185,7 @@ class Pipeline:
             bounds=self._stream_bounds(billing),
         )
 
-    async def embeddings(
+    async def _embeddings(
         self, call: PaidCall, body: EmbeddingsRequest, plan: EmbeddingsPlan
     ) -> Served[EmbeddingsResult]:
         billing, payment_headers = await self._hold(call, plan, streamed=False)
