@@ -134,6 +134,12 @@ class Settings(BaseModel):
     request_body_read_timeout_s: float = Field(default=30.0, gt=0)
     request_header_read_timeout_s: float = Field(default=75.0, gt=0)
     log_format: Literal["json", "console"] = "json"
+    # GET /metrics (Prometheus): served unless disabled; with a token (MEGAROUTER_METRICS_BEARER_TOKEN),
+    # only to `Authorization: Bearer <token>`.
+    metrics_enabled: bool = True
+    metrics_bearer_token: SecretStr | None = None
+    # OpenTelemetry traces go by OTLP/HTTP to `<otlp_endpoint>/v1/traces`; None: no tracing at all.
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://")
 
     # Test-only crash points (see proxy/faults.py); empty in production.
     fault_injection: frozenset[str] = frozenset()

@@ -6,6 +6,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine
 from web3 import AsyncWeb3
 
@@ -17,6 +19,7 @@ from proxy.accounts.withdrawals import Withdrawals
 from proxy.catalog import Catalog
 from proxy.chain.watcher import ChainWatcher, WatcherSettings
 from proxy.chart_accounts import ChartAccounts
+from proxy.observability.metrics import RouterMetrics
 from proxy.payments.gate import PaymentGate
 from proxy.payments.intents import SettlementIntents
 from proxy.routing.candidates import ModelIndex
@@ -46,6 +49,7 @@ __all__ = [
     "HEALTH_TRACKER",
     "HTTP_SESSION",
     "LEDGER",
+    "METRICS",
     "MODEL_INDEX",
     "PAYMENT_GATE",
     "SERVING_INSTANCE",
@@ -53,7 +57,9 @@ __all__ = [
     "SETTLEMENT_INTENTS",
     "SETTLER",
     "SIGNING_SCOPE",
+    "SPAN_EXPORTER",
     "TOKEN_READER",
+    "TRACER",
     "UPSTREAMS",
     "USAGE_LOG",
     "WATCHER_SETTINGS",
@@ -90,3 +96,8 @@ CHALLENGE_RATE_LIMITER = web.AppKey("CHALLENGE_RATE_LIMITER", TokenBuckets)
 # Optional before startup: absent means the watcher settings derived from SETTINGS.
 WATCHER_SETTINGS = web.AppKey("WATCHER_SETTINGS", WatcherSettings)
 CHAIN_WATCHER = web.AppKey("CHAIN_WATCHER", ChainWatcher)
+# Set only when metrics are enabled: the app's own Prometheus registry and the pipeline's observers.
+METRICS = web.AppKey("METRICS", RouterMetrics)
+# The app's tracer: the no-op tracer unless an OTLP endpoint is configured or a test injects SPAN_EXPORTER.
+TRACER = web.AppKey("TRACER", Tracer)
+SPAN_EXPORTER = web.AppKey("SPAN_EXPORTER", SpanExporter)

@@ -15,6 +15,7 @@ from proxy.api.app_keys import (
     MODEL_INDEX,
     PAYMENT_GATE,
     SETTINGS,
+    TRACER,
     UPSTREAMS,
 )
 from proxy.api.auth import authenticate_bearer, authenticate_key
@@ -28,7 +29,11 @@ __all__ = ["paid_call", "pipeline_of", "plan_chat"]
 
 def pipeline_of(app: web.Application) -> Pipeline:
     return Pipeline(
-        gate=app[PAYMENT_GATE], billing=app[BILLING], dispatcher=app[DISPATCHER], settings=app[SETTINGS]
+        gate=app[PAYMENT_GATE],
+        billing=app[BILLING],
+        dispatcher=app[DISPATCHER],
+        settings=app[SETTINGS],
+        tracer=app[TRACER],
     )
 
 

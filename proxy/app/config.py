@@ -4,6 +4,7 @@ The file's top-level keys are the fields of `proxy.settings.Settings`; `[[assets
 tokens and `[providers.<name>]` the upstream APIs. Secrets never live in the file:
 - MEGAROUTER_SETTLEMENT_PRIVATE_KEY: the settlement wallet's key (required);
 - each provider's key from the variable its `api_key_env` names (default `<NAME>_API_KEY`).
+- MEGAROUTER_METRICS_BEARER_TOKEN, when set: the bearer token GET /metrics requires.
 MEGAROUTER_DATABASE_URL, when set, overrides `database_url`.
 """
 
@@ -69,6 +70,12 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
         raise ConfigError("MEGAROUTER_SETTLEMENT_PRIVATE_KEY is not set")
     raw["settlement_private_key"] = key
     raw["providers"] = _providers_with_secrets(raw.get("providers", {}), environ)
+    if "metrics_bearer_token" in raw:
+        raise ConfigError(
+            "metrics_bearer_token: keep it out of the file; set MEGAROUTER_METRICS_BEARER_TOKEN"
+        )
+    if environ.get("MEGAROUTER_METRICS_BEARER_TOKEN"):
+        raw["metrics_bearer_token"] = environ["MEGAROUTER_METRICS_BEARER_TOKEN"]
     if environ.get("MEGAROUTER_DATABASE_URL"):
         raw["database_url"] = environ["MEGAROUTER_DATABASE_URL"]
     try:

@@ -6,8 +6,9 @@ Every cleanup context and every route is added here, in one place.
 from __future__ import annotations
 
 from aiohttp import web
+from opentelemetry.sdk.trace.export import SpanExporter
 
-from proxy.api.app_keys import HEALTH_CLOCK, SETTINGS
+from proxy.api.app_keys import HEALTH_CLOCK, SETTINGS, SPAN_EXPORTER
 from proxy.api.handlers import (
     chat,
     credits,
@@ -16,6 +17,7 @@ from proxy.api.handlers import (
     health,
     keys,
     messages,
+    metrics,
     models,
     openapi,
     responses,
@@ -32,6 +34,7 @@ from proxy.app.resources import (
     database_ctx,
     hold_expiry_ctx,
     http_session_ctx,
+    observability_ctx,
     payment_gate_ctx,
     routing_ctx,
     serving_ctx,
@@ -44,8 +47,11 @@ from proxy.settings import Settings
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
-    """`clock` (seconds) drives deployment health and breakers; tests inject one that moves when told."""
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, span_exporter: SpanExporter | None = None
+) -> web.Application:
+    """`clock` (seconds) drives deployment health and breakers; tests inject one that moves when told.
+    `span_exporter` receives every span synchronously (tests pass the SDK's InMemorySpanExporter)."""
     configure_logging(settings.log_format)
     app = web.Application(
         middlewares=[request_id_middleware, cors_middleware, error_middleware],
@@ -54,6 +60,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[SETTINGS] = settings
     if clock is not None:
         app[HEALTH_CLOCK] = clock
+    if span_exporter is not None:
+        app[SPAN_EXPORTER] = span_exporter
     # Opened in this order, closed in reverse; recovery runs before the first request is served.
     app.cleanup_ctx.extend(
         [
@@ -63,6 +71,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
             catalog_ctx,
             routing_ctx,
             serving_instance_ctx,
+            observability_ctx,
             serving_ctx,
             payment_gate_ctx,
             settlement_recovery_ctx,
@@ -84,6 +93,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         keys,
         credits,
         openapi,
+        metrics,
     ):
         app.add_routes(handlers.routes)
     return app

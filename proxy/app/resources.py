@@ -38,6 +38,7 @@ from proxy.api.app_keys import (
     HEALTH_TRACKER,
     HTTP_SESSION,
     LEDGER,
+    METRICS,
     MODEL_INDEX,
     PAYMENT_GATE,
     SERVING_INSTANCE,
@@ -45,7 +46,9 @@ from proxy.api.app_keys import (
     SETTLEMENT_INTENTS,
     SETTLER,
     SIGNING_SCOPE,
+    SPAN_EXPORTER,
     TOKEN_READER,
+    TRACER,
     UPSTREAMS,
     USAGE_LOG,
     WATCHER_SETTINGS,
@@ -55,6 +58,8 @@ from proxy.catalog import load_catalog
 from proxy.chain.watcher import ChainWatcher, watcher_settings_from
 from proxy.chart_accounts import ChartAccounts
 from proxy.db.migrate import migrate_proxy
+from proxy.observability.metrics import RouterMetrics
+from proxy.observability.tracing import record_usage_on_span, tracer_of, tracer_provider
 from proxy.payments.gate import PaymentGate
 from proxy.payments.intents import SettlementIntents
 from proxy.payments.recovery import recover_settlements
@@ -69,6 +74,7 @@ from proxy.serving.instances import (
     instance_name,
     release_orphaned_holds,
 )
+from proxy.serving.observers import AttemptObserver, UsageObserver
 from proxy.serving.upstreams import Upstreams
 from proxy.serving.usage_log import UsageLog
 from x402.chain import TokenReader
@@ -82,6 +88,7 @@ __all__ = [
     "database_ctx",
     "hold_expiry_ctx",
     "http_session_ctx",
+    "observability_ctx",
     "payment_gate_ctx",
     "routing_ctx",
     "serving_ctx",
@@ -191,9 +198,33 @@ async def serving_instance_ctx(app: web.Application) -> AsyncIterator[None]:
         await instance.end()
 
 
+async def observability_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The app's tracer (no-op unless OTLP is configured or a test injects an exporter) and, unless
+    disabled, its metrics; the provider flushes what it holds on the way out."""
+    settings = app[SETTINGS]
+    provider = tracer_provider(otlp_endpoint=settings.otlp_endpoint, span_exporter=app.get(SPAN_EXPORTER))
+    app[TRACER] = tracer_of(provider)
+    if settings.metrics_enabled:
+        deployments = [model for model in app[CATALOG] if model.provider in settings.providers]
+        app[METRICS] = RouterMetrics(
+            deployments=deployments, tracker=app[HEALTH_TRACKER], engine=app[DB_ENGINE]
+        )
+    try:
+        yield
+    finally:
+        if provider is not None:
+            provider.shutdown()
+
+
 async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     instance = app[SERVING_INSTANCE]
+    metrics = app.get(METRICS)
+    usage_observers: list[UsageObserver] = [record_usage_on_span]
+    attempt_observers: list[AttemptObserver] = []
+    if metrics is not None:
+        usage_observers.append(metrics.usage_recorded)
+        attempt_observers.append(metrics.attempt_finished)
     app[USAGE_LOG] = UsageLog(app[DB_ENGINE])
     app[BILLING] = Billing(
         ledger=app[LEDGER],
@@ -202,12 +233,15 @@ async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
         catalog_version=app[CATALOG].version,
         hold_timeout_s=settings.hold_timeout_s,
         instance_id=lambda: instance.id,
+        observers=usage_observers,
     )
     app[DISPATCHER] = Dispatcher(
         upstreams=app[UPSTREAMS],
         tracker=app[HEALTH_TRACKER],
         attempts_max=settings.route_attempts_max,
         deadline_s=settings.request_deadline_s,
+        attempt_observers=attempt_observers,
+        tracer=app[TRACER],
     )
     yield
 
@@ -219,6 +253,7 @@ async def payment_gate_ctx(app: web.Application) -> AsyncIterator[None]:
         token_reader=app[TOKEN_READER],
         intents=app[SETTLEMENT_INTENTS],
         accounts=app[CHART_ACCOUNTS],
+        tracer=app[TRACER],
     )
     yield
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import structlog
 from aiohttp import web
+from opentelemetry.trace import NoOpTracer, Tracer
 from pydantic import BaseModel, ConfigDict
 
 from ledger import chart
@@ -91,8 +92,10 @@ class PaymentGate:
         intents: SettlementIntents,
         accounts: ChartAccounts,
         clock_unix_s: Callable[[], float] = time.time,
+        tracer: Tracer | None = None,
     ) -> None:
         self._settings = settings
+        self._tracer = tracer or NoOpTracer()
         self._settler = settler
         self._token_reader = token_reader
         self._intents = intents
@@ -172,7 +175,17 @@ class PaymentGate:
             )
             payer_balance = await verify_payment_onchain(self._token_reader, verified)
             intent = await self._claim(verified, request_id, payer_balance)
-            settle_response = await self._settle_and_book(verified, intent)
+            with self._tracer.start_as_current_span(
+                "x402 settle",
+                attributes={
+                    "x402.network": self._settings.network,
+                    "x402.asset": verified.asset,
+                    "x402.amount_atomic": str(verified.amount_atomic),
+                    "x402.settlement_intent_id": intent.id,
+                },
+            ) as span:
+                settle_response = await self._settle_and_book(verified, intent)
+                span.set_attribute("x402.transaction", settle_response.transaction)
         except (ChainUnavailable, SettlementSendFailed, SettlementPending) as error:
             # The chain cannot be reached (or did not answer in time): a 402 would invite paying again, while
             # a payment already sent still lands as credit once recovery sees it mined.

@@ -16,6 +16,7 @@ from proxy.catalog.pricing import charge_for_usage
 from proxy.chart_accounts import ChartAccounts
 from proxy.providers.base import TokenUsage
 from proxy.request_ids import is_server_request_id
+from proxy.serving.observers import UsageObserver, notify
 from proxy.serving.usage_log import Attempt, UsageEvent, UsageLog
 
 __all__ = ["HOLD_CODE", "USAGE_OVERAGE_CODE", "Billing", "BillingSession"]
@@ -117,6 +118,7 @@ class BillingSession:
             extra=overage,
             also=self._billing.usage_event_writer(event),
         )
+        notify(self._billing.observers, event)
         log.info(
             "inference_charged",
             model=model.id,
@@ -142,6 +144,7 @@ class BillingSession:
             idempotency_key=f"{self._request_id}:void",
             also=self._billing.usage_event_writer(event),
         )
+        notify(self._billing.observers, event)
 
     def _event(
         self,
@@ -204,6 +207,7 @@ class Billing:
         catalog_version: str,
         hold_timeout_s: int,
         instance_id: Callable[[], str],
+        observers: Sequence[UsageObserver] = (),
     ) -> None:
         self.ledger = ledger
         self.accounts = accounts
@@ -212,6 +216,8 @@ class Billing:
         self._hold_timeout_s = hold_timeout_s
         # The serving instance now (proxy/serving/instances.py): its holds are released if it dies.
         self._instance_id = instance_id
+        # Called with each usage event once it has committed (metrics, span attributes).
+        self.observers = tuple(observers)
 
     def usage_event_writer(self, event: UsageEvent) -> InTransaction:
         """Inserts `event` inside the ledger transaction that captures or voids the hold it explains."""

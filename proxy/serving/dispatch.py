@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import structlog
+from opentelemetry.trace import NoOpTracer, Span, SpanKind, Status, StatusCode, Tracer
 
 from proxy.catalog import CatalogModel
 from proxy.errors import ApiError, UpstreamUnavailable
@@ -23,6 +25,7 @@ from proxy.providers.base import ChatResult, EmbeddingsResult, StreamEvent
 from proxy.providers.errors import UpstreamError
 from proxy.routing.failover import should_fail_over
 from proxy.routing.health import HealthTracker
+from proxy.serving.observers import AttemptObserver, notify
 from proxy.serving.planning import ServePlan
 from proxy.serving.upstream_errors import api_error_for_upstream
 from proxy.serving.upstreams import Upstreams
@@ -102,7 +105,14 @@ def attempts_header(attempts: list[Attempt]) -> str:
 
 class Dispatcher:
     def __init__(
-        self, *, upstreams: Upstreams, tracker: HealthTracker, attempts_max: int, deadline_s: float
+        self,
+        *,
+        upstreams: Upstreams,
+        tracker: HealthTracker,
+        attempts_max: int,
+        deadline_s: float,
+        attempt_observers: Sequence[AttemptObserver] = (),
+        tracer: Tracer | None = None,
     ) -> None:
         assert attempts_max >= 1
         assert deadline_s > 0
@@ -110,6 +120,32 @@ class Dispatcher:
         self._tracker = tracker
         self._attempts_max = attempts_max
         self._deadline_s = deadline_s
+        # Each upstream attempt that ended (a breaker skip is not one) is shown to these, and traced.
+        self._attempt_observers = tuple(attempt_observers)
+        self._tracer = tracer or NoOpTracer()
+
+    def _recorded(self, run: _Run, attempt: Attempt, span: Span) -> None:
+        run.attempts.append(attempt)
+        span.set_attribute("megarouter.attempt.outcome", attempt.outcome)
+        if attempt.status is not None:
+            span.set_attribute("http.response.status_code", attempt.status)
+        if attempt.outcome != "ok":
+            span.set_attribute("error.type", attempt.outcome)
+            span.set_status(Status(StatusCode.ERROR, attempt.outcome))
+        notify(self._attempt_observers, attempt)
+
+    def _attempt_span(self, model: CatalogModel, attempt: int) -> AbstractContextManager[Span]:
+        """A child span of the request's span for one upstream call (until its answer or first event)."""
+        return self._tracer.start_as_current_span(
+            f"upstream {model.id}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.provider.name": model.provider,
+                "gen_ai.request.model": model.upstream_model,
+                "megarouter.deployment": model.id,
+                "megarouter.attempt": attempt,
+            },
+        )
 
     def _body_for(
         self, body: ChatCompletionRequest, plan: ServePlan, model: CatalogModel
@@ -132,18 +168,20 @@ class Dispatcher:
             yield attempt, model
 
     async def _failed(
-        self, run: _Run, model: CatalogModel, error: UpstreamError, started_s: float, attempt: int
+        self, run: _Run, model: CatalogModel, error: UpstreamError, started_s: float, attempt: int, span: Span
     ) -> bool:
         """Records a failure; True when the next candidate may be tried."""
         await self._tracker.record_failure(model.id, kind=error.kind, retry_after_s=error.retry_after_s)
-        run.attempts.append(
+        self._recorded(
+            run,
             Attempt(
                 model_id=model.id,
                 provider=model.provider,
                 outcome=error.kind,
                 status=error.status,
                 latency_ms=int((time.monotonic() - started_s) * 1000),
-            )
+            ),
+            span,
         )
         run.last_error = error
         log.warning(
@@ -188,46 +226,46 @@ class Dispatcher:
         """The first candidate's answer that `send` gets without an upstream failure worth failing over."""
         run = _Run(candidates=tuple(candidates), deadline_s=time.monotonic() + self._deadline_s)
         async for attempt, model in self._admitted(run):
-            started_s = time.monotonic()
-            try:
-                result = await send(model)
-            except UpstreamError as error:
-                if await self._failed(run, model, error, started_s, attempt):
-                    continue
-                break
-            latency_s = time.monotonic() - started_s
-            await self._tracker.record_success(model.id, latency_s=latency_s)
-            run.attempts.append(
-                Attempt(
+            with self._attempt_span(model, attempt) as span:
+                started_s = time.monotonic()
+                try:
+                    result = await send(model)
+                except UpstreamError as error:
+                    if await self._failed(run, model, error, started_s, attempt, span):
+                        continue
+                    break
+                latency_s = time.monotonic() - started_s
+                await self._tracker.record_success(model.id, latency_s=latency_s)
+                ok = Attempt(
                     model_id=model.id, provider=model.provider, outcome="ok", latency_ms=int(latency_s * 1000)
                 )
-            )
-            return result, model, run.attempts
+                self._recorded(run, ok, span)
+                return result, model, run.attempts
         raise NoCandidateServed(self._exhausted(run), run.attempts)
 
     async def open_stream(self, body: ChatCompletionRequest, plan: ServePlan) -> OpenedStream:
         run = _Run(candidates=plan.candidates, deadline_s=time.monotonic() + self._deadline_s)
         async for attempt, model in self._admitted(run):
-            started_s = time.monotonic()
-            events = self._upstreams.adapter_for(model).chat_stream(self._body_for(body, plan, model))
-            try:
-                leading_events = await _first_meaningful_events(events)
-            except (UpstreamError, StopAsyncIteration) as error:
-                await close_events(events)
-                failure = (
-                    error
-                    if isinstance(error, UpstreamError)
-                    else UpstreamError("stream_interrupted", "the stream ended before its first event")
-                )
-                if await self._failed(run, model, failure, started_s, attempt):
-                    continue
-                break
-            first_s = time.monotonic() - started_s
-            run.attempts.append(
-                Attempt(
+            with self._attempt_span(model, attempt) as span:
+                started_s = time.monotonic()
+                events = self._upstreams.adapter_for(model).chat_stream(self._body_for(body, plan, model))
+                try:
+                    leading_events = await _first_meaningful_events(events)
+                except (UpstreamError, StopAsyncIteration) as error:
+                    await close_events(events)
+                    failure = (
+                        error
+                        if isinstance(error, UpstreamError)
+                        else UpstreamError("stream_interrupted", "the stream ended before its first event")
+                    )
+                    if await self._failed(run, model, failure, started_s, attempt, span):
+                        continue
+                    break
+                first_s = time.monotonic() - started_s
+                ok = Attempt(
                     model_id=model.id, provider=model.provider, outcome="ok", latency_ms=int(first_s * 1000)
                 )
-            )
+                self._recorded(run, ok, span)
             return OpenedStream(
                 model=model,
                 leading_events=leading_events,

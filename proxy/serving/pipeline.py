@@ -10,11 +10,13 @@ an x402 payment settled carries its PAYMENT-RESPONSE header.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import structlog
 from aiohttp import web
+from opentelemetry.trace import NoOpTracer, Span, SpanKind, Tracer
 
 from proxy.accounts.principal import KeyPrincipal
 from proxy.catalog import CatalogModel
@@ -86,14 +88,61 @@ def routing_headers(
 
 class Pipeline:
     def __init__(
-        self, *, gate: PaymentGate, billing: Billing, dispatcher: Dispatcher, settings: Settings
+        self,
+        *,
+        gate: PaymentGate,
+        billing: Billing,
+        dispatcher: Dispatcher,
+        settings: Settings,
+        tracer: Tracer | None = None,
     ) -> None:
         self._gate = gate
         self._billing = billing
         self._dispatcher = dispatcher
         self._settings = settings
+        self._tracer = tracer or NoOpTracer()
+
+    def _request_span(
+        self, operation: str, call: PaidCall, *, model: str, max_tokens: int | None = None
+    ) -> AbstractContextManager[Span]:
+        """The request's span: the payment, every upstream attempt and the charge happen inside it (the
+        usage event's observer adds the response model, provider and token counts)."""
+        attributes: dict[str, str | int] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.request.model": model,
+            "megarouter.request_id": call.request_id,
+        }
+        if max_tokens is not None:
+            attributes["gen_ai.request.max_tokens"] = max_tokens
+        return self._tracer.start_as_current_span(
+            f"{operation} {model}", kind=SpanKind.SERVER, attributes=attributes
+        )
 
     async def chat_completion(
+        self, call: PaidCall, body: ChatCompletionRequest, plan: ServePlan
+    ) -> Served[ChatResult]:
+        with self._request_span("chat", call, model=body.model, max_tokens=body.output_tokens_max):
+            return await self._chat_completion(call, body, plan)
+
+    async def chat_stream(
+        self,
+        call: PaidCall,
+        body: ChatCompletionRequest,
+        plan: ServePlan,
+        *,
+        renderer: StreamRenderer | None = None,
+    ) -> web.StreamResponse:
+        """`renderer`: the format the caller reads (default: chat completions' chunks)."""
+        with self._request_span("chat", call, model=body.model, max_tokens=body.output_tokens_max):
+            return await self._chat_stream(call, body, plan, renderer=renderer)
+
+    async def embeddings(
+        self, call: PaidCall, body: EmbeddingsRequest, plan: EmbeddingsPlan
+    ) -> Served[EmbeddingsResult]:
+        with self._request_span("embeddings", call, model=body.model):
+            return await self._embeddings(call, body, plan)
+
+    async def _chat_completion(
         self, call: PaidCall, body: ChatCompletionRequest, plan: ServePlan
     ) -> Served[ChatResult]:
         assert not body.stream
@@ -111,15 +160,14 @@ class Pipeline:
         )
         return Served(result=result, model=model, headers={**payment_headers, **headers})
 
-    async def chat_stream(
+    async def _chat_stream(
         self,
         call: PaidCall,
         body: ChatCompletionRequest,
         plan: ServePlan,
         *,
-        renderer: StreamRenderer | None = None,
+        renderer: StreamRenderer | None,
     ) -> web.StreamResponse:
-        """`renderer`: the format the caller reads (default: chat completions' chunks)."""
         assert body.stream
         billing, payment_headers = await self._hold(call, plan, streamed=True)
         opened = await self._dispatched(
@@ -149,7 +197,7 @@ class Pipeline:
             renderer=renderer,
         )
 
-    async def embeddings(
+    async def _embeddings(
         self, call: PaidCall, body: EmbeddingsRequest, plan: EmbeddingsPlan
     ) -> Served[EmbeddingsResult]:
         billing, payment_headers = await self._hold(call, plan, streamed=False)

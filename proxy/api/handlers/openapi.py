@@ -78,6 +78,11 @@ def _components() -> dict[str, Any]:
                 "name": "x-api-key",
                 "description": "a MegaRouter key, as Anthropic's SDK sends it",
             },
+            "metricsToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "the metrics token, when the server has one",
+            },
         },
     }
 
@@ -130,6 +135,22 @@ def _operation(
 
 def _path_parameter(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _metrics_operation() -> dict[str, Any]:
+    error = _ref(ErrorBody)
+    return {
+        "summary": "Prometheus metrics (text exposition format)",
+        "responses": {
+            "200": {
+                "description": "the metrics",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            "401": _json(error, "a metrics bearer token is configured and was not given"),
+            "404": _json(error, "metrics are disabled"),
+        },
+        "security": [{"metricsToken": []}, {}],
+    }
 
 
 def _paths() -> dict[str, Any]:
@@ -220,6 +241,7 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/healthz": {"get": _operation("Database and chain reachable", extra={"503": "degraded"})},
+        "/metrics": {"get": _metrics_operation()},
     }
 
 

@@ -7,11 +7,14 @@ a breaker stays open until the test moves that clock, however busy the machine i
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from proxy.catalog import load_catalog
 from proxy.devnet.anvil import AnvilNode
@@ -35,8 +38,8 @@ def fault_clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-async def fault_router(
+@contextlib.asynccontextmanager
+async def _fault_router(
     aiohttp_client: Any,
     fault_clock: FakeClock,
     anvil: AnvilNode,
@@ -44,6 +47,7 @@ async def fault_router(
     anvil_accounts: list[LocalAccount],
     simulator: Simulators,
     database_url: str,
+    span_exporter: SpanExporter | None = None,
 ) -> AsyncIterator[RunningRouter]:
     settings = router_settings(
         anvil=anvil,
@@ -66,5 +70,46 @@ async def fault_router(
         anvil_accounts=anvil_accounts,
         simulator=simulator,
         health_clock=fault_clock,
+        span_exporter=span_exporter,
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+async def fault_router(
+    aiohttp_client: Any,
+    fault_clock: FakeClock,
+    anvil: AnvilNode,
+    tokens: DevnetTokens,
+    anvil_accounts: list[LocalAccount],
+    simulator: Simulators,
+    database_url: str,
+) -> AsyncIterator[RunningRouter]:
+    async with _fault_router(
+        aiohttp_client, fault_clock, anvil, tokens, anvil_accounts, simulator, database_url
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def span_exporter() -> InMemorySpanExporter:
+    """Every span the traced router ends, kept in memory (never a network)."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+async def traced_fault_router(
+    aiohttp_client: Any,
+    fault_clock: FakeClock,
+    anvil: AnvilNode,
+    tokens: DevnetTokens,
+    anvil_accounts: list[LocalAccount],
+    simulator: Simulators,
+    database_url: str,
+    span_exporter: InMemorySpanExporter,
+) -> AsyncIterator[RunningRouter]:
+    """`fault_router` with tracing on: its spans go to `span_exporter`."""
+    async with _fault_router(
+        aiohttp_client, fault_clock, anvil, tokens, anvil_accounts, simulator, database_url, span_exporter
     ) as running:
         yield running

@@ -75,3 +75,15 @@ def test_config_check_cli_exit_codes(
     bad.write_text(example_config_text().replace("port = 8402", "port = 99999"))
     assert main(["config", "check", "--config", str(bad)]) == 1
     assert "port" in capsys.readouterr().err
+
+
+def test_the_metrics_token_comes_from_the_environment_only(tmp_path: Path) -> None:
+    path = _write(tmp_path, example_config_text())
+    environ = {**ENVIRON, "MEGAROUTER_METRICS_BEARER_TOKEN": "t0ken"}
+    token = load_settings(path, environ).metrics_bearer_token
+    assert token is not None
+    assert token.get_secret_value() == "t0ken"
+    assert load_settings(path, ENVIRON).metrics_bearer_token is None
+    in_file = _write(tmp_path, 'metrics_bearer_token = "t0ken"\n' + example_config_text())
+    with pytest.raises(ConfigError, match="MEGAROUTER_METRICS_BEARER_TOKEN"):
+        load_settings(in_file, ENVIRON)
