@@ -12,15 +12,7 @@ import time
 import structlog
 from aiohttp import web
 
-from proxy.api.app_keys import (
-    CATALOG,
-    CLASSIFIER,
-    HEALTH_TRACKER,
-    MODEL_INDEX,
-    SETTINGS,
-    UPSTREAMS,
-)
-from proxy.api.paid import paid_call, pipeline_of
+from proxy.api.paid import paid_call, pipeline_of, plan_chat
 from proxy.api.request_parsing import read_json_model
 from proxy.api.responses_stream import ResponsesStreamRenderer
 from proxy.api.responses_translation import (
@@ -31,7 +23,6 @@ from proxy.api.responses_translation import (
     response_status,
 )
 from proxy.api.responses_types import ResponsesRequest
-from proxy.serving.planning import plan_chat_request
 
 __all__ = ["routes"]
 
@@ -44,17 +35,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     body = await read_json_model(request, ResponsesRequest)
     chat_body = chat_request_of(body)  # Refuses what cannot be translated before any money moves.
     call = await paid_call(request)
-    plan = await plan_chat_request(
-        chat_body,
-        key_strategy=call.principal.route_strategy if call.principal else None,
-        headers=request.headers,
-        catalog=app[CATALOG],
-        model_index=app[MODEL_INDEX],
-        settings=app[SETTINGS],
-        tracker=app[HEALTH_TRACKER],
-        classifier=app[CLASSIFIER],
-        providers_available=app[UPSTREAMS].providers,
-    )
+    plan = await plan_chat(request, chat_body, call)
     structlog.contextvars.bind_contextvars(strategy=plan.strategy, first_candidate=plan.candidates[0].id)
     pipeline = pipeline_of(app)
     response_id, created_at_s = new_response_id(), int(time.time())
