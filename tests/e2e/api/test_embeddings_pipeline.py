@@ -11,18 +11,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from eth_account.signers.local import LocalAccount
 
 from proxy.api.app_keys import HEALTH_TRACKER
-from proxy.devnet.anvil import AnvilNode
-from proxy.devnet.simulator import Simulators
-from proxy.devnet.tokens import DevnetTokens
 from tests.e2e.accounts.helpers import bearer
 from tests.e2e.api.support import credit_balance, funded_key, resolved_hold
-from tests.fixtures.app import RunningRouter, router_settings, start_router
+from tests.fixtures.app import RouterWith, RunningRouter
 
 MODEL_ID = "openai/text-embedding-3-small"
 UPSTREAM = "text-embedding-3-small"
@@ -41,33 +36,10 @@ BODY = {"model": MODEL_ID, "input": ["routers and ledgers", "holds and captures"
 
 
 @pytest.fixture
-async def router(
-    aiohttp_client: Any,
-    anvil: AnvilNode,
-    tokens: DevnetTokens,
-    anvil_accounts: list[LocalAccount],
-    simulator: Simulators,
-    database_url: str,
-    tmp_path: Path,
-) -> AsyncIterator[RunningRouter]:
+async def router(router_with: RouterWith, tmp_path: Path) -> AsyncIterator[RunningRouter]:
     overrides = tmp_path / "catalog.toml"
     overrides.write_text(OVERRIDES)
-    settings = router_settings(
-        anvil=anvil,
-        tokens=tokens,
-        settlement_key=anvil_accounts[0].key.hex(),
-        simulator_base_url=simulator.base_url,
-        database_url=database_url,
-        catalog_overrides_path=overrides,
-    )
-    async with start_router(
-        aiohttp_client,
-        settings,
-        anvil=anvil,
-        tokens=tokens,
-        anvil_accounts=anvil_accounts,
-        simulator=simulator,
-    ) as running:
+    async with router_with(catalog_overrides_path=overrides) as running:
         yield running
 
 

@@ -23,14 +23,11 @@ from aiohttp import web
 from eth_account.signers.local import LocalAccount
 
 from proxy.api.app_keys import CATALOG
-from proxy.devnet.anvil import AnvilNode
-from proxy.devnet.simulator import Simulators
-from proxy.devnet.tokens import DevnetTokens
 from proxy.openai_types import ChatCompletionRequest
 from proxy.providers.tokens import estimate_prompt_tokens
 from tests.e2e.accounts.helpers import bearer
 from tests.e2e.api.support import credit_balance, funded_key, resolved_hold
-from tests.fixtures.app import RunningRouter, router_settings, start_router
+from tests.fixtures.app import RouterWith, RunningRouter
 
 MODEL_ID = "openai/gpt-4o-mini"
 STREAM_DURATION_S_MAX = 0.5
@@ -54,30 +51,9 @@ def _events(raw: str) -> list[str]:
 
 
 @pytest.fixture
-async def bounded_router(
-    aiohttp_client: Any,
-    anvil: AnvilNode,
-    tokens: DevnetTokens,
-    anvil_accounts: list[LocalAccount],
-    simulator: Simulators,
-    database_url: str,
-) -> AsyncIterator[RunningRouter]:
-    settings = router_settings(
-        anvil=anvil,
-        tokens=tokens,
-        settlement_key=anvil_accounts[0].key.hex(),
-        simulator_base_url=simulator.base_url,
-        database_url=database_url,
-        stream_duration_s_max=STREAM_DURATION_S_MAX,
-        stream_write_timeout_s=STREAM_WRITE_TIMEOUT_S,
-    )
-    async with start_router(
-        aiohttp_client,
-        settings,
-        anvil=anvil,
-        tokens=tokens,
-        anvil_accounts=anvil_accounts,
-        simulator=simulator,
+async def bounded_router(router_with: RouterWith) -> AsyncIterator[RunningRouter]:
+    async with router_with(
+        stream_duration_s_max=STREAM_DURATION_S_MAX, stream_write_timeout_s=STREAM_WRITE_TIMEOUT_S
     ) as running:
         yield running
 
