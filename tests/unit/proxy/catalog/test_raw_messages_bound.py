@@ -98,7 +98,10 @@ TEXT = st.text(min_size=0, max_size=200)
 @given(system=TEXT, turns=st.lists(TEXT, min_size=1, max_size=6))
 def test_never_below_the_translated_bound(system: str, turns: list[str]) -> None:
     messages = [
-        {"role": "user" if index % 2 == 0 else "assistant", "content": [{"type": "text", "text": text or "."}]}
+        {
+            "role": "user" if index % 2 == 0 else "assistant",
+            "content": [{"type": "text", "text": text or "."}],
+        }
         for index, text in enumerate(turns)
     ]
     body = body_with(system=[{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}])
