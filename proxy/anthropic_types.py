@@ -3,10 +3,12 @@
 
 Owns the request side (system, messages and their content blocks, tools, tool_choice, sampling) and the
 error body. Numbers are typed strictly and bounded as in proxy/openai_types.py. Unknown fields are kept
-(`extra="allow"`) as Anthropic adds parameters often, but they reach no upstream: the request is translated
-through the internal OpenAI format (proxy/providers/anthropic_inbound.py). A content block type this module
-does not know (document, search_result, server tool blocks) fails validation: a 400 that names it, never a
-silent drop. Must not import aiohttp or anything in proxy/.
+(`extra="allow"`) as Anthropic adds parameters often: they reach an Anthropic upstream when the request
+passes through untranslated (proxy/serving/passthrough.py), and no other upstream (the request is then
+translated through the internal OpenAI format, proxy/providers/anthropic_inbound.py). A content block type
+this module does not know (document, search_result, server tool blocks) fails validation: a 400 that names
+it, never a silent drop (nor a prompt the quote could not bound). Must not import aiohttp or anything in
+proxy/.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ __all__ = [
     "RedactedThinkingBlock",
     "TextBlock",
     "ThinkingBlock",
+    "ThinkingConfig",
+    "ThinkingDisabled",
+    "ThinkingEnabled",
     "ToolResultBlock",
     "ToolUseBlock",
     "UrlImageSource",
@@ -150,6 +155,20 @@ class CountTokensRequest(_Open):
     tool_choice: AnthropicToolChoice | None = None
 
 
+class ThinkingEnabled(_Open):
+    """Extended thinking; its tokens are output tokens and count within `max_tokens`."""
+
+    type: Literal["enabled"]
+    budget_tokens: int = Field(strict=True, ge=1, le=TOKENS_REQUESTED_MAX)
+
+
+class ThinkingDisabled(_Open):
+    type: Literal["disabled"]
+
+
+ThinkingConfig = Annotated[ThinkingEnabled | ThinkingDisabled, Field(discriminator="type")]
+
+
 class MessagesRequest(CountTokensRequest):
     max_tokens: int = Field(strict=True, ge=1, le=TOKENS_REQUESTED_MAX)
     temperature: float | None = Field(default=None, strict=True, ge=0, le=1)
@@ -158,6 +177,7 @@ class MessagesRequest(CountTokensRequest):
     stop_sequences: list[str] | None = Field(default=None, max_length=STOP_SEQUENCES_MAX)
     stream: StrictBool | None = None
     metadata: AnthropicMetadata | None = None
+    thinking: ThinkingConfig | None = None
 
 
 class AnthropicErrorDetail(_Open):

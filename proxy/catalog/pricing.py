@@ -30,6 +30,7 @@ __all__ = [
     "embeddings_input_tokens_upper_bound",
     "prompt_tokens_upper_bound",
     "quote_request",
+    "raw_messages_prompt_tokens_upper_bound",
 ]
 
 # Chat templates add a handful of tokens per message (role markers, separators) and per request.
@@ -149,6 +150,36 @@ def prompt_tokens_upper_bound(
     if tools or schema is not None:
         # Providers wrap tools and schemas in instructions of their own (tool use, or a schema sent as a
         # forced tool), billed as prompt tokens but absent from the request.
+        total += STRUCTURED_OUTPUT_OVERHEAD_TOKENS
+    assert total > 0
+    return total
+
+
+def _image_blocks(value: Any) -> int:
+    """Image blocks anywhere in a JSON value (a tool result's content included)."""
+    images, pending = 0, [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Mapping):
+            images += item.get("type") == "image"
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return images
+
+
+def raw_messages_prompt_tokens_upper_bound(body: Mapping[str, Any]) -> int:
+    """Tokens an Anthropic upstream may bill for the prompt of a Messages request sent as it is (passed
+    through untranslated): the UTF-8 size of the whole JSON body, which holds every text the upstream may
+    render into the prompt (system, messages with their thinking blocks, tools, tool choice and any field
+    unknown to us) and JSON escaping only widens; plus each message's framing, the largest image budget
+    per image block wherever it sits, and the providers' own framing of tools and extended thinking."""
+    messages = body.get("messages")
+    assert isinstance(messages, list)
+    total = REQUEST_OVERHEAD_TOKENS + _json_bytes(body)
+    total += MESSAGE_OVERHEAD_TOKENS * len(messages)
+    total += IMAGE_TOKENS_MAX * _image_blocks([body.get("system"), messages])
+    if body.get("tools") or body.get("thinking"):
         total += STRUCTURED_OUTPUT_OVERHEAD_TOKENS
     assert total > 0
     return total

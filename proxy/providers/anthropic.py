@@ -6,7 +6,9 @@ messages become tool_result blocks in a user turn (consecutive same-role turns a
 requires alternation); `max_tokens` is required there, so a default is sent when the caller set none;
 temperature is clamped to Anthropic's 0..1. Back: text blocks join into `content`, tool_use blocks become
 `tool_calls`, thinking blocks are dropped (their tokens stay in output_tokens). Usage: Anthropic's
-input_tokens exclude cache reads and writes; TokenUsage.input_tokens includes them.
+input_tokens exclude cache reads and writes; TokenUsage.input_tokens includes them. A Messages request
+from a Messages caller passes through untranslated (`messages_raw`, `messages_raw_stream`): only the model
+is replaced, so thinking, cache_control and fields unknown to us survive both ways.
 
 Structured output: a `json_schema` response_format becomes a forced tool, `json_response`, whose
 input_schema is the caller's schema, because forced tool use constrains the reply on every Claude model
@@ -382,6 +384,60 @@ class AnthropicAdapter(ProviderAdapter):
         except TRANSPORT_ERRORS as error:
             raise upstream_error_for_exception(error, streaming=False) from error
         return chat_completion_from_anthropic(decode_json_object(text), json_tool=json_tool)
+
+    def _raw_body(self, body: Mapping[str, Any], *, stream: bool) -> dict[str, Any]:
+        """The caller's Messages body as sent, with this deployment's model and the stream flag."""
+        assert isinstance(body.get("max_tokens"), int)
+        raw = {**body, "model": self.upstream_model}
+        raw.pop("stream", None)
+        return {**raw, "stream": True} if stream else raw
+
+    async def messages_raw(self, body: Mapping[str, Any]) -> tuple[dict[str, Any], TokenUsage]:
+        """A Messages request passed through untranslated: the upstream's Message as it came, and its
+        usage. `body` is a Messages API body whose `max_tokens` the caller already capped."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                async with open_response(
+                    self.session,
+                    f"{self.endpoint.root_url}/v1/messages",
+                    body=self._raw_body(body, stream=False),
+                    headers=self._headers(stream=False),
+                    timeout_s=self.timeout_s,
+                    decode_error=decode_anthropic_error,
+                ) as response:
+                    text = await response.text()
+        except TRANSPORT_ERRORS as error:
+            raise upstream_error_for_exception(error, streaming=False) from error
+        message = decode_json_object(text)
+        # Validated as the translation would (content blocks, usage), so a malformed reply fails over.
+        result = chat_completion_from_anthropic(message)
+        return message, result.usage
+
+    async def messages_raw_stream(self, body: Mapping[str, Any]) -> AsyncIterator[StreamEvent]:
+        """The upstream's stream events as they come (`raw`, with their translation as `chunk` when they
+        have one), then the usage of message_start and message_delta. Raises UpstreamError, also midway."""
+        translator = AnthropicStreamTranslator()
+        try:
+            async with open_response(
+                self.session,
+                f"{self.endpoint.root_url}/v1/messages",
+                body=self._raw_body(body, stream=True),
+                headers=self._headers(stream=True),
+                timeout_s=self.timeout_s,
+                decode_error=decode_anthropic_error,
+            ) as response:
+                async for event in iter_sse(
+                    response.content, first_s=self.timeout_s, idle_s=self.stream_idle_s
+                ):
+                    data = decode_json_object(event.data)
+                    chunks = translator.feed(data)  # Raises on an error event: never passed as data.
+                    assert len(chunks) <= 1, "one Messages event translates to one chunk at most"
+                    yield StreamEvent(raw=data, chunk=chunks[0] if chunks else None)
+                    if translator.stopped:
+                        break
+        except TRANSPORT_ERRORS as error:
+            raise upstream_error_for_exception(error, streaming=True) from error
+        yield StreamEvent(usage=translator.usage())
 
     async def chat_stream(self, request: ChatCompletionRequest) -> AsyncIterator[StreamEvent]:
         body = anthropic_request(request, upstream_model=self.upstream_model, stream=True)

@@ -8,7 +8,8 @@ sources as data: URLs); assistant `tool_use` blocks become `tool_calls` (input a
 after the assistant's calls); tools and tool_choice map one to one (`any` is `required`,
 `disable_parallel_tool_use` is `parallel_tool_calls: false`); `metadata.user_id` is `user`. Lost on the way
 (the internal format has no place for them): `top_k`, thinking blocks of earlier assistant turns, and
-`cache_control` (Anthropic upstreams included, until requests pass through untranslated).
+`cache_control`. Requests served by Anthropic deployments skip this module: they pass through untranslated
+(proxy/serving/passthrough.py), their stream written as it comes by `AnthropicRawRenderer`.
 
 Reply: content becomes a text block, each tool call a `tool_use` block with its arguments parsed;
 finish_reason maps to stop_reason (a stop sequence cannot be told apart from a natural end in the internal
@@ -19,6 +20,7 @@ without cache reads and writes). Pure: no I/O.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from proxy.anthropic_types import (
@@ -57,6 +59,7 @@ from proxy.providers.base import ChatResult, TokenUsage
 from proxy.providers.errors import UnsupportedRequest
 
 __all__ = [
+    "AnthropicRawRenderer",
     "AnthropicStreamRenderer",
     "anthropic_error_body",
     "anthropic_error_type",
@@ -379,4 +382,27 @@ class AnthropicStreamRenderer:
 
     def failed(self, error: ApiError) -> bytes:
         """The `error` event that ends a stream cut midway (never a clean message_stop)."""
+        return _event("error", anthropic_error_body(error))
+
+
+class AnthropicRawRenderer:
+    """Writes an untranslated Messages stream's events as the upstream sent them (thinking blocks,
+    signatures, stop_sequence and cache usage included); the upstream's message_delta and message_stop
+    close it, and a cut stream ends with an `error` event, as with `AnthropicStreamRenderer`."""
+
+    def opened(self, *, model_id: str) -> bytes:
+        del model_id  # message_start names the model as the upstream reports it.
+        return b""
+
+    def chunk(self, chunk: ChatCompletionChunk) -> bytes:
+        raise AssertionError("an untranslated stream is rendered from its raw events")
+
+    def raw(self, event: Mapping[str, Any]) -> bytes:
+        return _event(str(event["type"]), dict(event))
+
+    def finished(self, *, reported: TokenUsage | None, charged: TokenUsage) -> bytes:
+        del reported, charged  # The upstream's own message_delta carried its usage, already written.
+        return b""
+
+    def failed(self, error: ApiError) -> bytes:
         return _event("error", anthropic_error_body(error))

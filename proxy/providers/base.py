@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -125,14 +125,21 @@ class StreamEvent:
 
     Adapters never put usage inside chunks; the caller renders a usage chunk if its own caller asked for
     `stream_options.include_usage`. When the upstream did not report usage, the adapter estimates it and
-    sets `TokenUsage.estimated`.
+    sets `TokenUsage.estimated`. A stream passed through untranslated (an adapter's `*_raw_stream`)
+    yields each upstream event as `raw`, with its translation as `chunk` when it has one (so that
+    failover and the charge of a cut stream see what it produced), then the usage.
     """
 
     chunk: ChatCompletionChunk | None = None
     usage: TokenUsage | None = None
-    kind: Literal["chunk", "usage"] = field(init=False)
+    raw: Mapping[str, Any] | None = None
+    kind: Literal["chunk", "usage", "raw"] = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.raw is not None:
+            assert self.usage is None, "a raw event carries no usage"
+            object.__setattr__(self, "kind", "raw")
+            return
         assert (self.chunk is None) != (self.usage is None), "exactly one of chunk and usage"
         object.__setattr__(self, "kind", "chunk" if self.chunk is not None else "usage")
 

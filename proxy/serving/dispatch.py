@@ -10,10 +10,10 @@ the caller; after that, the stream relay owns the failure.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from opentelemetry.trace import NoOpTracer, Span, SpanKind, Status, StatusCode, Tracer
@@ -21,7 +21,8 @@ from opentelemetry.trace import NoOpTracer, Span, SpanKind, Status, StatusCode, 
 from proxy.catalog import CatalogModel
 from proxy.errors import ApiError, UpstreamUnavailable
 from proxy.openai_types import ChatCompletionRequest, EmbeddingsRequest
-from proxy.providers.base import ChatResult, EmbeddingsResult, StreamEvent
+from proxy.providers.anthropic import AnthropicAdapter
+from proxy.providers.base import ChatResult, EmbeddingsResult, StreamEvent, TokenUsage
 from proxy.providers.errors import UpstreamError
 from proxy.routing.failover import should_fail_over
 from proxy.routing.health import HealthTracker
@@ -39,6 +40,9 @@ R = TypeVar("R")
 
 # Leading events that carry nothing (OpenAI's role-only first chunk) held back at most: bounded buffering.
 PREAMBLE_EVENTS_MAX = 8
+# Anthropic's events that produce nothing when they come without a translated chunk (a thinking or text
+# block's start, a ping): held back like a role chunk. Deltas, thinking ones included, produce something.
+RAW_PREAMBLE_TYPES = frozenset({"message_start", "ping", "content_block_start", "content_block_stop"})
 
 
 @dataclass
@@ -60,7 +64,10 @@ def _is_preamble(event: StreamEvent) -> bool:
     first token, so the dispatcher holds such events back and may still fail over invisibly.
     """
     chunk = event.chunk
-    if chunk is None or chunk.usage is not None:
+    if chunk is None:
+        # An untranslated event without a translation: its opening and keep-alive events produce nothing.
+        return event.raw is not None and event.raw.get("type") in RAW_PREAMBLE_TYPES
+    if chunk.usage is not None:
         return False
     return all(
         not choice.delta.content
@@ -243,12 +250,42 @@ class Dispatcher:
                 return result, model, run.attempts
         raise NoCandidateServed(self._exhausted(run), run.attempts)
 
+    def _raw_adapter_for(self, model: CatalogModel) -> AnthropicAdapter:
+        adapter = self._upstreams.adapter_for(model)
+        assert isinstance(adapter, AnthropicAdapter), "only Anthropic deployments take a Messages body"
+        return adapter
+
+    async def complete_raw(
+        self, body: Mapping[str, Any], plan: ServePlan
+    ) -> tuple[tuple[dict[str, Any], TokenUsage], CatalogModel, list[Attempt]]:
+        """A Messages body passed through to the plan's (Anthropic) candidates, failover as `complete`."""
+
+        async def send(model: CatalogModel) -> tuple[dict[str, Any], TokenUsage]:
+            return await self._raw_adapter_for(model).messages_raw(_raw_body_for(body, plan, model))
+
+        return await self._first_served(plan.candidates, send)
+
     async def open_stream(self, body: ChatCompletionRequest, plan: ServePlan) -> OpenedStream:
+        return await self._first_opened(
+            plan,
+            lambda model: self._upstreams.adapter_for(model).chat_stream(self._body_for(body, plan, model)),
+        )
+
+    async def open_raw_stream(self, body: Mapping[str, Any], plan: ServePlan) -> OpenedStream:
+        """A Messages body streamed through untranslated, admission and failover as `open_stream`."""
+        return await self._first_opened(
+            plan,
+            lambda model: self._raw_adapter_for(model).messages_raw_stream(_raw_body_for(body, plan, model)),
+        )
+
+    async def _first_opened(
+        self, plan: ServePlan, open_events: Callable[[CatalogModel], AsyncIterator[StreamEvent]]
+    ) -> OpenedStream:
         run = _Run(candidates=plan.candidates, deadline_s=time.monotonic() + self._deadline_s)
         async for attempt, model in self._admitted(run):
             with self._attempt_span(model, attempt) as span:
                 started_s = time.monotonic()
-                events = self._upstreams.adapter_for(model).chat_stream(self._body_for(body, plan, model))
+                events = open_events(model)
                 try:
                     leading_events = await _first_meaningful_events(events)
                 except (UpstreamError, StopAsyncIteration) as error:
@@ -282,6 +319,13 @@ class Dispatcher:
             await self._tracker.record_success(model.id, latency_s=latency_s, ttft_s=ttft_s)
         else:
             await self._tracker.record_failure(model.id, kind=error.kind, retry_after_s=error.retry_after_s)
+
+
+def _raw_body_for(body: Mapping[str, Any], plan: ServePlan, model: CatalogModel) -> dict[str, Any]:
+    """As `_body_for`: the upstream may never produce more than this candidate's quote paid for."""
+    max_tokens = body["max_tokens"]
+    assert isinstance(max_tokens, int)
+    return {**body, "max_tokens": min(max_tokens, plan.quotes[model.id].output_tokens_max)}
 
 
 class NoCandidateServed(Exception):

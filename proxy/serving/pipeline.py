@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 from aiohttp import web
@@ -27,11 +27,11 @@ from proxy.payments.gate import PaymentGate
 from proxy.providers.base import ChatResult, EmbeddingsResult
 from proxy.providers.errors import UnsupportedRequest
 from proxy.serving.billing import Billing, BillingSession
-from proxy.serving.dispatch import Dispatcher, NoCandidateServed, attempts_header
+from proxy.serving.dispatch import Dispatcher, NoCandidateServed, OpenedStream, attempts_header
 from proxy.serving.embeddings_plan import EmbeddingsPlan
 from proxy.serving.payer import open_paid_session, with_payment_outcome
 from proxy.serving.planning import ServePlan
-from proxy.serving.stream_relay import StreamBounds, StreamRenderer, relay_stream
+from proxy.serving.stream_relay import RawEventRenderer, StreamBounds, StreamRenderer, relay_stream
 from proxy.serving.usage_log import Attempt
 from proxy.settings import Settings
 
@@ -136,6 +136,47 @@ class Pipeline:
         with self._request_span("chat", call, model=body.model, max_tokens=body.output_tokens_max):
             return await self._chat_stream(call, body, plan, renderer=renderer)
 
+    async def messages_raw(
+        self, call: PaidCall, body: Mapping[str, Any], plan: ServePlan
+    ) -> Served[dict[str, Any]]:
+        """A Messages body passed through untranslated (`plan` from proxy/serving/passthrough.py): the
+        upstream's Message as it came, held, failed over and charged as a chat completion."""
+        with self._request_span("chat", call, model=str(body["model"]), max_tokens=body["max_tokens"]):
+            billing, payment_headers = await self._hold(call, plan, streamed=False)
+            (message, usage), model, attempts = await self._dispatched(
+                billing, payment_headers, lambda: self._dispatcher.complete_raw(body, plan), param="messages"
+            )
+            cost_nano_usd = await billing.charge(model, usage, attempts=attempts, outcome="completed")
+            headers = routing_headers(
+                model=model,
+                strategy=plan.strategy,
+                attempts=attempts,
+                quote_nano_usd=plan.hold_nano_usd,
+                cost_nano_usd=cost_nano_usd,
+            )
+            return Served(result=message, model=model, headers={**payment_headers, **headers})
+
+    async def messages_raw_stream(
+        self,
+        call: PaidCall,
+        body: Mapping[str, Any],
+        plan: ServePlan,
+        *,
+        translated: ChatCompletionRequest,
+        renderer: RawEventRenderer,
+    ) -> web.StreamResponse:
+        """A Messages body streamed through untranslated; `translated` (the same request in the internal
+        format) estimates the prompt should the stream end without reporting usage."""
+        assert translated.stream
+        with self._request_span("chat", call, model=str(body["model"]), max_tokens=body["max_tokens"]):
+            return await self._stream(
+                call,
+                translated,
+                plan,
+                open_stream=lambda: self._dispatcher.open_raw_stream(body, plan),
+                renderer=renderer,
+            )
+
     async def embeddings(
         self, call: PaidCall, body: EmbeddingsRequest, plan: EmbeddingsPlan
     ) -> Served[EmbeddingsResult]:
@@ -169,10 +210,25 @@ class Pipeline:
         renderer: StreamRenderer | None,
     ) -> web.StreamResponse:
         assert body.stream
-        billing, payment_headers = await self._hold(call, plan, streamed=True)
-        opened = await self._dispatched(
-            billing, payment_headers, lambda: self._dispatcher.open_stream(body, plan), param="messages"
+        return await self._stream(
+            call,
+            body,
+            plan,
+            open_stream=lambda: self._dispatcher.open_stream(body, plan),
+            renderer=renderer,
         )
+
+    async def _stream(
+        self,
+        call: PaidCall,
+        body: ChatCompletionRequest,
+        plan: ServePlan,
+        *,
+        open_stream: Callable[[], Awaitable[OpenedStream]],
+        renderer: StreamRenderer | None,
+    ) -> web.StreamResponse:
+        billing, payment_headers = await self._hold(call, plan, streamed=True)
+        opened = await self._dispatched(billing, payment_headers, open_stream, param="messages")
         headers = {
             # Middlewares cannot add headers to a response that is already streaming: they are set here.
             "X-Request-Id": call.request_id,

@@ -16,9 +16,9 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from aiohttp import web
@@ -32,7 +32,14 @@ from proxy.serving.billing import BillingSession
 from proxy.serving.dispatch import Dispatcher, OpenedStream, close_events
 from proxy.serving.upstream_errors import api_error_for_upstream
 
-__all__ = ["ChatChunkRenderer", "ClientStalled", "StreamBounds", "StreamRenderer", "relay_stream"]
+__all__ = [
+    "ChatChunkRenderer",
+    "ClientStalled",
+    "RawEventRenderer",
+    "StreamBounds",
+    "StreamRenderer",
+    "relay_stream",
+]
 
 log = structlog.get_logger("megarouter.stream")
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -51,6 +58,14 @@ class _Produced:
             for call in choice.delta.tool_calls or []:
                 if call.function is not None:
                     self.parts.append((call.function.name or "") + (call.function.arguments or ""))
+
+    def add_raw(self, event: Mapping[str, Any]) -> None:
+        """What an untranslated Messages event produced that its chunk does not carry: thinking."""
+        delta = event.get("delta")
+        thinking = isinstance(delta, Mapping) and delta.get("type") == "thinking_delta"
+        if event.get("type") == "content_block_delta" and thinking:
+            assert isinstance(delta, Mapping)
+            self.parts.append(str(delta.get("thinking") or ""))
 
     def estimated_usage(self, body: ChatCompletionRequest) -> TokenUsage:
         text = "".join(self.parts)
@@ -93,6 +108,14 @@ class StreamRenderer(Protocol):
     def finished(self, *, reported: TokenUsage | None, charged: TokenUsage) -> bytes: ...
 
     def failed(self, error: ApiError) -> bytes: ...
+
+
+@runtime_checkable
+class RawEventRenderer(StreamRenderer, Protocol):
+    """A renderer of a stream passed through untranslated: `raw` is called for each upstream event
+    instead of `chunk` (which such a stream never needs)."""
+
+    def raw(self, event: Mapping[str, Any]) -> bytes: ...
 
 
 class ChatChunkRenderer:
@@ -247,7 +270,14 @@ class _Relay:
             await self.write(head)
         event: StreamEvent | None = next(leading)
         while event is not None:
-            if event.chunk is not None:
+            if event.raw is not None:
+                assert isinstance(self.renderer, RawEventRenderer), "a raw stream needs a raw renderer"
+                if event.chunk is not None:
+                    self.produced.add(event.chunk)
+                self.produced.add_raw(event.raw)
+                if data := self.renderer.raw(event.raw):
+                    await self.write(data)
+            elif event.chunk is not None:
                 self.produced.add(event.chunk)
                 if data := self.renderer.chunk(event.chunk):
                     await self.write(data)

@@ -3,9 +3,12 @@ paid pipeline (proxy/serving/pipeline.py).
 
 parse (proxy/anthropic_types.py) → translate to the internal chat request (proxy/providers/
 anthropic_inbound.py) → plan (any catalog model, or `auto`) → the pipeline → translate the answer back, or
-relay the stream through an Anthropic renderer. The key comes in `x-api-key` or `Authorization: Bearer`;
-without either the caller gets the x402 402 exactly as on chat. Errors are rendered in Anthropic's shape
-for these routes only, except x402's own 402 (and 400 for a malformed payment): x402 documents.
+relay the stream through an Anthropic renderer. When the plan's first candidate is an Anthropic deployment,
+the request passes through untranslated instead (proxy/serving/passthrough.py: Anthropic candidates only,
+the quote bounding the raw body), and the upstream's Message or events come back as they were sent.
+The key comes in `x-api-key` or `Authorization: Bearer`; without either the caller gets the x402 402
+exactly as on chat. Errors are rendered in Anthropic's shape for these routes only, except x402's own 402
+(and 400 for a malformed payment): x402 documents.
 
 count_tokens takes the same key as messages (a 401 without one: an estimate is free, but not anonymous, so it
 cannot be used to probe the service without an account) and charges nothing. Its count is the prompt
@@ -30,6 +33,7 @@ from proxy.errors import ApiError, AuthenticationFailed, InvalidRequest, NotFoun
 from proxy.openai_types import ChatCompletionRequest
 from proxy.payments.errors import PaymentRequired
 from proxy.providers.anthropic_inbound import (
+    AnthropicRawRenderer,
     AnthropicStreamRenderer,
     anthropic_error_body,
     chat_request_from_messages,
@@ -37,6 +41,7 @@ from proxy.providers.anthropic_inbound import (
 )
 from proxy.providers.errors import UnsupportedRequest
 from proxy.providers.tokens import estimate_prompt_tokens
+from proxy.serving.passthrough import passthrough_plan
 
 __all__ = ["routes"]
 
@@ -87,6 +92,15 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     structlog.contextvars.bind_contextvars(strategy=plan.strategy, first_candidate=plan.candidates[0].id)
     message_id = "msg_" + call.request_id.removeprefix("req_")
     pipeline = pipeline_of(request.app)
+    raw_body = body.model_dump(mode="json", exclude_unset=True)  # Every field as sent, unknown ones too.
+    raw_plan = passthrough_plan(plan, raw_body)
+    if raw_plan is not None and chat_body.stream:
+        return await pipeline.messages_raw_stream(
+            call, raw_body, raw_plan, translated=chat_body, renderer=AnthropicRawRenderer()
+        )
+    if raw_plan is not None:
+        passed = await pipeline.messages_raw(call, raw_body, raw_plan)
+        return web.json_response(passed.result, headers=passed.headers)
     if chat_body.stream:
         renderer = AnthropicStreamRenderer(
             message_id=message_id, input_tokens_estimate=estimate_prompt_tokens(chat_body)

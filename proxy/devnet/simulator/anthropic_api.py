@@ -8,6 +8,9 @@ the prefix up to the last `cache_control` breakpoint (when it has at least 1024 
 the cache the first time (`cache_creation_input_tokens`) and read afterwards (`cache_read_input_tokens`).
 Structured outputs: a tool_use `input` validates against the tool's `input_schema`, and a JSON schema in
 `output_config.format` (or the beta's `output_format`) makes the text block an instance of it.
+Extended thinking: `thinking: {"type": "enabled", "budget_tokens"}` (at least 1024 and below max_tokens, as
+Anthropic checks) makes the reply open with a signed thinking block (streamed as thinking_delta and
+signature_delta), its tokens counted in output_tokens. The last body per model is kept for tests.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ ERROR_TYPES = {
     529: "overloaded_error",
 }
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+THINKING_BUDGET_TOKENS_MIN = 1024
 
 
 def anthropic_error(status: int, message: str, retry_after_s: int | None = None) -> web.Response:
@@ -149,7 +153,34 @@ def _validate(
         return anthropic_error(400, "max_tokens: must be a positive integer")
     if not isinstance(body["messages"], list) or not body["messages"]:
         return anthropic_error(400, "messages: at least one message is required")
+    return _validate_thinking(body)
+
+
+def _validate_thinking(body: dict[str, Any]) -> web.Response | None:
+    thinking = body.get("thinking")
+    if thinking is None or (isinstance(thinking, dict) and thinking.get("type") == "disabled"):
+        return None
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return anthropic_error(400, "thinking: type must be 'enabled' or 'disabled'")
+    budget_tokens = thinking.get("budget_tokens")
+    if not isinstance(budget_tokens, int) or budget_tokens < THINKING_BUDGET_TOKENS_MIN:
+        return anthropic_error(400, f"thinking.budget_tokens: must be at least {THINKING_BUDGET_TOKENS_MIN}")
+    if budget_tokens >= body["max_tokens"]:
+        return anthropic_error(400, "`max_tokens` must be greater than `thinking.budget_tokens`")
     return None
+
+
+def _thinking_enabled(body: dict[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
+
+
+def _thinking_block(plan: ReplyPlan) -> dict[str, Any]:
+    return {
+        "type": "thinking",
+        "thinking": f"Weighing the question ({plan.reasoning_tokens} tokens of simulated thought).",
+        "signature": f"sig_sim{plan.tool_call_id}",
+    }
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
@@ -159,6 +190,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if invalid is not None:
         return invalid
     assert body is not None
+    state.record_body(str(body["model"]), body)
     spec, failure = await before_answer(state, str(body["model"]), anthropic_error)
     if failure is not None:
         return failure
@@ -168,7 +200,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
             seed=seed,
             output_tokens_max=body["max_tokens"],
             tool=_chosen_tool(body, seed),
-            reasoning=is_reasoning_model(str(body["model"])) and "thinking" in body,
+            reasoning=_thinking_enabled(body)
+            or (is_reasoning_model(str(body["model"])) and "thinking" in body),
             # Without structured outputs, callers (and our adapter) ask for JSON in the system prompt.
             json_object="JSON" in json.dumps(body.get("system") or ""),
             response_schema=_output_schema(body),
@@ -184,7 +217,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         message = f"prompt is too long: {prompt_tokens} tokens > {state.context_window_tokens} maximum"
         return anthropic_error(400, message)
     message_id = f"msg_sim{seed:016x}"
-    content: list[dict[str, Any]] = []
+    content: list[dict[str, Any]] = [_thinking_block(plan)] if _thinking_enabled(body) else []
     if plan.words:
         content.append({"type": "text", "text": plan.text})
     if plan.complete_tool_call is not None:
@@ -241,6 +274,22 @@ async def _stream(
         "usage": start_usage,
     }
     await send("message_start", {"message": message})
+    index = 0
+    if _thinking_enabled(body):
+        thought = _thinking_block(plan)
+        await send(
+            "content_block_start", {"index": 0, "content_block": {**thought, "thinking": "", "signature": ""}}
+        )
+        await send(
+            "content_block_delta",
+            {"index": 0, "delta": {"type": "thinking_delta", "thinking": thought["thinking"]}},
+        )
+        await send(
+            "content_block_delta",
+            {"index": 0, "delta": {"type": "signature_delta", "signature": thought["signature"]}},
+        )
+        await send("content_block_stop", {"index": 0})
+        index = 1
     if plan.tool_call is not None:
         name, arguments = plan.tool_call
         block: dict[str, Any] = {
@@ -256,7 +305,7 @@ async def _stream(
     else:
         block = {"type": "text", "text": ""}
         deltas = [{"type": "text_delta", "text": piece} for piece in plan.pieces]
-    await send("content_block_start", {"index": 0, "content_block": block})
+    await send("content_block_start", {"index": index, "content_block": block})
     await send("ping", {})
     pacer = Pacer(state, spec)
     for sent, delta in enumerate(deltas):
@@ -267,8 +316,8 @@ async def _stream(
             await send("error", {"error": {"type": "overloaded_error", "message": "Overloaded (simulated)"}})
             return response
         await pacer.next_token()
-        await send("content_block_delta", {"index": 0, "delta": delta})
-    await send("content_block_stop", {"index": 0})
+        await send("content_block_delta", {"index": index, "delta": delta})
+    await send("content_block_stop", {"index": index})
     delta_body = {"stop_reason": STOP_REASONS[plan.finish], "stop_sequence": None}
     await send("message_delta", {"delta": delta_body, "usage": {"output_tokens": usage["output_tokens"]}})
     await send("message_stop", {})

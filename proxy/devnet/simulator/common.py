@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 PROMPT_CACHE_ENTRIES_MAX = 10_000
+LAST_BODIES_MAX = 256
 PROMPT_CACHE_TOKENS_MIN = 1024  # OpenAI and Gemini cache prompt prefixes from this size on.
 PROMPT_CACHE_BLOCK_TOKENS = 128  # … in steps of this many tokens.
 
@@ -74,6 +75,13 @@ class SimulatorState:
     context_window_tokens: int = 128_000
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     prompt_cache: PromptCache = field(default_factory=PromptCache)
+    # The last request body per model, as received: tests check what reached the upstream.
+    last_bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def record_body(self, model: str, body: dict[str, Any]) -> None:
+        if model not in self.last_bodies and len(self.last_bodies) >= LAST_BODIES_MAX:
+            self.last_bodies.clear()
+        self.last_bodies[model] = body
 
     def key_accepted(self, key: str | None) -> bool:
         if not key:

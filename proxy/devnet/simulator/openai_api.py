@@ -135,6 +135,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         parsed = ChatCompletionRequest.model_validate(body)
     except pydantic.ValidationError as error:
         return openai_error(400, f"Invalid request: {error.errors()[0]['msg']}")
+    state.record_body(parsed.model, body)
     spec, failure = await before_answer(state, parsed.model, openai_error)
     if failure is not None:
         return failure

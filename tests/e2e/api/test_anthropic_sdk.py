@@ -266,7 +266,9 @@ async def test_cut_stream_ends_with_an_error_event_and_charges_what_was_produced
     assert response.status == 200
     events = _sse_events(await response.text())
     names = [name for name, _ in events]
-    assert names[:3] == ["message_start", "ping", "content_block_start"]
+    # Translated streams open as the renderer writes them; passed-through ones as Anthropic sends them.
+    assert names[0] == "message_start"
+    assert sorted(names[1:3]) == ["content_block_start", "ping"]
     assert "message_stop" not in names, "a cut stream must never look complete"
     assert names[-1] == "error"
     assert events[-1][1]["type"] == "error"
