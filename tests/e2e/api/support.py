@@ -11,8 +11,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import openai
+from aiohttp import ClientResponse
 from eth_account.signers.local import LocalAccount
 
 from ledger import Balance, Hold, chart
@@ -28,12 +30,15 @@ __all__ = [
     "funded_key",
     "holds_of",
     "openai_client",
+    "post_paid_with_x402",
+    "read_until_events",
     "resolved_hold",
     "topup",
     "usage_event",
 ]
 
 NANO_USD_PER_USD = 1_000_000_000
+NANO_USD_PER_ATOMIC = 1_000  # The devnet tokens have 6 decimals.
 # Every wait in these tests is bounded; a hold still pending after this long is a bug, not a slow machine.
 RESOLVE_WAIT_S_MAX = 10.0
 
@@ -101,3 +106,30 @@ async def resolved_hold(router: RunningRouter, request_id: str) -> tuple[Hold, U
                 return hold, events[0]
         assert time.monotonic() < deadline_s, f"hold of {request_id} still unresolved"
         await asyncio.sleep(0.05)
+
+
+async def post_paid_with_x402(
+    router: RunningRouter, path: str, body: dict[str, Any], *, payer: LocalAccount
+) -> tuple[ClientResponse, int]:
+    """`POST path` without a key, paid with x402 as the 402 asks: the answer and the nano-USD paid."""
+    offer_response = await router.client.post(path, json=body)
+    assert offer_response.status == 402, await offer_response.text()
+    offer = await offer_response.json()
+    header = encode_b64_json(sign_v2_payment(payer, offer))
+    response = await router.client.post(path, json=body, headers={"PAYMENT-SIGNATURE": header})
+    paid_nano_usd = int(offer["accepts"][0]["amount"]) * NANO_USD_PER_ATOMIC
+    assert paid_nano_usd > 0
+    return response, paid_nano_usd
+
+
+async def read_until_events(response: ClientResponse, *, event: str, count: int) -> str:
+    """The SSE text read (bounded) until `count` events named `event` arrived; the stream stays open."""
+    assert count > 0
+    received = b""
+    marker = f"event: {event}\n".encode()
+    async with asyncio.timeout(RESOLVE_WAIT_S_MAX):
+        while received.count(marker) < count:
+            chunk = await response.content.readany()
+            assert chunk, f"the stream ended before {count} {event} events"
+            received += chunk
+    return received.decode()

@@ -3,7 +3,9 @@
 Goal: a caller who knows only Anthropic's SDK can use a model behind the OpenAI-compatible adapter and one
 behind the Anthropic adapter — messages, streams, a tool round trip, token counts — and is charged exactly
 the catalog price of the usage it is shown, with every hold captured once; errors come back in Anthropic's
-shape (the SDK's own exception types), except the x402 402, which stays an x402 document.
+shape (the SDK's own exception types), except the x402 402, which stays an x402 document. Every failure
+charges what was produced: nothing when the upstream fails before its first byte (an x402 payment then stays
+as credit, with PAYMENT-RESPONSE on the error), the part sent when a stream is cut or the caller hangs up.
 
 Method: the real app (router fixture) with the simulated providers upstream; AsyncAnthropic (no retries) on
 a wallet-bound key that bought credit with x402. Each charge is recomputed from the catalog prices and the
@@ -20,8 +22,21 @@ import anthropic
 import pytest
 from anthropic.types import MessageParam, ToolParam
 
-from proxy.api.app_keys import CATALOG
-from tests.e2e.api.support import credit_balance, funded_key, holds_of, resolved_hold, usage_event
+from ledger import check_ledger
+from proxy.api.app_keys import CATALOG, DB_ENGINE
+from proxy.providers.tokens import estimate_text_tokens
+from proxy.serving.payer import PAYMENT_KEPT_AS_CREDIT
+from proxy.serving.usage_log import UsageEvent
+from tests.e2e.api.support import (
+    credit_balance,
+    funded_key,
+    holds_of,
+    post_paid_with_x402,
+    read_until_events,
+    resolved_hold,
+    usage_event,
+)
+from tests.e2e.payments import decode_b64_json
 from tests.fixtures.app import RunningRouter
 
 CHAT_MODELS = {"openai": "openai/gpt-4o-mini", "anthropic": "anthropic/claude-haiku-4-5"}
@@ -316,3 +331,82 @@ async def test_upstream_failure_is_an_anthropic_error_and_charges_nothing(router
     assert (after.posted, after.pending) == (before.posted, 0)
     assert [hold.state for hold in await holds_of(router, payer)] == ["voided"]
     await client.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("stream", [False, True], ids=["message", "stream"])
+async def test_upstream_failure_keeps_an_x402_payment_as_credit_and_says_so(
+    router: RunningRouter, stream: bool
+) -> None:
+    """No byte was produced: the hold is voided, and the settled payment stays whole as the payer's credit,
+    with PAYMENT-RESPONSE on the Anthropic-shaped error so the agent knows it paid."""
+    model_id = CHAT_MODELS["anthropic"]
+    payer = router.payers[6]
+    upstream_model = router.app[CATALOG].get(model_id).upstream_model
+    router.simulator["primary"].set_fault(upstream_model, error_count=50, error_status=529)
+    body = {"model": model_id, "messages": MESSAGES, "max_tokens": 10, "stream": stream}
+    response, paid_nano_usd = await post_paid_with_x402(router, "/v1/messages", body, payer=payer)
+    assert response.status >= 500, await response.text()
+    error = await response.json()
+    assert error["type"] == "error"
+    assert error["error"]["type"] in ("api_error", "overloaded_error")
+    assert PAYMENT_KEPT_AS_CREDIT in error["error"]["message"]
+    assert decode_b64_json(response.headers["PAYMENT-RESPONSE"])["success"] is True
+
+    hold, event = await resolved_hold(router, response.headers["X-Request-Id"])
+    assert hold.state == "voided"
+    assert event.outcome == "upstream_failed"
+    assert event.cost_nano_usd == 0
+    credit = await credit_balance(router, payer)
+    assert (credit.available, credit.pending) == (paid_nano_usd, 0)
+    assert await check_ledger(router.app[DB_ENGINE]) == []
+
+
+def _price_of(router: RunningRouter, event: UsageEvent) -> int:
+    assert event.model_id is not None
+    assert event.cached_input_tokens == event.cache_write_input_tokens == 0
+    model = router.app[CATALOG].get(event.model_id)
+    numerator = (
+        event.input_tokens * model.input_price_nano_usd_per_mtok
+        + event.output_tokens * model.output_price_nano_usd_per_mtok
+    )
+    return -(-numerator // TOKENS_PER_MTOK)
+
+
+def _text_of_complete_events(raw: str) -> str:
+    """The text of every complete content_block_delta in `raw` (the last frame may be cut off)."""
+    complete = raw[: raw.rfind("\n\n") + 2]
+    return "".join(
+        data["delta"].get("text", "") for name, data in _sse_events(complete) if name == "content_block_delta"
+    )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("kind", sorted(CHAT_MODELS))
+async def test_client_disconnect_midstream_charges_what_was_produced(
+    router: RunningRouter, kind: str
+) -> None:
+    model_id = CHAT_MODELS[kind]
+    payer = router.payers[6]
+    key = await funded_key(router, payer, amount_usd="1")
+    upstream_model = router.app[CATALOG].get(model_id).upstream_model
+    # Slow enough that the caller hangs up long before the reply is complete.
+    router.simulator["primary"].set_fault(upstream_model, tokens_per_s=40)
+    body = {"model": model_id, "messages": MESSAGES, "max_tokens": 200, "stream": True}
+    response = await router.client.post("/v1/messages", json=body, headers={"x-api-key": key})
+    assert response.status == 200
+    request_id = response.headers["X-Request-Id"]
+    received = await read_until_events(response, event="content_block_delta", count=2)
+    response.close()
+
+    hold, event = await resolved_hold(router, request_id)
+    assert event.outcome == "client_disconnected"
+    assert hold.state == "captured"
+    # At least what the caller saw was produced, and less than a full reply (the upstream was closed).
+    assert event.output_tokens >= estimate_text_tokens(_text_of_complete_events(received)) > 0
+    assert event.output_tokens < 200
+    expected = _price_of(router, event)
+    assert event.cost_nano_usd == expected
+    assert hold.captured_amount == expected
+    assert 0 < expected < hold.amount
+    assert (await credit_balance(router, payer)).pending == 0

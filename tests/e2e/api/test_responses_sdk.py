@@ -4,10 +4,16 @@ Goal: a caller who speaks only the Responses API reaches an Anthropic and a Gemi
 paid pipeline as chat — plain, streamed, a function-call round trip, structured output — and is charged
 exactly the catalog price of the usage it is shown, with the hold captured at that amount. What MegaRouter
 does not support (stored conversations, unknown fields) is a 400 naming the field, before any money moves.
+Every failure charges what was produced: nothing when the upstream fails before its first byte (an x402
+payment then stays as credit, with PAYMENT-RESPONSE on the error), the part sent when a stream is cut or
+the caller hangs up.
 
-Method: the real app (router fixture) with the simulated providers upstream; the SDK (AsyncOpenAI, no
-retries) with a wallet-bound key whose wallet bought credit with x402. Each charge is recomputed from the
-catalog prices and the usage in the Response, and compared with the header, the usage log and the hold.
+Method: the real app (router fixture) with the simulated providers upstream and their fault knobs; the SDK
+(AsyncOpenAI, no retries) with a wallet-bound key whose wallet bought credit with x402, or a raw x402
+payment. Each charge is recomputed from the catalog prices and the usage in the Response (or the usage
+event), and compared with the header, the usage log and the hold. SQLite throughout; the paths where the
+database decides the charge (a capture, the partial capture of a cut stream, a void after an x402
+payment) on PostgreSQL too.
 """
 
 from __future__ import annotations
@@ -20,9 +26,22 @@ import pytest
 from openai.types.responses import FunctionToolParam, ResponseInputParam, ResponseUsage
 from pydantic import BaseModel
 
-from proxy.api.app_keys import CATALOG
+from ledger import check_ledger
+from proxy.api.app_keys import CATALOG, DB_ENGINE
+from proxy.providers.tokens import estimate_text_tokens
+from proxy.serving.payer import PAYMENT_KEPT_AS_CREDIT
+from proxy.serving.usage_log import UsageEvent
 from tests.e2e.accounts.helpers import bearer
-from tests.e2e.api.support import credit_balance, funded_key, holds_of, openai_client, resolved_hold
+from tests.e2e.api.support import (
+    credit_balance,
+    funded_key,
+    holds_of,
+    openai_client,
+    post_paid_with_x402,
+    read_until_events,
+    resolved_hold,
+)
+from tests.e2e.payments import decode_b64_json
 from tests.fixtures.app import RunningRouter
 
 # Catalog models with tools and JSON mode, behind the two adapters that translate the most.
@@ -72,7 +91,6 @@ async def assert_captured(router: RunningRouter, request_id: str, *, cost_nano_u
     assert hold.amount == event.quote_nano_usd >= cost_nano_usd
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("kind", sorted(MODELS))
 async def test_plain_response_is_served_and_charged_exactly(router: RunningRouter, kind: str) -> None:
     model_id = MODELS[kind]
@@ -253,7 +271,6 @@ async def test_unsupported_fields_are_400s_naming_them(
     assert await holds_of(router, payer) == [], "refused before any money is held"
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("kind", sorted(MODELS))
 async def test_a_cut_stream_ends_with_an_error_event_and_charges_what_was_produced(
     router: RunningRouter, kind: str
@@ -278,4 +295,110 @@ async def test_a_cut_stream_ends_with_an_error_event_and_charges_what_was_produc
     assert hold.captured_amount is not None
     assert 0 < hold.captured_amount < hold.amount
     assert event.cost_nano_usd == hold.captured_amount
+    assert (await credit_balance(router, payer)).pending == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_upstream_failure_is_an_openai_error_and_charges_nothing(router: RunningRouter) -> None:
+    model_id = MODELS["gemini"]
+    payer = router.payers[7]
+    key = await funded_key(router, payer, amount_usd="1")
+    upstream_model = router.app[CATALOG].get(model_id).upstream_model
+    router.simulator["primary"].set_fault(upstream_model, error_count=50, error_status=503)
+    before = await credit_balance(router, payer)
+    async with openai_client(router, key) as client:
+        with pytest.raises(openai.APIStatusError) as failed:
+            await client.responses.create(model=model_id, input="Hello", max_output_tokens=10)
+    assert failed.value.status_code >= 500
+    assert isinstance(failed.value.body, dict)
+    assert failed.value.body["code"]
+    assert failed.value.body["message"]
+    after = await credit_balance(router, payer)
+    assert (after.posted, after.pending) == (before.posted, 0)
+    [hold] = await holds_of(router, payer)
+    assert hold.state == "voided"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["response", "stream"])
+async def test_upstream_failure_keeps_an_x402_payment_as_credit_and_says_so(
+    router: RunningRouter, stream: bool
+) -> None:
+    """No byte was produced: the hold is voided, and the settled payment stays whole as the payer's credit,
+    with PAYMENT-RESPONSE on the error so the agent knows it paid."""
+    model_id = MODELS["anthropic"]
+    payer = router.payers[7]
+    upstream_model = router.app[CATALOG].get(model_id).upstream_model
+    router.simulator["primary"].set_fault(upstream_model, error_count=50, error_status=529)
+    body = {"model": model_id, "input": "Hello", "max_output_tokens": 10, "stream": stream}
+    response, paid_nano_usd = await post_paid_with_x402(router, "/v1/responses", body, payer=payer)
+    assert response.status >= 500, await response.text()
+    error = (await response.json())["error"]
+    assert error["code"]
+    assert PAYMENT_KEPT_AS_CREDIT in error["message"]
+    assert decode_b64_json(response.headers["PAYMENT-RESPONSE"])["success"] is True
+
+    hold, event = await resolved_hold(router, response.headers["X-Request-Id"])
+    assert hold.state == "voided"
+    assert event.outcome == "upstream_failed"
+    assert event.cost_nano_usd == 0
+    credit = await credit_balance(router, payer)
+    assert (credit.available, credit.pending) == (paid_nano_usd, 0)
+    assert await check_ledger(router.app[DB_ENGINE]) == []
+
+
+def _price_of(router: RunningRouter, event: UsageEvent) -> int:
+    assert event.model_id is not None
+    assert event.cached_input_tokens == event.cache_write_input_tokens == 0
+    model = router.app[CATALOG].get(event.model_id)
+    numerator = (
+        event.input_tokens * model.input_price_nano_usd_per_mtok
+        + event.output_tokens * model.output_price_nano_usd_per_mtok
+    )
+    return -(-numerator // TOKENS_PER_MTOK)
+
+
+def _text_of_complete_deltas(raw: str) -> str:
+    """The text of every complete response.output_text.delta in `raw` (the last frame may be cut off)."""
+    frames = raw[: raw.rfind("\n\n")].split("\n\n")
+    texts = []
+    for frame in frames:
+        name_line, data_line = frame.split("\n")
+        if name_line == "event: response.output_text.delta":
+            texts.append(json.loads(data_line.removeprefix("data: "))["delta"])
+    return "".join(texts)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("kind", sorted(MODELS))
+async def test_client_disconnect_midstream_charges_what_was_produced(
+    router: RunningRouter, kind: str
+) -> None:
+    model_id = MODELS[kind]
+    payer = router.payers[7]
+    key = await funded_key(router, payer, amount_usd="1")
+    upstream_model = router.app[CATALOG].get(model_id).upstream_model
+    # Slow enough that the caller hangs up long before the reply is complete.
+    router.simulator["primary"].set_fault(upstream_model, tokens_per_s=40)
+    body = {
+        "model": model_id,
+        "input": "Tell me about routers and ledgers.",
+        "max_output_tokens": 200,
+        "stream": True,
+    }
+    response = await router.client.post("/v1/responses", json=body, headers=bearer(key))
+    assert response.status == 200
+    request_id = response.headers["X-Request-Id"]
+    received = await read_until_events(response, event="response.output_text.delta", count=2)
+    response.close()
+
+    hold, event = await resolved_hold(router, request_id)
+    assert event.outcome == "client_disconnected"
+    assert hold.state == "captured"
+    # At least what the caller saw was produced, and less than a full reply (the upstream was closed).
+    assert event.output_tokens >= estimate_text_tokens(_text_of_complete_deltas(received)) > 0
+    assert event.output_tokens < 200
+    expected = _price_of(router, event)
+    assert event.cost_nano_usd == expected
+    assert hold.captured_amount == expected
+    assert 0 < expected < hold.amount
     assert (await credit_balance(router, payer)).pending == 0
