@@ -17,8 +17,9 @@ import openai
 from aiohttp import ClientResponse
 from eth_account.signers.local import LocalAccount
 
-from ledger import Balance, Hold, chart
-from proxy.api.app_keys import LEDGER, USAGE_LOG
+from ledger import Balance, Hold, chart, check_ledger
+from proxy.api.app_keys import CATALOG, DB_ENGINE, LEDGER, USAGE_LOG
+from proxy.money import TOKENS_PER_MTOK
 from proxy.serving.usage_log import UsageEvent
 from tests.e2e.accounts.helpers import obtain_key
 from tests.e2e.payments import encode_b64_json, sign_v2_payment
@@ -26,6 +27,8 @@ from tests.fixtures.app import RunningRouter
 
 __all__ = [
     "NANO_USD_PER_USD",
+    "assert_voided_and_payment_kept",
+    "catalog_cost_nano_usd",
     "credit_balance",
     "funded_key",
     "holds_of",
@@ -133,3 +136,28 @@ async def read_until_events(response: ClientResponse, *, event: str, count: int)
             assert chunk, f"the stream ended before {count} {event} events"
             received += chunk
     return received.decode()
+
+
+def catalog_cost_nano_usd(router: RunningRouter, event: UsageEvent) -> int:
+    """What the catalog prices make of an event's uncached tokens (the tests' own arithmetic, rounded up)."""
+    assert event.model_id is not None
+    assert event.cached_input_tokens == event.cache_write_input_tokens == 0
+    model = router.app[CATALOG].get(event.model_id)
+    numerator = (
+        event.input_tokens * model.input_price_nano_usd_per_mtok
+        + event.output_tokens * model.output_price_nano_usd_per_mtok
+    )
+    return -(-numerator // TOKENS_PER_MTOK)
+
+
+async def assert_voided_and_payment_kept(
+    router: RunningRouter, request_id: str, payer: LocalAccount, *, paid_nano_usd: int
+) -> None:
+    """Nothing was produced: the hold is voided with its usage event, and the x402 payment is whole credit."""
+    hold, event = await resolved_hold(router, request_id)
+    assert hold.state == "voided"
+    assert event.outcome == "upstream_failed"
+    assert event.cost_nano_usd == 0
+    credit = await credit_balance(router, payer)
+    assert (credit.available, credit.pending) == (paid_nano_usd, 0)
+    assert await check_ledger(router.app[DB_ENGINE]) == []

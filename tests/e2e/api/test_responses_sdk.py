@@ -26,13 +26,13 @@ import pytest
 from openai.types.responses import FunctionToolParam, ResponseInputParam, ResponseUsage
 from pydantic import BaseModel
 
-from ledger import check_ledger
-from proxy.api.app_keys import CATALOG, DB_ENGINE
+from proxy.api.app_keys import CATALOG
 from proxy.providers.tokens import estimate_text_tokens
 from proxy.serving.payer import PAYMENT_KEPT_AS_CREDIT
-from proxy.serving.usage_log import UsageEvent
 from tests.e2e.accounts.helpers import bearer
 from tests.e2e.api.support import (
+    assert_voided_and_payment_kept,
+    catalog_cost_nano_usd,
     credit_balance,
     funded_key,
     holds_of,
@@ -337,24 +337,9 @@ async def test_upstream_failure_keeps_an_x402_payment_as_credit_and_says_so(
     assert PAYMENT_KEPT_AS_CREDIT in error["message"]
     assert decode_b64_json(response.headers["PAYMENT-RESPONSE"])["success"] is True
 
-    hold, event = await resolved_hold(router, response.headers["X-Request-Id"])
-    assert hold.state == "voided"
-    assert event.outcome == "upstream_failed"
-    assert event.cost_nano_usd == 0
-    credit = await credit_balance(router, payer)
-    assert (credit.available, credit.pending) == (paid_nano_usd, 0)
-    assert await check_ledger(router.app[DB_ENGINE]) == []
-
-
-def _price_of(router: RunningRouter, event: UsageEvent) -> int:
-    assert event.model_id is not None
-    assert event.cached_input_tokens == event.cache_write_input_tokens == 0
-    model = router.app[CATALOG].get(event.model_id)
-    numerator = (
-        event.input_tokens * model.input_price_nano_usd_per_mtok
-        + event.output_tokens * model.output_price_nano_usd_per_mtok
+    await assert_voided_and_payment_kept(
+        router, response.headers["X-Request-Id"], payer, paid_nano_usd=paid_nano_usd
     )
-    return -(-numerator // TOKENS_PER_MTOK)
 
 
 def _text_of_complete_deltas(raw: str) -> str:
@@ -397,7 +382,7 @@ async def test_client_disconnect_midstream_charges_what_was_produced(
     # At least what the caller saw was produced, and less than a full reply (the upstream was closed).
     assert event.output_tokens >= estimate_text_tokens(_text_of_complete_deltas(received)) > 0
     assert event.output_tokens < 200
-    expected = _price_of(router, event)
+    expected = catalog_cost_nano_usd(router, event)
     assert event.cost_nano_usd == expected
     assert hold.captured_amount == expected
     assert 0 < expected < hold.amount
