@@ -73,6 +73,11 @@ def find_anvil_binary(project_root: Path | None = None) -> str:
     roots = [project_root] if project_root else []
     roots += [Path.cwd(), Path(__file__).resolve().parents[2]]
     for root in roots:
+        # The platform package's native binary, not the npm launcher in .bin: the launcher is a Node process
+        # that spawns Anvil, so a SIGKILL (a crash test, a timeout) would stop Node and orphan Anvil.
+        for native in sorted((root / "node_modules" / "@foundry-rs").glob("anvil-*/bin/anvil")):
+            if os.access(native, os.X_OK):
+                return str(native)
         candidate = root / "node_modules" / ".bin" / "anvil"
         if candidate.exists():
             return str(candidate)
