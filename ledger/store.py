@@ -214,16 +214,9 @@ class Ledger:
         )
         digest = body_hash(request.model_dump(mode="json", exclude={"idempotency_key"}))
         names = sorted({p.account for p in request.postings})
-        for attempt in range(2):
-            try:
-                return await self._after_lazy_expiry(
-                    names, lambda conn: self._post_in(conn, request, digest, names)
-                )
-            except IntegrityError:
-                if attempt == 1:
-                    raise
-                # A concurrent writer inserted the same key or external_ref; the retry replays or refuses.
-        raise AssertionError("unreachable")
+        return await self._after_lazy_expiry_retried(
+            names, lambda conn: self._post_in(conn, request, digest, names)
+        )
 
     async def _post_in(
         self, conn: AsyncConnection, request: PostRequest, digest: str, names: list[str]
@@ -327,15 +320,9 @@ class Ledger:
             raise InvalidAmount("a hold needs two different accounts")
         digest = body_hash(request.model_dump(mode="json", exclude={"idempotency_key"}))
         names = sorted({debit_account, credit_account})
-        for attempt in range(2):
-            try:
-                return await self._after_lazy_expiry(
-                    names, lambda conn: self._hold_in(conn, request, digest, names)
-                )
-            except IntegrityError:
-                if attempt == 1:
-                    raise
-        raise AssertionError("unreachable")
+        return await self._after_lazy_expiry_retried(
+            names, lambda conn: self._hold_in(conn, request, digest, names)
+        )
 
     async def _hold_in(
         self, conn: AsyncConnection, request: HoldRequest, digest: str, names: list[str]
@@ -674,15 +661,9 @@ class Ledger:
             raise InvalidAmount("a hold needs two different accounts")
         digest = body_hash(request.model_dump(mode="json", exclude={"idempotency_key"}))
         names = sorted({name for leg in request.holds for name in (leg.debit_account, leg.credit_account)})
-        for attempt in range(2):
-            try:
-                return await self._after_lazy_expiry(
-                    names, lambda conn: self._hold_group_in(conn, request, digest, names)
-                )
-            except IntegrityError:
-                if attempt == 1:
-                    raise
-        raise AssertionError("unreachable")
+        return await self._after_lazy_expiry_retried(
+            names, lambda conn: self._hold_group_in(conn, request, digest, names)
+        )
 
     async def _hold_group_in(
         self, conn: AsyncConnection, request: HoldGroupRequest, digest: str, names: list[str]
@@ -995,6 +976,19 @@ class Ledger:
             ids = await self._due_hold_ids(conn, names, now)
         for hold_id in ids:
             await self._expire_one(hold_id, now)
+
+    async def _after_lazy_expiry_retried(
+        self, names: Sequence[str], work: Callable[[AsyncConnection], Awaitable[T]]
+    ) -> T:
+        """`_after_lazy_expiry`, retried once when a concurrent writer inserted the same idempotency key or
+        external ref first: the retry then replays the stored result or refuses the conflict."""
+        for attempt in range(2):
+            try:
+                return await self._after_lazy_expiry(names, work)
+            except IntegrityError:
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _after_lazy_expiry(
         self, names: Sequence[str], work: Callable[[AsyncConnection], Awaitable[T]]
