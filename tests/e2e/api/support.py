@@ -20,6 +20,7 @@ from eth_account.signers.local import LocalAccount
 from ledger import Balance, Hold, chart, check_ledger
 from proxy.api.app_keys import CATALOG, DB_ENGINE, LEDGER, USAGE_LOG
 from proxy.money import TOKENS_PER_MTOK
+from proxy.providers.tokens import estimate_text_tokens
 from proxy.serving.usage_log import UsageEvent
 from tests.e2e.accounts.helpers import obtain_key
 from tests.e2e.payments import encode_b64_json, sign_v2_payment
@@ -27,6 +28,7 @@ from tests.fixtures.app import RunningRouter
 
 __all__ = [
     "NANO_USD_PER_USD",
+    "assert_charged_for_what_was_produced",
     "assert_voided_and_payment_kept",
     "catalog_cost_nano_usd",
     "credit_balance",
@@ -161,3 +163,26 @@ async def assert_voided_and_payment_kept(
     credit = await credit_balance(router, payer)
     assert (credit.available, credit.pending) == (paid_nano_usd, 0)
     assert await check_ledger(router.app[DB_ENGINE]) == []
+
+
+async def assert_charged_for_what_was_produced(
+    router: RunningRouter,
+    request_id: str,
+    payer: LocalAccount,
+    *,
+    seen_text: str,
+    output_tokens_max: int,
+    outcome: str = "client_disconnected",
+) -> None:
+    """A stream ended early: charged once, at catalog prices, for at least what the caller saw and less than
+    a full reply; nothing left pending."""
+    hold, event = await resolved_hold(router, request_id)
+    assert event.outcome == outcome
+    assert hold.state == "captured"
+    assert event.output_tokens >= estimate_text_tokens(seen_text) > 0
+    assert event.output_tokens < output_tokens_max
+    expected = catalog_cost_nano_usd(router, event)
+    assert event.cost_nano_usd == expected
+    assert hold.captured_amount == expected
+    assert 0 < expected < hold.amount
+    assert (await credit_balance(router, payer)).pending == 0
