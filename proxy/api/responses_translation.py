@@ -214,7 +214,10 @@ def responses_usage(usage: TokenUsage) -> dict[str, Any]:
     """The Responses `usage` object (its convention is ours: cached and reasoning inside the totals)."""
     return {
         "input_tokens": usage.input_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "input_tokens_details": {
+            "cached_tokens": usage.cached_input_tokens,
+            "cache_write_tokens": usage.cache_write_input_tokens,
+        },
         "output_tokens": usage.output_tokens,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.total_tokens,
@@ -280,6 +283,7 @@ def response_object(
         "previous_response_id": None,
         "truncation": "disabled",
         "background": False,
+        "reasoning": {"effort": None, "summary": None},
     }
 
 

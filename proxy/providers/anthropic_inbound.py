@@ -311,7 +311,12 @@ class AnthropicStreamRenderer:
             "stop_reason": None,
             "stop_sequence": None,
             # Input tokens are known only at the end; message_delta carries the reported ones.
-            "usage": {"input_tokens": self._input_tokens_estimate, "output_tokens": 0},
+            "usage": {
+                "input_tokens": self._input_tokens_estimate,
+                "output_tokens": 0,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+            },
         }
         return [
             _event("message_start", {"type": "message_start", "message": message}),

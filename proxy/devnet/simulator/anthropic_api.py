@@ -3,7 +3,7 @@
 Checks what Anthropic checks first (`x-api-key`, `anthropic-version`, a required `max_tokens`), answers
 with content blocks (text or tool_use), streams the real event sequence (message_start,
 content_block_start, ping, content_block_delta with text_delta / input_json_delta, content_block_stop,
-message_delta with stop_reason and output usage, message_stop), and simulates explicit prompt caching:
+message_delta with stop_reason and the cumulative usage, message_stop), and simulates explicit prompt caching:
 the prefix up to the last `cache_control` breakpoint (when it has at least 1024 tokens) is written to
 the cache the first time (`cache_creation_input_tokens`) and read afterwards (`cache_read_input_tokens`).
 Structured outputs: a tool_use `input` validates against the tool's `input_schema`, and a JSON schema in
@@ -319,7 +319,10 @@ async def _stream(
         await send("content_block_delta", {"index": index, "delta": delta})
     await send("content_block_stop", {"index": index})
     delta_body = {"stop_reason": STOP_REASONS[plan.finish], "stop_sequence": None}
-    await send("message_delta", {"delta": delta_body, "usage": {"output_tokens": usage["output_tokens"]}})
+    # Today's API repeats the whole usage (input and cache counts too) in message_delta, as cumulative counts.
+    counts = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+    final_usage = {name: usage[name] for name in counts}
+    await send("message_delta", {"delta": delta_body, "usage": final_usage})
     await send("message_stop", {})
     return response
 

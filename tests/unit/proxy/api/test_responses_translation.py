@@ -299,7 +299,7 @@ def test_the_response_object_carries_usage_and_echoes_the_request() -> None:
     assert (answer["status"], answer["incomplete_details"]) == ("incomplete", {"reason": "max_output_tokens"})
     assert answer["usage"] == {
         "input_tokens": 100,
-        "input_tokens_details": {"cached_tokens": 40},
+        "input_tokens_details": {"cached_tokens": 40, "cache_write_tokens": 0},
         "output_tokens": 30,
         "output_tokens_details": {"reasoning_tokens": 10},
         "total_tokens": 130,

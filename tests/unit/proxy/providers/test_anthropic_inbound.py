@@ -351,7 +351,12 @@ def test_stream_renders_anthropic_event_sequence_for_text_then_tools() -> None:
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {"input_tokens": 12, "output_tokens": 0},
+        "usage": {
+            "input_tokens": 12,
+            "output_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
     }
     assert events[2][1] == {
         "type": "content_block_start",
