@@ -12,7 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from proxy.routing.health import HealthPolicy
 
-__all__ = ["DEFAULT_DATABASE_URL", "AccountsSettings", "AssetSettings", "ProviderSettings", "Settings"]
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "AccountsSettings",
+    "AssetSettings",
+    "ProviderSettings",
+    "ResponsesSettings",
+    "Settings",
+]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.megarouter/megarouter.db"
 
@@ -77,6 +84,17 @@ class AccountsSettings(BaseModel):
         return self
 
 
+class ResponsesSettings(BaseModel):
+    """Conversation state of the Responses API (`[responses]` in the config file)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # A stored response (and the conversation up to it) can be continued or read back for this long.
+    retention_s: int = Field(default=30 * 86_400, ge=60, le=400 * 86_400)
+    # The longest conversation kept, in items (messages, function calls and their outputs).
+    conversation_items_max: int = Field(default=1_000, ge=2, le=100_000)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -106,6 +124,8 @@ class Settings(BaseModel):
     health_policy: HealthPolicy = Field(default_factory=HealthPolicy)
     # Prepaid accounts: API keys, sign-in challenges, withdrawals (`[accounts]` in the config file).
     accounts: AccountsSettings = Field(default_factory=AccountsSettings)
+    # Responses API conversation state: retention and size (`[responses]` in the config file).
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
 
     # The chain watcher books plain token transfers to the settlement wallet as deposits.
     chain_watcher_enabled: bool = True

@@ -5,7 +5,8 @@ Order, as OpenAI streams it: `response.created`, `response.in_progress`; per out
 `response.output_text.done`, `response.content_part.done` (refusals likewise with `response.refusal.*`), for
 a function call `response.function_call_arguments.delta`…, `.done`; then `response.output_item.done`; last
 `response.completed` (or `response.incomplete` when the model was cut by `max_output_tokens`). A cut stream
-ends with an `error` event instead. Every event carries a `sequence_number` counting from 0.
+ends with an `error` event instead. Every event carries a `sequence_number` counting from 0. A stored
+response is handed to `on_completed` (by `persist`, which the relay awaits) before its last event is written.
 
 Pure: the relay writes, bounds and charges; this only turns what it sees into bytes.
 """
@@ -13,6 +14,7 @@ Pure: the relay writes, bounds and charges; this only turns what it sees into by
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,11 +51,28 @@ class _Call:
     arguments: list[str] = field(default_factory=list)
 
 
+OnCompleted = Callable[[dict[str, Any]], Awaitable[None]]
+
+
 class ResponsesStreamRenderer:
-    def __init__(self, body: ResponsesRequest, *, response_id: str, created_at_s: int) -> None:
+    """`on_completed` (a stored response) receives the final Response before the caller reads it."""
+
+    def __init__(
+        self,
+        body: ResponsesRequest,
+        *,
+        response_id: str,
+        created_at_s: int,
+        store: bool = False,
+        on_completed: OnCompleted | None = None,
+    ) -> None:
+        assert on_completed is None or store, "only a stored response is handed on"
         self._body = body
         self._response_id = response_id
         self._created_at_s = created_at_s
+        self._store = store
+        self._on_completed = on_completed
+        self._final: dict[str, Any] | None = None
         self._model_id = ""
         self._sequence_number = 0
         self._output: list[dict[str, Any]] = []  # Items done, by output index.
@@ -90,7 +109,13 @@ class ResponsesStreamRenderer:
         status, incomplete_details = response_status(self._finish_reason)
         final = self._response(status=status, usage=charged, incomplete_details=incomplete_details)
         kind = "response.completed" if status == "completed" else "response.incomplete"
+        self._final = final
         return data + self._event(kind, response=final)
+
+    async def persist(self) -> None:
+        """Hands the final Response on (to be stored) before the relay writes its event."""
+        if self._on_completed is not None and self._final is not None:
+            await self._on_completed(self._final)
 
     def failed(self, error: ApiError) -> bytes:
         return self._event("error", code=error.code, message=error.message, param=error.param)
@@ -221,6 +246,7 @@ class ResponsesStreamRenderer:
             output=list(self._output),  # Items close in output-index order.
             usage=usage,
             incomplete_details=incomplete_details,
+            store=self._store,
         )
 
     def _event(self, kind: str, **fields: Any) -> bytes:

@@ -2,7 +2,8 @@
 
 Pure: no I/O. The chat request built here carries only what the Responses request said (no extra fields),
 so nothing unknown reaches an upstream. What MegaRouter cannot honour is refused here with a 400 naming
-the field: `store: true` and `previous_response_id` (no conversation state is kept).
+the field. Conversation state (`store`, `previous_response_id`) is the handler's: it hands this module the
+whole conversation as input.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ __all__ = [
     "function_call_item",
     "new_item_id",
     "new_response_id",
-    "refuse_stateful",
     "response_object",
     "response_status",
     "responses_usage",
@@ -72,27 +72,9 @@ def new_item_id(prefix: str) -> str:
 # --- request -------------------------------------------------------------------------------------------
 
 
-def refuse_stateful(body: ResponsesRequest) -> None:
-    """MegaRouter stores no responses: asking it to store one, or to continue one, is a 400 saying so."""
-    if body.store:
-        raise InvalidRequest(
-            "store=true is not supported: MegaRouter keeps no conversation state; omit store or set it to "
-            "false, and send the whole conversation in input",
-            code="unsupported_parameter",
-            param="store",
-        )
-    if body.previous_response_id is not None:
-        raise InvalidRequest(
-            "previous_response_id is not supported: MegaRouter keeps no conversation state; send the "
-            "whole conversation in input",
-            code="unsupported_parameter",
-            param="previous_response_id",
-        )
-
-
 def chat_request_of(body: ResponsesRequest) -> ChatCompletionRequest:
-    """The chat request that asks the same of a model; refuses what cannot be translated (a 400)."""
-    refuse_stateful(body)
+    """The chat request that asks the same of a model; refuses what cannot be translated (a 400). The body's
+    input is the whole conversation: a continued one (`previous_response_id`) is expanded by the handler."""
     messages = _messages_of(body)
     if not messages:
         raise InvalidRequest("input must not be empty", code="invalid_value", param="input")
@@ -256,6 +238,7 @@ def response_object(
     output: list[dict[str, Any]],
     usage: TokenUsage | None,
     incomplete_details: dict[str, str] | None = None,
+    store: bool = False,
 ) -> dict[str, Any]:
     """A Response object: the answer, and the request fields an SDK expects echoed."""
     text = body.text.model_dump(mode="json", exclude_none=True) if body.text else {}
@@ -279,8 +262,8 @@ def response_object(
         "max_output_tokens": body.max_output_tokens,
         "metadata": body.metadata or {},
         "user": body.user,
-        "store": False,
-        "previous_response_id": None,
+        "store": store,
+        "previous_response_id": body.previous_response_id,
         "truncation": "disabled",
         "background": False,
         "reasoning": {"effort": None, "summary": None},

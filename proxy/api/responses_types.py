@@ -3,8 +3,8 @@
 Owns: the request body and its input items, tools, tool choice and text format. Unlike the chat request
 models, these refuse unknown fields (`extra="forbid"`): the body is translated, not passed through, so a
 field we do not translate (reasoning, include, background, built-in tools…) must be a 400 naming it, never
-a silent drop. `store` and `previous_response_id` are declared so the handler can refuse them with a
-message saying why (MegaRouter keeps no conversation state). Must not import aiohttp.
+a silent drop. `store` and `previous_response_id` ask for conversation state, which the handler keeps per
+API key (proxy/api/responses_store.py). Must not import aiohttp.
 """
 
 from __future__ import annotations
@@ -169,6 +169,7 @@ class ResponsesRequest(_Closed):
         | None
     ) = None
     user: str | None = None
-    # Declared only to be refused with a reason when set (see the module docstring).
+    # Conversation state: by default a keyed caller's responses are stored (as OpenAI's are); an x402 payer
+    # without a key has no state to keep.
     store: StrictBool | None = None
-    previous_response_id: str | None = None
+    previous_response_id: str | None = Field(default=None, min_length=1, max_length=64)

@@ -22,6 +22,7 @@ __all__ = [
     "account_withdrawals",
     "chain_watch_cursors",
     "serving_instances",
+    "stored_responses",
     "usage_events",
     "x402_settlements",
 ]
@@ -187,4 +188,21 @@ serving_instances = Table(
     Column("ended_at_unix_ms", BigInteger, nullable=True),
     Column("end_reason", String(16), nullable=True),
     Index("ix_serving_instances_name", "name"),
+)
+
+
+# Responses API conversation state (`store`, `previous_response_id`): one row per stored response, owned by
+# the API key that created it, gone after its retention. `items` is the whole conversation up to and
+# including this response's output (JSON), so continuing one reads one row; `response` is the Response
+# object returned.
+stored_responses = Table(
+    "stored_responses",
+    PROXY_METADATA,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", BigInteger, nullable=False),
+    Column("created_at_unix_ms", BigInteger, nullable=False),
+    Column("expires_at_unix_ms", BigInteger, nullable=False),
+    Column("items", Text, nullable=False),
+    Column("response", Text, nullable=False),
+    Index("ix_stored_responses_expires_at", "expires_at_unix_ms"),
 )

@@ -35,6 +35,7 @@ from proxy.serving.upstream_errors import api_error_for_upstream
 __all__ = [
     "ChatChunkRenderer",
     "ClientStalled",
+    "PersistingRenderer",
     "RawEventRenderer",
     "StreamBounds",
     "StreamRenderer",
@@ -108,6 +109,15 @@ class StreamRenderer(Protocol):
     def finished(self, *, reported: TokenUsage | None, charged: TokenUsage) -> bytes: ...
 
     def failed(self, error: ApiError) -> bytes: ...
+
+
+@runtime_checkable
+class PersistingRenderer(StreamRenderer, Protocol):
+    """A renderer with something to store once a stream completed: `persist` runs after `finished` rendered
+    the closing bytes and before they are written, so what a caller reads last is already stored (a
+    Responses stream's response, which the caller's next request may continue at once)."""
+
+    async def persist(self) -> None: ...
 
 
 @runtime_checkable
@@ -284,7 +294,10 @@ class _Relay:
             else:
                 self.usage = event.usage
             event = next(leading, None) or await anext(self.opened.events, None)
-        await self.write(self.renderer.finished(reported=self.usage, charged=self.charged_usage()))
+        closing = self.renderer.finished(reported=self.usage, charged=self.charged_usage())
+        if isinstance(self.renderer, PersistingRenderer):
+            await self.renderer.persist()
+        await self.write(closing)
 
     def charged_usage(self) -> TokenUsage:
         """The usage reported by the upstream, else estimated from what it produced."""

@@ -164,6 +164,18 @@ def _paths() -> dict[str, Any]:
                 "Response, OpenAI Responses API (JSON or SSE stream)", body=ResponsesRequest, paid=True
             )
         },
+        "/v1/responses/{response_id}": {
+            "get": _operation(
+                "A stored response, read with the key that created it",
+                keyed=True,
+                parameters=[_path_parameter("response_id")],
+            ),
+            "delete": _operation(
+                "Deletes a stored response",
+                keyed=True,
+                parameters=[_path_parameter("response_id")],
+            ),
+        },
         "/v1/messages": {
             "post": _operation(
                 "Anthropic Messages API (JSON or SSE stream), any catalog model",

@@ -245,8 +245,6 @@ async def test_json_schema_text_format_parses(router: RunningRouter, kind: str) 
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"store": True}, "store"),
-        ({"previous_response_id": "resp_123"}, "previous_response_id"),
         ({"reasoning": {"effort": "low"}}, "reasoning"),
         ({"background": True}, "background"),
         ({"include": ["reasoning.encrypted_content"]}, "include"),

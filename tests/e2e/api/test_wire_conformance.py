@@ -245,7 +245,7 @@ async def test_responses_error_bodies_are_the_real_format(router: RunningRouter)
     auth = {"Authorization": f"Bearer {key}"}
     cases: list[tuple[JsonObject, dict[str, str], int]] = [
         ({"model": "openai/gpt-4o-mini", "input": 5}, auth, 400),
-        ({"model": "openai/gpt-4o-mini", "input": "hi", "store": True}, auth, 400),
+        ({"model": "openai/gpt-4o-mini", "input": "hi", "previous_response_id": "resp_none"}, auth, 400),
         ({"model": "openai/gpt-4o-mini", "input": "hi"}, {"Authorization": "Bearer mr_wrong"}, 401),
     ]
     for body, headers, expected in cases:

@@ -194,20 +194,12 @@ def test_text_format_becomes_the_response_format(text_format: dict[str, Any], ex
     assert dumped == expected
 
 
-@pytest.mark.parametrize(
-    ("fields", "param"),
-    [({"store": True}, "store"), ({"previous_response_id": "resp_1"}, "previous_response_id")],
-)
-def test_stored_conversations_are_refused_naming_the_field(fields: dict[str, Any], param: str) -> None:
-    with pytest.raises(InvalidRequest) as refused:
-        chat_request_of(request(**fields))
-    assert refused.value.param == param
-    assert param in refused.value.message
-    assert refused.value.code == "unsupported_parameter"
-
-
-def test_store_false_is_accepted() -> None:
-    assert chat_request_of(request(store=False)).messages[0].content == "Hi"
+def test_conversation_state_fields_are_the_handlers_not_the_translations() -> None:
+    """store and previous_response_id never reach the chat request: the handler expands the conversation."""
+    for fields in ({"store": False}, {"store": True}, {"previous_response_id": "resp_1"}):
+        chat = chat_request_of(request(**fields))
+        assert chat.messages[0].content == "Hi"
+        assert not chat.model_extra
 
 
 @pytest.mark.parametrize(
