@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     pay.add_argument("--max-tokens", type=int, default=None)
     pay.add_argument("--private-key", default=None, help="agent key (default: $MEGAROUTER_AGENT_KEY)")
+    pay.add_argument(
+        "--sign-in",
+        action="store_true",
+        help="sign in with x402's sign-in-with-x and spend the wallet's credit first (pay only a shortfall)",
+    )
 
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True)
