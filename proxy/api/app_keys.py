@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from web3 import AsyncWeb3
 
 from ledger import Ledger
+from proxy.accounts.credit_return import CreditReturns
 from proxy.accounts.keys import ApiKeys
 from proxy.accounts.rate_limit import TokenBuckets
 from proxy.accounts.sign_in_with_x import WalletSignIns
@@ -44,6 +45,7 @@ __all__ = [
     "CHALLENGE_RATE_LIMITER",
     "CHART_ACCOUNTS",
     "CLASSIFIER",
+    "CREDIT_RETURNS",
     "DB_ENGINE",
     "DISPATCHER",
     "HEALTH_CLOCK",
@@ -108,3 +110,5 @@ SPAN_EXPORTER = web.AppKey("SPAN_EXPORTER", SpanExporter)
 # and the per-IP bucket of proofs checked (optional before startup: a test injects one with its own clock).
 WALLET_SIGN_INS = web.AppKey("WALLET_SIGN_INS", WalletSignIns)
 SIGN_IN_RATE_LIMITER = web.AppKey("SIGN_IN_RATE_LIMITER", TokenBuckets)
+# The operator's credit-return policy, set only when `[returning_payers] credit_return_threshold_usd` is.
+CREDIT_RETURNS = web.AppKey("CREDIT_RETURNS", CreditReturns)
