@@ -28,7 +28,7 @@ from proxy.serving.pipeline import PaidCall, Pipeline
 from proxy.serving.planning import ServePlan, plan_chat_request
 from x402.siwx import SIGN_IN_WITH_X
 
-__all__ = ["paid_call", "pipeline_of", "plan_chat"]
+__all__ = ["limit_sign_ins", "paid_call", "pipeline_of", "plan_chat"]
 
 
 def pipeline_of(app: web.Application) -> Pipeline:
@@ -49,7 +49,7 @@ async def paid_call(request: web.Request, *, x_api_key: bool = False) -> PaidCal
     principal = await (authenticate_key(request) if x_api_key else authenticate_bearer(request))
     sign_in_header = request.headers.get(SIGN_IN_WITH_X) if principal is None else None
     if sign_in_header is not None and WALLET_SIGN_INS in request.app:
-        _limit_sign_ins(request)
+        limit_sign_ins(request)
     return PaidCall(
         request=request,
         principal=principal,
@@ -59,7 +59,7 @@ async def paid_call(request: web.Request, *, x_api_key: bool = False) -> PaidCal
     )
 
 
-def _limit_sign_ins(request: web.Request) -> None:
+def limit_sign_ins(request: web.Request) -> None:
     # Each proof costs a signature recovery and a database write: bounded per peer address, like
     # sign-in challenges (never by X-Forwarded-For, which the caller chooses).
     retry_after_s = request.app[SIGN_IN_RATE_LIMITER].take(request.remote or "unknown")

@@ -6,6 +6,8 @@
 - `sign-in-with-x`: the terms a keyless wallet signs to be served from its credit (proxy/accounts/
   sign_in_with_x.py), a fresh nonce per 402.
 - `GET /.well-known/x402`: the discovery document (`version` 1, `resources`: the paid URLs, `instructions`).
+- `GET /v1/auth/scope`: what a wallet's signed messages must name (domain, URI, chain; configuration only)
+  and the tokens paid out, so a command line can sign a withdrawal or a sign-in without a 402 first.
 
 The schemas are short on purpose: the 402 travels in a header too (the PAYMENT-REQUIRED header must stay
 well under common 8 KiB header limits); the complete request models are in /openapi.json.
@@ -22,7 +24,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from proxy.api.app_keys import SETTINGS, WALLET_SIGN_INS
+from proxy.api.app_keys import SETTINGS, SIGNING_SCOPE, WALLET_SIGN_INS
 from proxy.payments.errors import PaymentRequired
 from x402.siwx import SIGN_IN_WITH_X
 
@@ -214,6 +216,25 @@ def discovery_document(base_url: str) -> dict[str, Any]:
 @routes.get("/.well-known/x402")
 async def well_known_x402(request: web.Request) -> web.Response:
     return web.json_response(discovery_document(_base_url(request)))
+
+
+@routes.get("/v1/auth/scope")
+async def signing_scope(request: web.Request) -> web.Response:
+    scope = request.app[SIGNING_SCOPE]
+    settings = request.app[SETTINGS]
+    return web.json_response(
+        {
+            "domain": scope.domain,
+            "uri": scope.uri,
+            "chain_id": scope.chain_id,
+            "network": settings.network,
+            "sign_in_with_x": WALLET_SIGN_INS in request.app,
+            "assets": [
+                {"symbol": asset.symbol, "address": asset.address, "decimals": asset.decimals}
+                for asset in settings.assets
+            ],
+        }
+    )
 
 
 @web.middleware
