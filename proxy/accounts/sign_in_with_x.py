@@ -53,6 +53,10 @@ class WalletSignIns:
         )
         self._clock_unix_s = clock_unix_s
 
+    @property
+    def scope(self) -> SiwxScope:
+        return self._scope
+
     def declaration(self) -> dict[str, Any]:
         """The `sign-in-with-x` entry of a 402's extensions, with a fresh nonce."""
         return siwx_declaration(
