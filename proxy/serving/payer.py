@@ -26,8 +26,6 @@ from proxy.serving.billing import Billing, BillingSession
 from x402.errors import InvalidPayload
 from x402.siwx import SiwxInvalid
 
-log = structlog.get_logger("megarouter.payer")
-
 __all__ = [
     "PAYMENT_KEPT_AS_CREDIT",
     "credit_short_message",
@@ -35,6 +33,8 @@ __all__ = [
     "sign_in_wallet",
     "with_payment_outcome",
 ]
+
+log = structlog.get_logger("megarouter.payer")
 
 PAYMENT_KEPT_AS_CREDIT = (
     "Your x402 payment settled and is kept as credit on the paying wallet (usable with that wallet's API "
@@ -82,8 +82,7 @@ async def sign_in_wallet(
     header_value: str,
     hold_nano_usd: int,
 ) -> str:
-    """The wallet a `SIGN-IN-WITH-X` proof signs in, or the 402 (400 when undecodable) saying why not:
-    a
+    """The wallet a `SIGN-IN-WITH-X` proof signs in, or the 402 (400 when undecodable) saying why not: a
     refused proof moves no money, even when the request also carries a payment."""
     try:
         wallet = await sign_ins.sign_in(header_value)
@@ -139,16 +138,18 @@ async def open_paid_session(
                 payer_required=signed_in_wallet,
             )
             headers = dict(payment.response_headers)
-        elif signed_in_wallet is not None and await _available(billing, credit_account) < hold_nano_usd:
+        elif signed_in_wallet is not None:
             # Checked before the hold so that a wallet with no credit at all gets no account made for it.
-            raise _shortfall_refusal(
-                request,
-                gate,
-                principal=None,
-                available=await _available(billing, credit_account),
-                hold_nano_usd=hold_nano_usd,
-                headers=headers,
-            )
+            available = await _available(billing, credit_account)
+            if available < hold_nano_usd:
+                raise _shortfall_refusal(
+                    request,
+                    gate,
+                    principal=None,
+                    available=available,
+                    hold_nano_usd=hold_nano_usd,
+                    headers={},
+                )
     else:
         payment = await gate.accept(request, quote_nano_usd=hold_nano_usd, request_id=request_id)
         credit_account, headers = payment.credit_account, dict(payment.response_headers)
