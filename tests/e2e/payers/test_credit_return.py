@@ -45,6 +45,8 @@ async def test_credit_above_the_threshold_goes_back_once(router: RunningRouter) 
     ledger = router.app[LEDGER]
     chain_before = await router.token_balance(token, keyless.address)
     clock = FakeClock(start_s=1_800_000_000.0)
+    gas_account = chart.gas_expense(router.settings.network)
+    gas_before = (await ledger.balance(gas_account)).posted
 
     first = await _returns(router, clock).run_once()
     assert [record.wallet for record in first.returned] == [keyless.address.lower()]
@@ -54,6 +56,9 @@ async def test_credit_above_the_threshold_goes_back_once(router: RunningRouter) 
     assert record.destination == keyless.address.lower()
     assert record.tx_hash is not None
     assert first.skipped_keyed == 1
+    receipt = await router.w3.eth.get_transaction_receipt(record.tx_hash)  # type: ignore[arg-type]
+    gas_wei = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+    assert (await ledger.balance(gas_account)).posted == gas_before + gas_wei  # The transfer's gas, booked.
     assert await router.token_balance(token, keyless.address) == chain_before + 400_000
     assert (await ledger.balance(chart.credit_wallet(keyless.address))).available == 100_000_000
     assert (await ledger.balance(chart.credit_wallet(keyed.address))).available == 500_000_000
