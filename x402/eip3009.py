@@ -143,7 +143,9 @@ def sign_authorization(
     """The 65-byte r‖s‖v signature (0x-hex) of `account` over the authorization."""
     assert account.address == authorization.from_, "the signer must be the authorization's `from`"
     signed = account.unsafe_sign_hash(Hash32(authorization_digest(domain, authorization)))
-    signature = "0x" + (signed.r.to_bytes(32, "big") + signed.s.to_bytes(32, "big") + bytes([signed.v])).hex()
+    signature = "0x" + (
+        signed.r.to_bytes(32, "big") + signed.s.to_bytes(32, "big") + bytes([signed.v])
+    ).hex()
     assert len(signature) == 2 + 2 * SIGNATURE_BYTES
     return signature
 
