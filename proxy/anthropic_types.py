@@ -51,6 +51,7 @@ StrictBool = Annotated[bool, Field(strict=True)]
 AnthropicErrorType = Literal[
     "invalid_request_error",
     "authentication_error",
+    "billing_error",
     "permission_error",
     "not_found_error",
     "request_too_large",

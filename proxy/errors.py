@@ -4,6 +4,7 @@ ApiError
 ├── InvalidRequest        400 invalid_request_error (bad JSON, bad field, over a limit)
 │   └── ContextLengthExceeded  400 (code context_length_exceeded)
 ├── AuthenticationFailed  401 authentication_error
+├── CreditShort           402 insufficient_quota (code insufficient_credit: a keyed caller's credit is short)
 ├── PermissionDenied      403 permission_error
 ├── NotFound              404 invalid_request_error (unknown model, route)
 ├── RequestTimeout        408 invalid_request_error (the body arrived too slowly)
@@ -22,6 +23,7 @@ __all__ = [
     "ApiError",
     "AuthenticationFailed",
     "ContextLengthExceeded",
+    "CreditShort",
     "InvalidRequest",
     "NotFound",
     "PayloadTooLarge",
@@ -78,6 +80,15 @@ class AuthenticationFailed(ApiError):
     status = 401
     error_type = "authentication_error"
     default_code = "invalid_api_key"
+
+
+class CreditShort(ApiError):
+    """A keyed caller's credit does not cover the quote. OpenAI's shape (the openai SDK shows `message`);
+    the x402 offer of the shortfall rides in the PAYMENT-REQUIRED header, where paying clients read it."""
+
+    status = 402
+    error_type = "insufficient_quota"
+    default_code = "insufficient_credit"
 
 
 class PermissionDenied(ApiError):

@@ -18,6 +18,7 @@ __all__ = [
     "AssetSettings",
     "ProviderSettings",
     "ResponsesSettings",
+    "ReturningPayersSettings",
     "Settings",
 ]
 
@@ -44,6 +45,28 @@ class ProviderSettings(BaseModel):
     api_kind: Literal["openai", "anthropic", "gemini"]
     base_url: str = Field(pattern=r"^https?://")
     api_key: SecretStr | None = None
+
+
+class ReturningPayersSettings(BaseModel):
+    """Keyless x402 payers spending their credit: `sign-in-with-x` on paid requests, and the operator's
+    policy that sends credit above a threshold back to its wallet (`[returning_payers]`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Offer `sign-in-with-x` in every 402, and serve proven wallets from their credit.
+    sign_in_enabled: bool = True
+    # A proof is accepted this long after its `issuedAt` (its nonce is remembered that long).
+    sign_in_validity_s: int = Field(default=300, ge=10, le=3600)
+    # Proofs checked per client IP: a token bucket of this many, refilled one per interval (process memory).
+    sign_in_burst_per_ip: int = Field(default=120, ge=1, le=100_000)
+    sign_in_refill_interval_s: float = Field(default=0.25, gt=0, le=3600)
+    sign_in_rate_ips_max: int = Field(default=10_000, ge=1, le=1_000_000)
+    # Credit return: None disables it. A wallet's available credit above the threshold goes back to the
+    # wallet in one transfer per wallet per run, when the amount is at least `credit_return_min_usd`.
+    credit_return_threshold_usd: str | None = Field(default=None, pattern=r"^[0-9]{1,15}(\.[0-9]{1,9})?$")
+    credit_return_min_usd: str = Field(default="0.01", pattern=r"^[0-9]{1,15}(\.[0-9]{1,9})?$")
+    credit_return_interval_s: float = Field(default=86_400.0, gt=0)
+    credit_return_wallets_per_run_max: int = Field(default=100, ge=1, le=10_000)
 
 
 class AccountsSettings(BaseModel):
@@ -126,6 +149,8 @@ class Settings(BaseModel):
     accounts: AccountsSettings = Field(default_factory=AccountsSettings)
     # Responses API conversation state: retention and size (`[responses]` in the config file).
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
+    # Keyless payers: sign-in-with-x and the credit-return policy (`[returning_payers]`).
+    returning_payers: ReturningPayersSettings = Field(default_factory=ReturningPayersSettings)
 
     # The chain watcher books plain token transfers to the settlement wallet as deposits.
     chain_watcher_enabled: bool = True

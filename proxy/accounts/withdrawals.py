@@ -262,13 +262,33 @@ class Withdrawals:
 
     async def withdraw(self, request: WithdrawalRequest) -> WithdrawalRecord:
         asset = self._verify(request)
+        return await self._withdraw_verified(
+            wallet=request.address.lower(),
+            asset=asset,
+            amount_atomic=request.amount_atomic,
+            nonce=request.nonce,
+        )
+
+    async def withdraw_by_policy(
+        self, *, wallet: str, asset: AssetSettings, amount_atomic: int, nonce: str
+    ) -> WithdrawalRecord:
+        """The operator's credit-return policy (proxy/accounts/credit_return.py): the same hold, row, send
+        and booking as a signed withdrawal, to the wallet itself, under a nonce the policy derives (so a
+        rerun of the same period finds the row instead of sending twice)."""
+        assert amount_atomic > 0
+        return await self._withdraw_verified(
+            wallet=wallet.lower(), asset=asset, amount_atomic=amount_atomic, nonce=nonce
+        )
+
+    async def _withdraw_verified(
+        self, *, wallet: str, asset: AssetSettings, amount_atomic: int, nonce: str
+    ) -> WithdrawalRecord:
         if self._sender is None:
             raise ServiceUnavailable(
                 "withdrawals are not available on this server", code="withdrawals_unavailable"
             )
-        wallet = request.address.lower()
         network = self._settings.network
-        amount_nano_usd = atomic_to_nano_usd(request.amount_atomic, decimals=asset.decimals)
+        amount_nano_usd = atomic_to_nano_usd(amount_atomic, decimals=asset.decimals)
         credit = chart.credit_wallet(wallet)
         transit = chart.in_transit(network, asset.address)
         await self._accounts.ensure(
@@ -276,7 +296,7 @@ class Withdrawals:
         )
         try:
             hold = await self._accounts.ledger.hold(
-                idempotency_key=f"withdrawal:{wallet}:{request.nonce}",
+                idempotency_key=f"withdrawal:{wallet}:{nonce}",
                 code=WITHDRAWAL_HOLD_CODE,
                 debit_account=credit,
                 credit_account=transit,
@@ -285,8 +305,8 @@ class Withdrawals:
                 metadata={
                     "wallet": wallet,
                     "asset": asset.address.lower(),
-                    "amount_atomic": request.amount_atomic,
-                    "request_nonce": request.nonce,
+                    "amount_atomic": amount_atomic,
+                    "request_nonce": nonce,
                 },
             )
         except InsufficientFunds as error:
@@ -304,28 +324,41 @@ class Withdrawals:
                 "this withdrawal nonce was already used", code="withdrawal_nonce_used", param="nonce"
             )
         record = await self._insert(
-            request, network=network, amount_nano_usd=amount_nano_usd, hold_id=hold.id
+            wallet=wallet,
+            nonce=nonce,
+            asset=asset.address,
+            amount_atomic=amount_atomic,
+            network=network,
+            amount_nano_usd=amount_nano_usd,
+            hold_id=hold.id,
         )
-        log.info(
-            "withdrawal_held", withdrawal_id=record.id, wallet=wallet, amount_atomic=request.amount_atomic
-        )
+        log.info("withdrawal_held", withdrawal_id=record.id, wallet=wallet, amount_atomic=amount_atomic)
         crash_if_enabled(self._settings.fault_injection, "after_withdrawal_held")
         return await self._send(record)
 
     async def _insert(
-        self, request: WithdrawalRequest, *, network: str, amount_nano_usd: int, hold_id: int
+        self,
+        *,
+        wallet: str,
+        nonce: str,
+        asset: str,
+        amount_atomic: int,
+        network: str,
+        amount_nano_usd: int,
+        hold_id: int,
     ) -> WithdrawalRecord:
         now = int(self._clock_unix_s())
         try:
             async with self._engine.begin() as conn:
                 result = await conn.execute(
                     account_withdrawals.insert().values(
-                        wallet=request.address.lower(),
-                        request_nonce=request.nonce,
+                        wallet=wallet,
+                        request_nonce=nonce,
                         network=network,
-                        asset=request.asset.lower(),
-                        destination=request.destination.lower(),
-                        amount_atomic=request.amount_atomic,
+                        asset=asset.lower(),
+                        # Always the wallet itself (a signed request naming another is refused).
+                        destination=wallet,
+                        amount_atomic=amount_atomic,
                         amount_nano_usd=amount_nano_usd,
                         status=WithdrawalStatus.HELD,
                         hold_id=hold_id,

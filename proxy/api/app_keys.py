@@ -12,8 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from web3 import AsyncWeb3
 
 from ledger import Ledger
+from proxy.accounts.credit_return import CreditReturns
 from proxy.accounts.keys import ApiKeys
 from proxy.accounts.rate_limit import TokenBuckets
+from proxy.accounts.sign_in_with_x import WalletSignIns
 from proxy.accounts.siwe import SiweScope
 from proxy.accounts.withdrawals import Withdrawals
 from proxy.catalog import Catalog
@@ -43,6 +45,7 @@ __all__ = [
     "CHALLENGE_RATE_LIMITER",
     "CHART_ACCOUNTS",
     "CLASSIFIER",
+    "CREDIT_RETURNS",
     "DB_ENGINE",
     "DISPATCHER",
     "HEALTH_CLOCK",
@@ -57,11 +60,13 @@ __all__ = [
     "SETTLEMENT_INTENTS",
     "SETTLER",
     "SIGNING_SCOPE",
+    "SIGN_IN_RATE_LIMITER",
     "SPAN_EXPORTER",
     "TOKEN_READER",
     "TRACER",
     "UPSTREAMS",
     "USAGE_LOG",
+    "WALLET_SIGN_INS",
     "WATCHER_SETTINGS",
     "WITHDRAWALS",
 ]
@@ -101,3 +106,9 @@ METRICS = web.AppKey("METRICS", RouterMetrics)
 # The app's tracer: the no-op tracer unless an OTLP endpoint is configured or a test injects SPAN_EXPORTER.
 TRACER = web.AppKey("TRACER", Tracer)
 SPAN_EXPORTER = web.AppKey("SPAN_EXPORTER", SpanExporter)
+# Returning payers (issue 14): keyless wallets signing in with x402's sign-in-with-x, set only when enabled,
+# and the per-IP bucket of proofs checked (optional before startup: a test injects one with its own clock).
+WALLET_SIGN_INS = web.AppKey("WALLET_SIGN_INS", WalletSignIns)
+SIGN_IN_RATE_LIMITER = web.AppKey("SIGN_IN_RATE_LIMITER", TokenBuckets)
+# The operator's credit-return policy, set only when `[returning_payers] credit_return_threshold_usd` is.
+CREDIT_RETURNS = web.AppKey("CREDIT_RETURNS", CreditReturns)

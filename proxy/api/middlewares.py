@@ -35,7 +35,8 @@ EXPOSED_HEADERS = (
     "X-MegaRouter-Quote-Nano-USD, X-MegaRouter-Cost-Nano-USD"
 )
 ALLOWED_REQUEST_HEADERS = (
-    "Authorization, Content-Type, PAYMENT-SIGNATURE, X-PAYMENT, X-Request-Id, X-MegaRouter-Strategy, "
+    "Authorization, Content-Type, PAYMENT-SIGNATURE, X-PAYMENT, SIGN-IN-WITH-X, X-Request-Id, "
+    "X-MegaRouter-Strategy, "
     "x-api-key, anthropic-version, anthropic-beta"
 )
 # A caller's id is logged only when it cannot smuggle anything into the logs.

@@ -25,6 +25,8 @@ from proxy.api.handlers import (
     usage,
 )
 from proxy.api.middlewares import cors_middleware, error_middleware, request_id_middleware
+from proxy.api.x402_discovery import routes as x402_discovery_routes
+from proxy.api.x402_discovery import x402_extensions_middleware
 from proxy.app.logging_setup import configure_logging
 from proxy.app.resources import (
     accounts_ctx,
@@ -41,6 +43,7 @@ from proxy.app.resources import (
     serving_instance_ctx,
     settlement_recovery_ctx,
 )
+from proxy.app.returning_payers import returning_payers_ctx
 from proxy.routing.health import Clock
 from proxy.settings import Settings
 
@@ -54,7 +57,8 @@ def create_app(
     `span_exporter` receives every span synchronously (tests pass the SDK's InMemorySpanExporter)."""
     configure_logging(settings.log_format)
     app = web.Application(
-        middlewares=[request_id_middleware, cors_middleware, error_middleware],
+        # x402_extensions_middleware sits inside error_middleware: it completes a 402 before it is rendered.
+        middlewares=[request_id_middleware, cors_middleware, error_middleware, x402_extensions_middleware],
         client_max_size=settings.request_body_bytes_max,
     )
     app[SETTINGS] = settings
@@ -78,6 +82,7 @@ def create_app(
             hold_expiry_ctx,
             chain_watcher_ctx,
             accounts_ctx,
+            returning_payers_ctx,
         ]
     )
     for handlers in (
@@ -96,4 +101,5 @@ def create_app(
         metrics,
     ):
         app.add_routes(handlers.routes)
+    app.add_routes(x402_discovery_routes)
     return app

@@ -21,6 +21,7 @@ from ledger.cli import add_ledger_commands
 from proxy.cli.reconcile_args import add_reconcile_command
 from proxy.cli.route_eval import add_route_eval_command
 from proxy.cli.usage import add_usage_command
+from proxy.cli.wallet_args import add_wallet_commands
 
 __all__ = ["main"]
 
@@ -47,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     pay.add_argument("--max-tokens", type=int, default=None)
     pay.add_argument("--private-key", default=None, help="agent key (default: $MEGAROUTER_AGENT_KEY)")
+    pay.add_argument(
+        "--sign-in",
+        action="store_true",
+        help="sign in with x402's sign-in-with-x and spend the wallet's credit first (pay only a shortfall)",
+    )
 
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True)
@@ -61,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_route_eval_command(commands)
     add_usage_command(commands)
+    add_wallet_commands(commands)
     return parser
 
 
@@ -86,6 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from proxy.cli.pay import run_pay_command
 
         return asyncio.run(run_pay_command(args, os.environ))
+    if args.command in ("credit", "withdraw"):
+        from proxy.cli.wallet import run_credit_command, run_withdraw_command
+
+        run = run_credit_command if args.command == "credit" else run_withdraw_command
+        return asyncio.run(run(args, os.environ))
     if args.command == "config":
         from proxy.app.config import example_config_text, run_config_check
 

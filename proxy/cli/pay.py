@@ -16,9 +16,12 @@ from typing import Any
 import aiohttp
 from eth_account import Account
 
+from proxy.accounts.credits import nano_usd_to_usd_string
+from proxy.cli.pay_sign_in import CreditAttempt, sign_in_header, spend_credit
 from x402.client import sign_payment
 from x402.codec import decode_header_json, decode_payment_required_header, encode_header
 from x402.models import PaymentRequirements
+from x402.siwx import SIGN_IN_WITH_X
 
 __all__ = ["run_pay_command"]
 
@@ -66,6 +69,16 @@ async def run_pay_command(args: argparse.Namespace, environ: Mapping[str, str] =
                 )
                 return 1
             offer = decode_payment_required_header(offer_response.headers["PAYMENT-REQUIRED"])
+            offer_document = decode_header_json(offer_response.headers["PAYMENT-REQUIRED"])
+        sign_in_headers: dict[str, str] = {}
+        if getattr(args, "sign_in", False):
+            attempt = await spend_credit(session, url, body, account=account, offer=offer_document)
+            if attempt is not None and attempt.status == 200:
+                return _served_from_credit(attempt)
+            if attempt is not None and attempt.offer is not None:
+                # Only the shortfall is asked for: pay it on a request signed in again (a proof serves once).
+                offer = decode_payment_required_header(attempt.headers["PAYMENT-REQUIRED"])
+                sign_in_headers = {SIGN_IN_WITH_X: sign_in_header(account, attempt.offer) or ""}
         requirement = _choose(offer.accepts, args.asset)
         payment = sign_payment(requirement, account, now_unix_s=int(time.time()), resource=offer.resource)
         print(
@@ -73,7 +86,7 @@ async def run_pay_command(args: argparse.Namespace, environ: Mapping[str, str] =
             file=sys.stderr,
         )
         async with session.post(
-            url, json=body, headers={"PAYMENT-SIGNATURE": encode_header(payment)}
+            url, json=body, headers={"PAYMENT-SIGNATURE": encode_header(payment), **sign_in_headers}
         ) as paid:
             text = await paid.text()
             if paid.status != 200:
@@ -91,6 +104,41 @@ async def run_pay_command(args: argparse.Namespace, environ: Mapping[str, str] =
                 "transaction": settlement.get("transaction"),
                 "paid_atomic": str(requirement.amount),
                 "cost_nano_usd": paid.headers.get("X-MegaRouter-Cost-Nano-USD"),
+                **_paid_against_used(int(requirement.amount), paid.headers.get("X-MegaRouter-Cost-Nano-USD")),
+            }
+        ),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _paid_against_used(paid_atomic: int, cost_header: str | None) -> dict[str, str]:
+    """What left the wallet against what the call cost, in USD; the rest stays as the wallet's credit.
+    The offered tokens are 6-decimal stablecoins at par (one atomic unit is 1,000 nano-USD)."""
+    paid_nano_usd = paid_atomic * 1_000
+    used_nano_usd = int(cost_header or 0)
+    return {
+        "paid_usd": nano_usd_to_usd_string(paid_nano_usd),
+        "used_usd": nano_usd_to_usd_string(used_nano_usd),
+        "kept_as_credit_usd": nano_usd_to_usd_string(max(paid_nano_usd - used_nano_usd, 0)),
+    }
+
+
+def _served_from_credit(attempt: CreditAttempt) -> int:
+    completion = json.loads(attempt.text)
+    print(
+        completion["choices"][0]["message"].get("content") or json.dumps(completion["choices"][0]["message"])
+    )
+    cost = attempt.headers.get("X-MegaRouter-Cost-Nano-USD")
+    print(
+        json.dumps(
+            {
+                "model": attempt.headers.get("X-MegaRouter-Model"),
+                "transaction": None,
+                "paid_atomic": "0",
+                "cost_nano_usd": cost,
+                "served_from_credit": True,
+                **_paid_against_used(0, cost),
             }
         ),
         file=sys.stderr,

@@ -23,6 +23,7 @@ __all__ = [
     "chain_watch_cursors",
     "serving_instances",
     "stored_responses",
+    "siwx_nonces",
     "usage_events",
     "x402_settlements",
 ]
@@ -125,6 +126,16 @@ account_challenges = Table(
     Column("issued_at_unix_s", BigInteger, nullable=False),
     Column("expires_at_unix_s", BigInteger, nullable=False),
     Column("used_at_unix_s", BigInteger, nullable=True),
+)
+
+# Nonces of x402 `sign-in-with-x` proofs already accepted, each kept until the proof could no longer be
+# accepted anyway (too old): the primary key refuses a replayed proof, on every replica at once.
+siwx_nonces = Table(
+    "siwx_nonces",
+    PROXY_METADATA,
+    Column("nonce", String(64), primary_key=True),
+    Column("address", String(42), nullable=False),
+    Column("expires_at_unix_s", BigInteger, nullable=False, index=True),
 )
 
 # API keys bound to a wallet's credit. Only the SHA-256 of the key is stored; the prefix is for display.

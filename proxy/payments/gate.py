@@ -59,6 +59,7 @@ from x402.models import (
 from x402.models import PaymentRequired as PaymentRequiredDocument
 from x402.requirements import AcceptedAsset, build_requirements
 from x402.settle import Settler, SignedSettlement
+from x402.siwx import SiwxPayerMismatch
 from x402.verify import PayerBalance, VerifiedPayment, verify_payment_offchain, verify_payment_onchain
 
 __all__ = ["AcceptedPayment", "PaymentGate"]
@@ -158,8 +159,18 @@ class PaymentGate:
     def carries_payment(request: web.Request) -> bool:
         return V2_PAYMENT_HEADER in request.headers or V1_PAYMENT_HEADER in request.headers
 
-    async def accept(self, request: web.Request, *, quote_nano_usd: int, request_id: str) -> AcceptedPayment:
-        """Settles and books the request's payment, or raises the 402/400 that says why not."""
+    async def accept(
+        self,
+        request: web.Request,
+        *,
+        quote_nano_usd: int,
+        request_id: str,
+        payer_required: str | None = None,
+    ) -> AcceptedPayment:
+        """Settles and books the request's payment, or raises the 402/400 that says why not.
+
+        `payer_required`: the only wallet whose payment is accepted (a signed-in wallet paying its
+        shortfall)."""
         v2_header = request.headers.get(V2_PAYMENT_HEADER)
         v1_header = request.headers.get(V1_PAYMENT_HEADER)
         if v2_header is None and v1_header is None:
@@ -173,6 +184,8 @@ class PaymentGate:
             verified = verify_payment_offchain(
                 payload, self._requirements(quote_nano_usd), int(self._clock_unix_s())
             )
+            if payer_required is not None and verified.payer.lower() != payer_required.lower():
+                raise SiwxPayerMismatch(f"the payment comes from {verified.payer}, not the signed-in wallet")
             payer_balance = await verify_payment_onchain(self._token_reader, verified)
             intent = await self._claim(verified, request_id, payer_balance)
             with self._tracer.start_as_current_span(

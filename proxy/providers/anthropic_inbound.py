@@ -80,6 +80,7 @@ STOP_REASONS: dict[FinishReason, StopReason] = {
 ERROR_TYPES_BY_STATUS: dict[int, AnthropicErrorType] = {
     400: "invalid_request_error",
     401: "authentication_error",
+    402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
     408: "timeout_error",

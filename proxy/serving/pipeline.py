@@ -19,6 +19,7 @@ from aiohttp import web
 from opentelemetry.trace import NoOpTracer, Span, SpanKind, Tracer
 
 from proxy.accounts.principal import KeyPrincipal
+from proxy.accounts.sign_in_with_x import WalletSignIns
 from proxy.catalog import CatalogModel
 from proxy.errors import InvalidRequest
 from proxy.faults import crash_if_enabled
@@ -29,7 +30,7 @@ from proxy.providers.errors import UnsupportedRequest
 from proxy.serving.billing import Billing, BillingSession
 from proxy.serving.dispatch import Dispatcher, NoCandidateServed, OpenedStream, attempts_header
 from proxy.serving.embeddings_plan import EmbeddingsPlan
-from proxy.serving.payer import open_paid_session, with_payment_outcome
+from proxy.serving.payer import open_paid_session, sign_in_wallet, with_payment_outcome
 from proxy.serving.planning import ServePlan
 from proxy.serving.stream_relay import RawEventRenderer, StreamBounds, StreamRenderer, relay_stream
 from proxy.serving.usage_log import Attempt
@@ -47,12 +48,15 @@ class PaidCall:
 
     `request` is where the x402 payment headers are read and a stream is written; `stream_headers` are
     the headers middlewares would add, which a response already streaming must carry itself (CORS).
+    `sign_in_header`: a keyless caller's `SIGN-IN-WITH-X` proof (checked when the quote is known, so that
+    a refusal can carry the offer).
     """
 
     request: web.Request
     principal: KeyPrincipal | None
     request_id: str
     stream_headers: Mapping[str, str]
+    sign_in_header: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,9 @@ class Pipeline:
         dispatcher: Dispatcher,
         settings: Settings,
         tracer: Tracer | None = None,
+        sign_ins: WalletSignIns | None = None,
     ) -> None:
+        self._sign_ins = sign_ins
         self._gate = gate
         self._billing = billing
         self._dispatcher = dispatcher
@@ -283,6 +289,15 @@ class Pipeline:
     async def _hold(
         self, call: PaidCall, plan: ServePlan | EmbeddingsPlan, *, streamed: bool
     ) -> tuple[BillingSession, dict[str, str]]:
+        signed_in_wallet = None
+        if call.principal is None and call.sign_in_header is not None and self._sign_ins is not None:
+            signed_in_wallet = await sign_in_wallet(
+                call.request,
+                sign_ins=self._sign_ins,
+                gate=self._gate,
+                header_value=call.sign_in_header,
+                hold_nano_usd=plan.hold_nano_usd,
+            )
         billing, payment_headers = await open_paid_session(
             call.request,
             gate=self._gate,
@@ -293,6 +308,7 @@ class Pipeline:
             strategy=plan.strategy if isinstance(plan, ServePlan) else None,
             streamed=streamed,
             request_id=call.request_id,
+            signed_in_wallet=signed_in_wallet,
         )
         crash_if_enabled(self._settings.fault_injection, "after_inference_held")
         return billing, payment_headers

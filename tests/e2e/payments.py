@@ -7,12 +7,15 @@ import json
 import time
 from typing import Any
 
+from eth_account import Account
+from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_typing import Hash32
 
 from x402.eip3009 import Eip712Domain, authorization_digest, random_authorization_nonce, sign_authorization
 from x402.models import ExactEvmAuthorization
 from x402.networks import chain_id_from_caip2
+from x402.siwx import SiwxPayload, render_siwx_message
 
 __all__ = ["decode_b64_json", "encode_b64_json", "sign_v1_payment", "sign_v2_payment"]
 
@@ -124,3 +127,21 @@ def sign_v1_payment(
         domain_name=None,
     )
     return {"x402Version": 1, "scheme": "exact", "network": network_name, "payload": payload}
+
+
+def sign_in_with_x(
+    account: LocalAccount, offer: dict[str, Any], *, overrides: dict[str, Any] | None = None
+) -> str:
+    """A SIGN-IN-WITH-X header answering the 402's `sign-in-with-x` terms, signed as the official SDK signs
+    (EIP-191 over the EIP-4361 text); `overrides` change fields after signing, to break it on purpose."""
+    declaration = offer["extensions"]["sign-in-with-x"]
+    chain = declaration["supportedChains"][0]
+    fields = {
+        **declaration["info"],
+        "chainId": chain["chainId"],
+        "type": chain["type"],
+        "address": account.address,
+    }
+    message = render_siwx_message(SiwxPayload.model_validate({**fields, "signature": "0x"}))
+    signature = Account.sign_message(encode_defunct(text=message), private_key=account.key).signature
+    return encode_b64_json({**fields, "signature": "0x" + signature.hex(), **(overrides or {})})

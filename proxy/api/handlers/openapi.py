@@ -45,6 +45,7 @@ _UPSTREAM_ERRORS = {
 _PAYMENT_HEADERS = (
     ("PAYMENT-SIGNATURE", "x402 v2 payment payload, base64 JSON"),
     ("X-PAYMENT", "x402 v1 payment payload, base64 JSON"),
+    ("SIGN-IN-WITH-X", "x402 sign-in-with-x proof, base64 JSON: a keyless wallet pays from its credit"),
 )
 _ROUTING_HEADERS = (
     ("X-Request-Id", "correlates log lines; never decides what is charged"),
@@ -225,7 +226,19 @@ def _paths() -> dict[str, Any]:
         "/v1/keys/{key_id}": {
             "delete": _operation("Revoke an API key", keyed=True, parameters=[_path_parameter("key_id")])
         },
-        "/v1/credits": {"get": _operation("The key's wallet credit", keyed=True)},
+        "/v1/credits": {
+            "get": _operation(
+                "The wallet credit of the key, or of a wallet signed in with sign-in-with-x",
+                keyed=True,
+                parameters=_header_parameters(
+                    (("SIGN-IN-WITH-X", "x402 sign-in-with-x proof, base64 JSON, instead of a key"),)
+                ),
+            )
+        },
+        "/v1/auth/scope": {
+            "get": _operation("Domain, URI and chain that signed messages must name; tokens paid out")
+        },
+        "/.well-known/x402": {"get": _operation("x402 discovery: the paid resources of this server")},
         "/v1/credits/topup": {
             "post": _operation(
                 "Top up credit with an x402 payment of any amount",
