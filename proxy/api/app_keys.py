@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -19,6 +21,7 @@ from proxy.accounts.withdrawals import Withdrawals
 from proxy.catalog import Catalog
 from proxy.chain.watcher import ChainWatcher, WatcherSettings
 from proxy.chart_accounts import ChartAccounts
+from proxy.observability.alerts import AlertDeliverer, Alerts, Detector
 from proxy.observability.metrics import RouterMetrics
 from proxy.payments.gate import PaymentGate
 from proxy.payments.intents import SettlementIntents
@@ -35,6 +38,10 @@ from x402.chain import TokenReader
 from x402.settle import Settler
 
 __all__ = [
+    "ALERTS",
+    "ALERTS_CLOCK",
+    "ALERT_DELIVERER",
+    "ALERT_DETECTORS",
     "API_KEYS",
     "BILLING",
     "CATALOG",
@@ -61,6 +68,7 @@ __all__ = [
     "TOKEN_READER",
     "TRACER",
     "UPSTREAMS",
+    "USAGE_CLOCK",
     "USAGE_LOG",
     "WATCHER_SETTINGS",
     "WITHDRAWALS",
@@ -101,3 +109,12 @@ METRICS = web.AppKey("METRICS", RouterMetrics)
 # The app's tracer: the no-op tracer unless an OTLP endpoint is configured or a test injects SPAN_EXPORTER.
 TRACER = web.AppKey("TRACER", Tracer)
 SPAN_EXPORTER = web.AppKey("SPAN_EXPORTER", SpanExporter)
+
+# Alerts (issue 12): the outbox, its webhook deliverer and its detectors.
+ALERTS = web.AppKey("ALERTS", Alerts)
+ALERT_DELIVERER = web.AppKey("ALERT_DELIVERER", AlertDeliverer)
+ALERT_DETECTORS: web.AppKey[tuple[Detector, ...]] = web.AppKey("ALERT_DETECTORS")
+# Optional before startup (tests): unix seconds for alert scheduling and spend hours; default time.time.
+ALERTS_CLOCK: web.AppKey[Clock] = web.AppKey("ALERTS_CLOCK")
+# Optional before startup (tests): what stamps usage events' created_at; default the wall clock.
+USAGE_CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("USAGE_CLOCK")

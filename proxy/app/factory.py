@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from proxy.api.app_keys import HEALTH_CLOCK, SETTINGS, SPAN_EXPORTER
 from proxy.api.handlers import (
+    alerts,
     chat,
     credits,
     deployments,
@@ -28,6 +29,7 @@ from proxy.api.middlewares import cors_middleware, error_middleware, request_id_
 from proxy.app.logging_setup import configure_logging
 from proxy.app.resources import (
     accounts_ctx,
+    alerts_ctx,
     catalog_ctx,
     chain_ctx,
     chain_watcher_ctx,
@@ -78,6 +80,7 @@ def create_app(
             hold_expiry_ctx,
             chain_watcher_ctx,
             accounts_ctx,
+            alerts_ctx,
         ]
     )
     for handlers in (
@@ -94,6 +97,7 @@ def create_app(
         credits,
         openapi,
         metrics,
+        alerts,
     ):
         app.add_routes(handlers.routes)
     return app
