@@ -106,9 +106,9 @@ class AlertEndpointSettings(BaseModel):
     @classmethod
     def _standard_webhooks_secret(cls, secret: SecretStr) -> SecretStr:
         value = secret.get_secret_value()
-        body = value.removeprefix("whsec_")
+        body = value.removeprefix("whsec_").rstrip("=")
         try:
-            key = base64.b64decode(body + "==", validate=True)
+            key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
         except binascii.Error:
             raise ValueError("alert endpoint secret must be 'whsec_' followed by base64") from None
         if len(key) < 24:
