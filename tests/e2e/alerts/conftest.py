@@ -55,6 +55,7 @@ async def alerting_router(
     alerts: AlertsSettings,
     clock: FakeClock,
     health_clock: Clock | None = None,
+    simulator_base_url: str | None = None,
     adjust: Callable[[Settings], Settings] = lambda settings: settings,
 ) -> AsyncIterator[RunningRouter]:
     settings = adjust(
@@ -62,7 +63,7 @@ async def alerting_router(
             anvil=anvil,
             tokens=tokens,
             settlement_key=anvil_accounts[0].key.hex(),
-            simulator_base_url=simulator.base_url,
+            simulator_base_url=simulator_base_url or simulator.base_url,
             database_url=database_url,
             admin_key=ADMIN_KEY,
             alerts=alerts,
