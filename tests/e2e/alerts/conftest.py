@@ -40,7 +40,8 @@ def alerts_settings(receiver: WebhookReceiver, **overrides: Any) -> AlertsSettin
 
 
 async def evaluate(router: RunningRouter) -> list[RaisedAlert]:
-    return await evaluate_all(router.app[ALERT_DETECTORS], timeout_s=DETECTOR_TIMEOUT_S)
+    detectors = router.app[ALERT_DETECTORS]
+    return await evaluate_all(detectors, timeout_s=DETECTOR_TIMEOUT_S)
 
 
 @contextlib.asynccontextmanager
@@ -70,8 +71,14 @@ async def alerting_router(
         )
     )
     app = create_app(settings, clock=health_clock)
-    app[ALERTS_CLOCK] = clock
-    app[USAGE_CLOCK] = lambda: datetime.fromtimestamp(clock(), UTC)
+    alerts_clock: Clock = clock
+    app[ALERTS_CLOCK] = alerts_clock
+
+    def usage_now() -> datetime:
+        return datetime.fromtimestamp(clock(), UTC)
+
+    usage_clock: Callable[[], datetime] = usage_now
+    app[USAGE_CLOCK] = usage_clock
     client = await aiohttp_client(app)
     w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
     try:

@@ -68,7 +68,8 @@ async def router(
 
 
 async def _evaluate(router: RunningRouter) -> list[Any]:
-    return await evaluate_all(router.app[ALERT_DETECTORS], timeout_s=DETECTOR_TIMEOUT_S)
+    detectors = router.app[ALERT_DETECTORS]
+    return await evaluate_all(detectors, timeout_s=DETECTOR_TIMEOUT_S)
 
 
 async def test_a_reverted_settlement_raises_one_alert(
