@@ -160,6 +160,8 @@ class AlertsSettings(BaseModel):
     retry_base_s: float = Field(default=5.0, gt=0)
     retry_max_s: float = Field(default=3_600.0, gt=0)
     delivery_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # A claimed delivery whose sender died is sent again after this long; None: delivery_timeout_s + 30.
+    delivery_lease_s: float | None = Field(default=None, gt=0, le=3_600)
     # How often the deliverer looks for due deliveries when nothing woke it.
     delivery_poll_interval_s: float = Field(default=1.0, gt=0, le=3_600)
     deliveries_per_pass_max: int = Field(default=50, ge=1, le=1_000)
@@ -171,7 +173,14 @@ class AlertsSettings(BaseModel):
             raise ValueError("alerts.endpoints: each endpoint name (or URL) may be listed once")
         if self.retry_base_s > self.retry_max_s:
             raise ValueError("alerts.retry_base_s must not exceed retry_max_s")
+        if self.delivery_lease_s is not None and self.delivery_lease_s <= self.delivery_timeout_s:
+            raise ValueError("alerts.delivery_lease_s must exceed delivery_timeout_s")
         return self
+
+    @property
+    def lease_s(self) -> float:
+        """How long a claimed delivery is left to its sender (the request's timeout plus bookkeeping)."""
+        return self.delivery_lease_s or self.delivery_timeout_s + 30.0
 
 
 class Settings(BaseModel):

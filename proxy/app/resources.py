@@ -433,6 +433,7 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         retry_base_s=settings.retry_base_s,
         retry_max_s=settings.retry_max_s,
         timeout_s=settings.delivery_timeout_s,
+        lease_s=settings.lease_s,
         per_pass_max=settings.deliveries_per_pass_max,
     )
     deliverer = AlertDeliverer(

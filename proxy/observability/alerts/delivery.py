@@ -6,7 +6,8 @@ delivered; anything else schedules the next attempt after an exponential back-of
 `attempts_max`, when it is marked failed (the alert stays in the history). A process killed while a request
 is in flight leaves the claim behind: the delivery is due again when the lease passes, and is sent again
 with the same `webhook-id` (the alert's id), so receivers deduplicate. Several replicas may run passes at
-once: a claim is won by exactly one of them.
+once: a claim is won by exactly one of them. A process claims only deliveries to endpoints it has
+configured; one to an endpoint removed from every configuration stays pending in the history.
 
 The signature's `webhook-timestamp` is the real wall clock (receivers compare it with theirs); every
 scheduling decision uses the injected clock.
@@ -26,7 +27,7 @@ from typing import Any
 import aiohttp
 import sqlalchemy as sa
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 
@@ -38,8 +39,6 @@ Clock = Callable[[], float]
 log = structlog.get_logger("megarouter.alerts.delivery")
 MS_PER_S = 1000
 ERROR_LENGTH_MAX = 500
-# Beyond the request timeout, the claim's lease covers the bookkeeping around it.
-LEASE_MARGIN_S = 30.0
 
 
 class WebhookEndpoint(BaseModel):
@@ -57,11 +56,15 @@ class DeliveryPolicy(BaseModel):
     retry_base_s: float = Field(gt=0)
     retry_max_s: float = Field(gt=0)
     timeout_s: float = Field(gt=0)
+    # A claim outlives the request it covers: only then may another pass send the delivery again.
+    lease_s: float = Field(gt=0)
     per_pass_max: int = Field(ge=1)
 
-    @property
-    def lease_s(self) -> float:
-        return self.timeout_s + LEASE_MARGIN_S
+    @model_validator(mode="after")
+    def _lease_covers_the_request(self) -> DeliveryPolicy:
+        if self.lease_s <= self.timeout_s:
+            raise ValueError("lease_s must exceed timeout_s")
+        return self
 
 
 def backoff_s(attempts: int, *, base_s: float, max_s: float, unit_random: float) -> float:
@@ -138,6 +141,10 @@ class AlertDeliverer:
         return len(claimed)
 
     async def _claim_due(self) -> list[Mapping[str, Any]]:
+        # Only deliveries to endpoints this process knows: during a configuration change, replicas that
+        # have not got an endpoint yet (or have dropped it) leave its deliveries to those that have.
+        if not self._endpoints:
+            return []
         now_ms = int(self._clock() * MS_PER_S)
         lease_ms = int(self._policy.lease_s * MS_PER_S)
         d = alert_deliveries
@@ -153,7 +160,11 @@ class AlertDeliverer:
                 alerts.c.created_at_unix_ms,
             )
             .join(alerts, alerts.c.seq == d.c.alert_seq)
-            .where(d.c.state == "pending", d.c.next_attempt_at_unix_ms <= now_ms)
+            .where(
+                d.c.state == "pending",
+                d.c.next_attempt_at_unix_ms <= now_ms,
+                d.c.endpoint.in_(list(self._endpoints)),
+            )
             .order_by(d.c.next_attempt_at_unix_ms, d.c.id)
             .limit(self._policy.per_pass_max)
         )
@@ -177,10 +188,7 @@ class AlertDeliverer:
         return claimed
 
     async def _send(self, claim: Mapping[str, Any]) -> None:
-        endpoint = self._endpoints.get(claim["endpoint"])
-        if endpoint is None:
-            await self._finish(claim, status=None, error="endpoint no longer configured", final=True)
-            return
+        endpoint = self._endpoints[claim["endpoint"]]
         body = alert_body(claim)
         signed_at = datetime.fromtimestamp(self._signing_clock(), UTC)
         headers = {
@@ -205,18 +213,16 @@ class AlertDeliverer:
                     error = f"HTTP {status}"
         except (aiohttp.ClientError, TimeoutError, OSError) as failure:
             error = f"{type(failure).__name__}: {failure}"[:ERROR_LENGTH_MAX]
-        await self._finish(claim, status=status, error=error, final=False)
+        await self._finish(claim, status=status, error=error)
 
-    async def _finish(
-        self, claim: Mapping[str, Any], *, status: int | None, error: str | None, final: bool
-    ) -> None:
+    async def _finish(self, claim: Mapping[str, Any], *, status: int | None, error: str | None) -> None:
         now_ms = int(self._clock() * MS_PER_S)
         attempt: int = claim["attempt"]
         values: dict[str, Any] = {"last_status": status}
         if error is None:
             values |= {"state": "delivered", "delivered_at_unix_ms": now_ms, "last_error": None}
             log.info("alert_delivered", alert_id=claim["id"], endpoint=claim["endpoint"], attempt=attempt)
-        elif final or attempt >= self._policy.attempts_max:
+        elif attempt >= self._policy.attempts_max:
             values |= {"state": "failed", "last_error": error[:ERROR_LENGTH_MAX]}
             log.error("alert_delivery_failed", alert_id=claim["id"], endpoint=claim["endpoint"], error=error)
         else:

@@ -21,7 +21,12 @@ ENVIRON = {
     "OPS_HOOK_SECRET": SECRET,
     "MEGAROUTER_ADMIN_KEY": "admin-secret",
 }
-ENDPOINT = '\n[[alerts.endpoints]]\nname = "ops"\nurl = "https://ops.example.com/hook"\nsecret_env = "OPS_HOOK_SECRET"\n'
+ENDPOINT = """
+[[alerts.endpoints]]
+name = "ops"
+url = "https://ops.example.com/hook"
+secret_env = "OPS_HOOK_SECRET"
+"""
 
 
 def _load(tmp_path: Path, text: str, environ: dict[str, str] = ENVIRON) -> object:

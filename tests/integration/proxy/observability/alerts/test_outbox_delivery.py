@@ -26,7 +26,9 @@ from tests.fixtures.webhook_receiver import WebhookReceiver, new_webhook_secret,
 from tests.integration.proxy.chain.watcher.conftest import migrated_engine
 
 SECRET = new_webhook_secret()
-POLICY = DeliveryPolicy(attempts_max=4, retry_base_s=10.0, retry_max_s=100.0, timeout_s=5.0, per_pass_max=50)
+POLICY = DeliveryPolicy(
+    attempts_max=4, retry_base_s=10.0, retry_max_s=100.0, timeout_s=5.0, lease_s=35.0, per_pass_max=50
+)
 # A fixed unix time: scheduling never reads the wall clock.
 START_S = 1_800_000_000.0
 
