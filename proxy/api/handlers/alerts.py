@@ -1,4 +1,5 @@
-"""GET /v1/alerts and /v1/alerts/{alert_id}: the alert history with each alert's delivery state.
+"""GET /v1/alerts and /v1/alerts/{alert_id}: the alert history with each alert's delivery state;
+POST /v1/alerts/test: raise a `test` alert, delivered like any other (to check a receiver end to end).
 
 Admin key only. Newest first; `limit` (1..100, default 20), `after` (the last id of the previous page) and
 `kind` filter and page, as OpenAI's list endpoints do.
@@ -7,6 +8,7 @@ Admin key only. Newest first; `limit` (1..100, default 20), `after` (the last id
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -14,7 +16,7 @@ from aiohttp import web
 from proxy.api.admin_auth import require_admin
 from proxy.api.app_keys import ALERTS
 from proxy.errors import InvalidRequest, NotFound
-from proxy.observability.alerts import ALERTS_LISTED_MAX, AlertRecord
+from proxy.observability.alerts import ALERTS_LISTED_MAX, AlertKind, AlertRecord
 
 __all__ = ["alert_json", "routes"]
 
@@ -87,3 +89,18 @@ async def get_alert(request: web.Request) -> web.Response:
     if record is None:
         raise NotFound(f"no alert '{alert_id}'", code="alert_not_found")
     return web.json_response(alert_json(record))
+
+
+@routes.post("/v1/alerts/test")
+async def raise_test_alert(request: web.Request) -> web.Response:
+    require_admin(request)
+    alerts = request.app[ALERTS]
+    raised = await alerts.raise_alert(
+        AlertKind.TEST,
+        uuid.uuid4().hex,
+        "megarouter",
+        {"message": "A test alert, raised through POST /v1/alerts/test."},
+    )
+    record = await alerts.get(raised.id)
+    assert record is not None
+    return web.json_response(alert_json(record), status=201)

@@ -257,6 +257,15 @@ def _paths() -> dict[str, Any]:
                 extra={"403": "admin endpoints are disabled"},
             )
         },
+        "/v1/alerts/test": {
+            "post": _operation(
+                "Raise a test alert, delivered to every webhook like any other (admin key)",
+                ok="201",
+                keyed=True,
+                key_schemes=("adminKey",),
+                extra={"403": "admin endpoints are disabled"},
+            )
+        },
         "/v1/alerts/{alert_id}": {
             "get": _operation(
                 "One alert with its delivery state (admin key)",

@@ -14,3 +14,5 @@ class AlertKind(StrEnum):
     RECONCILIATION_BREAK = "reconciliation_break"
     # Raised by governance when a budget's spend crosses one of its alert thresholds.
     BUDGET_THRESHOLD = "budget_threshold"
+    # Raised on demand by an operator (POST /v1/alerts/test) to check a receiver end to end.
+    TEST = "test"

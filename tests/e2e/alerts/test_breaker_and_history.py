@@ -180,8 +180,14 @@ async def test_the_history_is_for_the_admin_key_only_and_pages(
         assert missing.status == 404
         assert (await client.get("/v1/alerts/alert_" + "0" * 32, headers=admin())).status == 404
 
-        await receiver.until(lambda: len(receiver.delivered) == 5, "every alert delivered")
-        assert sorted(item.webhook_id for item in receiver.delivered) == sorted(ids)
+        assert (await client.post("/v1/alerts/test")).status == 401
+        response = await client.post("/v1/alerts/test", headers=admin())
+        assert response.status == 201
+        test_alert = await response.json()
+        assert (test_alert["kind"], test_alert["subject"]) == ("test", "megarouter")
+
+        await receiver.until(lambda: len(receiver.delivered) == 6, "every alert delivered")
+        assert sorted(item.webhook_id for item in receiver.delivered) == sorted([*ids, test_alert["id"]])
 
 
 async def test_without_an_admin_key_the_history_is_closed_to_everyone(
