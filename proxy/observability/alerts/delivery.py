@@ -207,8 +207,8 @@ class AlertDeliverer:
                 timeout=aiohttp.ClientTimeout(total=self._policy.timeout_s),
                 allow_redirects=False,
             ) as response:
+                # The answer's body is not read: only the status counts, and a receiver cannot make us buffer.
                 status = response.status
-                await response.read()
                 if not 200 <= status < 300:
                     error = f"HTTP {status}"
         except (aiohttp.ClientError, TimeoutError, OSError) as failure:
