@@ -5,6 +5,9 @@ Relationships between settings are checked here, at start-up, so a bad combinati
 
 from __future__ import annotations
 
+import base64
+import binascii
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -15,11 +18,14 @@ from proxy.routing.health import HealthPolicy
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "AccountsSettings",
+    "AlertEndpointSettings",
+    "AlertsSettings",
     "AssetSettings",
     "ProviderSettings",
     "ResponsesSettings",
     "ReturningPayersSettings",
     "Settings",
+    "SpendAnomalySettings",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.megarouter/megarouter.db"
@@ -118,6 +124,100 @@ class ResponsesSettings(BaseModel):
     conversation_items_max: int = Field(default=1_000, ge=2, le=100_000)
 
 
+# ---------------------------------------------------------------- alerts (`[alerts]`)
+
+
+class AlertEndpointSettings(BaseModel):
+    """A webhook that receives every alert, signed with its Standard Webhooks secret (`whsec_<base64>`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(pattern=r"^https?://", max_length=2_000)
+    secret: SecretStr
+    # Names the endpoint in the delivery records; the URL when not given.
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, secret: SecretStr) -> SecretStr:
+        value = secret.get_secret_value()
+        body = value.removeprefix("whsec_").rstrip("=")
+        try:
+            key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+        except binascii.Error:
+            raise ValueError("alert endpoint secret must be 'whsec_' followed by base64") from None
+        if len(key) < 24:
+            raise ValueError("alert endpoint secret must hold at least 24 random bytes")
+        return secret
+
+    @property
+    def endpoint_name(self) -> str:
+        return self.name or self.url
+
+
+class SpendAnomalySettings(BaseModel):
+    """A key's or wallet's spend in the current UTC hour alerts when it exceeds
+    median + max(mad_multiplier × MAD, min_excess_nano_usd) of its own previous `baseline_hours` hours."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    baseline_hours: int = Field(default=24, ge=3, le=24 * 14)
+    # Decimal, so the threshold is computed exactly on integer nano-USD (TOML floats are parsed via str).
+    mad_multiplier: Decimal = Field(default=Decimal(6), gt=0, le=1_000)
+    # The least excess over the median that alerts (1 USD): tiny or perfectly steady spenders stay quiet.
+    min_excess_nano_usd: int = Field(default=1_000_000_000, ge=1)
+    # Subjects examined per evaluation, biggest spenders of the hour first: a bound on the queries.
+    subjects_max: int = Field(default=200, ge=1, le=10_000)
+
+    @field_validator("mad_multiplier", mode="before")
+    @classmethod
+    def _exact(cls, value: object) -> object:
+        return Decimal(str(value)) if isinstance(value, float) else value
+
+
+class AlertsSettings(BaseModel):
+    """Alert outbox, webhook delivery and detectors (see proxy/observability/alerts)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    endpoints: tuple[AlertEndpointSettings, ...] = Field(default=(), max_length=20)
+    # Detectors run this often (and once at start-up).
+    evaluate_interval_s: float = Field(default=60.0, gt=0, le=86_400)
+    # A deployment's breaker open (or half-open, not yet recovered) this long raises `breaker_open`.
+    breaker_open_after_s: float = Field(default=300.0, gt=0)
+    # Settlement failures and reconciliation runs younger than this are examined (each alerts once).
+    lookback_s: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    spend_anomaly: SpendAnomalySettings = Field(default_factory=SpendAnomalySettings)
+    # Delivery: attempts per endpoint, then the delivery is marked failed (and kept in the history).
+    delivery_attempts_max: int = Field(default=10, ge=1, le=100)
+    # Back-off before attempt n+1: min(retry_max_s, retry_base_s × 2^(n-1)), with half of it random.
+    retry_base_s: float = Field(default=5.0, gt=0)
+    retry_max_s: float = Field(default=3_600.0, gt=0)
+    delivery_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # A claimed delivery whose sender died is sent again after this long; None: delivery_timeout_s + 30.
+    delivery_lease_s: float | None = Field(default=None, gt=0, le=3_600)
+    # How often the deliverer looks for due deliveries when nothing woke it.
+    delivery_poll_interval_s: float = Field(default=1.0, gt=0, le=3_600)
+    deliveries_per_pass_max: int = Field(default=50, ge=1, le=1_000)
+
+    @model_validator(mode="after")
+    def _relationships(self) -> AlertsSettings:
+        names = [endpoint.endpoint_name for endpoint in self.endpoints]
+        if len(set(names)) != len(names):
+            raise ValueError("alerts.endpoints: each endpoint name (or URL) may be listed once")
+        if self.retry_base_s > self.retry_max_s:
+            raise ValueError("alerts.retry_base_s must not exceed retry_max_s")
+        if self.delivery_lease_s is not None and self.delivery_lease_s <= self.delivery_timeout_s:
+            raise ValueError("alerts.delivery_lease_s must exceed delivery_timeout_s")
+        return self
+
+    @property
+    def lease_s(self) -> float:
+        """How long a claimed delivery is left to its sender (the request's timeout plus bookkeeping)."""
+        return self.delivery_lease_s or self.delivery_timeout_s + 30.0
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -183,6 +283,11 @@ class Settings(BaseModel):
     # only to `Authorization: Bearer <token>`.
     metrics_enabled: bool = True
     metrics_bearer_token: SecretStr | None = None
+    # The operator's key for admin endpoints (`GET /v1/alerts`, …): `Authorization: Bearer <admin key>`.
+    # None: those endpoints answer 401 to everyone (MEGAROUTER_ADMIN_KEY in the environment).
+    admin_key: SecretStr | None = None
+    # Alert outbox, webhooks and detectors (`[alerts]` in the config file).
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     # OpenTelemetry traces go by OTLP/HTTP to `<otlp_endpoint>/v1/traces`; None: no tracing at all.
     otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://")
 

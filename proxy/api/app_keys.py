@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -21,6 +23,7 @@ from proxy.accounts.withdrawals import Withdrawals
 from proxy.catalog import Catalog
 from proxy.chain.watcher import ChainWatcher, WatcherSettings
 from proxy.chart_accounts import ChartAccounts
+from proxy.observability.alerts import AlertDeliverer, Alerts, Detector
 from proxy.observability.metrics import RouterMetrics
 from proxy.payments.gate import PaymentGate
 from proxy.payments.intents import SettlementIntents
@@ -37,6 +40,10 @@ from x402.chain import TokenReader
 from x402.settle import Settler
 
 __all__ = [
+    "ALERTS",
+    "ALERTS_CLOCK",
+    "ALERT_DELIVERER",
+    "ALERT_DETECTORS",
     "API_KEYS",
     "BILLING",
     "CATALOG",
@@ -65,6 +72,7 @@ __all__ = [
     "TOKEN_READER",
     "TRACER",
     "UPSTREAMS",
+    "USAGE_CLOCK",
     "USAGE_LOG",
     "WALLET_SIGN_INS",
     "WATCHER_SETTINGS",
@@ -112,3 +120,12 @@ WALLET_SIGN_INS = web.AppKey("WALLET_SIGN_INS", WalletSignIns)
 SIGN_IN_RATE_LIMITER = web.AppKey("SIGN_IN_RATE_LIMITER", TokenBuckets)
 # The operator's credit-return policy, set only when `[returning_payers] credit_return_threshold_usd` is.
 CREDIT_RETURNS = web.AppKey("CREDIT_RETURNS", CreditReturns)
+
+# Alerts (issue 12): the outbox, its webhook deliverer and its detectors.
+ALERTS = web.AppKey("ALERTS", Alerts)
+ALERT_DELIVERER = web.AppKey("ALERT_DELIVERER", AlertDeliverer)
+ALERT_DETECTORS: web.AppKey[tuple[Detector, ...]] = web.AppKey("ALERT_DETECTORS")
+# Optional before startup (tests): unix seconds for alert scheduling and spend hours; default time.time.
+ALERTS_CLOCK: web.AppKey[Clock] = web.AppKey("ALERTS_CLOCK")
+# Optional before startup (tests): what stamps usage events' created_at; default the wall clock.
+USAGE_CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("USAGE_CLOCK")

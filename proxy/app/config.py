@@ -5,6 +5,8 @@ tokens and `[providers.<name>]` the upstream APIs. Secrets never live in the fil
 - MEGAROUTER_SETTLEMENT_PRIVATE_KEY: the settlement wallet's key (required);
 - each provider's key from the variable its `api_key_env` names (default `<NAME>_API_KEY`).
 - MEGAROUTER_METRICS_BEARER_TOKEN, when set: the bearer token GET /metrics requires.
+- MEGAROUTER_ADMIN_KEY, when set: the operator's key for admin endpoints (GET /v1/alerts).
+- each `[[alerts.endpoints]]` webhook's signing secret from the variable its `secret_env` names.
 MEGAROUTER_DATABASE_URL, when set, overrides `database_url`.
 """
 
@@ -53,6 +55,29 @@ def _providers_with_secrets(raw: Mapping[str, Any], environ: Mapping[str, str]) 
     return providers
 
 
+def _alert_endpoints_with_secrets(raw: Any, environ: Mapping[str, str]) -> list[Any]:
+    if not isinstance(raw, list):
+        raise ConfigError("alerts.endpoints: expected an array of tables ([[alerts.endpoints]])")
+    endpoints: list[Any] = []
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"alerts.endpoints[{index}]: expected a table")
+        entry = dict(entry)
+        if "secret" in entry:
+            raise ConfigError(
+                f"alerts.endpoints[{index}].secret: keep secrets out of the file; use secret_env"
+            )
+        variable = entry.pop("secret_env", None)
+        if not isinstance(variable, str) or not environ.get(variable):
+            raise ConfigError(
+                f"alerts.endpoints[{index}].secret_env must name a set environment variable holding the "
+                "Standard Webhooks secret (whsec_...)"
+            )
+        entry["secret"] = environ[variable]
+        endpoints.append(entry)
+    return endpoints
+
+
 def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
     config_path = _config_path(path, environ)
     try:
@@ -76,6 +101,13 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
         )
     if environ.get("MEGAROUTER_METRICS_BEARER_TOKEN"):
         raw["metrics_bearer_token"] = environ["MEGAROUTER_METRICS_BEARER_TOKEN"]
+    if "admin_key" in raw:
+        raise ConfigError("admin_key: keep it out of the file; set MEGAROUTER_ADMIN_KEY")
+    if environ.get("MEGAROUTER_ADMIN_KEY"):
+        raw["admin_key"] = environ["MEGAROUTER_ADMIN_KEY"]
+    alerts = raw.get("alerts")
+    if isinstance(alerts, dict) and "endpoints" in alerts:
+        raw["alerts"] = {**alerts, "endpoints": _alert_endpoints_with_secrets(alerts["endpoints"], environ)}
     if environ.get("MEGAROUTER_DATABASE_URL"):
         raw["database_url"] = environ["MEGAROUTER_DATABASE_URL"]
     try:

@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from proxy.api.app_keys import HEALTH_CLOCK, SETTINGS, SPAN_EXPORTER
 from proxy.api.handlers import (
+    alerts,
     chat,
     credits,
     deployments,
@@ -30,6 +31,7 @@ from proxy.api.x402_discovery import x402_extensions_middleware
 from proxy.app.logging_setup import configure_logging
 from proxy.app.resources import (
     accounts_ctx,
+    alerts_ctx,
     catalog_ctx,
     chain_ctx,
     chain_watcher_ctx,
@@ -83,6 +85,7 @@ def create_app(
             chain_watcher_ctx,
             accounts_ctx,
             returning_payers_ctx,
+            alerts_ctx,
         ]
     )
     for handlers in (
@@ -99,6 +102,7 @@ def create_app(
         credits,
         openapi,
         metrics,
+        alerts,
     ):
         app.add_routes(handlers.routes)
     app.add_routes(x402_discovery_routes)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +25,10 @@ from proxy.accounts.settings import signing_scope
 from proxy.accounts.withdrawal_recovery import periodic_withdrawal_recovery, recover_withdrawals
 from proxy.accounts.withdrawals import Withdrawals
 from proxy.api.app_keys import (
+    ALERT_DELIVERER,
+    ALERT_DETECTORS,
+    ALERTS,
+    ALERTS_CLOCK,
     API_KEYS,
     BILLING,
     CATALOG,
@@ -50,6 +55,7 @@ from proxy.api.app_keys import (
     TOKEN_READER,
     TRACER,
     UPSTREAMS,
+    USAGE_CLOCK,
     USAGE_LOG,
     WATCHER_SETTINGS,
     WITHDRAWALS,
@@ -58,6 +64,19 @@ from proxy.catalog import load_catalog
 from proxy.chain.watcher import ChainWatcher, watcher_settings_from
 from proxy.chart_accounts import ChartAccounts
 from proxy.db.migrate import migrate_proxy
+from proxy.observability.alerts import (
+    AlertDeliverer,
+    Alerts,
+    BreakerOpenDetector,
+    DeliveryPolicy,
+    ReconciliationBreakDetector,
+    SettlementFailureDetector,
+    SpendAnomalyDetector,
+    UsageEventsHourlySpend,
+    WebhookEndpoint,
+    evaluate_all,
+)
+from proxy.observability.alerts.detectors import Detector
 from proxy.observability.metrics import RouterMetrics
 from proxy.observability.tracing import record_usage_on_span, tracer_of, tracer_provider
 from proxy.payments.gate import PaymentGate
@@ -82,6 +101,7 @@ from x402.settle import Settler
 
 __all__ = [
     "accounts_ctx",
+    "alerts_ctx",
     "catalog_ctx",
     "chain_ctx",
     "chain_watcher_ctx",
@@ -101,6 +121,8 @@ HOLD_EXPIRY_INTERVAL_S = 15.0
 RECOVERY_INTERVAL_S = 30.0
 UPSTREAM_CONNECT_TIMEOUT_S = 10.0
 REDIS_TIMEOUT_S = 0.5
+# One evaluation of one alert detector may take this long before it is abandoned (and logged).
+ALERT_DETECTOR_TIMEOUT_S = 30.0
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -225,7 +247,10 @@ async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
     if metrics is not None:
         usage_observers.append(metrics.usage_recorded)
         attempt_observers.append(metrics.attempt_finished)
-    app[USAGE_LOG] = UsageLog(app[DB_ENGINE])
+    usage_clock = app.get(USAGE_CLOCK)
+    app[USAGE_LOG] = (
+        UsageLog(app[DB_ENGINE]) if usage_clock is None else UsageLog(app[DB_ENGINE], clock=usage_clock)
+    )
     app[BILLING] = Billing(
         ledger=app[LEDGER],
         accounts=app[CHART_ACCOUNTS],
@@ -377,3 +402,71 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async with periodic_withdrawal_recovery(again):
         yield
+
+
+def _alert_detectors(app: web.Application, alerts: Alerts, clock: Any) -> tuple[Detector, ...]:
+    settings = app[SETTINGS].alerts
+    detectors: list[Detector] = [
+        BreakerOpenDetector(alerts, app[HEALTH_TRACKER], open_after_s=settings.breaker_open_after_s),
+        SettlementFailureDetector(alerts, app[DB_ENGINE], lookback_s=settings.lookback_s, clock=clock),
+        ReconciliationBreakDetector(alerts, app[DB_ENGINE], lookback_s=settings.lookback_s, clock=clock),
+    ]
+    if settings.spend_anomaly.enabled:
+        source = UsageEventsHourlySpend(app[DB_ENGINE])
+        detectors.append(SpendAnomalyDetector(alerts, source, settings=settings.spend_anomaly, clock=clock))
+    return tuple(detectors)
+
+
+async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The alert outbox, its webhook deliverer (which first delivers what a previous run left undelivered)
+    and the detectors, evaluated at start and then every `evaluate_interval_s`."""
+    settings = app[SETTINGS].alerts
+    clock = app.get(ALERTS_CLOCK) or time.time
+    endpoints = {
+        endpoint.endpoint_name: WebhookEndpoint(
+            name=endpoint.endpoint_name, url=endpoint.url, secret=endpoint.secret.get_secret_value()
+        )
+        for endpoint in settings.endpoints
+    }
+    policy = DeliveryPolicy(
+        attempts_max=settings.delivery_attempts_max,
+        retry_base_s=settings.retry_base_s,
+        retry_max_s=settings.retry_max_s,
+        timeout_s=settings.delivery_timeout_s,
+        lease_s=settings.lease_s,
+        per_pass_max=settings.deliveries_per_pass_max,
+    )
+    deliverer = AlertDeliverer(
+        app[DB_ENGINE], app[HTTP_SESSION], endpoints=endpoints, policy=policy, clock=clock
+    )
+    alerts = Alerts(app[DB_ENGINE], endpoints=list(endpoints), clock=clock, on_raised=deliverer.wake)
+    detectors = _alert_detectors(app, alerts, clock)
+    app[ALERTS] = alerts
+    app[ALERT_DELIVERER] = deliverer
+    app[ALERT_DETECTORS] = detectors
+
+    async def detect() -> None:
+        await evaluate_all(detectors, timeout_s=ALERT_DETECTOR_TIMEOUT_S)
+
+    tasks = [
+        asyncio.create_task(
+            deliverer.run(poll_interval_s=settings.delivery_poll_interval_s), name="alert_delivery"
+        ),
+        asyncio.create_task(_every_from_now(settings.evaluate_interval_s, "alert_detectors", detect)),
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _every_from_now(interval_s: float, what: str, work: Any) -> None:
+    try:
+        await work()
+    except Exception:
+        log.exception("periodic_task_failed", task=what)
+    await _every(interval_s, what, work)

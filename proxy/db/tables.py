@@ -20,10 +20,12 @@ __all__ = [
     "account_api_keys",
     "account_challenges",
     "account_withdrawals",
+    "alert_deliveries",
+    "alerts",
     "chain_watch_cursors",
     "serving_instances",
-    "stored_responses",
     "siwx_nonces",
+    "stored_responses",
     "usage_events",
     "x402_settlements",
 ]
@@ -96,6 +98,9 @@ usage_events = Table(
     Column("time_to_first_token_ms", Integer, nullable=True),
     Index("ix_usage_events_payer_created", "payer_account", "created_at"),
     Index("ix_usage_events_request", "request_id"),
+    # The spend-anomaly detector reads one hour of everyone, and trailing hours of one key (alerts, p0010).
+    Index("ix_usage_events_created", "created_at"),
+    Index("ix_usage_events_key_created", "api_key_id", "created_at"),
 )
 
 # The chain watcher's progress per (network, token): every block below `next_block` has been scanned for
@@ -216,4 +221,39 @@ stored_responses = Table(
     Column("items", Text, nullable=False),
     Column("response", Text, nullable=False),
     Index("ix_stored_responses_expires_at", "expires_at_unix_ms"),
+)
+
+# The alert outbox (proxy/observability/alerts): an alert is written once per (kind, dedup_key), with one
+# delivery row per webhook endpoint configured when it was raised. A delivery is claimed by moving its
+# `next_attempt_at_unix_ms` ahead by a lease before the request is sent, so a process killed mid-send leaves
+# it due again once the lease passes: at-least-once, always under the alert's own id (the webhook-id).
+alerts = Table(
+    "alerts",
+    PROXY_METADATA,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("kind", String(64), nullable=False),
+    Column("dedup_key", String(255), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("payload_json", Text, nullable=False),
+    Column("created_at_unix_ms", BigInteger, nullable=False),
+    UniqueConstraint("kind", "dedup_key", name="uq_alerts_kind_dedup_key"),
+    Index("ix_alerts_kind_seq", "kind", "seq"),
+)
+
+alert_deliveries = Table(
+    "alert_deliveries",
+    PROXY_METADATA,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("alert_seq", BigInteger, nullable=False),
+    Column("endpoint", String(100), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at_unix_ms", BigInteger, nullable=False),
+    Column("last_attempt_at_unix_ms", BigInteger, nullable=True),
+    Column("delivered_at_unix_ms", BigInteger, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", String(500), nullable=True),
+    UniqueConstraint("alert_seq", "endpoint", name="uq_alert_deliveries_alert_endpoint"),
+    Index("ix_alert_deliveries_due", "state", "next_attempt_at_unix_ms"),
 )

@@ -121,6 +121,8 @@ class DeploymentState(BaseModel):
     last_failure_kind: str | None = None
     successes_total: int = 0
     failures_total: int = 0
+    # When the breaker last left closed; kept through half-open probes that fail, cleared when it closes.
+    opened_at_s: float | None = None
 
 
 class DeploymentHealth(BaseModel):
@@ -142,6 +144,10 @@ class DeploymentHealth(BaseModel):
     last_failure_kind: str | None
     successes_total: int
     failures_total: int
+    # Seconds since the breaker left closed without closing again (0 while closed); alerts read it, and
+    # `opened_at_s` (the tracker's clock) names the episode.
+    unhealthy_for_s: float = 0.0
+    opened_at_s: float | None = None
 
     @property
     def admits_traffic(self) -> bool:
@@ -226,6 +232,7 @@ def apply_success(
             probe_started_s=None,
             consecutive_failures=0,
             reopen_count=0,
+            opened_at_s=None,
             window=_window_counted(DeploymentState(), now_s, policy, failed=False),
         )
     return state.model_copy(update=update)
@@ -264,6 +271,7 @@ def apply_failure(
                 "open_until_s": now_s + duration_s,
                 "probe_started_s": None,
                 "reopen_count": reopen_count,
+                "opened_at_s": now_s if state.opened_at_s is None else state.opened_at_s,
             }
         )
     if state.breaker == "open":
@@ -282,7 +290,12 @@ def apply_failure(
         return counted
     duration_s = _open_duration_s(policy, reopen_count=0, retry_after_s=retry_after_s)
     return counted.model_copy(
-        update={"breaker": "open", "open_until_s": now_s + duration_s, "reopen_count": 0}
+        update={
+            "breaker": "open",
+            "open_until_s": now_s + duration_s,
+            "reopen_count": 0,
+            "opened_at_s": now_s,
+        }
     )
 
 
@@ -308,6 +321,10 @@ def health_view(
         last_failure_kind=state.last_failure_kind,
         successes_total=state.successes_total,
         failures_total=state.failures_total,
+        unhealthy_for_s=0.0
+        if breaker == "closed" or state.opened_at_s is None
+        else max(0.0, now_s - state.opened_at_s),
+        opened_at_s=None if breaker == "closed" else state.opened_at_s,
     )
     assert 0.0 <= view.error_rate <= 1.0
     return view

@@ -25,9 +25,37 @@ def _toml_value(value: object) -> str:
     return json.dumps(value)
 
 
+ALERT_SECRET_ENV = "MEGAROUTER_TEST_ALERT_SECRET_{index}"
+
+
+def _table_lines(name: str, table: dict[str, object]) -> list[str]:
+    """A TOML table; nested tables become `[name.sub]`, arrays of tables `[[name.sub]]`."""
+    scalars = {key: value for key, value in table.items() if not isinstance(value, dict | list)}
+    lines = ["", f"[{name}]"] + [
+        f"{key} = {_toml_value(value)}" for key, value in scalars.items() if value is not None
+    ]
+    for key, value in table.items():
+        if isinstance(value, dict):
+            lines += _table_lines(f"{name}.{key}", value)
+        elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            for index, item in enumerate(value):
+                if name == "alerts" and key == "endpoints":
+                    # The signing secret travels in the environment, as in production.
+                    item = {k: v for k, v in item.items() if k != "secret"}
+                    item["secret_env"] = ALERT_SECRET_ENV.format(index=index)
+                lines += ["", f"[[{name}.{key}]]"] + [
+                    f"{k} = {_toml_value(v)}" for k, v in item.items() if v is not None
+                ]
+        elif isinstance(value, list):
+            lines.append(f"{key} = {_toml_value(value)}")
+    return lines
+
+
 def settings_to_toml(settings: Settings) -> str:
     """The config file a server process would read; secrets stay out (they travel in the environment)."""
-    data = settings.model_dump(mode="json", exclude={"settlement_private_key", "providers", "assets"})
+    data = settings.model_dump(
+        mode="json", exclude={"settlement_private_key", "providers", "assets", "admin_key"}
+    )
     tables = {key: value for key, value in data.items() if isinstance(value, dict)}
     lines = [
         f"{key} = {_toml_value(value)}"
@@ -35,9 +63,7 @@ def settings_to_toml(settings: Settings) -> str:
         if value is not None and key not in tables
     ]
     for name, table in tables.items():
-        lines += ["", f"[{name}]"] + [
-            f"{key} = {_toml_value(value)}" for key, value in table.items() if value is not None
-        ]
+        lines += _table_lines(name, table)
     for asset in settings.assets:
         lines += ["", "[[assets]]"] + [
             f"{key} = {_toml_value(value)}" for key, value in asset.model_dump().items()
@@ -51,6 +77,18 @@ def settings_to_toml(settings: Settings) -> str:
             'api_key_env = "MEGAROUTER_TEST_PROVIDER_KEY"',
         ]
     return "\n".join(lines) + "\n"
+
+
+def _secrets_environ(settings: Settings) -> dict[str, str]:
+    environ = {
+        "MEGAROUTER_SETTLEMENT_PRIVATE_KEY": settings.settlement_private_key.get_secret_value(),
+        "MEGAROUTER_TEST_PROVIDER_KEY": "sim-key",
+    }
+    if settings.admin_key is not None:
+        environ["MEGAROUTER_ADMIN_KEY"] = settings.admin_key.get_secret_value()
+    for index, endpoint in enumerate(settings.alerts.endpoints):
+        environ[ALERT_SECRET_ENV.format(index=index)] = endpoint.secret.get_secret_value()
+    return environ
 
 
 class ServerProcess:
@@ -88,11 +126,7 @@ async def run_server_process(
     settings = settings.model_copy(update={"port": port, "log_format": "json"})
     config_path = config_dir / "megarouter.toml"
     config_path.write_text(settings_to_toml(settings))
-    environ = {
-        **os.environ,
-        "MEGAROUTER_SETTLEMENT_PRIVATE_KEY": settings.settlement_private_key.get_secret_value(),
-        "MEGAROUTER_TEST_PROVIDER_KEY": "sim-key",
-    }
+    environ = {**os.environ, **_secrets_environ(settings)}
     with open(config_dir / log_name, "ab") as log_file:  # noqa: ASYNC230 - test set-up, once per process.
         process = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -79,6 +79,11 @@ def _components() -> dict[str, Any]:
                 "name": "x-api-key",
                 "description": "a MegaRouter key, as Anthropic's SDK sends it",
             },
+            "adminKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "the operator's admin key (MEGAROUTER_ADMIN_KEY)",
+            },
             "metricsToken": {
                 "type": "http",
                 "scheme": "bearer",
@@ -263,6 +268,36 @@ def _paths() -> dict[str, Any]:
         "/v1/usage/{request_id}": {
             "get": _operation(
                 "How one request was charged", keyed=True, parameters=[_path_parameter("request_id")]
+            )
+        },
+        "/v1/alerts": {
+            "get": _operation(
+                "The alert history, newest first, with each alert's webhook delivery state (admin key)",
+                keyed=True,
+                key_schemes=("adminKey",),
+                parameters=[
+                    {"name": name, "in": "query", "required": False, "schema": query_string}
+                    for name in ("limit", "after", "kind")
+                ],
+                extra={"403": "admin endpoints are disabled"},
+            )
+        },
+        "/v1/alerts/test": {
+            "post": _operation(
+                "Raise a test alert, delivered to every webhook like any other (admin key)",
+                ok="201",
+                keyed=True,
+                key_schemes=("adminKey",),
+                extra={"403": "admin endpoints are disabled"},
+            )
+        },
+        "/v1/alerts/{alert_id}": {
+            "get": _operation(
+                "One alert with its delivery state (admin key)",
+                keyed=True,
+                key_schemes=("adminKey",),
+                parameters=[_path_parameter("alert_id")],
+                extra={"403": "admin endpoints are disabled"},
             )
         },
         "/healthz": {"get": _operation("Database and chain reachable", extra={"503": "degraded"})},

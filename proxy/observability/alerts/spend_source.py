@@ -1,0 +1,123 @@
+"""Where the spend-anomaly detector reads hourly spend: the `HourlySpendSource` protocol, and its
+implementation over raw usage events (`UsageEventsHourlySpend`).
+
+Every query reads one bounded, indexed time range: one hour of everyone (ix_usage_events_created) for the
+top spenders, and the trailing hours of one subject (ix_usage_events_key_created,
+ix_usage_events_payer_created) for its baseline, summed per hour in SQL. Hourly roll-ups answer the same
+protocol without scanning events.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from proxy.db.tables import usage_events
+
+__all__ = ["HOUR_S", "HourlySpendSource", "SpendSubject", "SubjectSpend", "UsageEventsHourlySpend"]
+
+HOUR_S = 3_600
+# Subjects are API keys (by id) and payer credit accounts (`credit:wallet:0x…`, later `credit:org:…`).
+SubjectKind = Literal["key", "payer"]
+
+
+class SpendSubject(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: SubjectKind
+    id: str = Field(min_length=1, max_length=255)
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+class SubjectSpend(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    subject: SpendSubject
+    spend_nano_usd: int = Field(ge=0)
+
+
+class HourlySpendSource(Protocol):
+    async def top_spenders(self, *, hour_start_unix_s: int, limit: int) -> list[SubjectSpend]:
+        """Keys and payers spending in the hour from `hour_start_unix_s`, biggest first, `limit` per kind."""
+
+    async def hourly_spend(self, subject: SpendSubject, *, first_hour_unix_s: int, hours: int) -> list[int]:
+        """The subject's spend in each of `hours` consecutive hours from `first_hour_unix_s`, oldest first."""
+
+
+def _at(unix_s: int) -> datetime:
+    return datetime.fromtimestamp(unix_s, UTC)
+
+
+class UsageEventsHourlySpend:
+    """`HourlySpendSource` over `usage_events` (charged cost per request)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def top_spenders(self, *, hour_start_unix_s: int, limit: int) -> list[SubjectSpend]:
+        assert hour_start_unix_s % HOUR_S == 0
+        assert limit >= 1
+        events = usage_events.c
+        in_hour = sa.and_(
+            events.created_at >= _at(hour_start_unix_s), events.created_at < _at(hour_start_unix_s + HOUR_S)
+        )
+        spend = sa.func.sum(events.cost_nano_usd).label("spend")
+        found: list[SubjectSpend] = []
+        async with self._engine.connect() as connection:
+            for kind, column in (("key", events.api_key_id), ("payer", events.payer_account)):
+                statement = (
+                    sa.select(column, spend)
+                    .where(in_hour, column.is_not(None))
+                    .group_by(column)
+                    .having(sa.func.sum(events.cost_nano_usd) > 0)
+                    .order_by(spend.desc())
+                    .limit(limit)
+                )
+                for subject_id, total in (await connection.execute(statement)).all():
+                    subject = SpendSubject(kind=kind, id=str(subject_id))
+                    found.append(SubjectSpend(subject=subject, spend_nano_usd=int(total)))
+        return found
+
+    async def hourly_spend(self, subject: SpendSubject, *, first_hour_unix_s: int, hours: int) -> list[int]:
+        assert first_hour_unix_s % HOUR_S == 0
+        assert 1 <= hours <= 24 * 31
+        events = usage_events.c
+        matches = (
+            events.api_key_id == int(subject.id)
+            if subject.kind == "key"
+            else events.payer_account == subject.id
+        )
+        # One column per hour, summed over one indexed range: no per-dialect date functions.
+        sums = [
+            sa.func.coalesce(
+                sa.func.sum(
+                    sa.case(
+                        (
+                            sa.and_(
+                                events.created_at >= _at(first_hour_unix_s + i * HOUR_S),
+                                events.created_at < _at(first_hour_unix_s + (i + 1) * HOUR_S),
+                            ),
+                            events.cost_nano_usd,
+                        ),
+                        else_=0,
+                    )
+                ),
+                0,
+            )
+            for i in range(hours)
+        ]
+        statement = sa.select(*sums).where(
+            matches,
+            events.created_at >= _at(first_hour_unix_s),
+            events.created_at < _at(first_hour_unix_s + hours * HOUR_S),
+        )
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(statement)).one()
+        return [int(value) for value in row]

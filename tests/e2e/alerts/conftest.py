@@ -1,0 +1,96 @@
+"""`alerting_router`: the running router with an admin key, alerts delivered to a local webhook receiver,
+and the clocks alerts and usage events run on injected (a FakeClock in unix seconds the test moves).
+
+Detectors run once at start-up and then hourly in the background; tests evaluate them when they choose.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from proxy.api.app_keys import ALERT_DETECTORS, ALERTS_CLOCK, USAGE_CLOCK
+from proxy.app import create_app
+from proxy.devnet.anvil import AnvilNode
+from proxy.devnet.simulator import Simulators
+from proxy.devnet.tokens import DevnetTokens
+from proxy.observability.alerts import RaisedAlert, evaluate_all
+from proxy.routing.health import Clock
+from proxy.settings import AlertEndpointSettings, AlertsSettings, Settings
+from tests.fixtures.app import RunningRouter, router_settings
+from tests.fixtures.clock import FakeClock
+from tests.fixtures.webhook_receiver import WebhookReceiver
+
+ADMIN_KEY = "admin-test-key-0123456789"
+DETECTOR_TIMEOUT_S = 30.0
+
+
+def admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def alerts_settings(receiver: WebhookReceiver, **overrides: Any) -> AlertsSettings:
+    endpoint = AlertEndpointSettings(url=receiver.url, secret=receiver.secret, name="ops")
+    return AlertsSettings(endpoints=(endpoint,), evaluate_interval_s=3_600, **overrides)
+
+
+async def evaluate(router: RunningRouter) -> list[RaisedAlert]:
+    detectors = router.app[ALERT_DETECTORS]
+    return await evaluate_all(detectors, timeout_s=DETECTOR_TIMEOUT_S)
+
+
+@contextlib.asynccontextmanager
+async def alerting_router(
+    aiohttp_client: Any,
+    *,
+    anvil: AnvilNode,
+    tokens: DevnetTokens,
+    anvil_accounts: list[LocalAccount],
+    simulator: Simulators,
+    database_url: str,
+    alerts: AlertsSettings,
+    clock: FakeClock,
+    health_clock: Clock | None = None,
+    simulator_base_url: str | None = None,
+    adjust: Callable[[Settings], Settings] = lambda settings: settings,
+) -> AsyncIterator[RunningRouter]:
+    settings = adjust(
+        router_settings(
+            anvil=anvil,
+            tokens=tokens,
+            settlement_key=anvil_accounts[0].key.hex(),
+            simulator_base_url=simulator_base_url or simulator.base_url,
+            database_url=database_url,
+            admin_key=ADMIN_KEY,
+            alerts=alerts,
+        )
+    )
+    app = create_app(settings, clock=health_clock)
+    alerts_clock: Clock = clock
+    app[ALERTS_CLOCK] = alerts_clock
+
+    def usage_now() -> datetime:
+        return datetime.fromtimestamp(clock(), UTC)
+
+    usage_clock: Callable[[], datetime] = usage_now
+    app[USAGE_CLOCK] = usage_clock
+    client = await aiohttp_client(app)
+    w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
+    try:
+        yield RunningRouter(
+            client=client,
+            app=app,
+            settings=settings,
+            tokens=tokens,
+            w3=w3,
+            payers=anvil_accounts[1:],
+            settlement_account=anvil_accounts[0],
+            simulator=simulator,
+        )
+    finally:
+        await w3.provider.disconnect()
