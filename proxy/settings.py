@@ -77,6 +77,18 @@ class AccountsSettings(BaseModel):
         return self
 
 
+class RoutePreviewSettings(BaseModel):
+    """POST /v1/route/preview: free, so rate-limited per API key (or per client IP without one)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # A token bucket of this many previews per key or IP, refilled one per interval (in process memory).
+    burst: int = Field(default=30, ge=1, le=10_000)
+    refill_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    # Keys/IPs whose buckets are remembered; beyond it the idlest are forgotten.
+    clients_max: int = Field(default=10_000, ge=1, le=1_000_000)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -106,6 +118,8 @@ class Settings(BaseModel):
     health_policy: HealthPolicy = Field(default_factory=HealthPolicy)
     # Prepaid accounts: API keys, sign-in challenges, withdrawals (`[accounts]` in the config file).
     accounts: AccountsSettings = Field(default_factory=AccountsSettings)
+    # The free route preview's rate limit (`[route_preview]` in the config file).
+    route_preview: RoutePreviewSettings = Field(default_factory=RoutePreviewSettings)
 
     # The chain watcher books plain token transfers to the settlement wallet as deposits.
     chain_watcher_enabled: bool = True

@@ -52,6 +52,7 @@ __all__ = [
     "METRICS",
     "MODEL_INDEX",
     "PAYMENT_GATE",
+    "ROUTE_PREVIEW_LIMITER",
     "SERVING_INSTANCE",
     "SETTINGS",
     "SETTLEMENT_INTENTS",
@@ -101,3 +102,7 @@ METRICS = web.AppKey("METRICS", RouterMetrics)
 # The app's tracer: the no-op tracer unless an OTLP endpoint is configured or a test injects SPAN_EXPORTER.
 TRACER = web.AppKey("TRACER", Tracer)
 SPAN_EXPORTER = web.AppKey("SPAN_EXPORTER", SpanExporter)
+
+# Routing (issue 13): POST /v1/route/preview's rate limit per key or client IP. Optional before startup
+# (a test injects one with its own clock).
+ROUTE_PREVIEW_LIMITER = web.AppKey("ROUTE_PREVIEW_LIMITER", TokenBuckets)

@@ -21,6 +21,7 @@ from proxy.api.handlers import (
     models,
     openapi,
     responses,
+    route_preview,
     topup,
     usage,
 )
@@ -94,6 +95,7 @@ def create_app(
         credits,
         openapi,
         metrics,
+        route_preview,
     ):
         app.add_routes(handlers.routes)
     return app

@@ -8,6 +8,8 @@ and the hold is taken from there.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from ledger import InsufficientFunds
@@ -48,6 +50,7 @@ async def open_paid_session(
     strategy: str | None,
     streamed: bool,
     request_id: str,
+    route_explanation: dict[str, Any] | None = None,
 ) -> tuple[BillingSession, dict[str, str]]:
     """The open billing session and the headers to answer with (x402 settlement headers where x402 paid)."""
     key_payer = principal
@@ -75,6 +78,7 @@ async def open_paid_session(
             first_provider=first_provider,
             strategy=strategy,
             streamed=streamed,
+            route_explanation=route_explanation,
         )
     except InsufficientFunds as error:
         available = (await billing.ledger.balance(credit_account)).available

@@ -292,6 +292,7 @@ class Pipeline:
             first_provider=plan.candidates[0].provider,
             strategy=plan.strategy if isinstance(plan, ServePlan) else None,
             streamed=streamed,
+            route_explanation=plan.explanation if isinstance(plan, ServePlan) else None,
             request_id=call.request_id,
         )
         crash_if_enabled(self._settings.fault_injection, "after_inference_held")
