@@ -15,7 +15,7 @@ Format (TOML shown; JSON is the same shape, `{"models": [...]}`)::
     context_window_tokens = 131072
     max_output_tokens = 8192
     capabilities = { tools = true, json_mode = true }
-    quality = { overall = 70, code = 75 }   # unspecified kinds default to overall
+    quality = { overall = 70, code = 75 }   # unspecified kinds default to overall; without it: unrated
 
     [[models]]                       # drop a packaged model
     id = "openai/gpt-3.5-turbo"

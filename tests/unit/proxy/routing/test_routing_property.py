@@ -62,3 +62,27 @@ def test_demanding_requests_get_rated_strong_models(strategy: Strategy) -> None:
     picks = [first_pick(row.prompt, strategy) for row in heldout_dev_requests() if row.label == "demanding"]
     strong = [pick for pick in picks if pick.quality.rated and (pick.quality.overall or 0) >= 85]
     assert len(strong) >= 0.8 * len(picks)
+
+
+ISSUE_TRIVIAL = (
+    "hi",
+    "Thanks, that's all.",
+    "Translate 'good morning' to French.",
+    "Give me a synonym for 'happy'.",
+    "List three primary colours.",
+)
+ISSUE_DEMANDING = (
+    "Prove that there are infinitely many primes of the form 4k+3, with full rigor.",
+    "Show that every planar graph is 5-colourable",
+    "Analyse the worst-case running time of a DPLL solver on 3-SAT and explain why clause learning helps.",
+    "Prove that the cycle-following strategy wins the 100 prisoners problem with probability above 30%.",
+)
+
+
+@pytest.mark.parametrize("strategy", ["balanced", "cost"])
+def test_the_prompts_of_the_issue_report_are_no_longer_inverted(strategy: Strategy) -> None:
+    """Issue 13's report: these went to the dearest model and to a $0.10 one respectively."""
+    trivial = [price(prompt, strategy) for prompt in ISSUE_TRIVIAL]
+    demanding = [price(prompt, strategy) for prompt in ISSUE_DEMANDING]
+    assert max(trivial) < min(demanding)
+    assert statistics.median(demanding) >= 5 * statistics.median(trivial)
