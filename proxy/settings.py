@@ -218,6 +218,18 @@ class AlertsSettings(BaseModel):
         return self.delivery_lease_s or self.delivery_timeout_s + 30.0
 
 
+class RoutePreviewSettings(BaseModel):
+    """POST /v1/route/preview: free, so rate-limited per API key (or per client IP without one)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # A token bucket of this many previews per key or IP, refilled one per interval (in process memory).
+    burst: int = Field(default=30, ge=1, le=10_000)
+    refill_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    # Keys/IPs whose buckets are remembered; beyond it the idlest are forgotten.
+    clients_max: int = Field(default=10_000, ge=1, le=1_000_000)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -251,6 +263,8 @@ class Settings(BaseModel):
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
     # Keyless payers: sign-in-with-x and the credit-return policy (`[returning_payers]`).
     returning_payers: ReturningPayersSettings = Field(default_factory=ReturningPayersSettings)
+    # The free route preview's rate limit (`[route_preview]` in the config file).
+    route_preview: RoutePreviewSettings = Field(default_factory=RoutePreviewSettings)
 
     # The chain watcher books plain token transfers to the settlement wallet as deposits.
     chain_watcher_enabled: bool = True

@@ -20,7 +20,6 @@ import argparse
 import datetime
 import hashlib
 import json
-import math
 import re
 import sys
 import zipfile
@@ -91,6 +90,30 @@ ARENA_SOURCES: dict[str, str] = {
     "https://www.llmreference.com/benchmark/chatbot-arena",
     "localaimaster-2026-06": "LMArena overall #1 'Claude Opus 4.8 ~1510' as of June 2026, quoted at "
     "https://localaimaster.com/blog/lmarena-chatbot-arena-leaderboard",
+    "openlm-2024-11-13": "mirror https://openlm.ai/chatbot-arena (attribution LMSYS), snapshot 2024-11-13; "
+    "Arena Elo and Coding Elo columns",
+    "openlm-2024-09-05": "mirror https://openlm.ai/chatbot-arena (attribution LMSYS), snapshot 2024-09-05; "
+    "Arena Elo and Coding Elo columns, and the 'best for model size class' table",
+    "openlm-2024-07-22": "mirror https://openlm.ai/chatbot-arena (attribution LMSYS), snapshot 2024-07-22; "
+    "Arena Elo and Coding Elo columns",
+    "openlm-2024-05-20": "mirror https://openlm.ai/chatbot-arena (attribution LMSYS), snapshot 2024-05-20; "
+    "Arena Elo column",
+    "aigender-2023-11": "LMSYS Chatbot Arena leaderboard as of November 2023, reproduced at "
+    "https://aigender.net/index.php/2023/12/05/chatbot-arena-leaderboard/",
+}
+# Publication date of each source's figures (the `as_of` of every score citing it).
+ARENA_SOURCE_DATES: dict[str, str] = {
+    "openlm-2025-07-01": "2025-07-01",
+    "openlm-2025-05-05": "2025-05-05",
+    "openlm-2025-02-21": "2025-02-21",
+    "staituned-2025-08-21": "2025-08-21",
+    "llmreference-2026-05": "2026-05-21",
+    "localaimaster-2026-06": "2026-06",
+    "openlm-2024-11-13": "2024-11-13",
+    "openlm-2024-09-05": "2024-09-05",
+    "openlm-2024-07-22": "2024-07-22",
+    "openlm-2024-05-20": "2024-05-20",
+    "aigender-2023-11": "2023-11",
 }
 # Keys are (catalog provider-independent) upstream model names, matched exactly after lower-casing,
 # and also used for the same model served by other hosts (see ANCHOR_ALIASES).
@@ -125,6 +148,21 @@ ARENA_ANCHORS: dict[str, tuple[int, int | None, str]] = {
     "claude-3-5-sonnet": (1283, 1326, "openlm-2025-02-21"),
     "gpt-4o-mini": (1273, 1283, "openlm-2025-02-21"),
     "llama-3.3-70b": (1256, None, "openlm-2025-02-21"),
+    "o1-preview": (1333, 1354, "openlm-2024-11-13"),
+    "gpt-4-turbo": (1256, 1263, "openlm-2024-11-13"),  # gpt-4-turbo = gpt-4-turbo-2024-04-09
+    "meta-llama-3.1-405b-instruct": (1266, 1278, "openlm-2024-09-05"),
+    "meta-llama-3.1-70b-instruct": (1249, 1251, "openlm-2024-09-05"),
+    "meta-llama-3.1-8b-instruct": (1168, None, "openlm-2024-09-05"),
+    "claude-3-opus": (1248, 1250, "openlm-2024-09-05"),
+    "gemma-2-27b-it": (1218, None, "openlm-2024-09-05"),
+    "gpt-4o-2024-05-13": (1287, 1297, "openlm-2024-07-22"),
+    "llama-3-70b-instruct": (1207, 1200, "openlm-2024-07-22"),
+    "claude-3-sonnet": (1199, None, "openlm-2024-05-20"),
+    "claude-3-haiku": (1181, None, "openlm-2024-05-20"),
+    "llama-3-8b-instruct": (1154, None, "openlm-2024-05-20"),
+    "mixtral-8x22b-instruct-v0.1": (1144, None, "openlm-2024-05-20"),
+    "gpt-4": (1165, None, "openlm-2024-05-20"),  # the gpt-4 alias serves gpt-4-0613
+    "mistral-7b-instruct-v0.1": (1008, None, "aigender-2023-11"),
 }
 # Other hosts' names for an anchored model (same weights) -> anchor key.
 ANCHOR_ALIASES: dict[str, str] = {
@@ -132,26 +170,23 @@ ANCHOR_ALIASES: dict[str, str] = {
     "llama-3.3-70b-versatile": "llama-3.3-70b",
     "meta-llama/llama-3.3-70b-instruct-turbo": "llama-3.3-70b",
     "meta-llama/meta-llama-3.3-70b-instruct-turbo": "llama-3.3-70b",
+    "claude-3-opus-latest": "claude-3-opus",
+    "meta-llama/meta-llama-3.1-405b-instruct-turbo": "meta-llama-3.1-405b-instruct",
+    "meta-llama/meta-llama-3.1-70b-instruct-turbo": "meta-llama-3.1-70b-instruct",
+    "meta-llama/meta-llama-3.1-8b-instruct-turbo": "meta-llama-3.1-8b-instruct",
+    "llama-3.1-8b-instant": "meta-llama-3.1-8b-instruct",
+    "meta-llama/llama-3-70b-chat-hf": "llama-3-70b-instruct",
+    "meta-llama/meta-llama-3-70b-instruct-turbo": "llama-3-70b-instruct",
+    "meta-llama/meta-llama-3-70b-instruct-lite": "llama-3-70b-instruct",
+    "meta-llama/llama-3-8b-chat-hf": "llama-3-8b-instruct",
+    "meta-llama/meta-llama-3-8b-instruct-turbo": "llama-3-8b-instruct",
+    "meta-llama/meta-llama-3-8b-instruct-lite": "llama-3-8b-instruct",
+    "mistralai/mixtral-8x22b-instruct-v0.1": "mixtral-8x22b-instruct-v0.1",
+    "mistralai/mistral-7b-instruct-v0.1": "mistral-7b-instruct-v0.1",
 }
 ELO_FLOOR = 1000
 ELO_PER_POINT = Decimal("5.5")  # (Elo - 1000) / 5.5: 1510 -> 93, 1273 -> 50, 1256 -> 47.
-ESTIMATE_BASIS = (
-    "estimated from price tier: min(85, 40 + 9*log2(1 + output USD/MTok)); no public Arena figure"
-)
-CODE_MARKERS = ("code", "codestral", "devstral", "coder", "codex")
-REASONING_MARKERS = (
-    "reasoner",
-    "-r1",
-    "r1-",
-    "thinking",
-    "reasoning",
-    "o1",
-    "o3",
-    "o4",
-    "magistral",
-    "qwq",
-    "pro",
-)
+UNRATED_BASIS = "unrated: no public evaluation figure cited for this model"
 
 
 def main() -> None:
@@ -296,58 +331,37 @@ def find_litellm(
 
 
 def quality_for(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """Scores 0..100: an Arena Elo anchor if this model has one, else an estimate from its price tier."""
+    """Scores 0..100 from a cited Arena Elo anchor, or unrated. Never derived from price."""
     if entry["capabilities"]["embeddings"]:
-        return {
-            "overall": 0,
-            "chat": 0,
-            "summarization": 0,
-            "extraction": 0,
-            "code": 0,
-            "math": 0,
-            "reasoning": 0,
-            "estimated": True,
-            "basis": "embedding model: chat quality not applicable",
-        }
+        return {"rated": False, "basis": "embedding model: chat quality not applicable"}
     name = entry["upstream_model"].lower()
-    anchor_key = ANCHOR_ALIASES.get(name, name)
-    anchor = ARENA_ANCHORS.get(anchor_key)
-    code_score: int | None = None
-    if anchor is not None:
-        elo, coding_elo, source_key = anchor
-        overall = elo_to_score(elo)
-        code_score = elo_to_score(coding_elo) if coding_elo is not None else None
-        basis = f"Arena text Elo {elo} ({source_key})" + (f", coding Elo {coding_elo}" if coding_elo else "")
-        estimated = False
-    else:
-        output_usd = Decimal(entry["output_price_nano_usd_per_mtok"]) / 1_000_000_000
-        overall = min(85, 40 + round(9 * math.log2(1 + float(output_usd))))
-        basis = ESTIMATE_BASIS
-        estimated = True
-    scores = per_kind_scores(name, overall, code_score)
-    return {**scores, "estimated": estimated, "basis": basis}
+    anchor = ARENA_ANCHORS.get(ANCHOR_ALIASES.get(name, name))
+    if anchor is None:
+        return {"rated": False, "basis": UNRATED_BASIS}
+    elo, coding_elo, source_key = anchor
+    overall = elo_to_score(elo)
+    # Per task kind only where a per-category figure is published (Arena's coding category); the other
+    # kinds have no public per-model figure across the catalog, so they take the overall score.
+    scores = dict.fromkeys(("chat", "summarization", "extraction", "code", "math", "reasoning"), overall)
+    if coding_elo is not None:
+        scores["code"] = elo_to_score(coding_elo)
+    basis = (
+        f"Arena text Elo {elo}" + (f", coding Elo {coding_elo}" if coding_elo else "") + f" ({source_key})"
+    )
+    return {
+        "rated": True,
+        "overall": overall,
+        **scores,
+        "basis": basis,
+        "source": re.findall(r"https://\S+", ARENA_SOURCES[source_key])[0].rstrip(",;"),
+        "as_of": ARENA_SOURCE_DATES[source_key],
+    }
 
 
 def elo_to_score(elo: int) -> int:
     """Map an Arena Elo onto 0..100 linearly (see ELO_PER_POINT), clamped."""
     score = int(((Decimal(elo) - ELO_FLOOR) / ELO_PER_POINT).to_integral_value())
     return max(0, min(100, score))
-
-
-def per_kind_scores(name: str, overall: int, code_score: int | None) -> dict[str, int]:
-    """Per-task scores: overall, shifted by a documented family profile (code / reasoning models)."""
-    delta = {"chat": 0, "summarization": 0, "extraction": 0, "code": 0, "math": 0, "reasoning": 0}
-    if any(marker in name for marker in CODE_MARKERS):
-        delta.update(code=6, chat=-5, summarization=-3, math=-2)
-    elif any(marker in name for marker in REASONING_MARKERS):
-        delta.update(math=5, reasoning=5, chat=-2)
-    if any(marker in name for marker in ("mini", "nano", "lite", "flash", "small", "8b", "haiku")):
-        delta["reasoning"] -= 3
-        delta["math"] -= 3
-    scores = {kind: max(0, min(100, overall + shift)) for kind, shift in delta.items()}
-    if code_score is not None:
-        scores["code"] = code_score
-    return {"overall": overall, **scores}
 
 
 def envelope(
@@ -403,12 +417,12 @@ def envelope(
             "supports_reasoning; reasoning also from the model name; without a litellm record "
             "tools/vision/json_mode are false (conservative). Streaming true for chat models.",
             "quality": "overall = (Arena text Elo - 1000) / 5.5, clamped 0..100, for models with a cited "
-            "public Elo (estimated=false; Elo snapshots from different dates are not perfectly "
-            "comparable). Other models: estimated=true, min(85, 40 + 9*log2(1 + output USD/MTok)). "
-            "Per-task scores = overall shifted by a family profile (code models: code +6, chat -5, "
-            "summarization -3, math -2; reasoning models: math +5, reasoning +5, chat -2; small "
-            "models: math -3, reasoning -3); code = Arena coding Elo mapped the same way where cited. "
-            "Per-task profiles are estimates in every case.",
+            "public Elo (rated=true, with source URL and as_of date; Elo snapshots from different dates are "
+            "not perfectly comparable); code = the Arena coding-category Elo mapped the same way where "
+            "cited, every other kind = overall (no per-kind public figure). The same weights served by "
+            "another host share the figure (ANCHOR_ALIASES). Models without a public figure are "
+            "rated=false with no scores: routing uses them only when the caller allows unrated models or "
+            "nothing rated fits. No score is derived from price.",
         },
         "models": entries,
     }

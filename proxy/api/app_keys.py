@@ -62,6 +62,7 @@ __all__ = [
     "METRICS",
     "MODEL_INDEX",
     "PAYMENT_GATE",
+    "ROUTE_PREVIEW_LIMITER",
     "SERVING_INSTANCE",
     "SETTINGS",
     "SETTLEMENT_INTENTS",
@@ -129,3 +130,7 @@ ALERT_DETECTORS: web.AppKey[tuple[Detector, ...]] = web.AppKey("ALERT_DETECTORS"
 ALERTS_CLOCK: web.AppKey[Clock] = web.AppKey("ALERTS_CLOCK")
 # Optional before startup (tests): what stamps usage events' created_at; default the wall clock.
 USAGE_CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("USAGE_CLOCK")
+
+# Routing (issue 13): POST /v1/route/preview's rate limit per key or client IP. Optional before startup
+# (a test injects one with its own clock).
+ROUTE_PREVIEW_LIMITER = web.AppKey("ROUTE_PREVIEW_LIMITER", TokenBuckets)

@@ -22,6 +22,7 @@ from proxy.api.handlers import (
     models,
     openapi,
     responses,
+    route_preview,
     topup,
     usage,
 )
@@ -103,6 +104,7 @@ def create_app(
         openapi,
         metrics,
         alerts,
+        route_preview,
     ):
         app.add_routes(handlers.routes)
     app.add_routes(x402_discovery_routes)

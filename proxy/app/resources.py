@@ -46,6 +46,7 @@ from proxy.api.app_keys import (
     METRICS,
     MODEL_INDEX,
     PAYMENT_GATE,
+    ROUTE_PREVIEW_LIMITER,
     SERVING_INSTANCE,
     SETTINGS,
     SETTLEMENT_INTENTS,
@@ -190,6 +191,11 @@ async def routing_ctx(app: web.Application) -> AsyncIterator[None]:
     """Deployment health (shared through Redis when configured) and the request classifier."""
     settings = app[SETTINGS]
     app[CLASSIFIER] = load_classifier_model()
+    if ROUTE_PREVIEW_LIMITER not in app:
+        preview = settings.route_preview
+        app[ROUTE_PREVIEW_LIMITER] = TokenBuckets(
+            capacity=preview.burst, refill_interval_s=preview.refill_interval_s, keys_max=preview.clients_max
+        )
     clock = app.get(HEALTH_CLOCK)  # None: each tracker's own default clock.
     if settings.redis_url is None:
         app[HEALTH_TRACKER] = InMemoryHealthTracker(policy=settings.health_policy, clock=clock)

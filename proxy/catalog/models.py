@@ -40,24 +40,41 @@ class ModelCapabilities(BaseModel):
 
 
 class ModelQuality(BaseModel):
-    """Scores 0..100 used by routing strategies; `basis` says where they come from (see catalog.json)."""
+    """Scores 0..100 from cited public evaluation results, or `rated=False` (no public figure).
+
+    A rated model has every score; `basis` names the figures, `source` the publication and `as_of` the
+    date of the figures. An unrated model has none (all scores null): routing uses it only when the
+    caller allows unrated models or nothing rated fits. No score is ever derived from price.
+    """
 
     model_config = _FROZEN
 
-    overall: int = Field(ge=0, le=100)
-    chat: int = Field(ge=0, le=100)
-    summarization: int = Field(ge=0, le=100)
-    extraction: int = Field(ge=0, le=100)
-    code: int = Field(ge=0, le=100)
-    math: int = Field(ge=0, le=100)
-    reasoning: int = Field(ge=0, le=100)
-    # True when `overall` is not backed by a public benchmark figure for this very model.
-    estimated: bool
+    rated: bool
+    overall: int | None = Field(default=None, ge=0, le=100)
+    chat: int | None = Field(default=None, ge=0, le=100)
+    summarization: int | None = Field(default=None, ge=0, le=100)
+    extraction: int | None = Field(default=None, ge=0, le=100)
+    code: int | None = Field(default=None, ge=0, le=100)
+    math: int | None = Field(default=None, ge=0, le=100)
+    reasoning: int | None = Field(default=None, ge=0, le=100)
     basis: str = Field(min_length=1)
+    source: str = ""  # where the figures were published (URL); empty when unrated
+    as_of: str = ""  # date of the figures (ISO date or month); empty when unrated
 
-    def for_task(self, kind: TaskKind) -> int:
-        """Score for one task kind, e.g. the classifier's `kind`."""
-        score: int = getattr(self, kind)
+    @model_validator(mode="after")
+    def _scores_match_rated(self) -> ModelQuality:
+        scores = [self.overall, *(getattr(self, kind) for kind in TASK_KINDS)]
+        if self.rated and any(score is None for score in scores):
+            raise ValueError("a rated model needs every score")
+        if not self.rated and any(score is not None for score in scores):
+            raise ValueError("an unrated model has no scores")
+        if self.rated and not (self.source and self.as_of):
+            raise ValueError("a rated model cites a source and its date")
+        return self
+
+    def for_task(self, kind: TaskKind) -> int | None:
+        """Score for one task kind, e.g. the classifier's `kind`; None when unrated."""
+        score: int | None = getattr(self, kind)
         return score
 
 

@@ -15,7 +15,7 @@ Format (TOML shown; JSON is the same shape, `{"models": [...]}`)::
     context_window_tokens = 131072
     max_output_tokens = 8192
     capabilities = { tools = true, json_mode = true }
-    quality = { overall = 70, code = 75 }   # unspecified kinds default to overall
+    quality = { overall = 70, code = 75 }   # unspecified kinds default to overall; without it: unrated
 
     [[models]]                       # drop a packaged model
     id = "openai/gpt-3.5-turbo"
@@ -215,7 +215,7 @@ def _merge(existing: CatalogModel | None, entry: ModelOverride, *, origin: str) 
     if entry.capabilities is not None:
         base["capabilities"] = {**base["capabilities"], **entry.capabilities.model_dump(exclude_none=True)}
     if entry.quality is not None:
-        base["quality"] = _merged_quality(base["quality"], entry.quality, origin=origin)
+        base["quality"] = _merged_quality(base["quality"], entry.quality, origin=origin, model_id=entry.id)
     if entry.notes is not None:
         base["notes"] = list(entry.notes)
     base["capabilities"] = ModelCapabilities.model_validate(base["capabilities"])
@@ -259,32 +259,31 @@ def _new_model_base(entry: ModelOverride, prices: dict[str, int], *, origin: str
         "cached_input_price_nano_usd_per_mtok": input_price,
         "cache_write_input_price_nano_usd_per_mtok": input_price,
         "capabilities": ModelCapabilities().model_dump(),
-        "quality": {
-            "overall": 50,
-            "chat": 50,
-            "summarization": 50,
-            "extraction": 50,
-            "code": 50,
-            "math": 50,
-            "reasoning": 50,
-            "estimated": True,
-            "basis": f"operator addition in {origin}, no score given",
-        },
+        # No score was given: unrated (never a made-up figure); a `quality` override rates it.
+        "quality": {"rated": False, "basis": f"operator addition in {origin}, no score given"},
         "source_ref": f"operator addition in {origin}",
         "source_prices_usd_per_mtok": {},
         "notes": [],
     }
 
 
-def _merged_quality(current: dict[str, Any], override: QualityOverride, *, origin: str) -> dict[str, Any]:
+def _merged_quality(
+    current: dict[str, Any], override: QualityOverride, *, origin: str, model_id: str
+) -> dict[str, Any]:
     given = override.model_dump(exclude_none=True)
+    kinds = ("chat", "summarization", "extraction", "code", "math", "reasoning")
+    if "overall" not in given and not current.get("rated"):
+        raise CatalogOverrideError(
+            f"overrides file {origin}: model {model_id!r}: field 'quality': an unrated model needs 'overall'"
+        )
     merged = {**current, **given}
     if "overall" in given:
         # Kinds the operator did not name follow the new overall score rather than keep stale values.
-        for kind in ("chat", "summarization", "extraction", "code", "math", "reasoning"):
-            merged.setdefault(kind, given["overall"])
+        for kind in kinds:
             if kind not in given:
                 merged[kind] = given["overall"]
-    merged["estimated"] = False
+    merged["rated"] = True
     merged["basis"] = given.get("basis", f"operator override in {origin}")
+    merged["source"] = f"operator overrides file {origin}"
+    merged["as_of"] = "operator"
     return merged

@@ -96,6 +96,8 @@ usage_events = Table(
     Column("hold_id", BigInteger, nullable=True),
     Column("latency_ms", Integer, nullable=False),
     Column("time_to_first_token_ms", Integer, nullable=True),
+    # JSON: how the route was chosen (task kind, difficulty, quality needed, ranked candidates, quotes).
+    Column("route_explanation_json", Text, nullable=True),
     Index("ix_usage_events_payer_created", "payer_account", "created_at"),
     Index("ix_usage_events_request", "request_id"),
     # The spend-anomaly detector reads one hour of everyone, and trailing hours of one key (alerts, p0010).

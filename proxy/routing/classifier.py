@@ -1,37 +1,27 @@
 """Request classifier: the task kind and a difficulty score, judged from the chat messages alone.
 
 `auto` routing asks two questions before it ranks deployments: what kind of work is this (chat,
-summarization, extraction, code, math, reasoning) and how likely is a cheap model to get it wrong where a
-strong one would get it right. This module answers both in pure Python, offline, in well under a
-millisecond, from parameters shipped next to it (`classifier_model.json`, written by
-`scripts/train_router.py`).
+summarization, extraction, code, math, reasoning) and how demanding is it, i.e. how likely a cheap model
+is to fall short where a strong one would not. This module answers both in pure Python, offline, in well
+under a millisecond, from parameters shipped next to it (`classifier_model.json`, written by
+`scripts/train_difficulty.py`).
 
 - The kind comes from hand-written keyword families (also stored in the JSON): there is no labelled data
   for kinds, and a transparent rule is easier to audit than a guess.
-- The difficulty comes from a topic score: each word unigram and bigram of the prompt carries a value
-  learnt from strong-vs-weak correctness data (the shrunken mean of strong-minus-weak correctness over
-  the training prompts containing it); the prompt's score is the mean over its terms, mapped through a
-  fitted logistic curve to an estimate of P(weak model fails and strong model succeeds)
-  (`TaskProfile.difficulty_raw`). Topic is what
-  carries the signal on that data (a cheap model fails on some subjects far more than on others).
-  Length and structure features were tried on the validation split: adding length lowered APGR, and a
-  separate structural model blended in added at most +0.01 with a blend weight tuned on that same split.
-- That probability is well ordered but compressed (most prompts sit near the base rate, ~0.15), so a
-  fixed map from it to a needed quality cannot tell prompts apart. `TaskProfile.difficulty` is therefore
-  the prompt's difficulty *percentile*: the share of the training prompts whose (out-of-fold) raw
-  probability is below this prompt's, read from a monotone quantile map stored in the JSON (~101 knots,
-  linear between knots, strictly increasing hyperbolic tails outside them so that no two different raw
-  values collapse). 0.5 is a median prompt of the tuning data, 0.9 is harder than nine in ten. The map
-  is strictly increasing, so the ranking (and APGR, CPT) is exactly that of the raw probability.
+- The difficulty is a logistic regression over features that carry across domains
+  (proxy/routing/features.py: length, reasoning and design verbs, constraints, multi-step markers, rigor
+  words, numbers, maths notation, code, question structure, and the markers of small talk, translation,
+  formatting, simple facts and one-line answers). It estimates P(demanding): 0 for a greeting, 1 for a
+  proof or a system design. Topic words are deliberately absent: a model scoring prompts by the subjects
+  of its tuning data (the previous, MMLU-trained one) gives no signal on words it never saw, and its
+  ordering did not carry to other task families. Leave-one-domain-out figures are in the data README.
 
 Imports nothing from the proxy, the ledger or x402: it takes plain OpenAI-format message dicts.
 """
 
 from __future__ import annotations
 
-import bisect
 import functools
-import itertools
 import json
 import math
 import re
@@ -40,26 +30,26 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from proxy.routing.features import FEATURE_NAMES, prompt_features
+
 __all__ = [
     "MODEL_FORMAT_VERSION",
     "TASK_KINDS",
     "ClassifierModel",
+    "DifficultyWeights",
     "KindRules",
     "TaskProfile",
-    "check_quantile_map",
     "classify_request",
     "classify_text",
-    "difficulty_percentile",
+    "difficulty_probability",
     "kind_scores",
     "load_classifier_model",
     "messages_text",
-    "prompt_terms",
     "tokenize",
-    "topic_score",
 ]
 
 TASK_KINDS = ("chat", "summarization", "extraction", "code", "math", "reasoning")
-MODEL_FORMAT_VERSION = 2  # 2: adds difficulty_quantiles (raw probability -> percentile)
+MODEL_FORMAT_VERSION = 3  # 3: cross-domain feature weights replace MMLU topic terms
 MODEL_RESOURCE_NAME = "classifier_model.json"
 # Roughly four characters per token for English text in the common BPE vocabularies.
 CHARS_PER_TOKEN_ESTIMATE = 4
@@ -72,13 +62,13 @@ class TaskProfile:
     """What the router needs to know about a request before choosing a model."""
 
     kind: str
-    # Difficulty percentile (0..1) among the tuning prompts: the calibrated, well-spread score routing uses.
+    # Estimated probability (0..1) that the request is demanding: what routing maps to a needed quality.
     difficulty: float
     prompt_tokens_estimate: int
     image_count: int  # image parts seen: the router needs a vision-capable model when > 0
     kind_scores: Mapping[str, float]
-    # Estimated probability that a weak model fails where a strong one succeeds (0..1, compressed).
-    difficulty_raw: float
+    # The logistic model's linear score before the sigmoid (for explanations and ties).
+    difficulty_logit: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,19 +82,26 @@ class KindRules:
 
 
 @dataclass(frozen=True, slots=True)
+class DifficultyWeights:
+    """Logistic regression over proxy.routing.features: P(demanding) = sigmoid(bias + w . features)."""
+
+    weights: tuple[float, ...]  # in FEATURE_NAMES order
+    bias: float
+
+    def __post_init__(self) -> None:
+        assert len(self.weights) == len(FEATURE_NAMES), "one weight per feature"
+        assert all(math.isfinite(weight) for weight in self.weights)
+        assert math.isfinite(self.bias)
+
+
+@dataclass(frozen=True, slots=True)
 class ClassifierModel:
     """Parameters of the classifier as loaded from JSON; immutable so one copy can serve every request."""
 
-    term_values: Mapping[str, float]  # unigram "word" or bigram "word word" -> learnt value
-    calibration_scale: float  # difficulty = sigmoid(scale * topic_score + offset)
-    calibration_offset: float
+    difficulty: DifficultyWeights
     kind_rules: KindRules
     text_chars_max: int
     metadata: Mapping[str, Any]
-    # Quantile map knots: strictly increasing raw probabilities and their percentiles (both 0..1).
-    # Empty: no calibration, difficulty = raw probability (hand-built models in tests).
-    quantile_raw: tuple[float, ...] = ()
-    quantile_percentile: tuple[float, ...] = ()
 
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> ClassifierModel:
@@ -124,27 +121,25 @@ class ClassifierModel:
             score_min=float(kinds["score_min"]),
             window_chars=int(kinds["window_chars"]),
         )
-        calibration = data["calibration"]
-        quantiles = data["difficulty_quantiles"]
+        difficulty = data["difficulty"]
+        names = tuple(difficulty["features"])
+        assert names == FEATURE_NAMES, "classifier_model.json was fitted on other features: retrain it"
         model = cls(
-            term_values={str(k): float(v) for k, v in data["term_values"].items()},
-            calibration_scale=float(calibration["scale"]),
-            calibration_offset=float(calibration["offset"]),
+            difficulty=DifficultyWeights(
+                weights=tuple(float(difficulty["weights"][name]) for name in names),
+                bias=float(difficulty["bias"]),
+            ),
             kind_rules=rules,
             text_chars_max=int(data["text_chars_max"]),
             metadata=dict(data.get("metadata", {})),
-            quantile_raw=tuple(float(value) for value in quantiles["raw"]),
-            quantile_percentile=tuple(float(value) for value in quantiles["percentile"]),
         )
-        check_quantile_map(model.quantile_raw, model.quantile_percentile)
         assert model.text_chars_max > 0
-        assert model.calibration_scale >= 0, "a negative scale would invert the difficulty order"
         return model
 
 
 @functools.cache
 def load_classifier_model() -> ClassifierModel:
-    """The shipped model, parsed once per process (cached because it is immutable and costs ~50 ms)."""
+    """The shipped model, parsed once per process (cached because it is immutable)."""
     text = resources.files("proxy.routing").joinpath(MODEL_RESOURCE_NAME).read_text(encoding="utf-8")
     return ClassifierModel.from_json_dict(json.loads(text))
 
@@ -201,13 +196,6 @@ def _choose_kind(scores: Mapping[str, float], score_min: float) -> str:
     return best_kind
 
 
-def prompt_terms(tokens: Sequence[str]) -> set[str]:
-    """Distinct unigrams and bigrams ("word word") of a tokenized prompt: the topic evidence."""
-    terms = set(tokens)
-    terms.update(f"{left} {right}" for left, right in itertools.pairwise(tokens))
-    return terms
-
-
 def tokenize(text: str, *, text_chars_max: int) -> list[str]:
     """Lower-cased words and digit runs of the prompt's last `text_chars_max` characters.
 
@@ -217,18 +205,6 @@ def tokenize(text: str, *, text_chars_max: int) -> list[str]:
     return _WORD_PATTERN.findall(text[-text_chars_max:].lower())
 
 
-def topic_score(terms: set[str], term_values: Mapping[str, float]) -> float:
-    """Mean learnt value over the prompt's terms; unknown terms count as zero (no evidence either way)."""
-    if not terms:
-        return 0.0
-    total = 0.0
-    for term in terms:
-        value = term_values.get(term)
-        if value is not None:
-            total += value
-    return total / len(terms)
-
-
 def _sigmoid(value: float) -> float:
     if value >= 0:
         return 1.0 / (1.0 + math.exp(-value))
@@ -236,51 +212,27 @@ def _sigmoid(value: float) -> float:
     return exp_value / (1.0 + exp_value)
 
 
-def check_quantile_map(raw: Sequence[float], percentile: Sequence[float]) -> None:
-    """A usable map: equal lengths, both strictly increasing inside (0..1), or empty (identity)."""
-    assert len(raw) == len(percentile), "quantile map lengths differ"
-    assert len(raw) != 1, "a quantile map needs two knots or none"
-    for values in (raw, percentile):
-        assert all(0.0 <= value <= 1.0 for value in values), "quantile map outside 0..1"
-        assert all(left < right for left, right in itertools.pairwise(values)), "not strictly increasing"
+def difficulty_logit(text: str, weights: DifficultyWeights) -> float:
+    """The linear score bias + w . features(text); monotone in the probability."""
+    return weights.bias + sum(w * x for w, x in zip(weights.weights, prompt_features(text), strict=True))
 
 
-def difficulty_percentile(raw: float, model: ClassifierModel) -> float:
-    """The raw probability's percentile among the tuning prompts, by the model's quantile map.
-
-    Linear between knots. Outside them the percentile approaches 0 (or 1) hyperbolically, with the
-    length scale of the nearest knot gap (an exponential tail would round to exactly 1.0 in floating
-    point), so the map stays strictly increasing over all of 0..1 and a prompt beyond the tuning
-    extremes still ranks above (below) the one before it.
-    """
-    knots, percentiles = model.quantile_raw, model.quantile_percentile
-    if not knots:
-        return raw
-    index = bisect.bisect_right(knots, raw)
-    if index == 0:
-        scale = knots[1] - knots[0]
-        result = percentiles[0] / (1.0 + (knots[0] - raw) / scale)
-    elif index == len(knots):
-        scale = knots[-1] - knots[-2]
-        result = 1.0 - (1.0 - percentiles[-1]) / (1.0 + (raw - knots[-1]) / scale)
-    else:
-        left, right = knots[index - 1], knots[index]
-        fraction = (raw - left) / (right - left)
-        result = percentiles[index - 1] + fraction * (percentiles[index] - percentiles[index - 1])
-    assert 0.0 <= result <= 1.0
-    return result
+def difficulty_probability(text: str, weights: DifficultyWeights) -> float:
+    """P(demanding) of one prompt text (0..1)."""
+    return _sigmoid(difficulty_logit(text, weights))
 
 
 def classify_text(text: str, model: ClassifierModel, *, image_count: int = 0) -> TaskProfile:
     """Classify one prompt text; `classify_request` is the entry point for chat messages."""
     assert image_count >= 0
-    tokens = tokenize(text, text_chars_max=model.text_chars_max)
-    scores = kind_scores(text[-model.text_chars_max :], tokens, model.kind_rules)
+    # The most recent text carries the question; the window bounds the work on huge prompts.
+    window = text[-model.text_chars_max :]
+    tokens = tokenize(window, text_chars_max=model.text_chars_max)
+    scores = kind_scores(window, tokens, model.kind_rules)
     kind = _choose_kind(scores, model.kind_rules.score_min)
-    score = topic_score(prompt_terms(tokens), model.term_values)
-    difficulty_raw = _sigmoid(model.calibration_scale * score + model.calibration_offset)
-    difficulty = difficulty_percentile(difficulty_raw, model)
-    assert 0.0 <= difficulty_raw <= 1.0
+    logit = difficulty_logit(window, model.difficulty)
+    difficulty = _sigmoid(logit)
+    assert 0.0 <= difficulty <= 1.0
     tokens_estimate = -(-len(text) // CHARS_PER_TOKEN_ESTIMATE)
     return TaskProfile(
         kind=kind,
@@ -288,7 +240,7 @@ def classify_text(text: str, model: ClassifierModel, *, image_count: int = 0) ->
         prompt_tokens_estimate=tokens_estimate,
         image_count=image_count,
         kind_scores=scores,
-        difficulty_raw=difficulty_raw,
+        difficulty_logit=logit,
     )
 
 

@@ -142,6 +142,9 @@ class RouteRequest(BaseModel):
     - `require`: capabilities the chosen model must have even when this request does not use them.
     - `allow_fallbacks`: with an explicit `model`, whether models the strategy picks (beyond the named
       one, its other providers and `models`) may serve when those fail. Ignored for `model: "auto"`.
+    - `allow_unrated`: whether models without a cited public quality figure (catalog `quality.rated`
+      false) may be chosen like rated ones meeting the need. Without it they are used only when no
+      rated model passes the hard requirements. Also settable by the `X-MegaRouter-Allow-Unrated` header.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -152,6 +155,7 @@ class RouteRequest(BaseModel):
     providers: tuple[str, ...] = Field(default=(), max_length=ROUTE_LIST_ITEMS_MAX)
     require: tuple[Capability, ...] = Field(default=(), max_length=len(CAPABILITIES))
     allow_fallbacks: bool = False
+    allow_unrated: bool = False
 
     @field_validator("max_price", mode="before")
     @classmethod

@@ -6,12 +6,14 @@ then calls it. Steps:
    configured providers, allow-lists, capabilities used or required, context window, price ceiling.
 2. The needed quality: from the task (see `needed_quality` and QUALITY_NEEDED_RANGE), or, for an
    explicitly named model, that model's own quality for the task kind (its fallbacks should be about
-   as good as what was asked). The classifier's difficulty is a percentile among its tuning prompts
-   (proxy/routing/classifier.py), so the map below spreads prompts over the catalog's quality tiers:
-   easy prompts may use cheap models, hard ones must use strong ones, under every strategy.
-3. Ranking. Within every strategy, deployments group as: (a) meeting the needed quality, ranked by
-   the strategy; (b) below it, best quality first (used only when (a) is exhausted); (c) breaker
-   open, in the same order (kept last so a request still has somewhere to go when everything is
+   as good as what was asked). The classifier's difficulty is P(demanding) (proxy/routing/classifier.py),
+   so the map below spreads prompts over the catalog's quality tiers: easy prompts may use cheap
+   models, hard ones must use strong ones, under every strategy. Quality scores are cited public
+   figures (catalog `quality.rated`); a model without one is unrated.
+3. Ranking. Within every strategy, deployments group as: (a) meeting the needed quality (and, with
+   `route.allow_unrated`, unrated ones), ranked by the strategy; (b) below it, best quality first (used
+   only when (a) is exhausted); (b') unrated, by the strategy, when the caller did not allow them; (c)
+   breaker open, in the same order (kept last so a request still has somewhere to go when everything is
    cooling down; `try_acquire` refuses them until their cool-down ends). The strategy keys:
    - cost: cheapest expected cost for this request; ties to higher quality.
    - latency: closed before half-open, then lowest latency EWMA (time to first token when streaming
@@ -57,9 +59,8 @@ __all__ = [
     "BALANCED_POINTS_PER_COST_DOUBLING",
     "EXPECTED_OUTPUT_TOKENS",
     "LATENCY_PRIOR_S",
+    "MEDIUM_QUALITY",
     "QUALITY_NEEDED_RANGE",
-    "STRONG_TIER_PERCENTILE",
-    "STRONG_TIER_QUALITY",
     "RoutePlan",
     "RouteTask",
     "TaskLike",
@@ -75,36 +76,24 @@ LATENCY_PRIOR_S = 2.0
 # Replies are a few hundred tokens whatever max_tokens says; ranking by expected (not worst) cost.
 EXPECTED_OUTPUT_TOKENS = 400
 
-# needed quality, per task kind, on the catalog's 0..100 scale, is piecewise linear in the classifier's
-# difficulty percentile d (0.5 = a median prompt of its tuning data): from the kind's floor at d = 0 up to
-# STRONG_TIER_QUALITY at d = STRONG_TIER_PERCENTILE, then on to the kind's ceiling at d = 1.
-# Anchors: the catalog's scores run from about 40 to 93; the tuning data's weak model (Mixtral-8x7B) is
-# at 48 and its strong one (GPT-4-Turbo) at 85 = STRONG_TIER_QUALITY. The floor lets the easiest prompts
-# go to anything about as good as the weak reference (cheap small models). The knee, chosen on
-# VALIDATION rows only (hash buckets 20..34 of /work/shared/data/routing, exported as
-# tests/data/routing/mmlu_validation.csv; never on the held-out rows the README reports): with a
-# classifier refitted on the training split alone (the shipped one has seen the validation rows),
-# `scripts/bench/routing_cost.py --data tests/data/routing/mmlu_validation.csv --tune-knee` sweeps it over
-# 0.05..0.60 in steps of 0.05 and keeps the one with the lowest balanced-strategy cost among those whose
-# conservative-mapping PGR is >= 0.90 under both the balanced and the cost strategy: 0.35 (validation
-# PGR 0.910 balanced / 0.903 cost; 0.40 falls to 0.871 / 0.838). The held-out rows are then reported
-# once with it. Floors, ceilings and STRONG_TIER_QUALITY are anchors, not tuned: the two-column data
-# cannot tell models below the strong reference apart (conservative mapping) nor reward quality above it.
-# Above it the need keeps rising to the ceiling, the best of the catalog's tier (not its single top
-# model), so the hardest prompts get the strongest models without pinning them to one. Code, math and
-# reasoning punish weak models harder, so their floor and ceiling are higher.
-STRONG_TIER_QUALITY = 85
-STRONG_TIER_PERCENTILE = 0.35  # chosen on validation rows, see above
+# Needed quality, per task kind, on the catalog's 0..100 scale (overall = (Arena Elo - 1000) / 5.5, from
+# cited public figures), is piecewise linear in the classifier's difficulty d = P(demanding): the kind's
+# floor at d = 0, MEDIUM_QUALITY at d = 0.5 and the kind's ceiling at d = 1. Anchors, not fitted to the
+# bench: the floor admits the cheap rated open-weights tier (Gemma 3 27B, 66; DeepSeek V3, 70) for a
+# greeting; MEDIUM_QUALITY is the tier of the 2025 "flash" models (Gemini 2.5 Flash, 76) for a prompt the
+# classifier cannot call; the ceiling is the top tier's lower edge (Gemini 3.1 Pro, 90; GPT-5.5, 89) for a
+# proof or a system design. Code, math and reasoning punish weak models harder: higher floor and ceiling.
+MEDIUM_QUALITY = 76
 QUALITY_NEEDED_RANGE: Mapping[TaskKind, tuple[int, int]] = {
-    "chat": (45, 90),
-    "summarization": (45, 90),
-    "extraction": (45, 90),
-    "code": (50, 92),
-    "math": (50, 92),
-    "reasoning": (50, 92),
+    "chat": (55, 89),
+    "summarization": (55, 89),
+    "extraction": (55, 89),
+    "code": (60, 90),
+    "math": (60, 90),
+    "reasoning": (60, 90),
 }
 assert set(QUALITY_NEEDED_RANGE) == set(TASK_KINDS)
-assert all(floor < STRONG_TIER_QUALITY <= ceiling for floor, ceiling in QUALITY_NEEDED_RANGE.values())
+assert all(floor < MEDIUM_QUALITY < ceiling for floor, ceiling in QUALITY_NEEDED_RANGE.values())
 
 # Balanced score, in quality points (see the module docstring).
 BALANCED_HEADROOM_POINTS_MAX = 5.0
@@ -132,15 +121,14 @@ class RouteTask:
 
 
 def needed_quality(kind: str, difficulty: float) -> int:
-    """The quality (0..100) a model needs for this task kind at this difficulty percentile (0..1, clamped)."""
+    """The quality (0..100) a model needs for this task kind at this difficulty (P(demanding), clamped)."""
     assert not math.isnan(difficulty)
     floor, ceiling = QUALITY_NEEDED_RANGE[_task_kind(kind)]
     share = min(1.0, max(0.0, difficulty))
-    if share <= STRONG_TIER_PERCENTILE:
-        quality = floor + share / STRONG_TIER_PERCENTILE * (STRONG_TIER_QUALITY - floor)
+    if share <= 0.5:
+        quality = floor + share / 0.5 * (MEDIUM_QUALITY - floor)
     else:
-        above = (share - STRONG_TIER_PERCENTILE) / (1.0 - STRONG_TIER_PERCENTILE)
-        quality = STRONG_TIER_QUALITY + above * (ceiling - STRONG_TIER_QUALITY)
+        quality = MEDIUM_QUALITY + (share - 0.5) / 0.5 * (ceiling - MEDIUM_QUALITY)
     needed = round(quality)
     assert floor <= needed <= ceiling
     return needed
@@ -203,19 +191,25 @@ def _strategy_key(
     index: ModelIndex,
 ) -> Callable[[CatalogModel], tuple[float | int | str, ...]]:
     """The sort key (ascending = better) of one strategy over this pool."""
+
+    def quality(m: CatalogModel) -> int:
+        # An unrated model ranked here counts as just meeting the need (no headroom, no tie advantage).
+        score = m.quality.for_task(kind)
+        return quality_needed if score is None else score
+
     cost = {model.id: expected_cost_nano_usd(model, needs) for model in pool}
     latency = {model.id: _latency_s(health.get(model.id), streaming=needs.streaming) for model in pool}
     if strategy == "cost":
-        return lambda m: (cost[m.id], -m.quality.for_task(kind), m.id)
+        return lambda m: (cost[m.id], -quality(m), m.id)
     if strategy == "latency":
-        return lambda m: (_half_open(health.get(m.id)), latency[m.id], -m.quality.for_task(kind), m.id)
+        return lambda m: (_half_open(health.get(m.id)), latency[m.id], -quality(m), m.id)
     if strategy == "availability":
         healthy = Counter(index.key(m) for m in pool if not _open(health.get(m.id)))
         return lambda m: (
             _half_open(health.get(m.id)),
             _smoothed_error_rate(health.get(m.id)),
             -healthy[index.key(m)],
-            -m.quality.for_task(kind),
+            -quality(m),
             cost[m.id],
             m.id,
         )
@@ -224,7 +218,7 @@ def _strategy_key(
     latency_max = max(latency.values(), default=0.0) or 1.0
 
     def balanced(m: CatalogModel) -> tuple[float | int | str, ...]:
-        headroom = min(float(m.quality.for_task(kind) - quality_needed), BALANCED_HEADROOM_POINTS_MAX)
+        headroom = min(float(quality(m) - quality_needed), BALANCED_HEADROOM_POINTS_MAX)
         cost_doublings = math.log2((cost[m.id] + BALANCED_COST_FLOOR_NANO_USD) / cost_floor)
         score = (
             headroom
@@ -247,8 +241,13 @@ def rank_deployments(
     health: Mapping[str, DeploymentHealth],
     index: ModelIndex | None = None,
     among: Collection[str] | None = None,
+    allow_unrated: bool = False,
 ) -> list[CatalogModel]:
-    """Order `pool` by the strategy within the groups: meets quality, below quality, breaker open.
+    """Order `pool` by the strategy within the groups: meets quality, below quality, unrated, breaker open.
+
+    Unrated models (no cited quality figure) join the first group when `allow_unrated`, counted as just
+    meeting the need; otherwise they come after every rated model, so they serve only when nothing
+    rated passes the hard requirements (or every rated one fails).
 
     With `among`, only those ids of the pool are returned, in the order they have in the whole pool's
     ranking (the strategy's scale, e.g. the slowest latency, is still taken over the whole pool): an
@@ -266,6 +265,8 @@ def rank_deployments(
 
     def grouped(model: CatalogModel) -> tuple[bool, int, tuple[float | int | str, ...]]:
         quality = model.quality.for_task(kind)
+        if quality is None:
+            return (_open(health.get(model.id)), 0 if allow_unrated else 2, key(model))
         if quality >= quality_needed:
             return (_open(health.get(model.id)), 0, key(model))
         return (_open(health.get(model.id)), 1, (-quality, *key(model)))
@@ -344,7 +345,10 @@ def plan_route(
     quality = needed_quality(kind, difficulty)
     if explicit:
         named = index.same_model(model_key)
-        quality = (exact or max(named, key=lambda m: m.quality.for_task(kind))).quality.for_task(kind)
+        rated = [m.quality.for_task(kind) for m in ([exact] if exact is not None else named)]
+        scores = [score for score in rated if score is not None]
+        # An unrated named model: its fallbacks need what the task needs.
+        quality = max(scores) if scores else quality
     among: set[str] | None = None
     if explicit and not route.allow_fallbacks:
         # Only these can be kept by `_explicit_order`; ranking the rest of the pool would be thrown away.
@@ -360,6 +364,7 @@ def plan_route(
         health=health,
         index=index,
         among=among,
+        allow_unrated=route.allow_unrated,
     )
     if explicit:
         ranked = _explicit_order(
@@ -387,6 +392,9 @@ def plan_route(
     for model in candidates:
         if _open(health.get(model.id)):
             reasons.append(f"{model.id}: breaker open, kept last")
+        elif not model.quality.rated:
+            allowed_why = "allowed by the caller" if route.allow_unrated else "no rated model fits"
+            reasons.append(f"{model.id}: unrated, {allowed_why}")
     return RoutePlan(
         candidates=candidates,
         strategy=route.strategy,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -37,8 +38,10 @@ class BillingSession:
         api_key_id: int | None,
         strategy: str | None,
         streamed: bool,
+        route_explanation: dict[str, Any] | None = None,
     ) -> None:
         self._billing = billing
+        self._route_explanation = route_explanation
         self.hold = hold
         self._request_id = request_id
         self._payer_account = payer_account
@@ -192,6 +195,7 @@ class BillingSession:
             hold_id=self.hold.id,
             latency_ms=self._elapsed_ms(),
             time_to_first_token_ms=time_to_first_token_ms,
+            route_explanation=self._route_explanation,
         )
 
 
@@ -244,6 +248,7 @@ class Billing:
         first_provider: str,
         strategy: str | None,
         streamed: bool,
+        route_explanation: dict[str, Any] | None = None,
     ) -> BillingSession:
         """Holds `amount_nano_usd`; raises ledger InsufficientFunds when the credit cannot cover it."""
         assert amount_nano_usd > 0
@@ -271,4 +276,5 @@ class Billing:
             api_key_id=api_key_id,
             strategy=strategy,
             streamed=streamed,
+            route_explanation=route_explanation,
         )

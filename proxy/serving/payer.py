@@ -12,6 +12,8 @@ wallet's credit and the hold is taken from there.
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from aiohttp import web
 
@@ -114,6 +116,7 @@ async def open_paid_session(
     streamed: bool,
     request_id: str,
     signed_in_wallet: str | None = None,
+    route_explanation: dict[str, Any] | None = None,
 ) -> tuple[BillingSession, dict[str, str]]:
     """The open billing session and the headers to answer with (x402 settlement headers where x402 paid).
 
@@ -162,6 +165,7 @@ async def open_paid_session(
             first_provider=first_provider,
             strategy=strategy,
             streamed=streamed,
+            route_explanation=route_explanation,
         )
     except InsufficientFunds as error:
         available = (await billing.ledger.balance(credit_account)).available

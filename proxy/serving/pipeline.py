@@ -307,6 +307,7 @@ class Pipeline:
             first_provider=plan.candidates[0].provider,
             strategy=plan.strategy if isinstance(plan, ServePlan) else None,
             streamed=streamed,
+            route_explanation=plan.explanation if isinstance(plan, ServePlan) else None,
             request_id=call.request_id,
             signed_in_wallet=signed_in_wallet,
         )

@@ -25,9 +25,12 @@ from proxy.routing.requirements import RequestNeeds, RouteRequest, parse_route
 from proxy.routing.strategies import plan_route
 from proxy.settings import Settings
 
-__all__ = ["STRATEGY_HEADER", "ServePlan", "plan_chat_request"]
+__all__ = ["ALLOW_UNRATED_HEADER", "STRATEGY_HEADER", "ServePlan", "plan_chat_request"]
 
 STRATEGY_HEADER = "X-MegaRouter-Strategy"
+# "true" / "false": whether `auto` may pick models without a cited quality figure (see RouteRequest).
+ALLOW_UNRATED_HEADER = "X-MegaRouter-Allow-Unrated"
+_HEADER_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 log = structlog.get_logger("megarouter.planning")
 
 
@@ -39,6 +42,9 @@ class ServePlan(BaseModel):
     strategy: str
     task_kind: str
     reasons: tuple[str, ...]
+    # Why these candidates (task, difficulty, quality needed, ranked candidates with prices and quotes):
+    # what POST /v1/route/preview returns and what the request's usage event stores.
+    explanation: dict[str, Any] | None = None
 
     @property
     def hold_nano_usd(self) -> int:
@@ -51,11 +57,22 @@ def _route_request(
     """The route object; its strategy from, in order: the object, the header, the API key, the server."""
     raw = (body.model_extra or {}).get("route")
     route = parse_route(raw)
-    if isinstance(raw, Mapping) and "strategy" in raw:
+    given = raw if isinstance(raw, Mapping) else {}
+    header_unrated = headers.get(ALLOW_UNRATED_HEADER)
+    if header_unrated is not None and "allow_unrated" not in given:
+        allowed = _HEADER_BOOLEANS.get(header_unrated.strip().lower())
+        if allowed is None:
+            raise InvalidRoute(
+                f"{ALLOW_UNRATED_HEADER} must be true or false, not {header_unrated[:20]!r}",
+                param=ALLOW_UNRATED_HEADER,
+            )
+        route = route.model_copy(update={"allow_unrated": allowed})
+    if "strategy" in given:
         return route
     header_strategy = headers.get(STRATEGY_HEADER)
     if header_strategy is not None:
-        return parse_route({**(raw or {}), "strategy": header_strategy.strip()})
+        strategy = parse_route({**given, "strategy": header_strategy.strip()}).strategy
+        return route.model_copy(update={"strategy": strategy})
     return route.model_copy(update={"strategy": key_strategy or settings.default_strategy})
 
 
@@ -171,10 +188,36 @@ async def plan_chat_request(
         )
         for model in plan.candidates
     }
+    explanation = {
+        "model": body.model,
+        "task_kind": plan.task_kind,
+        # P(demanding) judged from the messages; null for an explicitly named model (not classified).
+        "difficulty": None if task is None else round(task.difficulty, 4),
+        "quality_needed": plan.needed_quality,
+        "strategy": plan.strategy,
+        "allow_unrated": route.allow_unrated,
+        "candidates": [
+            {
+                "rank": rank,
+                "model": model.id,
+                "provider": model.provider,
+                "rated": model.quality.rated,
+                "quality": model.quality.for_task(plan.task_kind),
+                "quality_basis": model.quality.basis,
+                "input_price_nano_usd_per_mtok": model.input_price_nano_usd_per_mtok,
+                "output_price_nano_usd_per_mtok": model.output_price_nano_usd_per_mtok,
+                "quote_nano_usd": quotes[model.id].cost_nano_usd_max,
+            }
+            for rank, model in enumerate(plan.candidates, start=1)
+        ],
+        "hold_nano_usd": max(quote.cost_nano_usd_max for quote in quotes.values()),
+        "reasons": list(plan.reasons),
+    }
     return ServePlan(
         candidates=tuple(plan.candidates),
         quotes=quotes,
         strategy=plan.strategy,
         task_kind=plan.task_kind,
         reasons=tuple(plan.reasons),
+        explanation=explanation,
     )

@@ -16,6 +16,10 @@ from proxy.db.tables import usage_events
 __all__ = ["USAGE_EVENTS_LISTED_MAX", "Attempt", "UsageEvent", "UsageLog"]
 
 USAGE_EVENTS_LISTED_MAX = 1_000
+# UsageEvent fields stored in a column of another name or type (JSON text, 0/1 integers).
+_ENCODED_FIELDS = frozenset(
+    {"attempts", "prices_nano_usd_per_mtok", "streamed", "usage_estimated", "route_explanation"}
+)
 
 
 class Attempt(BaseModel):
@@ -60,6 +64,9 @@ class UsageEvent(BaseModel):
     hold_id: int | None
     latency_ms: int
     time_to_first_token_ms: int | None
+    # How `auto` (or the named model's fallbacks) were chosen: the same object as POST /v1/route/preview
+    # returns. None for embeddings and for events written before it existed.
+    route_explanation: dict[str, Any] | None = None
 
 
 def _utcnow() -> datetime:
@@ -83,7 +90,13 @@ class UsageLog:
         assert event.overage_nano_usd >= 0
         assert event.overage_nano_usd == 0 or event.cost_nano_usd == event.quote_nano_usd
         row = event.model_dump(
-            exclude={"attempts", "prices_nano_usd_per_mtok", "streamed", "usage_estimated"}
+            exclude={
+                "attempts",
+                "prices_nano_usd_per_mtok",
+                "streamed",
+                "usage_estimated",
+                "route_explanation",
+            }
         )
         row |= {
             "created_at": self._clock(),
@@ -91,6 +104,9 @@ class UsageLog:
             "prices_json": json.dumps(event.prices_nano_usd_per_mtok, sort_keys=True),
             "streamed": int(event.streamed),
             "usage_estimated": int(event.usage_estimated),
+            "route_explanation_json": None
+            if event.route_explanation is None
+            else json.dumps(event.route_explanation, sort_keys=True),
         }
         await connection.execute(insert(usage_events).values(**row))
 
@@ -118,11 +134,12 @@ class UsageLog:
 
 
 def _event(row: RowMapping) -> UsageEvent:
-    decoded = {"attempts", "prices_nano_usd_per_mtok", "streamed", "usage_estimated"}
+    explanation = row["route_explanation_json"]
     return UsageEvent(
-        **{key: row[key] for key in UsageEvent.model_fields if key not in decoded},
+        **{key: row[key] for key in UsageEvent.model_fields if key not in _ENCODED_FIELDS},
         attempts=tuple(Attempt(**item) for item in json.loads(row["attempts_json"])),
         prices_nano_usd_per_mtok=json.loads(row["prices_json"]),
         streamed=bool(row["streamed"]),
         usage_estimated=bool(row["usage_estimated"]),
+        route_explanation=None if explanation is None else json.loads(explanation),
     )

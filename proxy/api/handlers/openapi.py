@@ -50,6 +50,7 @@ _PAYMENT_HEADERS = (
 _ROUTING_HEADERS = (
     ("X-Request-Id", "correlates log lines; never decides what is charged"),
     ("X-MegaRouter-Strategy", "routing strategy: balanced, cost, latency or availability"),
+    ("X-MegaRouter-Allow-Unrated", "true: auto may pick models without a cited quality figure"),
 )
 
 
@@ -159,6 +160,19 @@ def _metrics_operation() -> dict[str, Any]:
     }
 
 
+def _route_preview_operation() -> dict[str, Any]:
+    """Free: no payment headers, an optional key (its strategy applies, and its own rate limit)."""
+    operation = _operation(
+        "What a chat request would be routed to and quoted (task kind, difficulty, quality needed, ranked "
+        "candidates with prices, the quote); calls no model, holds nothing, charges nothing",
+        body=ChatCompletionRequest,
+        parameters=_header_parameters(_ROUTING_HEADERS),
+        extra={"401": "invalid API key", "429": "too many previews from this key or client (Retry-After)"},
+    )
+    operation["security"] = [{"apiKey": []}, {}]
+    return operation
+
+
 def _paths() -> dict[str, Any]:
     query_string = {"type": "string"}
     return {
@@ -201,6 +215,7 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/v1/embeddings": {"post": _operation("Embeddings", body=EmbeddingsRequest, paid=True)},
+        "/v1/route/preview": {"post": _route_preview_operation()},
         "/v1/models": {"get": _operation("The catalog")},
         "/v1/models/{model_id}": {
             "get": _operation("One catalog model", parameters=[_path_parameter("model_id")])

@@ -86,8 +86,40 @@ def test_every_model_has_required_fields(catalog: Catalog) -> None:
         assert 0 < model.max_output_tokens <= model.context_window_tokens
         assert model.quality.basis
         for kind in TASK_KINDS:
-            assert 0 <= model.quality.for_task(kind) <= 100
+            score = model.quality.for_task(kind)
+            assert (score is not None) == model.quality.rated
+            assert score is None or 0 <= score <= 100
         assert model.source_ref.startswith("genai-prices 0.2.3: ")
+
+
+def test_quality_comes_from_cited_figures_never_from_price(catalog: Catalog) -> None:
+    rated = [model for model in catalog if model.quality.rated]
+    assert len(rated) >= 40
+    for model in rated:
+        assert model.quality.source.startswith("https://")
+        assert model.quality.as_of[:4].isdigit()
+        assert "Elo" in model.quality.basis
+    for model in catalog:
+        assert "price" not in model.quality.basis
+    # One underlying model rated the same at every host that serves it.
+    assert (
+        catalog.get("groq/llama-3.3-70b-versatile").quality
+        == catalog.get("together/meta-llama/Llama-3.3-70B-Instruct-Turbo").quality
+    )
+    unrated = catalog.get("openai/gpt-5-mini").quality
+    assert not unrated.rated
+    assert unrated.overall is None
+    assert unrated.for_task("code") is None
+
+
+def test_an_unrated_model_needs_an_overall_score_to_be_rated_by_an_operator(tmp_path: Path) -> None:
+    path = tmp_path / "overrides.toml"
+    path.write_text('[[models]]\nid = "openai/gpt-5-mini"\nquality = { code = 80 }\n')
+    with pytest.raises(CatalogOverrideError, match="'quality': an unrated model needs 'overall'"):
+        load_catalog(path)
+    path.write_text('[[models]]\nid = "openai/gpt-5-mini"\nquality = { overall = 70, code = 80 }\n')
+    rated = load_catalog(path).get("openai/gpt-5-mini").quality
+    assert (rated.rated, rated.overall, rated.code, rated.math) == (True, 70, 80, 70)
 
 
 def test_embedding_models_are_flagged(catalog: Catalog) -> None:
@@ -296,7 +328,8 @@ remove = true
         == catalog.get("openai/gpt-4o-mini").output_price_nano_usd_per_mtok
     )
     assert (updated.quality.overall, updated.quality.code, updated.quality.chat) == (61, 70, 61)
-    assert not updated.quality.estimated
+    assert updated.quality.rated
+    assert updated.quality.source.startswith("operator overrides file")
     added = merged.get("acme/acme-large")
     assert isinstance(added, CatalogModel)
     assert added.upstream_model == "acme-large"

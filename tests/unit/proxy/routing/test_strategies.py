@@ -54,8 +54,10 @@ def model(
             code=quality,
             math=max(0, quality - 10),
             reasoning=quality,
-            estimated=False,
+            rated=True,
             basis="test",
+            source="https://example.test/leaderboard",
+            as_of="2026-01-01",
         ),
         source_ref="test",
     )
@@ -64,7 +66,7 @@ def model(
 CATALOG = [
     model(
         "cheapco/tiny",
-        quality=46,
+        quality=56,
         input_usd=0.05,
         output_usd=0.1,
         context=16_000,
@@ -81,7 +83,7 @@ CATALOG = [
 PROVIDERS = {"cheapco", "groq", "together", "openai", "anthropic"}
 NEEDS = RequestNeeds(prompt_tokens=1_000, output_tokens_max=1_000)
 # Difficulty is a percentile; 0.175 is half-way up to the strong tier's knee (0.35): needed quality 65.
-MEDIUM_CHAT = RouteTask("chat", 0.175)
+MEDIUM_CHAT = RouteTask("chat", 0.23)  # needs quality 65
 
 
 def health(
@@ -149,19 +151,16 @@ def ids(route_plan: RoutePlan) -> list[str]:
     return [candidate.id for candidate in route_plan.candidates]
 
 
-def test_needed_quality_maps_the_difficulty_percentile_piecewise_linearly_per_kind() -> None:
-    assert needed_quality("chat", 0.0) == 45
-    assert needed_quality("chat", 0.175) == 65  # half-way from the floor to the knee
-    assert needed_quality("chat", 0.35) == 85  # the knee (chosen on validation rows): the strong tier
-    assert needed_quality("reasoning", 0.35) == 85
-    assert needed_quality("chat", 0.74) == 88  # 60% of the way from the knee to the ceiling
-    assert needed_quality("chat", 1.0) == 90
-    assert needed_quality("math", 1.0) == 92
-    assert needed_quality("code", 7.0) == 92  # clamped
-    percentiles = [step / 100 for step in range(101)]
-    assert [needed_quality("code", p) for p in percentiles] == sorted(
-        needed_quality("code", p) for p in percentiles
-    )
+def test_needed_quality_maps_the_difficulty_piecewise_linearly_per_kind() -> None:
+    assert needed_quality("chat", 0.0) == 55
+    assert needed_quality("chat", 0.25) == 66  # half-way from the floor to the medium tier (65.5)
+    assert needed_quality("chat", 0.5) == 76  # a prompt the classifier cannot call: the medium tier
+    assert needed_quality("reasoning", 0.5) == 76
+    assert needed_quality("chat", 1.0) == 89
+    assert needed_quality("math", 1.0) == 90
+    assert needed_quality("code", 7.0) == 90  # clamped
+    shares = [step / 100 for step in range(101)]
+    assert [needed_quality("code", p) for p in shares] == sorted(needed_quality("code", p) for p in shares)
     with pytest.raises(AssertionError):
         needed_quality("poetry", 0.5)
 
@@ -188,7 +187,7 @@ def test_cost_serves_an_easy_task_with_the_cheapest_model() -> None:
 
 
 def test_cost_for_a_hard_task_keeps_only_strong_models_in_front() -> None:
-    route_plan = plan(RouteRequest(strategy="cost"), task=RouteTask("reasoning", 0.6))
+    route_plan = plan(RouteRequest(strategy="cost"), task=RouteTask("reasoning", 0.93))
     assert route_plan.needed_quality == 88
     assert ids(route_plan)[:2] == ["anthropic/claude-top", "openai/gpt-top"]
 
@@ -380,7 +379,7 @@ def test_real_catalog_every_strategy_plans_quickly() -> None:
         )
         assert len(route_plan.candidates) == 5
         assert all(c.capabilities.tools and not c.capabilities.embeddings for c in route_plan.candidates)
-        assert all(c.quality.code >= route_plan.needed_quality for c in route_plan.candidates)
+        assert all((c.quality.code or 0) >= route_plan.needed_quality for c in route_plan.candidates)
 
 
 def test_the_classifiers_task_profile_drives_auto_routing() -> None:
@@ -398,14 +397,15 @@ def test_the_classifiers_task_profile_drives_auto_routing() -> None:
     )
     assert route_plan.task_kind == profile.kind
     assert all(
-        c.quality.for_task(route_plan.task_kind) >= route_plan.needed_quality for c in route_plan.candidates
+        (c.quality.for_task(route_plan.task_kind) or 0) >= route_plan.needed_quality
+        for c in route_plan.candidates
     )
 
 
 def test_balanced_does_not_buy_a_far_stronger_model_at_many_times_the_price() -> None:
     """Headroom above the need is capped: 20x the price is never worth being stronger alone."""
     easy = plan(RouteRequest(strategy="balanced"), task=RouteTask("chat", 0.0), health_by_id={})
-    # Need 45: tiny (46) meets it at a fraction of the others' price; the top models are ~30x dearer.
+    # Need 55: tiny (56) meets it at a fraction of the others' price; the top models are ~30x dearer.
     assert ids(easy)[0] == "cheapco/tiny"
     assert ids(easy).index("openai/gpt-top") > ids(easy).index("openai/gpt-mid")
 
@@ -426,8 +426,56 @@ def test_auto_spreads_easy_and_hard_prompts_over_the_real_catalog() -> None:
             ).candidates[0]
             for difficulty in (0.02, 0.95)
         }
-        assert chosen[0.95].quality.reasoning >= 85, strategy
+        assert (chosen[0.95].quality.reasoning or 0) >= 85, strategy
         if strategy in ("balanced", "cost"):
-            assert chosen[0.02].quality.reasoning < 85, strategy
+            assert (chosen[0.02].quality.reasoning or 0) < 85, strategy
             cheap = chosen[0.02].output_price_nano_usd_per_mtok
             assert cheap < chosen[0.95].output_price_nano_usd_per_mtok, strategy
+
+
+def unrated(model_id: str, *, output_usd: float) -> CatalogModel:
+    rated = model(model_id, quality=50, input_usd=0.01, output_usd=output_usd)
+    return rated.model_copy(update={"quality": ModelQuality(rated=False, basis="no public figure")})
+
+
+def test_unrated_models_serve_only_when_allowed_or_when_nothing_rated_fits() -> None:
+    mystery = unrated("cheapco/mystery", output_usd=0.01)
+    catalog = [*CATALOG, mystery]
+
+    def route_plan(route: RouteRequest, task: RouteTask = MEDIUM_CHAT) -> RoutePlan:
+        return plan_route(
+            catalog,
+            route=route,
+            needs=NEEDS,
+            health={},
+            providers_available=PROVIDERS,
+            task=task,
+            candidates_max=10,
+        )
+
+    for strategy in ("cost", "balanced", "latency", "availability"):
+        # Not allowed: after every rated model, even the ones below the need, though it is the cheapest.
+        assert ids(route_plan(RouteRequest(strategy=strategy)))[-1] == "cheapco/mystery"
+    allowed = route_plan(RouteRequest(strategy="cost", allow_unrated=True))
+    assert ids(allowed)[0] == "cheapco/mystery"
+    assert "cheapco/mystery: unrated, allowed by the caller" in allowed.reasons
+    # Only unrated models pass the caller's allow-list: served, and the plan says why.
+    only = route_plan(RouteRequest(strategy="cost", models=("cheapco/mystery",)))
+    assert ids(only) == ["cheapco/mystery"]
+    assert "cheapco/mystery: unrated, no rated model fits" in only.reasons
+
+
+def test_an_explicit_unrated_model_keeps_its_fallbacks_at_the_task_need() -> None:
+    catalog = [*CATALOG, unrated("cheapco/mystery", output_usd=0.01)]
+    route_plan = plan_route(
+        catalog,
+        route=RouteRequest(strategy="cost", allow_fallbacks=True),
+        needs=NEEDS,
+        health={},
+        providers_available=PROVIDERS,
+        task=MEDIUM_CHAT,
+        requested_model="cheapco/mystery",
+    )
+    assert ids(route_plan)[0] == "cheapco/mystery"
+    assert route_plan.needed_quality == 65
+    assert ids(route_plan)[1] == "groq/llama-3.3-70b-versatile"  # cheapest rated model meeting 65
