@@ -12,7 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from proxy.routing.health import HealthPolicy
 
-__all__ = ["DEFAULT_DATABASE_URL", "AccountsSettings", "AssetSettings", "ProviderSettings", "Settings"]
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "AccountsSettings",
+    "AssetSettings",
+    "DashboardSettings",
+    "ProviderSettings",
+    "Settings",
+]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.megarouter/megarouter.db"
 
@@ -77,6 +84,22 @@ class AccountsSettings(BaseModel):
         return self
 
 
+class DashboardSettings(BaseModel):
+    """The web dashboard at /dashboard: its signed session cookie and one-time login links."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    # HMAC key of the session cookie (MEGAROUTER_DASHBOARD__SESSION_SECRET). None: a random key per process,
+    # so sessions end when it restarts; replicas behind one load balancer need the same configured key.
+    session_secret: SecretStr | None = Field(default=None, min_length=32)
+    session_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86_400)
+    # A one-time login link (the demo prints one) must be opened within this long, once.
+    login_token_ttl_s: int = Field(default=600, ge=10, le=86_400)
+    # Unredeemed login links kept in process memory; beyond it the oldest is forgotten.
+    login_tokens_pending_max: int = Field(default=100, ge=1, le=10_000)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -106,6 +129,9 @@ class Settings(BaseModel):
     health_policy: HealthPolicy = Field(default_factory=HealthPolicy)
     # Prepaid accounts: API keys, sign-in challenges, withdrawals (`[accounts]` in the config file).
     accounts: AccountsSettings = Field(default_factory=AccountsSettings)
+    # The web dashboard at /dashboard (`[dashboard]` in the config file); the operator signs in to it with
+    # admin_token, wallets with an EIP-4361 signature.
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
     # The chain watcher books plain token transfers to the settlement wallet as deposits.
     chain_watcher_enabled: bool = True
@@ -138,6 +164,9 @@ class Settings(BaseModel):
     # only to `Authorization: Bearer <token>`.
     metrics_enabled: bool = True
     metrics_bearer_token: SecretStr | None = None
+    # The operator's admin token (MEGAROUTER_ADMIN_TOKEN, never in the file): `Authorization: Bearer <it>`
+    # sees every account's analytics. None: no operator access over HTTP.
+    admin_token: SecretStr | None = Field(default=None, min_length=16)
     # OpenTelemetry traces go by OTLP/HTTP to `<otlp_endpoint>/v1/traces`; None: no tracing at all.
     otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://")
 

@@ -16,6 +16,8 @@ from proxy.accounts.keys import ApiKeys
 from proxy.accounts.rate_limit import TokenBuckets
 from proxy.accounts.siwe import SiweScope
 from proxy.accounts.withdrawals import Withdrawals
+from proxy.api.dashboard.assets import DashboardAssets
+from proxy.api.dashboard.sessions import DashboardSessions
 from proxy.catalog import Catalog
 from proxy.chain.watcher import ChainWatcher, WatcherSettings
 from proxy.chart_accounts import ChartAccounts
@@ -43,6 +45,8 @@ __all__ = [
     "CHALLENGE_RATE_LIMITER",
     "CHART_ACCOUNTS",
     "CLASSIFIER",
+    "DASHBOARD_ASSETS",
+    "DASHBOARD_SESSIONS",
     "DB_ENGINE",
     "DISPATCHER",
     "HEALTH_CLOCK",
@@ -101,3 +105,7 @@ METRICS = web.AppKey("METRICS", RouterMetrics)
 # The app's tracer: the no-op tracer unless an OTLP endpoint is configured or a test injects SPAN_EXPORTER.
 TRACER = web.AppKey("TRACER", Tracer)
 SPAN_EXPORTER = web.AppKey("SPAN_EXPORTER", SpanExporter)
+
+# The web dashboard: its session cookie's key and pending login links, and its static files (bytes by name).
+DASHBOARD_SESSIONS = web.AppKey("DASHBOARD_SESSIONS", DashboardSessions)
+DASHBOARD_ASSETS = web.AppKey("DASHBOARD_ASSETS", DashboardAssets)

@@ -8,7 +8,11 @@ from __future__ import annotations
 from aiohttp import web
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from proxy.api.app_keys import HEALTH_CLOCK, SETTINGS, SPAN_EXPORTER
+from proxy.api.app_keys import DASHBOARD_ASSETS, DASHBOARD_SESSIONS, HEALTH_CLOCK, SETTINGS, SPAN_EXPORTER
+from proxy.api.dashboard import data as dashboard_data
+from proxy.api.dashboard import pages as dashboard_pages
+from proxy.api.dashboard.assets import load_dashboard_assets
+from proxy.api.dashboard.sessions import DashboardSessions
 from proxy.api.handlers import (
     chat,
     credits,
@@ -96,4 +100,12 @@ def create_app(
         metrics,
     ):
         app.add_routes(handlers.routes)
+    if settings.dashboard.enabled:
+        admin_key = settings.admin_token
+        app[DASHBOARD_SESSIONS] = DashboardSessions(
+            settings.dashboard, admin_key=None if admin_key is None else admin_key.get_secret_value()
+        )
+        app[DASHBOARD_ASSETS] = load_dashboard_assets()
+        app.add_routes(dashboard_pages.routes)
+        app.add_routes(dashboard_data.routes)
     return app
