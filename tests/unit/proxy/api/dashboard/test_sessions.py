@@ -31,7 +31,7 @@ def sessions(
     clock: Clock, *, admin_token: str | None = "admin-token-0123456789", **settings: object
 ) -> DashboardSessions:
     return DashboardSessions(
-        DashboardSettings(session_secret=SECRET, **settings),  # type: ignore[arg-type]
+        DashboardSettings(session_secret=SECRET, **settings),
         admin_key=admin_token,
         clock_unix_s=clock,
     )
