@@ -50,9 +50,10 @@
     return 10 * power;
   }
 
-  function yAxis(f, max, format) {
+  function yAxis(f, max, format, min) {
+    const low = min || 0;
     for (let i = 0; i <= 4; i++) {
-      const value = (max * i) / 4;
+      const value = low + ((max - low) * i) / 4;
       const y = PAD.top + f.plotH - (f.plotH * i) / 4;
       svgEl("line", { x1: PAD.left, x2: PAD.left + f.plotW, y1: y, y2: y, class: "grid" }, f.svg);
       const label = svgEl("text", { x: PAD.left - 6, y: y + 4, "text-anchor": "end", class: "tick" }, f.svg);
@@ -113,15 +114,25 @@
     legend(el, series.map((s) => s.name));
   }
 
-  // Lines: one polyline per series; null values break nothing (the point is skipped).
-  function lines(el, { labels, series, format }) {
+  // Lines: one polyline per series; null values break nothing (the point is skipped). With `zoom`, the
+  // y axis spans the values' own range instead of starting at zero (small moves on a large balance).
+  function lines(el, { labels, series, format, zoom }) {
     const drawn = series.filter((s) => s.values.some((v) => v !== null && v !== undefined));
     if (!labels.length || !drawn.length) return empty(el, "no data in this range");
     const f = frame(el, "lines");
-    const max = niceMax(Math.max(...drawn.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined))));
-    yAxis(f, max, format);
+    const values = drawn.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined));
+    let min = 0;
+    let max = niceMax(Math.max(...values));
+    if (zoom) {
+      const low = Math.min(...values);
+      const high = Math.max(...values);
+      const pad = Math.max((high - low) * 0.1, Math.abs(high) * 1e-6, 1);
+      min = low - pad;
+      max = high + pad;
+    }
+    yAxis(f, max, format, min);
     const xOf = (i) => PAD.left + (labels.length === 1 ? f.plotW / 2 : (f.plotW * i) / (labels.length - 1));
-    const yOf = (v) => PAD.top + f.plotH - (f.plotH * v) / max;
+    const yOf = (v) => PAD.top + f.plotH - (f.plotH * (v - min)) / (max - min);
     drawn.forEach((s, k) => {
       const color = PALETTE[k % PALETTE.length];
       const group = svgEl("g", { class: "series", "data-name": s.name }, f.svg);

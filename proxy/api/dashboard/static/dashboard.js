@@ -35,8 +35,10 @@
     if (Math.abs(value) < 0.01) return "$" + value.toPrecision(2);
     return "$" + value.toLocaleString("en-US", { maximumFractionDigits: 2, minimumFractionDigits: 2 });
   }
+  // Enough decimals to see a balance move by a single request's cost.
+  const usdFine = (nano) => "$" + (Number(nano) / 1e9).toFixed(6);
   const count = (v) => Number(v).toLocaleString("en-US", { maximumFractionDigits: 0 });
-  const ms = (v) => `${Math.round(Number(v))} ms`;
+  const ms = (v) => (Number(v) < 10 && Number(v) !== 0 ? `${Number(v).toFixed(1)} ms` : `${Math.round(Number(v))} ms`);
   const pct = (v) => `${(Number(v) * 100).toFixed(1)}%`;
   function timeLabel(unixS, bucket) {
     const d = new Date(unixS * 1000);
@@ -195,8 +197,9 @@
     grid.appendChild(el("p", `${data.length} deployments configured, ${seen.length} have served traffic`, "note"));
     const states = ["closed", "half_open", "open"];
     const colors = { closed: "#59a14f", half_open: "#edc948", open: "#e15759" };
+    // Deployments that never served are all closed; the ones with traffic are the ones to watch.
     C.hbars(breakers, { items: states.map((s) => ({ label: s.replace("_", "-"), color: colors[s],
-      value: data.filter((d) => d.health.breaker === s).length })), format: count });
+      value: seen.filter((d) => d.health.breaker === s).length })), format: count });
     C.hbars(errors, { items: seen.map((d) => ({ label: d.id, value: d.health.error_rate,
       color: d.health.error_rate > 0 ? "#e15759" : "#59a14f" })), format: pct });
   }
@@ -251,9 +254,14 @@
     if (operator) {
       try {
         const ledger = await api("/dashboard/api/ledger");
-        C.hbars(balances, { items: ledger.balances.filter((b) => b.posted !== 0).slice(0, 25)
-          .map((b) => ({ label: b.account, value: b.posted })), format: usd });
-        balances.appendChild(el("p", `${ledger.accounts_total} accounts; the 25 largest shown`, "note"));
+        // Only accounts kept in nano-USD share the chart; gas (native coin, in wei) is listed apart.
+        const dollars = ledger.balances.filter((b) => b.unit === "nano_usd" && b.posted !== 0);
+        C.hbars(balances, { items: dollars.slice(0, 25).map((b) => ({ label: b.account, value: b.posted,
+          color: b.posted < 0 ? "#e15759" : undefined })), format: usd });
+        for (const b of ledger.balances.filter((x) => x.unit !== "nano_usd" && x.posted !== 0)) {
+          balances.appendChild(el("p", `${b.account}: ${(Number(b.posted) / 1e18).toPrecision(6)} (native coin, ${b.unit} / 1e18)`, "note"));
+        }
+        balances.appendChild(el("p", `${ledger.accounts_total} accounts; the 25 largest in USD shown`, "note"));
         drawReconciliation(recon, ledger.last_reconciliation);
       } catch (error) { failed(balances, error); failed(recon, error); }
     }
@@ -282,16 +290,19 @@
     const holder = el("div");
     body.appendChild(holder);
     const labels = moves.map((m) => new Date(m.created_at_unix_ms).toISOString().slice(5, 16).replace("T", " "));
-    C.lines(holder, { labels, series: [{ name: "balance", values: moves.map((m) => m.balance_after_nano_usd) }], format: usd });
+    C.lines(holder, { labels, series: [{ name: "balance", values: moves.map((m) => m.balance_after_nano_usd) }],
+      format: usdFine, zoom: true });
+    body.appendChild(el("p", runOut(moves, b.available_nano_usd), "note"));
+  }
+
+  // How long the available credit lasts at the spending rate of the movements shown (an hour at least).
+  function runOut(moves, availableNano) {
     const spent = moves.filter((m) => m.amount_nano_usd < 0);
-    if (spent.length >= 2) {
-      const spanMs = spent[spent.length - 1].created_at_unix_ms - spent[0].created_at_unix_ms;
-      const total = -spent.reduce((sum, m) => sum + m.amount_nano_usd, 0);
-      const perDay = spanMs > 0 ? (total * 86400000) / spanMs : 0;
-      body.appendChild(el("p", perDay > 0
-        ? `spending ${usd(perDay)}/day lately: the available credit lasts about ${(b.available_nano_usd / perDay).toFixed(1)} days`
-        : "no steady spending yet", "note"));
-    }
+    if (spent.length < 2) return "not enough spending yet to project a run-out";
+    const spanMs = spent[spent.length - 1].created_at_unix_ms - spent[0].created_at_unix_ms;
+    if (spanMs < 3600000) return `${spent.length} charges, all within the last hour: too little history to project a run-out`;
+    const perDay = (-spent.reduce((sum, m) => sum + m.amount_nano_usd, 0) * 86400000) / spanMs;
+    return `spending ${usd(perDay)}/day: the available credit lasts about ${(availableNano / perDay).toFixed(1)} days`;
   }
 
   function drawBudgets(body, budgets) {
