@@ -138,6 +138,9 @@ class Settings(BaseModel):
     # only to `Authorization: Bearer <token>`.
     metrics_enabled: bool = True
     metrics_bearer_token: SecretStr | None = None
+    # The operator's admin token (MEGAROUTER_ADMIN_TOKEN, never in the file): `Authorization: Bearer <it>`
+    # sees every account's analytics. None: no operator access over HTTP.
+    admin_token: SecretStr | None = Field(default=None, min_length=16)
     # OpenTelemetry traces go by OTLP/HTTP to `<otlp_endpoint>/v1/traces`; None: no tracing at all.
     otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://")
 

@@ -76,6 +76,10 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
         )
     if environ.get("MEGAROUTER_METRICS_BEARER_TOKEN"):
         raw["metrics_bearer_token"] = environ["MEGAROUTER_METRICS_BEARER_TOKEN"]
+    if "admin_token" in raw:
+        raise ConfigError("admin_token: keep it out of the file; set MEGAROUTER_ADMIN_TOKEN")
+    if environ.get("MEGAROUTER_ADMIN_TOKEN"):
+        raw["admin_token"] = environ["MEGAROUTER_ADMIN_TOKEN"]
     if environ.get("MEGAROUTER_DATABASE_URL"):
         raw["database_url"] = environ["MEGAROUTER_DATABASE_URL"]
     try:

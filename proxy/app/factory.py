@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from proxy.api.app_keys import HEALTH_CLOCK, SETTINGS, SPAN_EXPORTER
 from proxy.api.handlers import (
+    analytics,
     chat,
     credits,
     deployments,
@@ -94,6 +95,7 @@ def create_app(
         credits,
         openapi,
         metrics,
+        analytics,
     ):
         app.add_routes(handlers.routes)
     return app
