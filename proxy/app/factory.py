@@ -14,6 +14,7 @@ from proxy.api.dashboard import pages as dashboard_pages
 from proxy.api.dashboard.assets import load_dashboard_assets
 from proxy.api.dashboard.sessions import DashboardSessions
 from proxy.api.handlers import (
+    analytics,
     chat,
     credits,
     deployments,
@@ -98,6 +99,7 @@ def create_app(
         credits,
         openapi,
         metrics,
+        analytics,
     ):
         app.add_routes(handlers.routes)
     if settings.dashboard.enabled:

@@ -16,6 +16,7 @@ from proxy.anthropic_types import AnthropicErrorBody, CountTokensRequest, Messag
 from proxy.api.handlers.keys import ChallengeBody, CreateKeyBody
 from proxy.api.responses_types import ResponsesRequest
 from proxy.openai_types import ChatCompletionRequest, EmbeddingsRequest, ErrorBody
+from proxy.serving.analytics import DIMENSIONS as ANALYTICS_DIMENSIONS
 
 __all__ = ["openapi_document", "routes"]
 
@@ -77,6 +78,11 @@ def _components() -> dict[str, Any]:
                 "in": "header",
                 "name": "x-api-key",
                 "description": "a MegaRouter key, as Anthropic's SDK sends it",
+            },
+            "adminToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "the operator's admin token (MEGAROUTER_ADMIN_TOKEN): all analytics",
             },
             "metricsToken": {
                 "type": "http",
@@ -151,6 +157,32 @@ def _metrics_operation() -> dict[str, Any]:
         },
         "security": [{"metricsToken": []}, {}],
     }
+
+
+def _analytics_operation() -> dict[str, Any]:
+    def query(name: str, schema: dict[str, Any], text: str, *, required: bool = False) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": required, "description": text, "schema": schema}
+
+    unix_s = {"type": "integer", "minimum": 0}
+    operation = _operation(
+        "Spend, tokens, requests, errors and latency percentiles per hour or day, from the roll-ups",
+        keyed=True,
+        parameters=[
+            query("start", unix_s, "range start, unix s (widened down to a whole bucket)", required=True),
+            query("end", unix_s, "range end, unix s, excluded (widened up to a whole bucket)", required=True),
+            query("bucket", {"type": "string", "enum": ["hour", "day"]}, "bucket size (default hour)"),
+            query(
+                "group_by",
+                {"type": "string"},
+                "comma-separated, at most 3 of: " + ", ".join(ANALYTICS_DIMENSIONS),
+            ),
+            query("model", {"type": "string"}, "only this model id"),
+            query("provider", {"type": "string"}, "only this provider"),
+            query("key", {"type": "integer", "minimum": 1}, "only this API key id"),
+        ],
+    )
+    operation["security"] = [{"apiKey": []}, {"adminToken": []}]
+    return operation
 
 
 def _paths() -> dict[str, Any]:
@@ -240,6 +272,7 @@ def _paths() -> dict[str, Any]:
                 "How one request was charged", keyed=True, parameters=[_path_parameter("request_id")]
             )
         },
+        "/v1/analytics": {"get": _analytics_operation()},
         "/healthz": {"get": _operation("Database and chain reachable", extra={"503": "degraded"})},
         "/metrics": {"get": _metrics_operation()},
     }
