@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -65,6 +67,7 @@ __all__ = [
     "TOKEN_READER",
     "TRACER",
     "UPSTREAMS",
+    "USAGE_CLOCK",
     "USAGE_LOG",
     "WATCHER_SETTINGS",
     "WITHDRAWALS",
@@ -109,3 +112,5 @@ SPAN_EXPORTER = web.AppKey("SPAN_EXPORTER", SpanExporter)
 # The web dashboard: its session cookie's key and pending login links, and its static files (bytes by name).
 DASHBOARD_SESSIONS = web.AppKey("DASHBOARD_SESSIONS", DashboardSessions)
 DASHBOARD_ASSETS = web.AppKey("DASHBOARD_ASSETS", DashboardAssets)
+# Set only when create_app is given a usage clock (tests): usage events, and so analytics, are stamped by it.
+USAGE_CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("USAGE_CLOCK")

@@ -5,10 +5,20 @@ Every cleanup context and every route is added here, in one place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from aiohttp import web
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from proxy.api.app_keys import DASHBOARD_ASSETS, DASHBOARD_SESSIONS, HEALTH_CLOCK, SETTINGS, SPAN_EXPORTER
+from proxy.api.app_keys import (
+    DASHBOARD_ASSETS,
+    DASHBOARD_SESSIONS,
+    HEALTH_CLOCK,
+    SETTINGS,
+    SPAN_EXPORTER,
+    USAGE_CLOCK,
+)
 from proxy.api.dashboard import data as dashboard_data
 from proxy.api.dashboard import pages as dashboard_pages
 from proxy.api.dashboard.assets import load_dashboard_assets
@@ -53,10 +63,15 @@ __all__ = ["create_app"]
 
 
 def create_app(
-    settings: Settings, *, clock: Clock | None = None, span_exporter: SpanExporter | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    span_exporter: SpanExporter | None = None,
+    usage_clock: Callable[[], datetime] | None = None,
 ) -> web.Application:
     """`clock` (seconds) drives deployment health and breakers; tests inject one that moves when told.
-    `span_exporter` receives every span synchronously (tests pass the SDK's InMemorySpanExporter)."""
+    `span_exporter` receives every span synchronously (tests pass the SDK's InMemorySpanExporter).
+    `usage_clock` stamps usage events (and so analytics buckets): tests spread traffic over hours with it."""
     configure_logging(settings.log_format)
     app = web.Application(
         middlewares=[request_id_middleware, cors_middleware, error_middleware],
@@ -67,6 +82,8 @@ def create_app(
         app[HEALTH_CLOCK] = clock
     if span_exporter is not None:
         app[SPAN_EXPORTER] = span_exporter
+    if usage_clock is not None:
+        app[USAGE_CLOCK] = usage_clock
     # Opened in this order, closed in reverse; recovery runs before the first request is served.
     app.cleanup_ctx.extend(
         [

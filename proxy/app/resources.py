@@ -50,6 +50,7 @@ from proxy.api.app_keys import (
     TOKEN_READER,
     TRACER,
     UPSTREAMS,
+    USAGE_CLOCK,
     USAGE_LOG,
     WATCHER_SETTINGS,
     WITHDRAWALS,
@@ -225,7 +226,10 @@ async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
     if metrics is not None:
         usage_observers.append(metrics.usage_recorded)
         attempt_observers.append(metrics.attempt_finished)
-    app[USAGE_LOG] = UsageLog(app[DB_ENGINE])
+    usage_clock = app.get(USAGE_CLOCK)  # None: the wall clock.
+    app[USAGE_LOG] = (
+        UsageLog(app[DB_ENGINE]) if usage_clock is None else UsageLog(app[DB_ENGINE], clock=usage_clock)
+    )
     app[BILLING] = Billing(
         ledger=app[LEDGER],
         accounts=app[CHART_ACCOUNTS],

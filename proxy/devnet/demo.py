@@ -177,7 +177,7 @@ def _banner(
     network: str,
     real_providers: list[str],
     dashboard_link: str,
-    admin_key: str,
+    admin_token: str,
 ) -> str:
     example = (
         f".venv/bin/megarouter pay --api {api} --private-key {'0x' + agent.key.hex().removeprefix('0x')} \\\n"
@@ -212,7 +212,7 @@ def _banner(
             "",
             "Dashboard, signed in as the operator (the link works once):",
             f"  {dashboard_link}",
-            f"  admin key (this run) {admin_key}",
+            f"  admin token (this run) {admin_token}",
         ]
     )
 
@@ -250,7 +250,7 @@ async def run_demo(*, state_dir: Path, port: int, environ: Mapping[str, str]) ->
             providers=providers,
             default_model=DEMO_DEFAULT_MODEL,
             log_format="console",
-            # A fresh admin key each run: the dashboard's operator sign-in, and its analytics of everyone.
+            # A fresh admin token each run: the dashboard's operator sign-in, and its analytics of everyone.
             admin_token=secrets.token_urlsafe(32),
             dashboard=DashboardSettings(login_token_ttl_s=DEMO_DASHBOARD_LINK_TTL_S),
         )
@@ -272,7 +272,7 @@ async def run_demo(*, state_dir: Path, port: int, environ: Mapping[str, str]) ->
                     network=settings.network,
                     real_providers=real_providers,
                     dashboard_link=f"{api}/dashboard/login?token={login_token}",
-                    admin_key=settings.admin_token.get_secret_value(),
+                    admin_token=settings.admin_token.get_secret_value(),
                 ),
                 flush=True,
             )

@@ -11,16 +11,27 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from ledger import chart
 from ledger.reconcile import list_runs, run_breaks
 from proxy.accounts.credits import credit_view, nano_usd_to_usd_string
-from proxy.api.app_keys import CATALOG, HEALTH_TRACKER, LEDGER, METRICS, SETTINGS, UPSTREAMS, USAGE_LOG
+from proxy.api.app_keys import (
+    CATALOG,
+    DB_ENGINE,
+    HEALTH_TRACKER,
+    LEDGER,
+    METRICS,
+    SETTINGS,
+    UPSTREAMS,
+    USAGE_LOG,
+)
 from proxy.api.dashboard.access import require_operator, require_principal, secure_headers
 from proxy.api.dashboard.dispatch import route_exists, sub_request_json
 from proxy.api.dashboard.sessions import DashboardPrincipal
+from proxy.db.tables import account_api_keys
 from proxy.errors import InvalidRequest, NotFound
 
 __all__ = ["ALERTS_PATH", "ANALYTICS_PATH", "BUDGETS_PATH", "routes"]
@@ -113,7 +124,28 @@ async def analytics(request: web.Request) -> web.Response:
     assert isinstance(rows, list)
     if principal.kind == "wallet":
         rows = [row for row in rows if _is_wallet(row, principal)]
-    return _json({"object": "analytics", "bucket": bucket, "group_by": group_by, "data": rows})
+    key_names = await _key_names(request, rows) if "key" in group_by else {}
+    return _json(
+        {"object": "analytics", "bucket": bucket, "group_by": group_by, "data": rows, "key_names": key_names}
+    )
+
+
+async def _key_names(request: web.Request, rows: list[Any]) -> dict[str, str]:
+    """Labels of the key ids in `rows` (its name and shown prefix; never the key), for the chart legend."""
+    ids = {
+        row["group"]["key"]
+        for row in rows
+        if isinstance(row, dict)
+        and isinstance(row.get("group"), dict)
+        and isinstance(row["group"].get("key"), int)
+    }
+    if not ids:
+        return {}
+    table = account_api_keys
+    statement = sa.select(table.c.id, table.c.name, table.c.key_prefix).where(table.c.id.in_(sorted(ids)))
+    async with request.app[DB_ENGINE].connect() as connection:
+        found = (await connection.execute(statement)).all()
+    return {str(key_id): f"{name} ({prefix}…)" if name else f"{prefix}…" for key_id, name, prefix in found}
 
 
 def _is_wallet(row: Any, principal: DashboardPrincipal) -> bool:

@@ -16,11 +16,9 @@ from eth_account.signers.local import LocalAccount
 from playwright.async_api import BrowserContext, ConsoleMessage, Page
 
 from proxy.api.app_keys import DASHBOARD_SESSIONS
-from proxy.api.dashboard.data import ANALYTICS_PATH
-from proxy.api.dashboard.dispatch import route_exists
 from proxy.api.dashboard.sessions import DashboardPrincipal
 from tests.e2e.accounts.helpers import sign_text
-from tests.e2e.dashboard.support import ADMIN_TOKEN, generate_traffic
+from tests.e2e.dashboard.support import ADMIN_TOKEN, MODELS, UsageClock, generate_traffic
 from tests.fixtures.app import RouterWith, RunningRouter
 
 READY_TIMEOUT_MS = 20_000
@@ -33,8 +31,13 @@ def database_url(sqlite_url: str) -> str:
 
 
 @pytest.fixture
-async def router(router_with: RouterWith) -> AsyncIterator[RunningRouter]:
-    async with router_with(admin_token=ADMIN_TOKEN) as running:
+def usage_clock() -> UsageClock:
+    return UsageClock()
+
+
+@pytest.fixture
+async def router(router_with: RouterWith, usage_clock: UsageClock) -> AsyncIterator[RunningRouter]:
+    async with router_with(admin_token=ADMIN_TOKEN, usage_clock=usage_clock) as running:
         yield running
 
 
@@ -69,10 +72,27 @@ async def series_points(page: Page, panel: str) -> dict[str, int]:
 
 
 async def test_the_operator_link_opens_every_page_with_charts_of_real_traffic(
-    router: RunningRouter, browser_context: BrowserContext, tmp_path: Path
+    router: RunningRouter, browser_context: BrowserContext, usage_clock: UsageClock, tmp_path: Path
 ) -> None:
-    await generate_traffic(router, router.payers[0], requests_per_key=4)
-    await generate_traffic(router, router.payers[1], requests_per_key=2)
+    # A day of traffic: requests stamped hours apart (the usage clock), so the charts span many buckets.
+    schedule = {
+        0: ((20, 17, 13, 9, 6, 3, 1, 0), 8),
+        1: ((13, 6, 1), 3),
+    }  # payer: (hours ago, requests per key)
+    for payer, (hours, per_key) in schedule.items():
+        await generate_traffic(
+            router, router.payers[payer], requests_per_key=per_key, clock=usage_clock, hours_ago=hours
+        )
+    # Request i goes to MODELS[i % 3] at hours[i % len(hours)]: the hours in which each model spent.
+    model_hours = {
+        model: {
+            hours[i % len(hours)]
+            for hours, per_key in schedule.values()
+            for i in range(per_key)
+            if i % 3 == m
+        }
+        for m, model in enumerate(MODELS)
+    }
     token = router.app[DASHBOARD_SESSIONS].issue_login_token(DashboardPrincipal(kind="operator"))
     page, errors = await open_page(browser_context)
 
@@ -81,30 +101,30 @@ async def test_the_operator_link_opens_every_page_with_charts_of_real_traffic(
     await ready(page)
     assert await page.text_content("#who") == "operator"
     recent = await series_points(page, "recent")
-    assert recent["completed"] == 2 * 4 + 2 * 2
+    assert recent["completed"] == sum(2 * per_key for _, per_key in schedule.values())
     assert recent["upstream_failed"] == 2
-    if route_exists(router.app, ANALYTICS_PATH):
-        spend = await series_points(page, "spend")
-        assert set(spend) == {
-            "openai/gpt-4o-mini",
-            "anthropic/claude-haiku-4-5",
-            "google/gemini-2.5-flash-lite",
-        }
-        assert all(points >= 1 for points in spend.values())
-        assert len(await series_points(page, "spend-by-key")) == 4
-        assert set(await series_points(page, "requests")) == {"requests", "errors"}
-        assert set(await series_points(page, "latency")) == {"p50", "p95", "p99"}
-    else:
-        text = await page.text_content("#spend")
-        assert text is not None
-        assert "analytics are not served here" in text
+    spend = await series_points(page, "spend")
+    assert set(spend) == set(MODELS)
+    assert spend == {model: len(hours) for model, hours in model_hours.items()}
+    by_key = await series_points(page, "spend-by-key")
+    assert sorted(name.split(" ")[0] for name in by_key) == ["batch", "batch", "chat", "chat"]
+    requests = await series_points(page, "requests")
+    assert requests == {"requests": 24, "errors": 24}  # One point per hour of the last 24.
+    latency = await series_points(page, "latency")
+    assert set(latency) == {"p50", "p95", "p99"}
+    assert latency["p50"] >= 3
+    await page.select_option("#group-by", "provider")
+    await page.wait_for_selector("#spend svg.chart")
+    assert set(await series_points(page, "spend")) == {"openai", "anthropic", "google"}
+    await page.select_option("#group-by", "model")
+    await page.wait_for_selector("#latency svg.chart")
     await page.screenshot(path=str(tmp_path / "dashboard-overview.png"), full_page=True)
 
     await page.click("nav a[href='/dashboard/health']")
     await page.wait_for_url(url(router, "/dashboard/health"))
     await ready(page)
     tiles = await page.locator("#deployments .tile").count()
-    assert tiles >= len({"openai/gpt-4o-mini", "anthropic/claude-haiku-4-5", "google/gemini-2.5-flash-lite"})
+    assert tiles == len(MODELS)
     breakers = await series_points(page, "breakers")
     assert breakers == {"items": 3}
     assert await page.locator("#gauges .tile").count() >= 4
@@ -160,6 +180,7 @@ async def test_signed_out_visitors_see_only_the_login_page_and_a_wallet_signs_in
     await ready(page)
     assert await page.text_content("#who") == f"wallet {payer.address.lower()}"
     assert (await series_points(page, "recent"))["completed"] == 2 * 2
+    assert set(await series_points(page, "spend")) == set(MODELS[:2])  # Two requests per key.
     await page.goto(url(router, "/dashboard/money"))
     await ready(page)
     assert (await series_points(page, "burn-down"))["balance"] >= 2

@@ -43,7 +43,9 @@
     return { svg, width, plotW: width - PAD.left - PAD.right, plotH: HEIGHT - PAD.top - PAD.bottom };
   }
 
-  function niceMax(value) {
+  // A round top for the y axis; for counts (`whole`), one whose quarters are whole numbers.
+  function niceMax(value, whole) {
+    if (whole) return Math.max(4, Math.ceil(value / 4) * 4);
     if (!(value > 0)) return 1;
     const power = Math.pow(10, Math.floor(Math.log10(value)));
     for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= value) return step * power;
@@ -86,11 +88,11 @@
   }
 
   // Stacked bars: one bar per x, one colored segment per series.
-  function stacked(el, { labels, series, format }) {
+  function stacked(el, { labels, series, format, whole }) {
     if (!labels.length || !series.length) return empty(el, "no data in this range");
     const f = frame(el, "stacked");
     const totals = labels.map((_, i) => series.reduce((sum, s) => sum + (s.values[i] || 0), 0));
-    const max = niceMax(Math.max(...totals));
+    const max = niceMax(Math.max(...totals), whole);
     yAxis(f, max, format);
     const slot = f.plotW / labels.length;
     const barW = Math.max(2, slot * 0.7);
@@ -116,13 +118,13 @@
 
   // Lines: one polyline per series; null values break nothing (the point is skipped). With `zoom`, the
   // y axis spans the values' own range instead of starting at zero (small moves on a large balance).
-  function lines(el, { labels, series, format, zoom }) {
+  function lines(el, { labels, series, format, zoom, whole }) {
     const drawn = series.filter((s) => s.values.some((v) => v !== null && v !== undefined));
     if (!labels.length || !drawn.length) return empty(el, "no data in this range");
     const f = frame(el, "lines");
     const values = drawn.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined));
     let min = 0;
-    let max = niceMax(Math.max(...values));
+    let max = niceMax(Math.max(...values), whole);
     if (zoom) {
       const low = Math.min(...values);
       const high = Math.max(...values);

@@ -56,19 +56,33 @@
     return body;
   }
 
-  function failed(body, error) { C.empty(body, error.status === 404 ? "not available on this server" : `could not load: ${error.message}`); }
+  function failed(body, error) {
+    if (error.status === 204) return C.empty(body, error.message);
+    C.empty(body, error.status === 404 ? "not available on this server" : `could not load: ${error.message}`);
+  }
 
   // ----- analytics (overview) -----
+  // A dimension that does not apply to a row (no model served, no key used) comes as null.
+  function groupName(row, dimension) {
+    const value = (row.group || {})[dimension];
+    if (value === null || value === undefined) return dimension === "key" ? "(no key: x402)" : "(none)";
+    if (dimension === "key") return (state.keyNames || {})[value] || `key ${value}`;
+    return String(value);
+  }
+
   function pivot(rows, dimension, field, bucketLabels) {
     const index = new Map(bucketLabels.map((t, i) => [t, i]));
     const byName = new Map();
     for (const row of rows) {
-      const name = String((row.group || {})[dimension] ?? "other");
+      const name = groupName(row, dimension);
       if (!byName.has(name)) byName.set(name, bucketLabels.map(() => 0));
       const i = index.get(row.bucket_start);
       if (i !== undefined) byName.get(name)[i] += Number(row[field] || 0);
     }
-    const series = [...byName.entries()].map(([name, values]) => ({ name, values }));
+    // A group with nothing in this measure (e.g. no spend: requests that failed before any model served)
+    // would only add an empty legend entry.
+    const series = [...byName.entries()].map(([name, values]) => ({ name, values }))
+      .filter((s) => s.values.some((v) => v > 0));
     series.sort((a, b) => b.values.reduce((x, y) => x + y, 0) - a.values.reduce((x, y) => x + y, 0));
     return series.slice(0, 9);
   }
@@ -82,10 +96,13 @@
 
   async function analytics(groupBy) {
     const [span, bucket] = RANGES[state.range];
-    const end = Math.ceil(Date.now() / 1000);
+    // Whole buckets, the current one last: always the same number of buckets for a range.
+    const step = bucket === "hour" ? 3600 : 86400;
+    const end = (Math.floor(Date.now() / 1000 / step) + 1) * step;
     const start = end - span;
     const query = new URLSearchParams({ start, end, bucket, group_by: groupBy });
     const answer = await api(`/dashboard/api/analytics?${query}`);
+    state.keyNames = Object.assign(state.keyNames || {}, answer.key_names || {});
     return { rows: answer.data, buckets: bucketsOf(start, end, bucket), bucket };
   }
 
@@ -105,12 +122,13 @@
     } else {
       try {
         const a = await analytics(state.groupBy);
+        if (!a.rows.length) throw Object.assign(new Error("no requests in this range"), { status: 204 });
         const labels = a.buckets.map((t) => timeLabel(t, a.bucket));
         C.stacked(spend, { labels, series: pivot(a.rows, state.groupBy, "spend_nano_usd", a.buckets), format: usd });
         const perBucket = (field) => a.buckets.map((t) => a.rows.filter((r) => r.bucket_start === t)
           .reduce((sum, r) => sum + Number(r[field] || 0), 0));
         C.lines(requests, { labels, series: [{ name: "requests", values: perBucket("requests") },
-          { name: "errors", values: perBucket("errors") }], format: count });
+          { name: "errors", values: perBucket("errors") }], format: count, whole: true });
         drawLatency(latency, a, labels);
       } catch (error) { for (const body of [spend, requests, latency]) failed(body, error); }
       try {
@@ -132,7 +150,7 @@
     // Percentiles cannot be merged across groups: show the busiest group's, with a choice of group.
     const totals = new Map();
     for (const r of a.rows) {
-      const name = String((r.group || {})[state.groupBy] ?? "other");
+      const name = groupName(r, state.groupBy);
       totals.set(name, (totals.get(name) || 0) + Number(r.requests || 0));
     }
     const names = [...totals.keys()].sort((x, y) => totals.get(y) - totals.get(x));
@@ -142,7 +160,7 @@
     for (const name of names) select.appendChild(el("option", name));
     const holder = el("div");
     const draw = () => {
-      const mine = a.rows.filter((r) => String((r.group || {})[state.groupBy]) === select.value);
+      const mine = a.rows.filter((r) => groupName(r, state.groupBy) === select.value);
       const at = (p) => a.buckets.map((t) => {
         const row = mine.find((r) => r.bucket_start === t);
         return row && row.latency_ms ? row.latency_ms[p] : null;
