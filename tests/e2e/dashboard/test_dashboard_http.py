@@ -5,6 +5,7 @@ traffic is real keyed requests; no browser here (tests/e2e/dashboard/test_dashbo
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -182,3 +183,40 @@ async def test_static_files_are_served_from_the_package_and_nothing_else(router:
     assert cached.status == 304
     for name in ("missing.js", "..%2Fsessions.py", "__init__.py"):
         assert (await router.client.get(f"/dashboard/static/{name}")).status == 404
+
+
+async def test_analytics_are_everyones_for_the_operator_and_a_wallets_own_for_it(
+    router: RunningRouter,
+) -> None:
+    payer, other = router.payers[0], router.payers[1]
+    await generate_traffic(router, payer, requests_per_key=2)
+    await generate_traffic(router, other, requests_per_key=1)
+    now_s = int(time.time())
+    window = f"start={now_s - 3 * 3600}&end={now_s + 3600}&bucket=hour"
+    await sign_in_as_operator(router)
+    everyone = await read(router, f"analytics?{window}&group_by=wallet")
+    wallets = {row["group"]["wallet"] for row in everyone["data"]}
+    assert wallets == {payer.address.lower(), other.address.lower()}
+    by_key = await read(router, f"analytics?{window}&group_by=key")
+    assert sorted(name.split(" ")[0] for name in by_key["key_names"].values()) == [
+        "batch",
+        "batch",
+        "chat",
+        "chat",
+    ]
+    bad = await read(router, f"analytics?{window}&group_by=colour", status=400)
+    assert bad["error"]["param"] == "group_by"
+    assert (await read(router, "analytics?start=x&end=1", status=400))["error"]["param"] == "start"
+
+    signed_out(router)
+    assert (
+        await router.client.post("/dashboard/login/wallet", json=await wallet_sign_in_body(router, payer))
+    ).ok
+    mine = await read(router, f"analytics?{window}&group_by=model")
+    assert mine["group_by"] == ["model", "wallet"]
+    assert {row["group"]["wallet"] for row in mine["data"]} == {payer.address.lower()}
+    requests = sum(row["requests"] for row in mine["data"])
+    assert requests == 2 * 2 + 1
+    spent = sum(row["spend_nano_usd"] for row in mine["data"])
+    usage = await read(router, "usage")
+    assert spent == sum(event["cost_nano_usd"] for event in usage["data"])
