@@ -41,6 +41,7 @@ ANALYTICS_PATH = "/v1/analytics"
 ALERTS_PATH = "/v1/alerts"
 BUDGETS_PATH = "/v1/budgets"
 _GROUP_DIMENSIONS = frozenset({"model", "provider", "strategy", "key", "wallet", "org", "unit", "member"})
+_GROUP_BY_MAX = 3  # As GET /v1/analytics takes them.
 _USAGE_LIMIT_MAX = 500
 _CREDIT_POINTS_MAX = 500
 _BALANCES_SHOWN_MAX = 200
@@ -102,12 +103,16 @@ async def analytics(request: web.Request) -> web.Response:
     if bucket not in ("hour", "day"):
         raise InvalidRequest("bucket must be hour or day", code="invalid_value", param="bucket")
     group_by = [part for part in request.query.get("group_by", "model").split(",") if part]
-    if not group_by or len(group_by) > 3 or not set(group_by) <= _GROUP_DIMENSIONS:
-        raise InvalidRequest(
-            f"group_by takes 1 to 3 of {sorted(_GROUP_DIMENSIONS)}", code="invalid_value", param="group_by"
-        )
+    # A wallet's rows are grouped by wallet too (to keep only its own), which takes one of the dimensions.
     if principal.kind == "wallet" and "wallet" not in group_by:
         group_by.append("wallet")
+    if not group_by or len(group_by) > _GROUP_BY_MAX or not set(group_by) <= _GROUP_DIMENSIONS:
+        raise InvalidRequest(
+            f"group_by takes 1 to {_GROUP_BY_MAX} of {sorted(_GROUP_DIMENSIONS)}"
+            + (" (a wallet's own analytics use one for the wallet)" if principal.kind == "wallet" else ""),
+            code="invalid_value",
+            param="group_by",
+        )
     query = {
         "start": _unix_s(request, "start"),
         "end": _unix_s(request, "end"),

@@ -13,7 +13,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.accounts.signatures import ADDRESS_PATTERN
-from proxy.api.app_keys import API_KEYS, DASHBOARD_ASSETS, DASHBOARD_SESSIONS, SETTINGS
+from proxy.api.app_keys import (
+    API_KEYS,
+    CHALLENGE_RATE_LIMITER,
+    DASHBOARD_ASSETS,
+    DASHBOARD_SESSIONS,
+    SETTINGS,
+)
 from proxy.api.dashboard.access import (
     check_same_origin,
     clear_session_cookie,
@@ -23,7 +29,7 @@ from proxy.api.dashboard.access import (
 )
 from proxy.api.dashboard.sessions import DashboardPrincipal
 from proxy.api.request_parsing import read_json_model
-from proxy.errors import AuthenticationFailed, NotFound
+from proxy.errors import AuthenticationFailed, NotFound, RateLimited
 
 __all__ = ["DASHBOARD_PAGES", "routes"]
 
@@ -58,6 +64,17 @@ def _asset_response(request: web.Request, name: str) -> web.Response:
     response.headers["ETag"] = asset.etag
     secure_headers(response, cache=not name.endswith(".html"))
     return response
+
+
+def _limit_attempts(request: web.Request) -> None:
+    """Admin token guesses share the per-IP bucket of sign-in challenges (by peer address, not a header)."""
+    retry_after_s = request.app[CHALLENGE_RATE_LIMITER].take(request.remote or "unknown")
+    if retry_after_s is not None:
+        raise RateLimited(
+            f"too many sign-in attempts from this client; retry in {retry_after_s} s",
+            code="too_many_sign_in_attempts",
+            headers={"Retry-After": str(retry_after_s)},
+        )
 
 
 def _see_other(location: str) -> web.Response:
@@ -109,6 +126,7 @@ async def login_page(request: web.Request) -> web.Response:
 @routes.post("/dashboard/login/key")
 async def login_with_admin_key(request: web.Request) -> web.Response:
     check_same_origin(request)
+    _limit_attempts(request)
     body = await read_json_model(request, AdminKeyLogin)
     admin_key = request.app[SETTINGS].admin_token
     if admin_key is None or not hmac.compare_digest(

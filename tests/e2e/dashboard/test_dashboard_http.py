@@ -16,6 +16,7 @@ from proxy.api.dashboard.access import CONTENT_SECURITY_POLICY
 from proxy.api.dashboard.data import ALERTS_PATH
 from proxy.api.dashboard.dispatch import route_exists
 from proxy.api.dashboard.sessions import SESSION_COOKIE, DashboardPrincipal
+from proxy.settings import AccountsSettings
 from tests.e2e.dashboard.support import ADMIN_TOKEN, generate_traffic, wallet_sign_in_body
 from tests.fixtures.app import RouterWith, RunningRouter
 
@@ -220,3 +221,33 @@ async def test_analytics_are_everyones_for_the_operator_and_a_wallets_own_for_it
     spent = sum(row["spend_nano_usd"] for row in mine["data"])
     usage = await read(router, "usage")
     assert spent == sum(event["cost_nano_usd"] for event in usage["data"])
+
+
+async def test_admin_token_guesses_are_rate_limited_per_client(router_with: RouterWith) -> None:
+    # A bucket of two that refills once an hour: the third guess in a row is refused without being checked.
+    accounts = AccountsSettings(challenge_burst_per_ip=2, challenge_refill_interval_s=3600)
+    async with router_with(admin_token=ADMIN_TOKEN, accounts=accounts) as running:
+        for _ in range(2):
+            guess = await running.client.post(
+                "/dashboard/login/key", json={"admin_token": "guess-guess-guess"}
+            )
+            assert guess.status == 401
+        limited = await running.client.post("/dashboard/login/key", json={"admin_token": ADMIN_TOKEN})
+        assert limited.status == 429
+        assert (await limited.json())["error"]["code"] == "too_many_sign_in_attempts"
+        assert int(limited.headers["Retry-After"]) > 0
+        await read(running, "session", status=401)
+
+
+async def test_a_wallet_cannot_group_its_analytics_past_the_limit(router: RunningRouter) -> None:
+    payer = router.payers[0]
+    assert (
+        await router.client.post("/dashboard/login/wallet", json=await wallet_sign_in_body(router, payer))
+    ).ok
+    now_s = int(time.time())
+    query = f"start={now_s - 3600}&end={now_s + 3600}&group_by=model,provider,strategy"
+    refused = await read(router, f"analytics?{query}", status=400)
+    assert refused["error"]["param"] == "group_by"
+    assert "wallet" in refused["error"]["message"]
+    allowed = await read(router, f"analytics?start={now_s - 3600}&end={now_s + 3600}&group_by=model,wallet")
+    assert allowed["data"] == []
