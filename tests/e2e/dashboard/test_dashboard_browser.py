@@ -17,7 +17,7 @@ from playwright.async_api import BrowserContext, ConsoleMessage, Page
 
 from proxy.api.app_keys import DASHBOARD_SESSIONS
 from proxy.api.dashboard.sessions import DashboardPrincipal
-from tests.e2e.accounts.helpers import sign_text
+from tests.e2e.accounts.helpers import bearer, obtain_key, sign_text, top_up_credit
 from tests.e2e.dashboard.support import ADMIN_TOKEN, MODELS, UsageClock, generate_traffic
 from tests.fixtures.app import RouterWith, RunningRouter
 
@@ -199,3 +199,31 @@ async def test_signed_out_visitors_see_only_the_login_page_and_a_wallet_signs_in
     await ready(page)
     assert await page.text_content("#who") == "operator"
     assert [e for e in errors if "401" not in e] == []  # The deliberately refused fetches log a 401.
+
+
+async def test_names_from_callers_are_shown_as_text_never_markup(
+    router: RunningRouter, browser_context: BrowserContext
+) -> None:
+    payer = router.payers[0]
+    hostile = '<img src=x onerror="document.title=1">'
+    await top_up_credit(
+        router.client.session,
+        str(router.client.make_url("")).rstrip("/"),
+        payer,
+        amount_usd="1",
+        credited_nano_usd=1_000_000_000,
+    )
+    key = (await obtain_key(router, payer, name=hostile))["key"]
+    body = {"model": MODELS[0], "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+    assert (await router.client.post("/v1/chat/completions", json=body, headers=bearer(key))).status == 200
+    token = router.app[DASHBOARD_SESSIONS].issue_login_token(DashboardPrincipal(kind="operator"))
+    page, errors = await open_page(browser_context)
+    await page.goto(url(router, f"/dashboard/login?token={token}"))
+    await page.wait_for_url(url(router, "/dashboard"))
+    await ready(page)
+    legend = await page.text_content("#spend-by-key .legend")
+    assert legend is not None
+    assert hostile in legend
+    assert await page.locator("img").count() == 0
+    assert await page.title() == "MegaRouter dashboard"
+    assert errors == []

@@ -251,7 +251,9 @@
       item.appendChild(el("time", new Date(Number(a.created_at) * 1000).toISOString().replace("T", " ").slice(0, 19)));
       item.appendChild(el("strong", a.kind));
       item.appendChild(el("span", a.subject));
-      item.appendChild(el("span", a.delivered ? "delivered" : "pending", a.delivered ? "ok" : "warn"));
+      // The alert history answers a delivery state ("delivered", "pending", "failed", …) or a flag.
+      const delivery = a.delivery && a.delivery.state ? String(a.delivery.state) : a.delivered ? "delivered" : "pending";
+      item.appendChild(el("span", delivery, delivery === "delivered" ? "ok" : "warn"));
       list.appendChild(item);
     }
     body.appendChild(list);
