@@ -1,9 +1,9 @@
 """/dashboard/api/*: the JSON the dashboard's pages draw, for the signed-in principal only.
 
 The operator sees everything; a wallet sees its own requests, credit and analytics, and the deployments'
-health (public anyway at /v1/deployments). Analytics and alerts are read through their /v1 routes with the
-admin key (see dispatch.py); for a wallet the analytics rows are grouped by wallet too and only the
-wallet's own are kept, which leaves each kept group exactly as computed (percentiles included).
+health (public anyway at /v1/deployments). Analytics come from the roll-ups (proxy.serving.analytics) under
+the principal's scope, as GET /v1/analytics answers them. Alerts and budgets are read through their /v1
+routes with the admin token (see dispatch.py), so the dashboard shows what those modules serve, if any.
 Amounts stay integers in nano-USD, with exact decimal USD strings beside them for display.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 
 from ledger import chart
 from ledger.reconcile import list_runs, run_breaks
@@ -30,18 +31,15 @@ from proxy.api.app_keys import (
 )
 from proxy.api.dashboard.access import require_operator, require_principal, secure_headers
 from proxy.api.dashboard.dispatch import route_exists, sub_request_json
-from proxy.api.dashboard.sessions import DashboardPrincipal
 from proxy.db.tables import account_api_keys
 from proxy.errors import InvalidRequest, NotFound
+from proxy.serving.analytics import AnalyticsQuery, AnalyticsScope, AnalyticsTooLarge, run_analytics
 
-__all__ = ["ALERTS_PATH", "ANALYTICS_PATH", "BUDGETS_PATH", "routes"]
+__all__ = ["ALERTS_PATH", "BUDGETS_PATH", "routes"]
 
 routes = web.RouteTableDef()
-ANALYTICS_PATH = "/v1/analytics"
 ALERTS_PATH = "/v1/alerts"
 BUDGETS_PATH = "/v1/budgets"
-_GROUP_DIMENSIONS = frozenset({"model", "provider", "strategy", "key", "wallet", "org", "unit", "member"})
-_GROUP_BY_MAX = 3  # As GET /v1/analytics takes them.
 _USAGE_LIMIT_MAX = 500
 _CREDIT_POINTS_MAX = 500
 _BALANCES_SHOWN_MAX = 200
@@ -86,7 +84,6 @@ async def session(request: web.Request) -> web.Response:
             "object": "dashboard_session",
             **principal.model_dump(),
             "features": {
-                "analytics": admin and route_exists(app, ANALYTICS_PATH),
                 "alerts": admin and route_exists(app, ALERTS_PATH),
                 "budgets": admin and route_exists(app, BUDGETS_PATH),
                 "metrics": METRICS in app,
@@ -97,42 +94,38 @@ async def session(request: web.Request) -> web.Response:
 
 @routes.get("/dashboard/api/analytics")
 async def analytics(request: web.Request) -> web.Response:
-    """`start`, `end`, `bucket`, `group_by` as GET /v1/analytics takes them; 404 when it is not served."""
+    """`start`, `end`, `bucket`, `group_by` as GET /v1/analytics takes them, over what the principal may see:
+    everything for the operator, a wallet's own credit account for the wallet."""
     principal = require_principal(request)
-    bucket = request.query.get("bucket", "hour")
-    if bucket not in ("hour", "day"):
-        raise InvalidRequest("bucket must be hour or day", code="invalid_value", param="bucket")
-    group_by = [part for part in request.query.get("group_by", "model").split(",") if part]
-    # A wallet's rows are grouped by wallet too (to keep only its own), which takes one of the dimensions.
-    if principal.kind == "wallet" and "wallet" not in group_by:
-        group_by.append("wallet")
-    if not group_by or len(group_by) > _GROUP_BY_MAX or not set(group_by) <= _GROUP_DIMENSIONS:
-        raise InvalidRequest(
-            f"group_by takes 1 to {_GROUP_BY_MAX} of {sorted(_GROUP_DIMENSIONS)}"
-            + (" (a wallet's own analytics use one for the wallet)" if principal.kind == "wallet" else ""),
-            code="invalid_value",
-            param="group_by",
+    try:
+        query = AnalyticsQuery.model_validate(
+            {
+                "start_unix_s": int(_unix_s(request, "start")),
+                "end_unix_s": int(_unix_s(request, "end")),
+                "bucket": request.query.get("bucket", "hour"),
+                "group_by": tuple(part for part in request.query.get("group_by", "model").split(",") if part),
+            }
         )
-    query = {
-        "start": _unix_s(request, "start"),
-        "end": _unix_s(request, "end"),
-        "bucket": bucket,
-        "group_by": ",".join(group_by),
-    }
-    admin_key = _admin_key(request)
-    answer = None
-    if admin_key is not None:
-        answer = await sub_request_json(request, ANALYTICS_PATH, query=query, bearer=admin_key)
-    if answer is None:
-        raise NotFound("analytics are not served here (GET /v1/analytics and an admin key are needed)")
-    rows = answer.get("data", [])
-    assert isinstance(rows, list)
-    if principal.kind == "wallet":
-        rows = [row for row in rows if _is_wallet(row, principal)]
-    key_names = await _key_names(request, rows) if "key" in group_by else {}
-    return _json(
-        {"object": "analytics", "bucket": bucket, "group_by": group_by, "data": rows, "key_names": key_names}
-    )
+    except ValidationError as error:
+        issue = error.errors()[0]
+        location = str(issue["loc"][0]) if issue["loc"] else ""
+        param = {"start_unix_s": "start", "end_unix_s": "end"}.get(location, location) or None
+        message = issue["msg"].removeprefix("Value error, ")
+        raise InvalidRequest(f"{param or 'query'}: {message}", code="invalid_value", param=param) from error
+    if principal.kind == "operator":
+        scope = AnalyticsScope(everything=True)
+    else:
+        assert principal.wallet is not None
+        scope = AnalyticsScope(payer_accounts=frozenset({chart.credit_wallet(principal.wallet)}))
+    try:
+        report = await run_analytics(request.app[DB_ENGINE], query, scope)
+    except AnalyticsTooLarge as error:
+        raise InvalidRequest(
+            f"the answer has {error}: narrow the range or the grouping", code="result_too_large"
+        ) from error
+    document = report.model_dump(mode="json")
+    key_names = await _key_names(request, document["data"]) if "key" in query.group_by else {}
+    return _json(document | {"key_names": key_names})
 
 
 async def _key_names(request: web.Request, rows: list[Any]) -> dict[str, str]:
@@ -151,14 +144,6 @@ async def _key_names(request: web.Request, rows: list[Any]) -> dict[str, str]:
     async with request.app[DB_ENGINE].connect() as connection:
         found = (await connection.execute(statement)).all()
     return {str(key_id): f"{name} ({prefix}…)" if name else f"{prefix}…" for key_id, name, prefix in found}
-
-
-def _is_wallet(row: Any, principal: DashboardPrincipal) -> bool:
-    assert principal.wallet is not None
-    group = row.get("group", {}) if isinstance(row, dict) else {}
-    value = str(group.get("wallet", "")).lower() if isinstance(group, dict) else ""
-    # The wallet's address, or an account name ending in it (credit:wallet:<address>).
-    return value == principal.wallet or value.endswith(":" + principal.wallet)
 
 
 @routes.get("/dashboard/api/usage")

@@ -66,7 +66,7 @@ async def test_the_demo_prints_a_link_that_opens_the_dashboard_signed_in_once(
         await page.wait_for_selector("body[data-ready=true]")
         assert await page.text_content("#who") == "operator"
         session = await page.evaluate("fetch('/dashboard/api/session').then((r) => r.json())")
-        assert session["features"]["analytics"] is True
+        assert session["features"]["metrics"] is True
         await page.screenshot(path=str(tmp_path / "demo-dashboard.png"), full_page=True)
 
         await browser_context.clear_cookies()

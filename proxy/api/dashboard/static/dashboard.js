@@ -115,28 +115,22 @@
     const latency = panel("latency", "Latency percentiles");
     const recent = panel("recent", "Latest requests: latency");
     const recentUsage = api("/dashboard/api/usage").catch((e) => e);
-    if (!state.session.features.analytics) {
-      for (const body of [spend, byKey, requests, latency]) {
-        C.empty(body, "analytics are not served here (needs GET /v1/analytics and an admin key)");
-      }
-    } else {
-      try {
-        const a = await analytics(state.groupBy);
-        if (!a.rows.length) throw Object.assign(new Error("no requests in this range"), { status: 204 });
-        const labels = a.buckets.map((t) => timeLabel(t, a.bucket));
-        C.stacked(spend, { labels, series: pivot(a.rows, state.groupBy, "spend_nano_usd", a.buckets), format: usd });
-        const perBucket = (field) => a.buckets.map((t) => a.rows.filter((r) => r.bucket_start === t)
-          .reduce((sum, r) => sum + Number(r[field] || 0), 0));
-        C.lines(requests, { labels, series: [{ name: "requests", values: perBucket("requests") },
-          { name: "errors", values: perBucket("errors") }], format: count, whole: true });
-        drawLatency(latency, a, labels);
-      } catch (error) { for (const body of [spend, requests, latency]) failed(body, error); }
-      try {
-        const k = await analytics("key");
-        const labels = k.buckets.map((t) => timeLabel(t, k.bucket));
-        C.stacked(byKey, { labels, series: pivot(k.rows, "key", "spend_nano_usd", k.buckets), format: usd });
-      } catch (error) { failed(byKey, error); }
-    }
+    try {
+      const a = await analytics(state.groupBy);
+      if (!a.rows.length) throw Object.assign(new Error("no requests in this range"), { status: 204 });
+      const labels = a.buckets.map((t) => timeLabel(t, a.bucket));
+      C.stacked(spend, { labels, series: pivot(a.rows, state.groupBy, "spend_nano_usd", a.buckets), format: usd });
+      const perBucket = (field) => a.buckets.map((t) => a.rows.filter((r) => r.bucket_start === t)
+        .reduce((sum, r) => sum + Number(r[field] || 0), 0));
+      C.lines(requests, { labels, series: [{ name: "requests", values: perBucket("requests") },
+        { name: "errors", values: perBucket("errors") }], format: count, whole: true });
+      drawLatency(latency, a, labels);
+    } catch (error) { for (const body of [spend, requests, latency]) failed(body, error); }
+    try {
+      const k = await analytics("key");
+      const labels = k.buckets.map((t) => timeLabel(t, k.bucket));
+      C.stacked(byKey, { labels, series: pivot(k.rows, "key", "spend_nano_usd", k.buckets), format: usd });
+    } catch (error) { failed(byKey, error); }
     const usage = await recentUsage;
     if (usage instanceof Error) return failed(recent, usage);
     C.scatter(recent, {
