@@ -32,7 +32,7 @@
   function usd(nano) {
     const value = Number(nano) / 1e9;
     if (value === 0) return "$0";
-    if (Math.abs(value) < 0.01) return "$" + value.toPrecision(2);
+    if (Math.abs(value) < 0.01) return "$" + String(Number(value.toPrecision(3)));
     return "$" + value.toLocaleString("en-US", { maximumFractionDigits: 2, minimumFractionDigits: 2 });
   }
   // Enough decimals to see a balance move by a single request's cost.
