@@ -32,6 +32,7 @@
   function usd(nano) {
     const value = Number(nano) / 1e9;
     if (value === 0) return "$0";
+    if (Math.abs(value) < 1e-6) return "$" + value.toFixed(9).replace(/0+$/, ""); // JS would write 1e-7.
     if (Math.abs(value) < 0.01) return "$" + String(Number(value.toPrecision(3)));
     return "$" + value.toLocaleString("en-US", { maximumFractionDigits: 2, minimumFractionDigits: 2 });
   }
