@@ -21,6 +21,7 @@ __all__ = [
     "AlertEndpointSettings",
     "AlertsSettings",
     "AssetSettings",
+    "DashboardSettings",
     "ProviderSettings",
     "ResponsesSettings",
     "ReturningPayersSettings",
@@ -218,6 +219,22 @@ class AlertsSettings(BaseModel):
         return self.delivery_lease_s or self.delivery_timeout_s + 30.0
 
 
+class DashboardSettings(BaseModel):
+    """The web dashboard at /dashboard: its signed session cookie and one-time login links."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    # HMAC key of the session cookie (MEGAROUTER_DASHBOARD__SESSION_SECRET). None: a random key per process,
+    # so sessions end when it restarts; replicas behind one load balancer need the same configured key.
+    session_secret: SecretStr | None = Field(default=None, min_length=32)
+    session_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86_400)
+    # A one-time login link (the demo prints one) must be opened within this long, once.
+    login_token_ttl_s: int = Field(default=600, ge=10, le=86_400)
+    # Unredeemed login links kept in process memory; beyond it the oldest is forgotten.
+    login_tokens_pending_max: int = Field(default=100, ge=1, le=10_000)
+
+
 class RoutePreviewSettings(BaseModel):
     """POST /v1/route/preview: free, so rate-limited per API key (or per client IP without one)."""
 
@@ -265,6 +282,9 @@ class Settings(BaseModel):
     returning_payers: ReturningPayersSettings = Field(default_factory=ReturningPayersSettings)
     # The free route preview's rate limit (`[route_preview]` in the config file).
     route_preview: RoutePreviewSettings = Field(default_factory=RoutePreviewSettings)
+    # The web dashboard at /dashboard (`[dashboard]` in the config file); the operator signs in to it with
+    # admin_token, wallets with an EIP-4361 signature.
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
     # The chain watcher books plain token transfers to the settlement wallet as deposits.
     chain_watcher_enabled: bool = True
@@ -297,9 +317,10 @@ class Settings(BaseModel):
     # only to `Authorization: Bearer <token>`.
     metrics_enabled: bool = True
     metrics_bearer_token: SecretStr | None = None
-    # The operator's key for admin endpoints (`GET /v1/alerts`, …): `Authorization: Bearer <admin key>`.
-    # None: those endpoints answer 401 to everyone (MEGAROUTER_ADMIN_KEY in the environment).
-    admin_key: SecretStr | None = None
+    # The operator's admin token (MEGAROUTER_ADMIN_TOKEN, never in the file): `Authorization: Bearer <it>`
+    # sees every account's analytics, reads the alert history and signs in to the dashboard. None: no
+    # operator access over HTTP (admin endpoints answer 403).
+    admin_token: SecretStr | None = Field(default=None, min_length=16)
     # Alert outbox, webhooks and detectors (`[alerts]` in the config file).
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     # OpenTelemetry traces go by OTLP/HTTP to `<otlp_endpoint>/v1/traces`; None: no tracing at all.

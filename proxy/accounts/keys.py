@@ -236,6 +236,28 @@ class ApiKeys:
             )
         return IssuedApiKey(key=key, info=_info(stored))
 
+    async def sign_in(self, *, address: str, message: str, signature: str) -> str:
+        """Checks a signed challenge like `create_key` and uses it up, minting nothing; returns the wallet
+        (lower case). The dashboard signs a wallet in this way."""
+        wallet = address.lower()
+        now = self._now()
+        terms = parse_siwe(message)
+        check_siwe_scope(terms, self._scope)
+        row = await self._challenge_row(terms.nonce)
+        self._check_challenge(row, message=message, wallet=wallet, now_unix_s=now)
+        signer = recover_signer(message, signature)
+        if signer != wallet:
+            raise SignatureMismatch(f"signature was made by {signer}, not by {wallet}", param="signature")
+        async with self._engine.begin() as conn:
+            consumed = await conn.execute(
+                account_challenges.update()
+                .where(account_challenges.c.id == row["id"], account_challenges.c.used_at_unix_s.is_(None))
+                .values(used_at_unix_s=now)
+            )
+        if consumed.rowcount != 1:
+            raise ChallengeInvalid("this challenge was already used", code="challenge_used", param="message")
+        return wallet
+
     async def _challenge_row(self, nonce: str) -> sa.RowMapping:
         async with self._engine.connect() as conn:
             row = (

@@ -1,7 +1,7 @@
-"""The operator's admin key (`admin_key` in Settings, MEGAROUTER_ADMIN_KEY): `Authorization: Bearer <key>`.
+"""The operator's admin token (`admin_token`, MEGAROUTER_ADMIN_TOKEN): `Authorization: Bearer <it>`.
 
 Admin endpoints (the alert history; later analytics across every caller) call `require_admin` first. With no
-admin key configured they refuse everyone, so a server never exposes them by omission.
+admin token configured they refuse everyone, so a server never exposes them by omission.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ __all__ = ["require_admin"]
 
 
 def require_admin(request: web.Request) -> None:
-    admin_key = request.app[SETTINGS].admin_key
-    if admin_key is None:
+    admin_token = request.app[SETTINGS].admin_token
+    if admin_token is None:
         raise PermissionDenied(
-            "admin endpoints are disabled on this server: set MEGAROUTER_ADMIN_KEY", code="admin_disabled"
+            "admin endpoints are disabled on this server: set MEGAROUTER_ADMIN_TOKEN", code="admin_disabled"
         )
-    expected = f"Bearer {admin_key.get_secret_value()}".encode()
+    expected = f"Bearer {admin_token.get_secret_value()}".encode()
     given = request.headers.get("Authorization", "").encode()
     if not hmac.compare_digest(given, expected):
         raise AuthenticationFailed(
-            "This endpoint needs 'Authorization: Bearer <admin key>'", code="invalid_admin_key"
+            "This endpoint needs 'Authorization: Bearer <admin token>'", code="invalid_admin_token"
         )

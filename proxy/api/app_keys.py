@@ -20,6 +20,8 @@ from proxy.accounts.rate_limit import TokenBuckets
 from proxy.accounts.sign_in_with_x import WalletSignIns
 from proxy.accounts.siwe import SiweScope
 from proxy.accounts.withdrawals import Withdrawals
+from proxy.api.dashboard.assets import DashboardAssets
+from proxy.api.dashboard.sessions import DashboardSessions
 from proxy.catalog import Catalog
 from proxy.chain.watcher import ChainWatcher, WatcherSettings
 from proxy.chart_accounts import ChartAccounts
@@ -53,6 +55,8 @@ __all__ = [
     "CHART_ACCOUNTS",
     "CLASSIFIER",
     "CREDIT_RETURNS",
+    "DASHBOARD_ASSETS",
+    "DASHBOARD_SESSIONS",
     "DB_ENGINE",
     "DISPATCHER",
     "HEALTH_CLOCK",
@@ -128,9 +132,14 @@ ALERT_DELIVERER = web.AppKey("ALERT_DELIVERER", AlertDeliverer)
 ALERT_DETECTORS: web.AppKey[tuple[Detector, ...]] = web.AppKey("ALERT_DETECTORS")
 # Optional before startup (tests): unix seconds for alert scheduling and spend hours; default time.time.
 ALERTS_CLOCK: web.AppKey[Clock] = web.AppKey("ALERTS_CLOCK")
-# Optional before startup (tests): what stamps usage events' created_at; default the wall clock.
+# Optional before startup (tests, or create_app(usage_clock=...)): what stamps usage events' created_at,
+# and so analytics buckets; default the wall clock.
 USAGE_CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("USAGE_CLOCK")
 
 # Routing (issue 13): POST /v1/route/preview's rate limit per key or client IP. Optional before startup
 # (a test injects one with its own clock).
 ROUTE_PREVIEW_LIMITER = web.AppKey("ROUTE_PREVIEW_LIMITER", TokenBuckets)
+
+# The web dashboard: its session cookie's key and pending login links, and its static files (bytes by name).
+DASHBOARD_SESSIONS = web.AppKey("DASHBOARD_SESSIONS", DashboardSessions)
+DASHBOARD_ASSETS = web.AppKey("DASHBOARD_ASSETS", DashboardAssets)

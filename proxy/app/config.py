@@ -5,8 +5,8 @@ tokens and `[providers.<name>]` the upstream APIs. Secrets never live in the fil
 - MEGAROUTER_SETTLEMENT_PRIVATE_KEY: the settlement wallet's key (required);
 - each provider's key from the variable its `api_key_env` names (default `<NAME>_API_KEY`).
 - MEGAROUTER_METRICS_BEARER_TOKEN, when set: the bearer token GET /metrics requires.
-- MEGAROUTER_ADMIN_KEY, when set: the operator's key for admin endpoints (GET /v1/alerts).
 - each `[[alerts.endpoints]]` webhook's signing secret from the variable its `secret_env` names.
+- MEGAROUTER_DASHBOARD_SESSION_SECRET, when set: the key that signs dashboard session cookies.
 MEGAROUTER_DATABASE_URL, when set, overrides `database_url`.
 """
 
@@ -101,10 +101,11 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
         )
     if environ.get("MEGAROUTER_METRICS_BEARER_TOKEN"):
         raw["metrics_bearer_token"] = environ["MEGAROUTER_METRICS_BEARER_TOKEN"]
-    if "admin_key" in raw:
-        raise ConfigError("admin_key: keep it out of the file; set MEGAROUTER_ADMIN_KEY")
-    if environ.get("MEGAROUTER_ADMIN_KEY"):
-        raw["admin_key"] = environ["MEGAROUTER_ADMIN_KEY"]
+    if "admin_token" in raw:
+        raise ConfigError("admin_token: keep it out of the file; set MEGAROUTER_ADMIN_TOKEN")
+    if environ.get("MEGAROUTER_ADMIN_TOKEN"):
+        raw["admin_token"] = environ["MEGAROUTER_ADMIN_TOKEN"]
+    _dashboard_secret_from_environment(raw, environ)
     alerts = raw.get("alerts")
     if isinstance(alerts, dict) and "endpoints" in alerts:
         raw["alerts"] = {**alerts, "endpoints": _alert_endpoints_with_secrets(alerts["endpoints"], environ)}
@@ -118,6 +119,20 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
             for issue in error.errors()
         ]
         raise ConfigError(f"{config_path}: invalid configuration:\n" + "\n".join(lines)) from error
+
+
+def _dashboard_secret_from_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """The key that signs dashboard cookies comes only from the environment, never the file."""
+    dashboard = raw.get("dashboard")
+    if isinstance(dashboard, dict) and "session_secret" in dashboard:
+        raise ConfigError(
+            "dashboard.session_secret: keep it out of the file; set MEGAROUTER_DASHBOARD_SESSION_SECRET"
+        )
+    if environ.get("MEGAROUTER_DASHBOARD_SESSION_SECRET"):
+        raw["dashboard"] = {
+            **(dashboard if isinstance(dashboard, dict) else {}),
+            "session_secret": environ["MEGAROUTER_DASHBOARD_SESSION_SECRET"],
+        }
 
 
 def example_config_text() -> str:

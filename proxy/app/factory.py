@@ -5,12 +5,27 @@ Every cleanup context and every route is added here, in one place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from aiohttp import web
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from proxy.api.app_keys import HEALTH_CLOCK, SETTINGS, SPAN_EXPORTER
+from proxy.api.app_keys import (
+    DASHBOARD_ASSETS,
+    DASHBOARD_SESSIONS,
+    HEALTH_CLOCK,
+    SETTINGS,
+    SPAN_EXPORTER,
+    USAGE_CLOCK,
+)
+from proxy.api.dashboard import data as dashboard_data
+from proxy.api.dashboard import pages as dashboard_pages
+from proxy.api.dashboard.assets import load_dashboard_assets
+from proxy.api.dashboard.sessions import DashboardSessions
 from proxy.api.handlers import (
     alerts,
+    analytics,
     chat,
     credits,
     deployments,
@@ -54,10 +69,15 @@ __all__ = ["create_app"]
 
 
 def create_app(
-    settings: Settings, *, clock: Clock | None = None, span_exporter: SpanExporter | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    span_exporter: SpanExporter | None = None,
+    usage_clock: Callable[[], datetime] | None = None,
 ) -> web.Application:
     """`clock` (seconds) drives deployment health and breakers; tests inject one that moves when told.
-    `span_exporter` receives every span synchronously (tests pass the SDK's InMemorySpanExporter)."""
+    `span_exporter` receives every span synchronously (tests pass the SDK's InMemorySpanExporter).
+    `usage_clock` stamps usage events (and so analytics buckets): tests spread traffic over hours with it."""
     configure_logging(settings.log_format)
     app = web.Application(
         # x402_extensions_middleware sits inside error_middleware: it completes a 402 before it is rendered.
@@ -69,6 +89,8 @@ def create_app(
         app[HEALTH_CLOCK] = clock
     if span_exporter is not None:
         app[SPAN_EXPORTER] = span_exporter
+    if usage_clock is not None:
+        app[USAGE_CLOCK] = usage_clock
     # Opened in this order, closed in reverse; recovery runs before the first request is served.
     app.cleanup_ctx.extend(
         [
@@ -105,7 +127,16 @@ def create_app(
         metrics,
         alerts,
         route_preview,
+        analytics,
     ):
         app.add_routes(handlers.routes)
     app.add_routes(x402_discovery_routes)
+    if settings.dashboard.enabled:
+        admin_key = settings.admin_token
+        app[DASHBOARD_SESSIONS] = DashboardSessions(
+            settings.dashboard, admin_key=None if admin_key is None else admin_key.get_secret_value()
+        )
+        app[DASHBOARD_ASSETS] = load_dashboard_assets()
+        app.add_routes(dashboard_pages.routes)
+        app.add_routes(dashboard_data.routes)
     return app

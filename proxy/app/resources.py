@@ -253,7 +253,7 @@ async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
     if metrics is not None:
         usage_observers.append(metrics.usage_recorded)
         attempt_observers.append(metrics.attempt_finished)
-    usage_clock = app.get(USAGE_CLOCK)
+    usage_clock = app.get(USAGE_CLOCK)  # None: the wall clock.
     app[USAGE_LOG] = (
         UsageLog(app[DB_ENGINE]) if usage_clock is None else UsageLog(app[DB_ENGINE], clock=usage_clock)
     )

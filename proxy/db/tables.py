@@ -15,6 +15,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from proxy.db.latency_buckets import LATENCY_BUCKETS, latency_column, ttft_column
+
 __all__ = [
     "PROXY_METADATA",
     "account_api_keys",
@@ -27,6 +29,7 @@ __all__ = [
     "siwx_nonces",
     "stored_responses",
     "usage_events",
+    "usage_rollups",
     "x402_settlements",
 ]
 
@@ -258,4 +261,57 @@ alert_deliveries = Table(
     Column("last_error", String(500), nullable=True),
     UniqueConstraint("alert_seq", "endpoint", name="uq_alert_deliveries_alert_endpoint"),
     Index("ix_alert_deliveries_due", "state", "next_attempt_at_unix_ms"),
+)
+
+# Usage roll-ups (proxy/serving/usage_rollups.py): one row per (hour, model, provider, strategy, key, payer,
+# org, unit, member), upserted in the transaction that writes each usage event, so analytics never scan raw
+# events. A dimension that does not apply is '' (strings) or 0 (the key id), never NULL: NULLs are distinct
+# under UNIQUE, and the upsert's ON CONFLICT must find the row. `wallet` is derived from `payer_account`
+# (its address when a wallet pays). org/unit/member stay '' until governance records them on usage events.
+# Latency and time-to-first-token are kept as fixed log-scale histograms (proxy/db/latency_buckets.py),
+# one count column per bucket, so percentiles over any rows come from sums.
+usage_rollups = Table(
+    "usage_rollups",
+    PROXY_METADATA,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("hour_start_unix_s", BigInteger, nullable=False),
+    Column("model_id", String(255), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("strategy", String(32), nullable=False),
+    Column("api_key_id", BigInteger, nullable=False),
+    Column("payer_account", String(255), nullable=False),
+    Column("wallet", String(42), nullable=False),
+    Column("org_id", String(64), nullable=False),
+    Column("unit_id", String(64), nullable=False),
+    Column("member_id", String(64), nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("spend_nano_usd", BigInteger, nullable=False),
+    Column("overage_nano_usd", BigInteger, nullable=False),
+    Column("latency_ms_sum", BigInteger, nullable=False),
+    Column("latency_ms_min", BigInteger, nullable=False),
+    Column("latency_ms_max", BigInteger, nullable=False),
+    Column("ttft_count", BigInteger, nullable=False),
+    Column("ttft_ms_sum", BigInteger, nullable=False),
+    Column("ttft_ms_min", BigInteger, nullable=True),
+    Column("ttft_ms_max", BigInteger, nullable=True),
+    *(Column(latency_column(bucket), Integer, nullable=False) for bucket in range(LATENCY_BUCKETS)),
+    *(Column(ttft_column(bucket), Integer, nullable=False) for bucket in range(LATENCY_BUCKETS)),
+    UniqueConstraint(
+        "hour_start_unix_s",
+        "model_id",
+        "provider",
+        "strategy",
+        "api_key_id",
+        "payer_account",
+        "org_id",
+        "unit_id",
+        "member_id",
+        name="uq_usage_rollups_dims",
+    ),
+    Index("ix_usage_rollups_payer_hour", "payer_account", "hour_start_unix_s"),
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -25,13 +26,15 @@ from eth_account.signers.local import LocalAccount
 from pydantic import BaseModel
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
+from proxy.api.app_keys import DASHBOARD_SESSIONS
+from proxy.api.dashboard.sessions import DashboardPrincipal
 from proxy.app.serve import app_runner
 from proxy.catalog import load_catalog
 from proxy.devnet.anvil import ANVIL_MNEMONIC, AnvilNode, free_tcp_port, run_anvil, state_file_problem
 from proxy.devnet.providers import demo_providers
 from proxy.devnet.simulator import start_simulators
 from proxy.devnet.tokens import DevnetTokens, deploy_test_tokens, mint_many
-from proxy.settings import AssetSettings, Settings
+from proxy.settings import AssetSettings, DashboardSettings, Settings
 
 __all__ = ["DEMO_ANVIL_PORT", "run_demo", "set_aside_unusable_chain"]
 
@@ -41,6 +44,8 @@ DEMO_MINT_ATOMIC = 1_000 * 10**6
 DEMO_DEFAULT_MODEL = "openai/gpt-4o-mini"
 # Anvil mines a block per transaction, so one confirmation is enough for the demo's chain watcher.
 DEMO_CHAIN_WATCH_CONFIRMATIONS = 1
+# The dashboard link the demo prints opens a session once, within this long.
+DEMO_DASHBOARD_LINK_TTL_S = 3600
 
 
 class DevnetRecord(BaseModel):
@@ -171,6 +176,8 @@ def _banner(
     agent: LocalAccount,
     network: str,
     real_providers: list[str],
+    dashboard_link: str,
+    admin_token: str,
 ) -> str:
     example = (
         f".venv/bin/megarouter pay --api {api} --private-key {'0x' + agent.key.hex().removeprefix('0x')} \\\n"
@@ -202,6 +209,10 @@ def _banner(
             "Pay for a completion as an x402 agent (copy-paste):",
             f"  {example}",
             "Ledger: .venv/bin/megarouter ledger balances    .venv/bin/megarouter ledger check",
+            "",
+            "Dashboard, signed in as the operator (the link works once):",
+            f"  {dashboard_link}",
+            f"  admin token (this run) {admin_token}",
         ]
     )
 
@@ -239,12 +250,19 @@ async def run_demo(*, state_dir: Path, port: int, environ: Mapping[str, str]) ->
             providers=providers,
             default_model=DEMO_DEFAULT_MODEL,
             log_format="console",
+            # A fresh admin token each run: the dashboard's operator sign-in, and its analytics of everyone.
+            admin_token=secrets.token_urlsafe(32),
+            dashboard=DashboardSettings(login_token_ttl_s=DEMO_DASHBOARD_LINK_TTL_S),
         )
         runner = await app_runner(settings)
         try:
             site = web.TCPSite(runner, settings.host, settings.port)
             await site.start()
             api = f"http://{settings.host}:{settings.port}"
+            login_token = runner.app[DASHBOARD_SESSIONS].issue_login_token(
+                DashboardPrincipal(kind="operator")
+            )
+            assert settings.admin_token is not None
             print(
                 _banner(
                     api=api,
@@ -253,6 +271,8 @@ async def run_demo(*, state_dir: Path, port: int, environ: Mapping[str, str]) ->
                     agent=anvil_account(1),
                     network=settings.network,
                     real_providers=real_providers,
+                    dashboard_link=f"{api}/dashboard/login?token={login_token}",
+                    admin_token=settings.admin_token.get_secret_value(),
                 ),
                 flush=True,
             )

@@ -12,8 +12,9 @@ from sqlalchemy import RowMapping, Select, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from proxy.db.tables import usage_events
+from proxy.serving.usage_rollups import RollupDimensions, upsert_usage_rollup
 
-__all__ = ["USAGE_EVENTS_LISTED_MAX", "Attempt", "UsageEvent", "UsageLog"]
+__all__ = ["USAGE_EVENTS_LISTED_MAX", "Attempt", "UsageEvent", "UsageLog", "rollup_dimensions"]
 
 USAGE_EVENTS_LISTED_MAX = 1_000
 # UsageEvent fields stored in a column of another name or type (JSON text, 0/1 integers).
@@ -98,8 +99,9 @@ class UsageLog:
                 "route_explanation",
             }
         )
+        created_at = self._clock()
         row |= {
-            "created_at": self._clock(),
+            "created_at": created_at,
             "attempts_json": json.dumps([attempt.model_dump() for attempt in event.attempts]),
             "prices_json": json.dumps(event.prices_nano_usd_per_mtok, sort_keys=True),
             "streamed": int(event.streamed),
@@ -109,6 +111,23 @@ class UsageLog:
             else json.dumps(event.route_explanation, sort_keys=True),
         }
         await connection.execute(insert(usage_events).values(**row))
+        # The same transaction keeps the hourly roll-up that analytics read (proxy/serving/usage_rollups.py).
+        await upsert_usage_rollup(
+            connection,
+            rollup_dimensions(event),
+            created_unix_s=int(created_at.timestamp()),
+            outcome=event.outcome,
+            tokens={
+                "input_tokens": event.input_tokens,
+                "cached_input_tokens": event.cached_input_tokens,
+                "output_tokens": event.output_tokens,
+                "reasoning_tokens": event.reasoning_tokens,
+            },
+            spend_nano_usd=event.cost_nano_usd,
+            overage_nano_usd=event.overage_nano_usd,
+            latency_ms=event.latency_ms,
+            ttft_ms=event.time_to_first_token_ms,
+        )
 
     async def for_request(self, request_id: str, *, payer_account: str | None = None) -> list[UsageEvent]:
         """One request's events; with `payer_account`, only that payer's (what a key may see)."""
@@ -131,6 +150,18 @@ class UsageLog:
         async with self._engine.connect() as connection:
             rows = (await connection.execute(statement)).mappings().all()
         return [_event(row) for row in rows]
+
+
+def rollup_dimensions(event: UsageEvent) -> RollupDimensions:
+    """The roll-up row `event` counts in. Governance hook: once usage events carry org_id, unit_id and
+    member_id (the orgs issue), pass them here; the roll-up table and the analytics API group on them."""
+    return RollupDimensions(
+        model_id=event.model_id or "",
+        provider=event.provider or "",
+        strategy=event.strategy or "",
+        api_key_id=event.api_key_id or 0,
+        payer_account=event.payer_account,
+    )
 
 
 def _event(row: RowMapping) -> UsageEvent:

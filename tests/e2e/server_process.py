@@ -54,7 +54,7 @@ def _table_lines(name: str, table: dict[str, object]) -> list[str]:
 def settings_to_toml(settings: Settings) -> str:
     """The config file a server process would read; secrets stay out (they travel in the environment)."""
     data = settings.model_dump(
-        mode="json", exclude={"settlement_private_key", "providers", "assets", "admin_key"}
+        mode="json", exclude={"settlement_private_key", "providers", "assets", "admin_token"}
     )
     tables = {key: value for key, value in data.items() if isinstance(value, dict)}
     lines = [
@@ -84,8 +84,8 @@ def _secrets_environ(settings: Settings) -> dict[str, str]:
         "MEGAROUTER_SETTLEMENT_PRIVATE_KEY": settings.settlement_private_key.get_secret_value(),
         "MEGAROUTER_TEST_PROVIDER_KEY": "sim-key",
     }
-    if settings.admin_key is not None:
-        environ["MEGAROUTER_ADMIN_KEY"] = settings.admin_key.get_secret_value()
+    if settings.admin_token is not None:
+        environ["MEGAROUTER_ADMIN_TOKEN"] = settings.admin_token.get_secret_value()
     for index, endpoint in enumerate(settings.alerts.endpoints):
         environ[ALERT_SECRET_ENV.format(index=index)] = endpoint.secret.get_secret_value()
     return environ

@@ -5,7 +5,7 @@ Method: MegaRouter runs as a real OS process with one alert endpoint, a local re
 signature with `standardwebhooks` and holds the first request open. An alert is raised into the shared
 database (as any replica would); once its request reaches the receiver, the process is killed with SIGKILL.
 A new process on the same database sends it again once the claim's lease has passed; the history (GET
-/v1/alerts, admin key) shows it delivered after two attempts.
+/v1/alerts, admin token) shows it delivered after two attempts.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.e2e.server_process import run_server_process
 from tests.fixtures.app import RunningRouter
 from tests.fixtures.webhook_receiver import new_webhook_secret, webhook_receiver
 
-ADMIN_KEY = "crash-test-admin-key"
+ADMIN_TOKEN = "crash-test-admin-key"
 EXIT_TIMEOUT_S = 10.0
 
 
@@ -44,7 +44,7 @@ async def test_a_delivery_in_flight_at_sigkill_is_sent_again_under_the_same_id(
             evaluate_interval_s=3_600,
         )
         settings = router.settings.model_copy(
-            update={"alerts": alerts_settings, "admin_key": SecretStr(ADMIN_KEY)}
+            update={"alerts": alerts_settings, "admin_token": SecretStr(ADMIN_TOKEN)}
         )
         engine = create_ledger_engine(settings.database_url)
         try:
@@ -62,7 +62,7 @@ async def test_a_delivery_in_flight_at_sigkill_is_sent_again_under_the_same_id(
                 async with (
                     aiohttp.ClientSession() as session,
                     session.get(
-                        f"{second.base_url}/v1/alerts", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+                        f"{second.base_url}/v1/alerts", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
                     ) as response,
                 ):
                     assert response.status == 200

@@ -16,6 +16,7 @@ from proxy.anthropic_types import AnthropicErrorBody, CountTokensRequest, Messag
 from proxy.api.handlers.keys import ChallengeBody, CreateKeyBody
 from proxy.api.responses_types import ResponsesRequest
 from proxy.openai_types import ChatCompletionRequest, EmbeddingsRequest, ErrorBody
+from proxy.serving.analytics import DIMENSIONS as ANALYTICS_DIMENSIONS
 
 __all__ = ["openapi_document", "routes"]
 
@@ -80,10 +81,10 @@ def _components() -> dict[str, Any]:
                 "name": "x-api-key",
                 "description": "a MegaRouter key, as Anthropic's SDK sends it",
             },
-            "adminKey": {
+            "adminToken": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "the operator's admin key (MEGAROUTER_ADMIN_KEY)",
+                "description": "the operator's admin token (MEGAROUTER_ADMIN_TOKEN): analytics, alerts",
             },
             "metricsToken": {
                 "type": "http",
@@ -170,6 +171,32 @@ def _route_preview_operation() -> dict[str, Any]:
         extra={"401": "invalid API key", "429": "too many previews from this key or client (Retry-After)"},
     )
     operation["security"] = [{"apiKey": []}, {}]
+    return operation
+
+
+def _analytics_operation() -> dict[str, Any]:
+    def query(name: str, schema: dict[str, Any], text: str, *, required: bool = False) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": required, "description": text, "schema": schema}
+
+    unix_s = {"type": "integer", "minimum": 0}
+    operation = _operation(
+        "Spend, tokens, requests, errors and latency percentiles per hour or day, from the roll-ups",
+        keyed=True,
+        parameters=[
+            query("start", unix_s, "range start, unix s (widened down to a whole bucket)", required=True),
+            query("end", unix_s, "range end, unix s, excluded (widened up to a whole bucket)", required=True),
+            query("bucket", {"type": "string", "enum": ["hour", "day"]}, "bucket size (default hour)"),
+            query(
+                "group_by",
+                {"type": "string"},
+                "comma-separated, at most 3 of: " + ", ".join(ANALYTICS_DIMENSIONS),
+            ),
+            query("model", {"type": "string"}, "only this model id"),
+            query("provider", {"type": "string"}, "only this provider"),
+            query("key", {"type": "integer", "minimum": 1}, "only this API key id"),
+        ],
+    )
+    operation["security"] = [{"apiKey": []}, {"adminToken": []}]
     return operation
 
 
@@ -289,7 +316,7 @@ def _paths() -> dict[str, Any]:
             "get": _operation(
                 "The alert history, newest first, with each alert's webhook delivery state (admin key)",
                 keyed=True,
-                key_schemes=("adminKey",),
+                key_schemes=("adminToken",),
                 parameters=[
                     {"name": name, "in": "query", "required": False, "schema": query_string}
                     for name in ("limit", "after", "kind")
@@ -302,7 +329,7 @@ def _paths() -> dict[str, Any]:
                 "Raise a test alert, delivered to every webhook like any other (admin key)",
                 ok="201",
                 keyed=True,
-                key_schemes=("adminKey",),
+                key_schemes=("adminToken",),
                 extra={"403": "admin endpoints are disabled"},
             )
         },
@@ -310,11 +337,12 @@ def _paths() -> dict[str, Any]:
             "get": _operation(
                 "One alert with its delivery state (admin key)",
                 keyed=True,
-                key_schemes=("adminKey",),
+                key_schemes=("adminToken",),
                 parameters=[_path_parameter("alert_id")],
                 extra={"403": "admin endpoints are disabled"},
             )
         },
+        "/v1/analytics": {"get": _analytics_operation()},
         "/healthz": {"get": _operation("Database and chain reachable", extra={"503": "degraded"})},
         "/metrics": {"get": _metrics_operation()},
     }

@@ -1,4 +1,4 @@
-"""`alerting_router`: the running router with an admin key, alerts delivered to a local webhook receiver,
+"""`alerting_router`: the running router with an admin token, alerts delivered to a local webhook receiver,
 and the clocks alerts and usage events run on injected (a FakeClock in unix seconds the test moves).
 
 Detectors run once at start-up and then hourly in the background; tests evaluate them when they choose.
@@ -26,12 +26,12 @@ from tests.fixtures.app import RunningRouter, router_settings
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.webhook_receiver import WebhookReceiver
 
-ADMIN_KEY = "admin-test-key-0123456789"
+ADMIN_TOKEN = "admin-test-key-0123456789"
 DETECTOR_TIMEOUT_S = 30.0
 
 
 def admin() -> dict[str, str]:
-    return {"Authorization": f"Bearer {ADMIN_KEY}"}
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def alerts_settings(receiver: WebhookReceiver, **overrides: Any) -> AlertsSettings:
@@ -66,7 +66,7 @@ async def alerting_router(
             settlement_key=anvil_accounts[0].key.hex(),
             simulator_base_url=simulator_base_url or simulator.base_url,
             database_url=database_url,
-            admin_key=ADMIN_KEY,
+            admin_token=ADMIN_TOKEN,
             alerts=alerts,
         )
     )

@@ -3,7 +3,7 @@
 Goal: a simulated deployment that keeps failing opens its breaker; once it has stayed open (or half-open,
 not recovered) for `breaker_open_after_s`, one `breaker_open` alert is raised for the episode and delivered
 signed; `GET /v1/alerts` lists it with its delivery state, pages and filters, and refuses callers without
-the admin key (and everyone when no admin key is configured), with OpenAI-style errors.
+the admin token (and everyone when no admin token is configured), with OpenAI-style errors.
 
 Method: the `fault_router` layout (Groq's Llama on the "primary" simulator, Together's on the "secondary")
 with 100% errors injected on the primary; callers never notice (failover), the breaker opens; deployment
@@ -114,7 +114,7 @@ async def test_a_breaker_open_too_long_alerts_once_and_the_history_shows_it(
         assert entry["delivery"]["last_error"] is None
 
 
-async def test_the_history_is_for_the_admin_key_only_and_pages(
+async def test_the_history_is_for_the_admin_token_only_and_pages(
     aiohttp_client: Any,
     anvil: AnvilNode,
     tokens: DevnetTokens,
@@ -147,7 +147,7 @@ async def test_the_history_is_for_the_admin_key_only_and_pages(
         assert (await client.get("/v1/alerts")).status == 401
         wrong = await client.get("/v1/alerts", headers={"Authorization": "Bearer nope"})
         assert wrong.status == 401
-        assert (await wrong.json())["error"]["code"] == "invalid_admin_key"
+        assert (await wrong.json())["error"]["code"] == "invalid_admin_token"
         key = await funded_key(router, router.payers[3])
         assert (await client.get("/v1/alerts", headers=bearer(key))).status == 401
 
@@ -190,7 +190,7 @@ async def test_the_history_is_for_the_admin_key_only_and_pages(
         assert sorted(item.webhook_id for item in receiver.delivered) == sorted([*ids, test_alert["id"]])
 
 
-async def test_without_an_admin_key_the_history_is_closed_to_everyone(
+async def test_without_an_admin_token_the_history_is_closed_to_everyone(
     aiohttp_client: Any,
     anvil: AnvilNode,
     tokens: DevnetTokens,
@@ -209,7 +209,7 @@ async def test_without_an_admin_key_the_history_is_closed_to_everyone(
             database_url=database_url,
             alerts=alerts_settings(receiver),
             clock=FakeClock(1_800_000_000.0),
-            adjust=lambda settings: settings.model_copy(update={"admin_key": None}),
+            adjust=lambda settings: settings.model_copy(update={"admin_token": None}),
         ) as router,
     ):
         response = await router.client.get("/v1/alerts", headers=admin())

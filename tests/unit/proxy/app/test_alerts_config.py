@@ -1,4 +1,4 @@
-"""`[alerts]` and the admin key in the config file and environment: secrets only from the environment,
+"""`[alerts]` and the admin token in the config file and environment: secrets only from the environment,
 Standard Webhooks secrets checked at start-up, spend parameters exact.
 
 Method: `load_settings` on the shipped example extended with alert endpoints, and on broken variants.
@@ -19,7 +19,7 @@ ENVIRON = {
     "MEGAROUTER_SETTLEMENT_PRIVATE_KEY": "0x" + "11" * 32,
     "OPENAI_API_KEY": "sk-test",
     "OPS_HOOK_SECRET": SECRET,
-    "MEGAROUTER_ADMIN_KEY": "admin-secret",
+    "MEGAROUTER_ADMIN_TOKEN": "admin-secret-0123456789",
 }
 ENDPOINT = """
 [[alerts.endpoints]]
@@ -40,15 +40,15 @@ def _with_endpoint(text: str, endpoint: str = ENDPOINT) -> str:
     return text.replace("[alerts.spend_anomaly]", endpoint.strip() + "\n\n[alerts.spend_anomaly]")
 
 
-def test_endpoints_take_their_secret_from_the_environment_and_the_admin_key_too(tmp_path: Path) -> None:
+def test_endpoints_take_their_secret_from_the_environment_and_the_admin_token_too(tmp_path: Path) -> None:
     path = tmp_path / "megarouter.toml"
     path.write_text(_with_endpoint(example_config_text()))
     settings = load_settings(path, ENVIRON)
     (endpoint,) = settings.alerts.endpoints
     assert (endpoint.endpoint_name, endpoint.url) == ("ops", "https://ops.example.com/hook")
     assert endpoint.secret.get_secret_value() == SECRET
-    assert settings.admin_key is not None
-    assert settings.admin_key.get_secret_value() == "admin-secret"
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == "admin-secret-0123456789"
     assert settings.alerts.spend_anomaly.mad_multiplier == Decimal(6)
     assert settings.alerts.spend_anomaly.min_excess_nano_usd == 1_000_000_000
 
@@ -73,7 +73,7 @@ def test_a_fractional_multiplier_is_read_exactly(tmp_path: Path) -> None:
         ),
         (_with_endpoint(example_config_text(), ENDPOINT.replace("https://", "ftp://")), ENVIRON, "url"),
         (_with_endpoint(example_config_text(), ENDPOINT + ENDPOINT), ENVIRON, "listed once"),
-        ('admin_key = "in-file"\n' + example_config_text(), ENVIRON, "MEGAROUTER_ADMIN_KEY"),
+        ('admin_token = "in-file"\n' + example_config_text(), ENVIRON, "MEGAROUTER_ADMIN_TOKEN"),
         (
             example_config_text().replace("retry_base_s = 5.0", "retry_base_s = 7200.0"),
             ENVIRON,

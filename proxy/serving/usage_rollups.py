@@ -1,0 +1,175 @@
+"""Hourly usage roll-ups, kept as requests complete: each usage event adds itself to its hour's row.
+
+The upsert runs on the connection (and in the transaction) that inserts the usage event, which is the one
+that captures or voids the request's hold: a roll-up never counts a request whose charge did not commit,
+and never misses one that did. The row's key is (hour, model, provider, strategy, key, payer, org, unit,
+member); a dimension that does not apply is '' or 0 (proxy/db/tables.py says why not NULL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, func
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from proxy.db.latency_buckets import LATENCY_BUCKETS, latency_bucket, latency_column, ttft_column
+from proxy.db.tables import usage_rollups
+
+__all__ = [
+    "COMPLETED_OUTCOME",
+    "HOUR_S",
+    "ROLLUP_DIMENSIONS",
+    "RollupDimensions",
+    "upsert_usage_rollup",
+    "wallet_of_payer",
+]
+
+HOUR_S = 3_600
+COMPLETED_OUTCOME = "completed"  # Every other outcome counts as an error.
+WALLET_PREFIX = "credit:wallet:"
+ROLLUP_DIMENSIONS = (
+    "hour_start_unix_s",
+    "model_id",
+    "provider",
+    "strategy",
+    "api_key_id",
+    "payer_account",
+    "org_id",
+    "unit_id",
+    "member_id",
+)
+_SUMMED = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "spend_nano_usd",
+    "overage_nano_usd",
+    "latency_ms_sum",
+    "ttft_count",
+    "ttft_ms_sum",
+    *(latency_column(bucket) for bucket in range(LATENCY_BUCKETS)),
+    *(ttft_column(bucket) for bucket in range(LATENCY_BUCKETS)),
+)
+
+
+def wallet_of_payer(payer_account: str) -> str:
+    """The paying wallet's address when a wallet's credit pays; '' for any other payer (an organization)."""
+    return payer_account.removeprefix(WALLET_PREFIX) if payer_account.startswith(WALLET_PREFIX) else ""
+
+
+@dataclass(frozen=True, slots=True)
+class RollupDimensions:
+    """Who and what a usage event is rolled up under; '' (or key 0) where a dimension does not apply.
+    Governance fills org/unit/member from the usage event once it records them."""
+
+    model_id: str
+    provider: str
+    strategy: str
+    api_key_id: int
+    payer_account: str
+    org_id: str = ""
+    unit_id: str = ""
+    member_id: str = ""
+
+
+def _row(
+    dims: RollupDimensions,
+    *,
+    hour_start_unix_s: int,
+    outcome: str,
+    tokens: dict[str, int],
+    spend_nano_usd: int,
+    overage_nano_usd: int,
+    latency_ms: int,
+    ttft_ms: int | None,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {name: 0 for name in _SUMMED}
+    row |= {
+        "hour_start_unix_s": hour_start_unix_s,
+        "model_id": dims.model_id,
+        "provider": dims.provider,
+        "strategy": dims.strategy,
+        "api_key_id": dims.api_key_id,
+        "payer_account": dims.payer_account,
+        "wallet": wallet_of_payer(dims.payer_account),
+        "org_id": dims.org_id,
+        "unit_id": dims.unit_id,
+        "member_id": dims.member_id,
+        "requests": 1,
+        "errors": 0 if outcome == COMPLETED_OUTCOME else 1,
+        **tokens,
+        "spend_nano_usd": spend_nano_usd,
+        "overage_nano_usd": overage_nano_usd,
+        "latency_ms_sum": latency_ms,
+        "latency_ms_min": latency_ms,
+        "latency_ms_max": latency_ms,
+        latency_column(latency_bucket(latency_ms)): 1,
+        "ttft_ms_min": ttft_ms,
+        "ttft_ms_max": ttft_ms,
+    }
+    if ttft_ms is not None:
+        row |= {"ttft_count": 1, "ttft_ms_sum": ttft_ms, ttft_column(latency_bucket(ttft_ms)): 1}
+    return row
+
+
+async def upsert_usage_rollup(
+    connection: AsyncConnection,
+    dims: RollupDimensions,
+    *,
+    created_unix_s: int,
+    outcome: str,
+    tokens: dict[str, int],
+    spend_nano_usd: int,
+    overage_nano_usd: int,
+    latency_ms: int,
+    ttft_ms: int | None,
+) -> None:
+    """Adds one usage event to its hour's roll-up row on `connection` (inside the caller's transaction)."""
+    assert set(tokens) == {"input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens"}
+    assert spend_nano_usd >= 0
+    assert latency_ms >= 0
+    row = _row(
+        dims,
+        hour_start_unix_s=created_unix_s - created_unix_s % HOUR_S,
+        outcome=outcome,
+        tokens=tokens,
+        spend_nano_usd=spend_nano_usd,
+        overage_nano_usd=overage_nano_usd,
+        latency_ms=latency_ms,
+        ttft_ms=ttft_ms,
+    )
+    insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(usage_rollups).values(**row)
+    table, new = usage_rollups.c, statement.excluded
+    # Only what this event adds is written: zero columns stay as they are (a smaller, cheaper UPDATE).
+    updates: dict[str, Any] = {name: table[name] + new[name] for name in _SUMMED if row[name]}
+    postgresql = connection.dialect.name == "postgresql"
+    updates |= {
+        "latency_ms_min": _least(table.latency_ms_min, new.latency_ms_min, postgresql=postgresql),
+        "latency_ms_max": _greatest(table.latency_ms_max, new.latency_ms_max, postgresql=postgresql),
+    }
+    if ttft_ms is not None:
+        updates |= {
+            "ttft_ms_min": _least(table.ttft_ms_min, new.ttft_ms_min, postgresql=postgresql),
+            "ttft_ms_max": _greatest(table.ttft_ms_max, new.ttft_ms_max, postgresql=postgresql),
+        }
+    await connection.execute(
+        statement.on_conflict_do_update(index_elements=list(ROLLUP_DIMENSIONS), set_=updates)
+    )
+
+
+# The stored side may be NULL (no TTFT yet in that row); the new side never is when these are used.
+# PostgreSQL's LEAST/GREATEST skip NULLs; SQLite's two-argument min/max return NULL, hence the COALESCE.
+def _least(stored: ColumnElement[Any], new: ColumnElement[Any], *, postgresql: bool) -> ColumnElement[Any]:
+    return func.least(stored, new) if postgresql else func.coalesce(func.min(stored, new), new)
+
+
+def _greatest(stored: ColumnElement[Any], new: ColumnElement[Any], *, postgresql: bool) -> ColumnElement[Any]:
+    return func.greatest(stored, new) if postgresql else func.coalesce(func.max(stored, new), new)
