@@ -55,7 +55,8 @@ UPTO_WITNESS_TYPE_STRING = f"Witness witness){_TOKEN_PERMISSIONS_TYPE}{_WITNESS_
 UPTO_WITNESS_TYPEHASH = keccak(text=_WITNESS_TYPE)
 _TOKEN_PERMISSIONS_TYPEHASH = keccak(text=_TOKEN_PERMISSIONS_TYPE)
 _PERMIT_WITNESS_TRANSFER_FROM_TYPEHASH = keccak(
-    text="PermitWitnessTransferFrom(TokenPermissions permitted,address spender,uint256 nonce,uint256 deadline,"
+    text="PermitWitnessTransferFrom(TokenPermissions permitted,address spender,uint256 nonce,"
+    "uint256 deadline,"
     + UPTO_WITNESS_TYPE_STRING
 )
 _PERMIT2_NONCE_BYTES = 32
@@ -73,7 +74,7 @@ class UptoWitness(_Wire):
 
 
 class UptoPermit2Authorization(_Wire):
-    """`payload.permit2Authorization`: the signed maximum (`permitted.amount`), spender, nonce and deadline."""
+    """`payload.permit2Authorization`: the signed maximum (`permitted.amount`), spender, nonce, deadline."""
 
     from_: Address = Field(alias="from")
     permitted: Permit2TokenPermissions

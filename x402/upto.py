@@ -111,7 +111,7 @@ def build_upto_requirements(
 
 
 def is_upto_payment_header(header_value: str) -> bool:
-    """Whether a v2 PAYMENT-SIGNATURE names the `upto` scheme (malformed headers are not; exact decodes them)."""
+    """Whether a v2 PAYMENT-SIGNATURE names `upto` (a malformed one does not: the exact path refuses it)."""
     try:
         document = decode_header_json(header_value)
     except InvalidPayload:
@@ -219,7 +219,9 @@ def verify_upto_offchain(
     if accepted.pay_to != offered.pay_to:
         raise InvalidPaymentRequirements("accepted payTo differs from the offer")
     try:
-        signer = recover_upto_signer(chain_id_from_caip2(offered.network), authorization, payment.payload.signature)
+        signer = recover_upto_signer(
+            chain_id_from_caip2(offered.network), authorization, payment.payload.signature
+        )
     except InvalidSignature as error:
         raise Permit2InvalidSignature(error.message) from error
     if signer != authorization.from_:
@@ -239,7 +241,8 @@ class Permit2Reader:
     async def nonce_used(self, owner: str, nonce: int) -> bool:
         word_position, bit = nonce >> 8, 1 << (nonce & 0xFF)
         raw = await self._call(
-            PERMIT2_ADDRESS, _SELECTOR_NONCE_BITMAP + abi_encode(["address", "uint256"], [owner, word_position])
+            PERMIT2_ADDRESS,
+            _SELECTOR_NONCE_BITMAP + abi_encode(["address", "uint256"], [owner, word_position]),
         )
         bitmap: int = abi_decode(["uint256"], raw)[0]
         return bitmap & bit != 0
@@ -252,7 +255,7 @@ class Permit2Reader:
         return allowance_atomic
 
     async def require_spendable(self, payment: VerifiedUptoPayment, amount_atomic: int) -> PayerBalance:
-        """Nonce unused, allowance and balance ≥ `amount_atomic`; returns min(balance, allowance) at a block."""
+        """Nonce unused, allowance and balance ≥ `amount_atomic`; returns min(balance, allowance), block."""
         block_number = await self.tokens.block_number()
         used, allowance_atomic, balance_atomic = await asyncio.gather(
             self.nonce_used(payment.payer, payment.nonce),

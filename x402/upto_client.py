@@ -33,7 +33,7 @@ def sign_upto_payment(
     resource: ResourceInfo | None = None,
     nonce: int | None = None,
 ) -> UptoPaymentPayload:
-    """A v2 `upto` payload authorizing at most `requirements.amount` to `payTo`, settled by its facilitator."""
+    """A v2 `upto` payload authorizing at most `requirements.amount` to `payTo`, settled by its facilitator"""
     assert requirements.scheme == UPTO_SCHEME
     extra = requirements.extra or {}
     facilitator = extra.get("facilitatorAddress")

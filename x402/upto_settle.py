@@ -136,7 +136,9 @@ async def recover_upto(
     return await settle_upto(settler, reader, payment, amount_atomic, before_send=before_send)
 
 
-def _settlement_from_receipt(payment: VerifiedUptoPayment, amount_atomic: int, receipt: Any) -> UptoSettlement:
+def _settlement_from_receipt(
+    payment: VerifiedUptoPayment, amount_atomic: int, receipt: Any
+) -> UptoSettlement:
     tx_hash = HexBytes(receipt["transactionHash"]).to_0x_hex()
     if receipt["status"] != 1:
         raise TransactionFailed(
@@ -167,9 +169,10 @@ def _transfer_log_index(payment: VerifiedUptoPayment, receipt: Any) -> int | Non
     to_topic = abi_encode(["address"], [payment.payload.permit2_authorization.witness.to])
     for log in receipt["logs"]:
         topics = [bytes(HexBytes(t)) for t in log["topics"]]
-        if (
-            str(log["address"]).lower() == payment.asset.lower()
-            and topics == [_TRANSFER_TOPIC, payer_topic, to_topic]
-        ):
+        if str(log["address"]).lower() == payment.asset.lower() and topics == [
+            _TRANSFER_TOPIC,
+            payer_topic,
+            to_topic,
+        ]:
             return int(log["logIndex"])
     return None

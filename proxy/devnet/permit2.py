@@ -29,7 +29,7 @@ async def install_permit2_contracts(w3: AsyncWeb3[Any]) -> None:
     """Sets the runtime code of Permit2 and of the upto proxy at their canonical addresses (idempotent)."""
     for name, address in (("Permit2", PERMIT2_ADDRESS), ("X402UptoPermit2Proxy", UPTO_PROXY_ADDRESS)):
         code = load_artifact(name).deployed_bytecode
-        await w3.provider.make_request("anvil_setCode", [address, code])  # type: ignore[arg-type]
+        await w3.provider.make_request("anvil_setCode", [address, code])
         placed = await w3.eth.get_code(AsyncWeb3.to_checksum_address(address))
         assert "0x" + bytes(placed).hex() == code, f"{name} was not placed at {address}"
 
@@ -48,7 +48,7 @@ async def approve_permit2(
     tokens: Sequence[ChecksumAddress],
     amount_atomic: int = UINT256_MAX,
 ) -> None:
-    """Every owner approves Permit2 for `amount_atomic` of every token (all sent, then all receipts awaited)."""
+    """Every owner approves Permit2 for `amount_atomic` of every token (all sent, then receipts awaited)."""
     hashes = []
     for owner in owners:
         nonce: int = await w3.eth.get_transaction_count(owner.address, "pending")

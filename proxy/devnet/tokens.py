@@ -18,13 +18,13 @@ from contracts import load_artifact
 
 __all__ = [
     "DEVNET_RECEIPT_TIMEOUT_S",
-    "await_devnet_success",
-    "send_devnet_transaction",
     "DevnetToken",
     "DevnetTokens",
+    "await_devnet_success",
     "deploy_test_tokens",
     "mint",
     "mint_many",
+    "send_devnet_transaction",
 ]
 
 DEVNET_RECEIPT_TIMEOUT_S = 30.0
@@ -68,7 +68,9 @@ async def _fee_fields(w3: AsyncWeb3[Any]) -> dict[str, int]:
     }
 
 
-async def send_devnet_transaction(w3: AsyncWeb3[Any], account: LocalAccount, tx: dict[str, Any], nonce: int) -> HexBytes:
+async def send_devnet_transaction(
+    w3: AsyncWeb3[Any], account: LocalAccount, tx: dict[str, Any], nonce: int
+) -> HexBytes:
     """Signs and sends one EIP-1559 transaction; returns its hash (the receipt is awaited by the caller)."""
     chain_id = await w3.eth.chain_id
     tx = {**tx, "from": account.address, "nonce": nonce, "chainId": chain_id, "type": 2}
@@ -93,7 +95,9 @@ async def deploy_test_tokens(w3: AsyncWeb3[Any], deployer: LocalAccount) -> Devn
     hashes = []
     for offset, (artifact_name, *_rest) in enumerate((_USDC_SPEC, _USDT_SPEC)):
         artifact = load_artifact(artifact_name)
-        hashes.append(await send_devnet_transaction(w3, deployer, {"data": artifact.bytecode}, nonce + offset))
+        hashes.append(
+            await send_devnet_transaction(w3, deployer, {"data": artifact.bytecode}, nonce + offset)
+        )
     for tx_hash, (artifact_name, name, version, symbol) in zip(hashes, (_USDC_SPEC, _USDT_SPEC), strict=True):
         receipt = await await_devnet_success(w3, tx_hash)
         address = receipt["contractAddress"]

@@ -51,6 +51,7 @@ async def open_paid_session(
 ) -> tuple[BillingSession, dict[str, str]]:
     """The open billing session and the headers to answer with (x402 settlement headers where x402 paid)."""
     key_payer = principal
+    upto = None
     if key_payer is not None:
         credit_account, key_id, headers = key_payer.credit_account, key_payer.key_id, {}
         if gate.carries_payment(request):
@@ -64,8 +65,10 @@ async def open_paid_session(
             payment = await gate.accept(request, quote_nano_usd=shortfall, request_id=request_id)
             headers = dict(payment.response_headers)
     else:
-        payment = await gate.accept(request, quote_nano_usd=hold_nano_usd, request_id=request_id)
+        # Without a key, the request may pay with `upto` too: its real cost is settled after the inference.
+        payment = await gate.accept(request, quote_nano_usd=hold_nano_usd, request_id=request_id, upto=True)
         credit_account, key_id, headers = payment.credit_account, None, dict(payment.response_headers)
+        upto = payment.upto
     try:
         session = await billing.open(
             request_id=request_id,
@@ -75,6 +78,7 @@ async def open_paid_session(
             first_provider=first_provider,
             strategy=strategy,
             streamed=streamed,
+            upto=upto,
         )
     except InsufficientFunds as error:
         available = (await billing.ledger.balance(credit_account)).available

@@ -86,7 +86,11 @@ async def verified(
 
 
 async def test_settles_exactly_the_amount_once(
-    w3: Web3Client, reader: Permit2Reader, settler: Settler, tokens: DevnetTokens, anvil_accounts: list[LocalAccount]
+    w3: Web3Client,
+    reader: Permit2Reader,
+    settler: Settler,
+    tokens: DevnetTokens,
+    anvil_accounts: list[LocalAccount],
 ) -> None:
     payer, token = anvil_accounts[3], tokens.usdc
     payment = await verified(w3, reader, token, payer, settler)
@@ -103,7 +107,11 @@ async def test_settles_exactly_the_amount_once(
 
 
 async def test_only_the_witness_facilitator_may_settle_and_never_above_the_maximum(
-    w3: Web3Client, reader: Permit2Reader, settler: Settler, tokens: DevnetTokens, anvil_accounts: list[LocalAccount]
+    w3: Web3Client,
+    reader: Permit2Reader,
+    settler: Settler,
+    tokens: DevnetTokens,
+    anvil_accounts: list[LocalAccount],
 ) -> None:
     payer, token = anvil_accounts[3], tokens.usdt
     payment = await verified(w3, reader, token, payer, settler)
@@ -118,21 +126,25 @@ async def test_only_the_witness_facilitator_may_settle_and_never_above_the_maxim
 
 
 async def fresh_payer(w3: Web3Client, deployer: LocalAccount, token: DevnetToken) -> LocalAccount:
-    """A new account with gas money, 10 tokens, and Permit2 approved: free to drain without touching others."""
+    """A new account with gas money, 10 tokens and Permit2 approved: drained without touching others."""
     payer: LocalAccount = Account.create()
-    await w3.provider.make_request("anvil_setBalance", [payer.address, hex(10**18)])  # type: ignore[arg-type]
+    await w3.provider.make_request("anvil_setBalance", [payer.address, hex(10**18)])
     await mint(w3, deployer, token=token.address, to=payer.address, amount_atomic=10_000_000)
     await approve_permit2(w3, [payer], tokens=[token.address])
     return payer
 
 
 async def test_withdrawn_allowance_or_balance_is_refused_before_sending(
-    w3: Web3Client, reader: Permit2Reader, settler: Settler, tokens: DevnetTokens, anvil_accounts: list[LocalAccount]
+    w3: Web3Client,
+    reader: Permit2Reader,
+    settler: Settler,
+    tokens: DevnetTokens,
+    anvil_accounts: list[LocalAccount],
 ) -> None:
     token = tokens.usdc
     payer = await fresh_payer(w3, anvil_accounts[0], token)
     payment = await verified(w3, reader, token, payer, settler)
-    nonce_before = await w3.eth.get_transaction_count(settler.address)
+    nonce_before = await w3.eth.get_transaction_count(AsyncWeb3.to_checksum_address(settler.address))
     await approve_permit2(w3, [payer], tokens=[token.address], amount_atomic=0)
     with pytest.raises(Permit2AllowanceRequired):
         await settle_upto(settler, reader, payment, 10)
@@ -146,4 +158,4 @@ async def test_withdrawn_allowance_or_balance_is_refused_before_sending(
     await await_devnet_success(w3, await send_devnet_transaction(w3, payer, tx, nonce))
     with pytest.raises(Permit2InsufficientBalance):
         await settle_upto(settler, reader, payment, 10)
-    assert await w3.eth.get_transaction_count(settler.address) == nonce_before
+    assert await w3.eth.get_transaction_count(AsyncWeb3.to_checksum_address(settler.address)) == nonce_before
