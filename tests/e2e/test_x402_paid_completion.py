@@ -117,7 +117,7 @@ def _bad_payment_cases() -> list[Any]:
     now = int(time.time())
     return [
         pytest.param({"document_overrides": {"x402Version": 3}}, "invalid_x402_version", id="wrong-version"),
-        pytest.param({"accepted_overrides": {"scheme": "upto"}}, "unsupported_scheme", id="wrong-scheme"),
+        pytest.param({"accepted_overrides": {"scheme": "deferred"}}, "unsupported_scheme", id="wrong-scheme"),
         pytest.param(
             {"accepted_overrides": {"network": "eip155:8453"}}, "invalid_network", id="wrong-network"
         ),
