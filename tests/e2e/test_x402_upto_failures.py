@@ -238,7 +238,7 @@ async def test_funds_withdrawn_while_served_are_booked_as_a_visible_loss(
     offer = await upto_offer(router, CHAT_BODY, asset=usdc)
     header = upto_payment_header(payer, offer)
     router.simulator.first.set_fault("*", latency_ms=UPSTREAM_LATENCY_MS)
-    wallet_nonce = await router.w3.eth.get_transaction_count(router.settlement_wallet)
+    wallet_nonce = await router.w3.eth.get_transaction_count(router.settlement_account.address)
     request = asyncio.create_task(_paid(router, header))
     await _claimed(router, 1)
     await withdraw(router, payer)
@@ -255,7 +255,7 @@ async def test_funds_withdrawn_while_served_are_booked_as_a_visible_loss(
     assert settlement["transaction"] == ""
     # Nothing moved on chain, and no transaction was sent (no gas burned on a settlement bound to revert).
     assert await token_balance_atomic(router.w3, usdc, payer.address) == payer_after_withdrawal
-    assert await router.w3.eth.get_transaction_count(router.settlement_wallet) == wallet_nonce
+    assert await router.w3.eth.get_transaction_count(router.settlement_account.address) == wallet_nonce
 
     engine = router.app[DB_ENGINE]
     [intent] = await intent_rows(engine)
