@@ -18,11 +18,18 @@ from contracts import load_artifact
 from proxy.devnet.tokens import await_devnet_success, send_devnet_transaction
 from x402.permit2 import PERMIT2_ADDRESS, UPTO_PROXY_ADDRESS
 
-__all__ = ["UINT256_MAX", "approve_permit2", "install_permit2_contracts", "permit2_calldata_approve"]
+__all__ = [
+    "UINT256_MAX",
+    "approve_permit2",
+    "install_permit2_contracts",
+    "permit2_allowance_atomic",
+    "permit2_calldata_approve",
+]
 
 UINT256_MAX = 2**256 - 1
-# approve(address,uint256)
+# approve(address,uint256) and allowance(address,address)
 _APPROVE_SELECTOR = "095ea7b3"
+_ALLOWANCE_SELECTOR = "dd62ed3e"
 
 
 async def install_permit2_contracts(w3: AsyncWeb3[Any]) -> None:
@@ -58,3 +65,10 @@ async def approve_permit2(
             nonce += 1
     for tx_hash in hashes:
         await await_devnet_success(w3, tx_hash)
+
+
+async def permit2_allowance_atomic(w3: AsyncWeb3[Any], token: ChecksumAddress, owner: str) -> int:
+    """`owner`'s allowance of `token` to Permit2."""
+    words = [bytes.fromhex(address[2:]).rjust(32, b"\0").hex() for address in (owner, PERMIT2_ADDRESS)]
+    call: Any = {"to": token, "data": "0x" + _ALLOWANCE_SELECTOR + "".join(words)}
+    return int.from_bytes(await w3.eth.call(call), "big")
