@@ -96,7 +96,7 @@ async def test_official_sdk_pays_the_cost_rounded_up_and_the_books_tie_out(
         [intent] = await intent_rows(router.app[DB_ENGINE])
         assert (intent["scheme"], intent["status"], intent["value_atomic"]) == ("upto", "booked", due_atomic)
         assert intent["max_atomic"] == -(-quote_nano_usd // NANO_USD_PER_ATOMIC)
-        await assert_books_clean(router, wallet, start_block=start_block)
+        await assert_books_clean(router, wallet, start_block=start_block, upto_settlements=1)
 
 
 async def test_a_request_that_costs_nothing_settles_nothing(

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger import Ledger, chart, check_ledger, unix_ms_now
 from proxy.api.app_keys import DB_ENGINE, PAYMENT_GATE
 from proxy.chain.reconcile import ReconcileScope, reconcile_settlement_wallet
-from proxy.chain.watcher import WatchedToken
+from proxy.chain.watcher import ChainWatcher, WatchedToken, WatcherSettings
+from proxy.chart_accounts import ChartAccounts
 from proxy.db.tables import x402_settlements
 from proxy.devnet.simulator import Simulators
 from tests.e2e.payments import encode_b64_json
@@ -89,21 +90,31 @@ async def intent_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
         return [dict(row) for row in rows.all()]
 
 
-async def assert_books_clean(router: RunningRouter, wallet: LocalAccount, *, start_block: int) -> None:
-    """The ledger checks clean, every upto promise drained, and the wallet reconciles with the chain."""
+async def assert_books_clean(
+    router: RunningRouter, wallet: LocalAccount, *, start_block: int, upto_settlements: int = 0
+) -> None:
+    """The chain watcher leaves upto settlements to the payment path (no second booking), the ledger checks
+    clean, every upto promise drained, and the wallet reconciles with the chain."""
     engine: AsyncEngine = router.app[DB_ENGINE]
+    tokens = tuple(WatchedToken(address=t.address, decimals=t.decimals) for t in router.tokens.all())
+    watcher_settings = WatcherSettings(
+        network=NETWORK,
+        settlement_wallet=wallet.address,
+        tokens=tokens,
+        confirmations=0,
+        start_block=start_block,
+    )
+    accounts = ChartAccounts(Ledger(engine))
+    watcher = ChainWatcher(router.w3, settings=watcher_settings, accounts=accounts, engine=engine)
+    watched = await watcher.poll_once()
+    assert (watched.booked, watched.skipped_x402) == (0, upto_settlements)
     assert await check_ledger(engine) == []
     ledger = Ledger(engine)
     for token in router.tokens.all():
         names = {a.name for a in await ledger.accounts()}
         if (in_transit := chart.in_transit(NETWORK, token.address)) in names:
             assert (await ledger.balance(in_transit)).posted == 0
-    scope = ReconcileScope(
-        network=NETWORK,
-        settlement_wallet=wallet.address,
-        tokens=tuple(WatchedToken(address=t.address, decimals=t.decimals) for t in router.tokens.all()),
-        confirmations=0,
-    )
+    scope = ReconcileScope(network=NETWORK, settlement_wallet=wallet.address, tokens=tokens, confirmations=0)
     report = await reconcile_settlement_wallet(
         router.w3, ledger, scope, from_block=start_block, now_unix_ms=unix_ms_now()
     )
