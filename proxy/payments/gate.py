@@ -47,6 +47,7 @@ from x402.errors import (
     SettlementPending,
     SettlementSendFailed,
     TransactionFailed,
+    UnsupportedScheme,
     X402Error,
 )
 from x402.models import (
@@ -194,7 +195,9 @@ class PaymentGate:
         if v2_header is None and v1_header is None:
             raise self.payment_required(request, quote_nano_usd, reason=None, upto=upto)
         try:
-            if upto and v2_header is not None and is_upto_payment_header(v2_header):
+            if v2_header is not None and is_upto_payment_header(v2_header):
+                if not upto:
+                    raise UnsupportedScheme("upto pays inference without an API key, never top-ups")
                 accepted = await self.upto.accept(
                     v2_header, quote_nano_usd=quote_nano_usd, request_id=request_id
                 )

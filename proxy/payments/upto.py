@@ -242,6 +242,9 @@ class UptoPayments:
         self._settle_window_s = int(settings.stream_hold_s_max) + 1
         self.max_timeout_s = settings.hold_timeout_s
         assert self.max_timeout_s > self._settle_window_s
+        # Intents this process is settling now: recovery leaves them to their request (as the Settler's own
+        # in-flight set does for `exact`), so one authorization is never sent twice from here.
+        self.finishing: set[int] = set()
 
     def asset_settings(self, address: str) -> AssetSettings:
         for asset in self.settings.assets:
@@ -317,6 +320,16 @@ async def finish_upto_intent(intent: SettlementIntent, *, payments: UptoPayments
     reverted) is booked as a loss and the intent marked lost. SettlementPending, SettlementSendFailed and
     ChainUnavailable propagate: the outcome is unknown and the intent stays open for recovery.
     """
+    if intent.id in payments.finishing:
+        raise SettlementPending("this upto intent is being settled by its request")
+    payments.finishing.add(intent.id)
+    try:
+        return await _finish(intent, payments=payments)
+    finally:
+        payments.finishing.discard(intent.id)
+
+
+async def _finish(intent: SettlementIntent, *, payments: UptoPayments) -> UptoOutcome:
     asset = payments.asset_settings(intent.asset)
     payment = load_upto_payment(intent)
     settler = payments.settler

@@ -282,3 +282,17 @@ async def test_a_payer_cannot_promise_the_same_funds_twice(router: RunningRouter
     router.simulator.first.clear_fault("*")
     assert [row["status"] for row in await intent_rows(router.app[DB_ENGINE])] == ["booked"]
     assert await check_ledger(router.app[DB_ENGINE]) == []
+
+
+async def test_a_top_up_offers_and_takes_exact_only(router: RunningRouter) -> None:
+    """A top-up has no cost to settle afterwards: `upto` is not offered there, and refused when sent."""
+    payer = router.payers[4]
+    url = "/v1/credits/topup?amount=0.01"
+    response = await router.client.post(url)
+    assert response.status == 402
+    assert {entry["scheme"] for entry in (await response.json())["accepts"]} == {"exact"}
+    offer = await upto_offer(router, CHAT_BODY, asset=router.tokens.usdc.address)
+    paid = await router.client.post(url, headers={"PAYMENT-SIGNATURE": upto_payment_header(payer, offer)})
+    assert paid.status == 402
+    assert (await paid.json())["error"] == "unsupported_scheme"
+    await _assert_nothing_booked(router, payer)
