@@ -25,6 +25,7 @@ __all__ = [
     "mint",
     "mint_many",
     "send_devnet_transaction",
+    "transfer",
 ]
 
 DEVNET_RECEIPT_TIMEOUT_S = 30.0
@@ -152,3 +153,15 @@ async def mint_many(
             nonce += 1
     for tx_hash in hashes:
         await await_devnet_success(w3, tx_hash)
+
+
+async def transfer(
+    w3: AsyncWeb3[Any], sender: LocalAccount, *, token: ChecksumAddress, to: str, amount_atomic: int
+) -> None:
+    """A plain ERC-20 transfer of `amount_atomic` from `sender` to `to`, awaited (the supply is unchanged)."""
+    assert amount_atomic >= 0
+    to_word = bytes.fromhex(to[2:]).rjust(32, b"\0")
+    data = "0xa9059cbb" + to_word.hex() + amount_atomic.to_bytes(32, "big").hex()
+    nonce: int = await w3.eth.get_transaction_count(sender.address, "pending")
+    tx = {"to": token, "data": data, "gas": 100_000}
+    await await_devnet_success(w3, await send_devnet_transaction(w3, sender, tx, nonce))

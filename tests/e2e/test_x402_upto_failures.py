@@ -24,7 +24,7 @@ from eth_utils.crypto import keccak
 from ledger import Ledger, chart, check_ledger
 from proxy.api.app_keys import DB_ENGINE
 from proxy.devnet.permit2 import approve_permit2
-from proxy.devnet.tokens import await_devnet_success, mint, send_devnet_transaction
+from proxy.devnet.tokens import await_devnet_success, send_devnet_transaction, transfer
 from tests.e2e.payments import decode_b64_json, encode_b64_json
 from tests.e2e.upto_support import CHAT_BODY, NETWORK, intent_rows, upto_offer, upto_payment_header
 from tests.fixtures.app import RunningRouter
@@ -191,11 +191,12 @@ async def test_a_replayed_authorization_is_refused_and_settled_once(router: Runn
 
 
 async def _fresh_payer(router: RunningRouter, *, funds_atomic: int) -> LocalAccount:
-    """A new payer with gas money, `funds_atomic` USDC and Permit2 approved: free to drain."""
+    """A new payer with gas money, `funds_atomic` USDC (from a session payer: the supply stays what the
+    fixture minted) and Permit2 approved: free to drain."""
     payer: LocalAccount = Account.create()
     await router.w3.provider.make_request("anvil_setBalance", [payer.address, hex(10**18)])
     usdc = router.tokens.usdc.address
-    await mint(router.w3, router.settlement_account, token=usdc, to=payer.address, amount_atomic=funds_atomic)
+    await transfer(router.w3, router.payers[8], token=usdc, to=payer.address, amount_atomic=funds_atomic)
     await approve_permit2(router.w3, [payer], tokens=[usdc])
     return payer
 

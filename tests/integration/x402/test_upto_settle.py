@@ -18,7 +18,13 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from proxy.devnet.anvil import AnvilNode
 from proxy.devnet.permit2 import UINT256_MAX, approve_permit2
-from proxy.devnet.tokens import DevnetToken, DevnetTokens, await_devnet_success, mint, send_devnet_transaction
+from proxy.devnet.tokens import (
+    DevnetToken,
+    DevnetTokens,
+    await_devnet_success,
+    send_devnet_transaction,
+    transfer,
+)
 from tests.fixtures.chain import token_balance_atomic
 from x402.chain import TokenReader
 from x402.errors import (
@@ -125,11 +131,12 @@ async def test_only_the_witness_facilitator_may_settle_and_never_above_the_maxim
     assert not await reader.nonce_used(payer.address, payment.nonce)
 
 
-async def fresh_payer(w3: Web3Client, deployer: LocalAccount, token: DevnetToken) -> LocalAccount:
+async def fresh_payer(w3: Web3Client, funder: LocalAccount, token: DevnetToken) -> LocalAccount:
     """A new account with gas money, 10 tokens and Permit2 approved: drained without touching others."""
     payer: LocalAccount = Account.create()
     await w3.provider.make_request("anvil_setBalance", [payer.address, hex(10**18)])
-    await mint(w3, deployer, token=token.address, to=payer.address, amount_atomic=10_000_000)
+    # From a session payer, not minted: the fixture's total supply is what other tests check.
+    await transfer(w3, funder, token=token.address, to=payer.address, amount_atomic=10_000_000)
     await approve_permit2(w3, [payer], tokens=[token.address])
     return payer
 
@@ -142,7 +149,7 @@ async def test_withdrawn_allowance_or_balance_is_refused_before_sending(
     anvil_accounts: list[LocalAccount],
 ) -> None:
     token = tokens.usdc
-    payer = await fresh_payer(w3, anvil_accounts[0], token)
+    payer = await fresh_payer(w3, anvil_accounts[9], token)
     payment = await verified(w3, reader, token, payer, settler)
     nonce_before = await w3.eth.get_transaction_count(AsyncWeb3.to_checksum_address(settler.address))
     await approve_permit2(w3, [payer], tokens=[token.address], amount_atomic=0)
