@@ -26,6 +26,7 @@ __all__ = [
     "provider_payable",
     "spec_for",
     "unit_for",
+    "upto_loss_expense",
     "usage_overage_expense",
 ]
 
@@ -36,6 +37,7 @@ UNIT_WEI = "wei"
 NATIVE_ASSET = "0x0000000000000000000000000000000000000000"
 EXPENSE_GAS = "expense:gas"
 EXPENSE_USAGE_OVERAGE = "expense:usage_overage"
+EXPENSE_UPTO_LOSS = "expense:x402_upto_loss"
 EQUITY_EXTERNAL = "equity:external"
 
 
@@ -91,6 +93,12 @@ def usage_overage_expense(provider: str) -> str:
     """What a provider billed beyond the quote the caller was held for (expense, nano-USD): the operator
     owes it to the provider but could not charge it on."""
     return f"{EXPENSE_USAGE_OVERAGE}:{_part(provider)}"
+
+
+def upto_loss_expense(network: str) -> str:
+    """Served x402 `upto` requests whose settlement failed afterwards (expense, nano-USD): the payer withdrew
+    its allowance or balance, or invalidated its nonce, between verification and settlement."""
+    return f"{EXPENSE_UPTO_LOSS}:{_network(network)}"
 
 
 class AccountSpec:

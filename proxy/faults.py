@@ -19,6 +19,8 @@ CrashPoint = Literal[
     "after_withdrawal_held",  # the withdrawal's credit is held and its row stored; nothing is signed
     "after_withdrawal_signed",  # the withdrawal holds its signed transfer (status sent); nothing was sent
     "after_withdrawal_mined",  # the withdrawal's transfer is mined; nothing is booked
+    "after_upto_captured",  # an upto request is served and its cost captured (amount due); nothing is signed
+    "after_upto_signed",  # the upto settlement's signed transaction is stored; nothing was sent
 ]
 CRASH_EXIT_CODE = 86
 

@@ -66,6 +66,10 @@ class TokenReader:
         result: bytes = await self._bounded(self._w3.eth.call(tx, block), "eth_call")
         return bytes(result)
 
+    async def call_contract(self, to: str, data: bytes) -> bytes:
+        """A bounded eth_call of any contract at the latest block (Permit2's reads use it too)."""
+        return await self._call(to, data)
+
     async def chain_id(self) -> int:
         if self._chain_id is None:
             self._chain_id = int(await self._bounded(self._w3.eth.chain_id, "eth_chainId"))

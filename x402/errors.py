@@ -19,6 +19,19 @@
     ├── NonceAlreadyUsed                invalid_exact_evm_nonce_already_used
     ├── InsufficientFunds               insufficient_funds
     ├── ChainUnavailable                unexpected_verify_error    (RPC failed or timed out)
+    ├── UptoError                       (the `upto` scheme's own checks, Permit2 reason codes of the SDK)
+    │   ├── Permit2SpenderMismatch      invalid_permit2_spender   (spender is not the upto proxy)
+    │   ├── Permit2RecipientMismatch    invalid_permit2_recipient_mismatch (witness.to is not payTo)
+    │   ├── UptoFacilitatorMismatch     upto_facilitator_mismatch (witness.facilitator is not our settler)
+    │   ├── Permit2DeadlineExpired      permit2_deadline_expired  (deadline too near, or too far, to settle)
+    │   ├── Permit2NotYetValid          permit2_not_yet_valid     (witness.validAfter in the future)
+    │   ├── Permit2AmountMismatch       permit2_amount_mismatch   (signed maximum is not the offered one)
+    │   ├── Permit2TokenMismatch        permit2_token_mismatch
+    │   ├── Permit2InvalidSignature     invalid_permit2_signature
+    │   ├── Permit2NonceUsed            permit2_invalid_nonce     (the Permit2 nonce is spent or invalidated)
+    │   ├── Permit2AllowanceRequired    permit2_allowance_required (payer's allowance to Permit2 too low)
+    │   ├── Permit2InsufficientBalance  permit2_insufficient_balance
+    │   └── UptoSettlementExceedsAmount invalid_upto_evm_payload_settlement_exceeds_amount
     └── SettlementError                 unexpected_settle_error
         ├── SettlementSendFailed        unexpected_settle_error    (send failed; outcome unknown → recover)
         ├── SettlementPending           settlement_pending         (no receipt within the bound)
@@ -47,6 +60,16 @@ __all__ = [
     "InvalidX402Version",
     "NetworkMismatch",
     "NonceAlreadyUsed",
+    "Permit2AllowanceRequired",
+    "Permit2AmountMismatch",
+    "Permit2DeadlineExpired",
+    "Permit2InsufficientBalance",
+    "Permit2InvalidSignature",
+    "Permit2NonceUsed",
+    "Permit2NotYetValid",
+    "Permit2RecipientMismatch",
+    "Permit2SpenderMismatch",
+    "Permit2TokenMismatch",
     "RecipientMismatch",
     "SettlementError",
     "SettlementPending",
@@ -55,6 +78,9 @@ __all__ = [
     "TokenVersionMismatch",
     "TransactionFailed",
     "UnsupportedScheme",
+    "UptoError",
+    "UptoFacilitatorMismatch",
+    "UptoSettlementExceedsAmount",
     "ValueMismatch",
     "X402Error",
 ]
@@ -143,6 +169,60 @@ class InsufficientFunds(X402Error):
 
 class ChainUnavailable(X402Error):
     reason = "unexpected_verify_error"
+
+
+class UptoError(X402Error):
+    """A failed check of the `upto` scheme (Permit2 witness transfer); codes as the official SDK has them."""
+
+    reason = "invalid_payload"
+
+
+class Permit2SpenderMismatch(UptoError):
+    reason = "invalid_permit2_spender"
+
+
+class Permit2RecipientMismatch(UptoError):
+    reason = "invalid_permit2_recipient_mismatch"
+
+
+class UptoFacilitatorMismatch(UptoError):
+    reason = "upto_facilitator_mismatch"
+
+
+class Permit2DeadlineExpired(UptoError):
+    reason = "permit2_deadline_expired"
+
+
+class Permit2NotYetValid(UptoError):
+    reason = "permit2_not_yet_valid"
+
+
+class Permit2AmountMismatch(UptoError):
+    reason = "permit2_amount_mismatch"
+
+
+class Permit2TokenMismatch(UptoError):
+    reason = "permit2_token_mismatch"
+
+
+class Permit2InvalidSignature(UptoError):
+    reason = "invalid_permit2_signature"
+
+
+class Permit2NonceUsed(UptoError):
+    reason = "permit2_invalid_nonce"
+
+
+class Permit2AllowanceRequired(UptoError):
+    reason = "permit2_allowance_required"
+
+
+class Permit2InsufficientBalance(UptoError):
+    reason = "permit2_insufficient_balance"
+
+
+class UptoSettlementExceedsAmount(UptoError):
+    reason = "invalid_upto_evm_payload_settlement_exceeds_amount"
 
 
 class SettlementError(X402Error):

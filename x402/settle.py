@@ -210,6 +210,56 @@ class Settler:
         finally:
             self._in_flight.discard(key)
 
+    async def send_contract_call(
+        self,
+        *,
+        chain_id: int,
+        to: str,
+        data: bytes,
+        recheck: Callable[[], Awaitable[None]] | None = None,
+        before_send: BeforeSend | None = None,
+    ) -> SignedSettlement:
+        """Under the settlement key's lock: `recheck` (raises to refuse, before anything is signed), sign with
+        the next transaction nonce, `before_send` (the caller persists it), send. The receipt is the caller's
+        to await (`await_receipt`), outside the lock, so other settlements proceed meanwhile."""
+        async with self._lock:
+            if recheck is not None:
+                await recheck()
+            signed = await self._sign_call_locked(chain_id=chain_id, to=to, data=data)
+            if before_send is not None:
+                await before_send(signed)
+            await self._send_locked(signed)
+        return signed
+
+    async def await_receipt(self, tx_hash: str, what: str) -> Any:
+        """The receipt of a sent transaction (reverted ones included); SettlementPending when none comes."""
+        return await self._wait_for_receipt(tx_hash, what)
+
+    async def finish_signed_call(self, signed: SignedSettlement, what: str) -> Any | None:
+        """The receipt of a stored transaction whose outcome a crash hid, never sending a different one.
+
+        Mined → its receipt. Not mined and its transaction nonce still free → awaited if the node holds it,
+        else the very same raw bytes are rebroadcast and awaited. Its nonce taken by another transaction →
+        None: it can never be mined, so the caller may sign a fresh one.
+        """
+        receipt = await self._receipt_or_none(signed.tx_hash)
+        if receipt is not None:
+            return receipt
+        confirmed_nonce = int(
+            await self._rpc(self._w3.eth.get_transaction_count(self._account.address, "latest"), "nonce")
+        )
+        if signed.tx_nonce >= confirmed_nonce:
+            if not await self._is_known(signed.tx_hash):
+                async with self._lock:
+                    try:
+                        send = self._w3.eth.send_raw_transaction(signed.raw_tx)
+                        await self._rpc(send, "eth_sendRawTransaction")
+                    finally:
+                        self._next_tx_nonce = None
+            return await self._wait_for_receipt(signed.tx_hash, what)
+        # Mined between the two reads, or never: the receipt says which.
+        return await self._receipt_or_none(signed.tx_hash)
+
     async def _recheck(self, payment: VerifiedPayment) -> None:
         used, balance_atomic = await asyncio.gather(
             self._reader.authorization_used(payment.asset, payment.payer, payment.authorization.nonce),

@@ -296,6 +296,7 @@ async def _recover(app: web.Application, *, older_than_s: float) -> None:
         accounts=app[CHART_ACCOUNTS],
         assets=app[SETTINGS].assets,
         older_than_s=older_than_s,
+        upto=app[PAYMENT_GATE].upto,
     )
 
 

@@ -87,7 +87,8 @@ _SELECTOR_BALANCE_OF = keccak(text="balanceOf(address)")[:4]
 _SENT_STATUSES = (SettlementStatus.SIGNED.value, SettlementStatus.MINED.value, SettlementStatus.BOOKED.value)
 _WITHDRAWAL_SENT_STATUSES = (WithdrawalStatus.SENT, WithdrawalStatus.COMPLETED)
 # A failed record with a block names a transaction that was mined and reverted: its receipt is evidence too.
-_SETTLEMENT_FAILED = SettlementStatus.FAILED.value
+# An `upto` settlement that reverted after serving is `lost` (booked as a loss), with its block the same way.
+_SETTLEMENT_FAILED = (SettlementStatus.FAILED.value, SettlementStatus.LOST.value)
 _WITHDRAWAL_FAILED = WithdrawalStatus.FAILED
 _TRANSACTIONS = ledger_metadata.tables["ledger_transactions"]
 # `<network>:<tx hash>:<log index>` (a token movement) or `<network>:<tx hash>:gas` (the gas a transaction
@@ -216,7 +217,7 @@ async def load_settlement_tx_hashes(
         table.c.tx_hash.is_not(None),
         sa.or_(
             table.c.status.in_(_SENT_STATUSES),
-            sa.and_(table.c.status == _SETTLEMENT_FAILED, table.c.block_number.is_not(None)),
+            sa.and_(table.c.status.in_(_SETTLEMENT_FAILED), table.c.block_number.is_not(None)),
         ),
     )
     return await _hashes_in_range(engine, statement, from_block=from_block, to_block=to_block)

@@ -32,7 +32,7 @@ from typing import Any
 import structlog
 from hexbytes import HexBytes
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import DuplicateExternalRef, Posting, chart
@@ -321,10 +321,12 @@ class ChainWatcher:
         return None
 
     async def _owned_by_x402(self, transfer: TransferLog, uses: Sequence[AuthorizationUse]) -> bool:
-        """True when the transfer is an x402 settlement that the payment path books itself."""
+        """True when the transfer is an x402 settlement that the payment path books itself: an `exact` one
+        by its AuthorizationUsed log, an `upto` one (a Permit2 transfer, no such log) by its transaction,
+        stored on the intent before it was sent."""
         nonces = [u.nonce for u in uses if u.tx_hash == transfer.tx_hash and u.authorizer == transfer.sender]
         if not nonces:
-            return False
+            return await self._upto_settlement(transfer)
         table = x402_settlements
         statement = select(table.c.id).where(
             table.c.network == self._settings.network,
@@ -332,6 +334,17 @@ class ChainWatcher:
             table.c.payer == transfer.sender,
             table.c.authorization_nonce.in_(nonces),
             table.c.status.not_in(_X402_DEAD_STATUSES),
+        )
+        async with self._engine.connect() as connection:
+            return (await connection.execute(statement)).first() is not None
+
+    async def _upto_settlement(self, transfer: TransferLog) -> bool:
+        table = x402_settlements
+        statement = select(table.c.id).where(
+            table.c.network == self._settings.network,
+            table.c.scheme == "upto",
+            table.c.payer == transfer.sender.lower(),
+            func.lower(table.c.tx_hash) == transfer.tx_hash.lower(),
         )
         async with self._engine.connect() as connection:
             return (await connection.execute(statement)).first() is not None

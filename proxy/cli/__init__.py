@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         "--asset", default=None, help="token symbol or address to pay with (default: first offered)"
     )
     pay.add_argument("--max-tokens", type=int, default=None)
+    pay.add_argument(
+        "--scheme",
+        choices=("exact", "upto"),
+        default="exact",
+        help="exact: pay the quote (the rest stays credit); upto: the quote is a maximum, the cost is paid",
+    )
     pay.add_argument("--private-key", default=None, help="agent key (default: $MEGAROUTER_AGENT_KEY)")
     pay.add_argument(
         "--sign-in",

@@ -1,6 +1,8 @@
-"""`megarouter pay`: a minimal x402 agent — ask, read the 402 offer, sign an EIP-3009 payment, ask again.
+"""`megarouter pay`: a minimal x402 agent — ask, read the 402 offer, sign a payment, ask again.
 
-It shows exactly what any agent does: no account and no API key, only a funded wallet key.
+It shows exactly what any agent does: no account and no API key, only a funded wallet key. `--scheme exact`
+signs an EIP-3009 transfer of the quote; `--scheme upto` signs the quote as a Permit2 maximum and the router
+settles the real cost. Either way it prints what was paid against what was used.
 """
 
 from __future__ import annotations
@@ -20,21 +22,31 @@ from proxy.accounts.credits import nano_usd_to_usd_string
 from proxy.cli.pay_sign_in import CreditAttempt, sign_in_header, spend_credit
 from x402.client import sign_payment
 from x402.codec import decode_header_json, decode_payment_required_header, encode_header
-from x402.models import PaymentRequirements
+from x402.models import PaymentRequired, PaymentRequirements
 from x402.siwx import SIGN_IN_WITH_X
+from x402.upto_client import sign_upto_payment
 
 __all__ = ["run_pay_command"]
 
 AGENT_KEY_ENV = "MEGAROUTER_AGENT_KEY"
 REQUEST_TIMEOUT_S = 120.0
+# The offered tokens are USD stablecoins of 6 decimals: one atomic unit is 1,000 nano-USD.
+NANO_USD_PER_ATOMIC = 1_000
 
 
 # Token symbols an operator may type, by the EIP-712 domain name the offer carries.
 _SYMBOLS_BY_DOMAIN_NAME = {"USD Coin": ("usdc",), "USDT0": ("usdt", "usdt0")}
 
 
-def _choose(accepts: list[PaymentRequirements], asset: str | None) -> PaymentRequirements:
-    """The offer to pay: by token address or symbol, else the first (the server's preference)."""
+def _choose(
+    accepts: list[PaymentRequirements], asset: str | None, scheme: str = "exact"
+) -> PaymentRequirements:
+    """The offer to pay in `scheme`: by token address or symbol, else the first (the server's choice)."""
+    offered = accepts
+    accepts = [requirement for requirement in offered if requirement.scheme == scheme]
+    if not accepts:
+        schemes = sorted({requirement.scheme for requirement in offered})
+        raise SystemExit(f"pay: scheme {scheme} is not offered; offered: {schemes}")
     if asset is None:
         return accepts[0]
     for requirement in accepts:
@@ -79,10 +91,11 @@ async def run_pay_command(args: argparse.Namespace, environ: Mapping[str, str] =
                 # Only the shortfall is asked for: pay it on a request signed in again (a proof serves once).
                 offer = decode_payment_required_header(attempt.headers["PAYMENT-REQUIRED"])
                 sign_in_headers = {SIGN_IN_WITH_X: sign_in_header(account, attempt.offer) or ""}
-        requirement = _choose(offer.accepts, args.asset)
-        payment = sign_payment(requirement, account, now_unix_s=int(time.time()), resource=offer.resource)
+        requirement = _choose(offer.accepts, args.asset, getattr(args, "scheme", "exact"))
+        payment = _sign(requirement, account, offer)
+        verb = "authorizing at most" if requirement.scheme == "upto" else "paying"
         print(
-            f"paying {requirement.amount} atomic units of {requirement.asset} to {requirement.pay_to}",
+            f"{verb} {requirement.amount} atomic units of {requirement.asset} to {requirement.pay_to}",
             file=sys.stderr,
         )
         async with session.post(
@@ -97,14 +110,20 @@ async def run_pay_command(args: argparse.Namespace, environ: Mapping[str, str] =
     print(
         completion["choices"][0]["message"].get("content") or json.dumps(completion["choices"][0]["message"])
     )
+    cost_nano_usd = int(paid.headers.get("X-MegaRouter-Cost-Nano-USD", "0"))
+    # `exact` settles the quote; `upto` settles what the response says it did (the cost, rounded up).
+    paid_atomic = int(settlement.get("amount") or 0) if requirement.scheme == "upto" else requirement.amount
+    print(_paid_against_used(paid_atomic=paid_atomic, used_nano_usd=cost_nano_usd), file=sys.stderr)
     print(
         json.dumps(
             {
                 "model": paid.headers.get("X-MegaRouter-Model"),
+                "scheme": requirement.scheme,
                 "transaction": settlement.get("transaction"),
-                "paid_atomic": str(requirement.amount),
-                "cost_nano_usd": paid.headers.get("X-MegaRouter-Cost-Nano-USD"),
-                **_paid_against_used(int(requirement.amount), paid.headers.get("X-MegaRouter-Cost-Nano-USD")),
+                "max_atomic": str(requirement.amount),
+                "paid_atomic": str(paid_atomic),
+                "cost_nano_usd": str(cost_nano_usd),
+                **_paid_against_used_usd(paid_atomic, str(cost_nano_usd)),
             }
         ),
         file=sys.stderr,
@@ -112,7 +131,7 @@ async def run_pay_command(args: argparse.Namespace, environ: Mapping[str, str] =
     return 0
 
 
-def _paid_against_used(paid_atomic: int, cost_header: str | None) -> dict[str, str]:
+def _paid_against_used_usd(paid_atomic: int, cost_header: str | None) -> dict[str, str]:
     """What left the wallet against what the call cost, in USD; the rest stays as the wallet's credit.
     The offered tokens are 6-decimal stablecoins at par (one atomic unit is 1,000 nano-USD)."""
     paid_nano_usd = paid_atomic * 1_000
@@ -138,9 +157,28 @@ def _served_from_credit(attempt: CreditAttempt) -> int:
                 "paid_atomic": "0",
                 "cost_nano_usd": cost,
                 "served_from_credit": True,
-                **_paid_against_used(0, cost),
+                **_paid_against_used_usd(0, cost),
             }
         ),
         file=sys.stderr,
     )
     return 0
+
+
+def _sign(requirement: PaymentRequirements, account: Any, offer: PaymentRequired) -> Any:
+    now_unix_s = int(time.time())
+    if requirement.scheme == "upto":
+        return sign_upto_payment(account, requirement, now_unix_s=now_unix_s, resource=offer.resource)
+    return sign_payment(requirement, account, now_unix_s=now_unix_s, resource=offer.resource)
+
+
+def _paid_against_used(*, paid_atomic: int, used_nano_usd: int) -> str:
+    """`paid 0.000018 USD for 0.000017550 USD used (1.03x)`: money is integers; only the ratio is a float."""
+    paid_nano_usd = paid_atomic * NANO_USD_PER_ATOMIC
+    ratio = f" ({paid_nano_usd / used_nano_usd:.2f}x)" if used_nano_usd else ""
+    return f"paid {_usd(paid_nano_usd)} USD for {_usd(used_nano_usd)} USD used{ratio}"
+
+
+def _usd(amount_nano_usd: int) -> str:
+    whole, fraction = divmod(amount_nano_usd, 10**9)
+    return f"{whole}.{fraction:09d}"

@@ -62,6 +62,9 @@ x402_settlements = Table(
     Column("request_id", String(128), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # `exact` or `upto` (migration p0011); for upto the signed maximum, `value_atomic` being what is settled.
+    Column("scheme", String(8), nullable=False, server_default="exact"),
+    Column("max_atomic", BigInteger, nullable=True),
     UniqueConstraint(
         "network", "asset", "payer", "authorization_nonce", name="uq_x402_settlements_replay_key"
     ),

@@ -19,6 +19,7 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from eth_account import Account
@@ -31,6 +32,7 @@ from proxy.api.dashboard.sessions import DashboardPrincipal
 from proxy.app.serve import app_runner
 from proxy.catalog import load_catalog
 from proxy.devnet.anvil import ANVIL_MNEMONIC, AnvilNode, free_tcp_port, run_anvil, state_file_problem
+from proxy.devnet.permit2 import approve_permit2, install_permit2_contracts, permit2_allowance_atomic
 from proxy.devnet.providers import demo_providers
 from proxy.devnet.simulator import start_simulators
 from proxy.devnet.tokens import DevnetTokens, deploy_test_tokens, mint_many
@@ -67,6 +69,16 @@ def anvil_account(index: int) -> LocalAccount:
     return account
 
 
+async def _ensure_permit2(w3: AsyncWeb3[Any], tokens: list[str]) -> None:
+    """Permit2 and the x402 upto proxy at their canonical addresses, and the funded accounts approving
+    Permit2 (once: a chain from an older demo state gets the approvals on its next start)."""
+    await install_permit2_contracts(w3)
+    funded = [anvil_account(index) for index in DEMO_FUNDED_ACCOUNTS]
+    checksummed = [AsyncWeb3.to_checksum_address(token) for token in tokens]
+    if await permit2_allowance_atomic(w3, checksummed[0], funded[0].address) == 0:
+        await approve_permit2(w3, funded, tokens=checksummed)
+
+
 async def _ensure_tokens(node: AnvilNode, state_dir: Path) -> DevnetRecord:
     record_path = state_dir / "devnet.json"
     w3 = AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
@@ -80,6 +92,7 @@ async def _ensure_tokens(node: AnvilNode, state_dir: Path) -> DevnetRecord:
             }
             record = DevnetRecord.model_validate(known)
             if await w3.eth.get_code(AsyncWeb3.to_checksum_address(record.usdc)):
+                await _ensure_permit2(w3, [record.usdc, record.usdt])
                 record_path.write_text(record.model_dump_json(indent=2))
                 return record
         deployer = anvil_account(0)
@@ -91,6 +104,7 @@ async def _ensure_tokens(node: AnvilNode, state_dir: Path) -> DevnetRecord:
             recipients=[anvil_account(index).address for index in DEMO_FUNDED_ACCOUNTS],
             amount_atomic=DEMO_MINT_ATOMIC,
         )
+        await _ensure_permit2(w3, [tokens.usdc.address, tokens.usdt.address])
         record = DevnetRecord(
             chain_id=node.chain_id,
             network=f"eip155:{node.chain_id}",

@@ -20,9 +20,12 @@ __all__ = [
     "DEVNET_RECEIPT_TIMEOUT_S",
     "DevnetToken",
     "DevnetTokens",
+    "await_devnet_success",
     "deploy_test_tokens",
     "mint",
     "mint_many",
+    "send_devnet_transaction",
+    "transfer",
 ]
 
 DEVNET_RECEIPT_TIMEOUT_S = 30.0
@@ -66,7 +69,9 @@ async def _fee_fields(w3: AsyncWeb3[Any]) -> dict[str, int]:
     }
 
 
-async def _send(w3: AsyncWeb3[Any], account: LocalAccount, tx: dict[str, Any], nonce: int) -> HexBytes:
+async def send_devnet_transaction(
+    w3: AsyncWeb3[Any], account: LocalAccount, tx: dict[str, Any], nonce: int
+) -> HexBytes:
     """Signs and sends one EIP-1559 transaction; returns its hash (the receipt is awaited by the caller)."""
     chain_id = await w3.eth.chain_id
     tx = {**tx, "from": account.address, "nonce": nonce, "chainId": chain_id, "type": 2}
@@ -77,7 +82,7 @@ async def _send(w3: AsyncWeb3[Any], account: LocalAccount, tx: dict[str, Any], n
     return await w3.eth.send_raw_transaction(signed.raw_transaction)
 
 
-async def _await_success(w3: AsyncWeb3[Any], tx_hash: HexBytes) -> Any:
+async def await_devnet_success(w3: AsyncWeb3[Any], tx_hash: HexBytes) -> Any:
     receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=DEVNET_RECEIPT_TIMEOUT_S)
     if receipt["status"] != 1:
         raise RuntimeError(f"devnet transaction {tx_hash.hex()} reverted")
@@ -91,9 +96,11 @@ async def deploy_test_tokens(w3: AsyncWeb3[Any], deployer: LocalAccount) -> Devn
     hashes = []
     for offset, (artifact_name, *_rest) in enumerate((_USDC_SPEC, _USDT_SPEC)):
         artifact = load_artifact(artifact_name)
-        hashes.append(await _send(w3, deployer, {"data": artifact.bytecode}, nonce + offset))
+        hashes.append(
+            await send_devnet_transaction(w3, deployer, {"data": artifact.bytecode}, nonce + offset)
+        )
     for tx_hash, (artifact_name, name, version, symbol) in zip(hashes, (_USDC_SPEC, _USDT_SPEC), strict=True):
-        receipt = await _await_success(w3, tx_hash)
+        receipt = await await_devnet_success(w3, tx_hash)
         address = receipt["contractAddress"]
         assert address is not None
         deployed.append(
@@ -142,7 +149,19 @@ async def mint_many(
     for token in tokens:
         for recipient in recipients:
             tx = {"to": token, "data": _mint_calldata(recipient, amount_atomic), "gas": 100_000}
-            hashes.append(await _send(w3, deployer, tx, nonce))
+            hashes.append(await send_devnet_transaction(w3, deployer, tx, nonce))
             nonce += 1
     for tx_hash in hashes:
-        await _await_success(w3, tx_hash)
+        await await_devnet_success(w3, tx_hash)
+
+
+async def transfer(
+    w3: AsyncWeb3[Any], sender: LocalAccount, *, token: ChecksumAddress, to: str, amount_atomic: int
+) -> None:
+    """A plain ERC-20 transfer of `amount_atomic` from `sender` to `to`, awaited (the supply is unchanged)."""
+    assert amount_atomic >= 0
+    to_word = bytes.fromhex(to[2:]).rjust(32, b"\0")
+    data = "0xa9059cbb" + to_word.hex() + amount_atomic.to_bytes(32, "big").hex()
+    nonce: int = await w3.eth.get_transaction_count(sender.address, "pending")
+    tx = {"to": token, "data": data, "gas": 100_000}
+    await await_devnet_success(w3, await send_devnet_transaction(w3, sender, tx, nonce))

@@ -35,6 +35,7 @@ from proxy.payments.errors import (
 )
 from proxy.payments.intents import SettlementIntent, SettlementIntents
 from proxy.payments.stored_payment import dump_verified_payment
+from proxy.payments.upto import UptoCharge, UptoPayments
 from proxy.settings import AssetSettings, Settings
 from x402.chain import TokenReader
 from x402.codec import decode_payment_header, encode_header
@@ -46,6 +47,7 @@ from x402.errors import (
     SettlementPending,
     SettlementSendFailed,
     TransactionFailed,
+    UnsupportedScheme,
     X402Error,
 )
 from x402.models import (
@@ -60,6 +62,7 @@ from x402.models import PaymentRequired as PaymentRequiredDocument
 from x402.requirements import AcceptedAsset, build_requirements
 from x402.settle import Settler, SignedSettlement
 from x402.siwx import SiwxPayerMismatch
+from x402.upto import is_upto_payment_header
 from x402.verify import PayerBalance, VerifiedPayment, verify_payment_offchain, verify_payment_onchain
 
 __all__ = ["AcceptedPayment", "PaymentGate"]
@@ -73,14 +76,16 @@ log = structlog.get_logger("megarouter.payments")
 
 
 class AcceptedPayment(BaseModel):
-    """A settled and booked payment: the payer's credit now holds the paid amount."""
+    """A settled and booked payment: the payer's credit now holds the paid amount. For `upto`, the signed
+    maximum is promised (not settled yet) and `upto` settles the request's real cost once it is captured."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     payer: str
     credit_account: str
     amount_nano_usd: int
     response_headers: dict[str, str]
+    upto: UptoCharge | None = None
 
 
 class PaymentGate:
@@ -111,6 +116,15 @@ class PaymentGate:
             )
             for asset in settings.assets
         )
+        self.upto = UptoPayments(
+            settings=settings,
+            settler=settler,
+            token_reader=token_reader,
+            intents=intents,
+            accounts=accounts,
+            assets=self._accepted_assets,
+            clock_unix_s=clock_unix_s,
+        )
 
     @property
     def settlement_wallet(self) -> str:
@@ -140,14 +154,24 @@ class PaymentGate:
         )
 
     def payment_required(
-        self, request: web.Request, quote_nano_usd: int, *, reason: str | None, malformed: bool = False
+        self,
+        request: web.Request,
+        quote_nano_usd: int,
+        *,
+        reason: str | None,
+        malformed: bool = False,
+        upto: bool = False,
     ) -> PaymentRequired:
-        """The 402 (or, for a malformed header, 400) carrying the offer for this quote."""
+        """The 402 (or, for a malformed header, 400) carrying the offer for this quote; with `upto`, the
+        `upto` offers follow the `exact` ones (a request that pays its own inference, without a key)."""
+        accepts = self._requirements(quote_nano_usd)
+        if upto:
+            accepts += self.upto.requirements(quote_nano_usd)
         document = PaymentRequiredDocument(
             x402_version=2,
             error=reason or PAYMENT_REQUIRED_MESSAGE,
             resource=self._resource(request),
-            accepts=self._requirements(quote_nano_usd),
+            accepts=accepts,
             extensions={},
         )
         error_type = PaymentMalformed if malformed else PaymentRequired
@@ -166,16 +190,32 @@ class PaymentGate:
         quote_nano_usd: int,
         request_id: str,
         payer_required: str | None = None,
+        upto: bool = False,
     ) -> AcceptedPayment:
         """Settles and books the request's payment, or raises the 402/400 that says why not.
 
         `payer_required`: the only wallet whose payment is accepted (a signed-in wallet paying its
-        shortfall)."""
+        shortfall). With `upto` (an inference paid by x402 alone), an `upto` payment is accepted too: its
+        maximum is promised to the payer's credit now and the real cost is settled after the inference
+        (`.upto`)."""
         v2_header = request.headers.get(V2_PAYMENT_HEADER)
         v1_header = request.headers.get(V1_PAYMENT_HEADER)
         if v2_header is None and v1_header is None:
-            raise self.payment_required(request, quote_nano_usd, reason=None)
+            raise self.payment_required(request, quote_nano_usd, reason=None, upto=upto)
         try:
+            if v2_header is not None and is_upto_payment_header(v2_header):
+                if not upto:
+                    raise UnsupportedScheme("upto pays inference without an API key, never top-ups")
+                accepted = await self.upto.accept(
+                    v2_header, quote_nano_usd=quote_nano_usd, request_id=request_id
+                )
+                return AcceptedPayment(
+                    payer=accepted.payer,
+                    credit_account=accepted.credit_account,
+                    amount_nano_usd=accepted.charge.max_nano_usd,
+                    response_headers={},
+                    upto=accepted.charge,
+                )
             payload: PaymentPayload | PaymentPayloadV1 = (
                 decode_payment_header(v2_header, 2)
                 if v2_header is not None
@@ -211,11 +251,11 @@ class PaymentGate:
         except InvalidPayload as error:
             log.info("payment_malformed", reason=error.reason)
             raise self.payment_required(
-                request, quote_nano_usd, reason=error.reason, malformed=True
+                request, quote_nano_usd, reason=error.reason, malformed=True, upto=upto
             ) from error
         except X402Error as error:
             log.info("payment_refused", reason=error.reason, detail=str(error))
-            raise self.payment_required(request, quote_nano_usd, reason=error.reason) from error
+            raise self.payment_required(request, quote_nano_usd, reason=error.reason, upto=upto) from error
         header_name = V2_RESPONSE_HEADER if payload.x402_version == 2 else V1_RESPONSE_HEADER
         asset = self.asset_settings(verified.asset)
         return AcceptedPayment(

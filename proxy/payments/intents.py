@@ -1,6 +1,11 @@
 """Settlement intents: the durable record that makes x402 settlement crash-safe.
 
-claimed → signed → mined → booked is the happy path. A claim that never got signed is abandoned on
+claimed → signed → mined → booked is the happy path. An `upto` intent waits between claimed and signed
+while its request is served: claimed (the signed maximum reserved) → due (the cost captured, `value_atomic`
+now the amount to settle, written in the capture's own database transaction) → signed → mined → booked;
+or released (nothing to settle: zero cost, or the inference failed), or lost (served, but the settlement
+failed: the payer withdrew allowance or balance, or invalidated the nonce). Neither of the two last is
+reclaimable: one authorization pays for one request. A claim that never got signed is abandoned on
 recovery (nothing was sent); a settlement refused or reverted is failed (the authorization may be claimed
 again while still unused on chain). Every transition is a conditional UPDATE, so two workers can never
 move one intent along twice.
@@ -36,14 +41,22 @@ class SettlementStatus(StrEnum):
     BOOKED = "booked"
     FAILED = "failed"
     ABANDONED = "abandoned"
+    DUE = "due"
+    RELEASED = "released"
+    LOST = "lost"
 
 
-UNFINISHED_STATUSES = (SettlementStatus.CLAIMED, SettlementStatus.SIGNED, SettlementStatus.MINED)
+UNFINISHED_STATUSES = (
+    SettlementStatus.CLAIMED,
+    SettlementStatus.DUE,
+    SettlementStatus.SIGNED,
+    SettlementStatus.MINED,
+)
 # A claim may be taken over only where nothing can still reach the chain.
 _RECLAIMABLE_STATUSES = (SettlementStatus.FAILED, SettlementStatus.ABANDONED)
 _RECLAIMABLE_VALUES = frozenset(status.value for status in _RECLAIMABLE_STATUSES)
 # Intents whose transfer the chain may not show yet: a balance read before their block still holds the tokens.
-_SENDING_STATUSES = (SettlementStatus.CLAIMED, SettlementStatus.SIGNED)
+_SENDING_STATUSES = (SettlementStatus.CLAIMED, SettlementStatus.DUE, SettlementStatus.SIGNED)
 _LANDED_STATUSES = (SettlementStatus.MINED, SettlementStatus.BOOKED)
 
 
@@ -68,6 +81,9 @@ class SettlementIntent(BaseModel):
     ledger_transaction_id: int | None
     error_reason: str | None
     request_id: str | None
+    updated_at: datetime
+    scheme: str = "exact"
+    max_atomic: int | None = None
 
 
 def _utcnow() -> datetime:
@@ -121,6 +137,9 @@ class SettlementIntents:
         self._engine = engine
         self._clock = clock
 
+    def now(self) -> datetime:
+        return self._clock()
+
     async def claim(
         self,
         *,
@@ -133,6 +152,7 @@ class SettlementIntents:
         verified_payment_json: str,
         request_id: str | None,
         payer_balance: PayerBalance,
+        scheme: str = "exact",
     ) -> SettlementIntent | None:
         """Claims an authorization for settlement; None when another request holds or finished it.
 
@@ -164,6 +184,8 @@ class SettlementIntents:
             "block_number": None,
             "error_reason": None,
             "updated_at": now,
+            "scheme": scheme,
+            "max_atomic": value_atomic if scheme == "upto" else None,
         }
         table = x402_settlements
         async with self._engine.begin() as connection:
@@ -228,13 +250,64 @@ class SettlementIntents:
         # A lost transition means two workers drove one intent: a bug, never an expected outcome.
         assert result.rowcount == 1, f"intent {intent_id} was not in {from_statuses} for → {to}"
 
+    async def record_due(self, connection: AsyncConnection, intent_id: int, *, amount_atomic: int) -> None:
+        """An `upto` request's cost is captured: settle `amount_atomic` (0: nothing, the intent is released).
+
+        Runs inside the capture's own database transaction (`connection`), so a crash can never leave a
+        captured request without its amount due, nor an amount due without its capture.
+        """
+        assert amount_atomic >= 0
+        table = x402_settlements
+        status = SettlementStatus.DUE if amount_atomic > 0 else SettlementStatus.RELEASED
+        statement = (
+            update(table)
+            .where(table.c.id == intent_id)
+            .where(table.c.status == SettlementStatus.CLAIMED.value)
+            .where(table.c.scheme == "upto")
+            .where(table.c.max_atomic >= amount_atomic)
+            .values(status=status.value, value_atomic=amount_atomic, updated_at=self._clock())
+        )
+        result = await connection.execute(statement)
+        assert result.rowcount == 1, (
+            f"upto intent {intent_id} was not claimed with a maximum ≥ {amount_atomic}"
+        )
+
+    async def record_released(self, intent_id: int, *, reason: str) -> None:
+        """An `upto` intent with nothing to settle (the inference failed): nothing moves, ever."""
+        await self._transition(
+            intent_id,
+            from_statuses=(SettlementStatus.CLAIMED,),
+            to=SettlementStatus.RELEASED,
+            error_reason=reason,
+        )
+
+    async def record_lost(
+        self,
+        intent_id: int,
+        *,
+        reason: str,
+        reverted_tx_hash: str | None = None,
+        block_number: int | None = None,
+    ) -> None:
+        """A served `upto` request whose settlement can never land: booked as the operator's loss."""
+        reverted = (
+            {} if reverted_tx_hash is None else {"tx_hash": reverted_tx_hash, "block_number": block_number}
+        )
+        await self._transition(
+            intent_id,
+            from_statuses=(SettlementStatus.DUE, SettlementStatus.SIGNED),
+            to=SettlementStatus.LOST,
+            error_reason=reason,
+            **reverted,
+        )
+
     async def record_signed(
         self, intent_id: int, *, tx_hash: str, raw_tx: str, tx_nonce: int, from_block: int
     ) -> None:
         # SIGNED → SIGNED: recovery may replace a transaction that can never be mined with a fresh one.
         await self._transition(
             intent_id,
-            from_statuses=(SettlementStatus.CLAIMED, SettlementStatus.SIGNED),
+            from_statuses=(SettlementStatus.CLAIMED, SettlementStatus.DUE, SettlementStatus.SIGNED),
             to=SettlementStatus.SIGNED,
             tx_hash=tx_hash,
             raw_tx=raw_tx,
@@ -247,7 +320,7 @@ class SettlementIntents:
     ) -> SettlementIntent:
         await self._transition(
             intent_id,
-            from_statuses=(SettlementStatus.CLAIMED, SettlementStatus.SIGNED),
+            from_statuses=(SettlementStatus.CLAIMED, SettlementStatus.DUE, SettlementStatus.SIGNED),
             to=SettlementStatus.MINED,
             tx_hash=tx_hash,
             block_number=block_number,

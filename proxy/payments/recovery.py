@@ -6,9 +6,15 @@ authorization's AuthorizationUsed log; or a fresh transaction when the stored on
 → mined and booked, or failed when it can never land. mined → booked. Booking is idempotent, so running
 this twice, or beside a live request, books once. The gas of every mined transaction is booked, reverted
 ones included (a reverted stored transaction before a fresh one replaces it).
+
+`upto` intents (proxy/payments/upto.py): due (the cost captured, never signed) or signed → settled and
+booked, or booked as a loss when it can never land; claimed → left to its live request until its hold can
+no longer be captured (older than the hold timeout), then released: the promise leaves the credit.
 """
 
 from __future__ import annotations
+
+from datetime import UTC
 
 import structlog
 from pydantic import BaseModel
@@ -24,6 +30,7 @@ from proxy.payments.booking import (
 )
 from proxy.payments.intents import SettlementIntent, SettlementIntents, SettlementStatus
 from proxy.payments.stored_payment import load_signed_settlement, load_verified_payment
+from proxy.payments.upto import UptoPayments, finish_upto_intent, release_unserved_upto
 from proxy.settings import AssetSettings
 from x402.errors import (
     ChainUnavailable,
@@ -44,6 +51,7 @@ class RecoveryReport(BaseModel):
     abandoned: int = 0
     failed: int = 0
     pending: int = 0
+    released: int = 0
 
 
 def _asset(assets: tuple[AssetSettings, ...], address: str) -> AssetSettings:
@@ -93,11 +101,15 @@ async def recover_settlements(
     accounts: ChartAccounts,
     assets: tuple[AssetSettings, ...],
     older_than_s: float = 0.0,
+    upto: UptoPayments | None = None,
 ) -> RecoveryReport:
     report = RecoveryReport()
     for intent in await intents.unfinished(older_than_s=older_than_s):
         asset = _asset(assets, intent.asset)
-        if intent.status == SettlementStatus.CLAIMED:
+        if intent.scheme == "upto":
+            assert upto is not None, "an upto intent needs the upto payments to recover it"
+            await _recover_upto(intent, upto=upto, report=report)
+        elif intent.status == SettlementStatus.CLAIMED:
             await intents.record_abandoned(intent.id, reason="never_signed")
             report.abandoned += 1
         elif intent.status == SettlementStatus.SIGNED:
@@ -130,3 +142,25 @@ async def recover_settlements(
     if report != RecoveryReport():
         log.info("settlements_recovery_done", **report.model_dump())
     return report
+
+
+async def _recover_upto(intent: SettlementIntent, *, upto: UptoPayments, report: RecoveryReport) -> None:
+    if intent.status == SettlementStatus.CLAIMED:
+        # Its request may still be running (another process); once its hold has timed out it never will.
+        updated_at = intent.updated_at
+        if updated_at.tzinfo is None:  # SQLite hands back naive datetimes; they were written in UTC.
+            updated_at = updated_at.replace(tzinfo=UTC)
+        age_s = (upto.intents.now() - updated_at).total_seconds()
+        if age_s > upto.settings.hold_timeout_s:
+            await release_unserved_upto(intent, payments=upto)
+            report.released += 1
+        return
+    try:
+        outcome = await finish_upto_intent(intent, payments=upto)
+    except (SettlementPending, SettlementSendFailed, ChainUnavailable):
+        report.pending += 1
+        return
+    if outcome.response.success:
+        report.booked += 1
+    else:
+        report.failed += 1

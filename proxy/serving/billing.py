@@ -15,6 +15,7 @@ from ledger import AccountNotFound, ExtraTransaction, Hold, HoldState, InTransac
 from proxy.catalog import CatalogModel
 from proxy.catalog.pricing import charge_for_usage
 from proxy.chart_accounts import ChartAccounts
+from proxy.payments.upto import UptoCharge, UptoOutcome
 from proxy.providers.base import TokenUsage
 from proxy.request_ids import is_server_request_id
 from proxy.serving.observers import UsageObserver, notify
@@ -39,6 +40,7 @@ class BillingSession:
         strategy: str | None,
         streamed: bool,
         route_explanation: dict[str, Any] | None = None,
+        upto: UptoCharge | None = None,
     ) -> None:
         self._billing = billing
         self._route_explanation = route_explanation
@@ -50,6 +52,9 @@ class BillingSession:
         self._streamed = streamed
         self._started_s = time.monotonic()
         self._resolved = False
+        # An x402 `upto` payment settles the captured cost after the capture; its outcome lands here.
+        self._upto = upto
+        self.upto_outcome: UptoOutcome | None = None
 
     @property
     def quote_nano_usd(self) -> int:
@@ -113,15 +118,21 @@ class BillingSession:
         )
         # One database transaction: the capture, the overage expense and the usage event that explains
         # them commit together or not at all; a replay of the key (a retry after a crash) does none again.
+        also = self._billing.usage_event_writer(event)
+        if self._upto is not None:
+            overage = _merged(overage, self._upto.capture_extra(cost_nano_usd))
+            also = _both(also, self._upto.capture_writer(cost_nano_usd))
         await self._billing.ledger.capture(
             self.hold.id,
             cost_nano_usd,
             idempotency_key=f"{self._request_id}:capture",
             credit_account=payable,
             extra=overage,
-            also=self._billing.usage_event_writer(event),
+            also=also,
         )
         notify(self._billing.observers, event)
+        if self._upto is not None:
+            self.upto_outcome = await self._upto.settle(cost_nano_usd)
         log.info(
             "inference_charged",
             model=model.id,
@@ -142,11 +153,22 @@ class BillingSession:
         event = self._event(
             None, None, attempts=attempts, outcome=outcome, cost_nano_usd=0, time_to_first_token_ms=None
         )
-        await self._billing.ledger.void(
-            self.hold.id,
-            idempotency_key=f"{self._request_id}:void",
-            also=self._billing.usage_event_writer(event),
-        )
+        if self._upto is None:
+            await self._billing.ledger.void(
+                self.hold.id,
+                idempotency_key=f"{self._request_id}:void",
+                also=self._billing.usage_event_writer(event),
+            )
+        else:
+            # An upto payment gives back its whole maximum in the same database transaction that ends the
+            # hold (a capture of nothing, which, unlike a void, can carry that posting).
+            await self._billing.ledger.capture(
+                self.hold.id,
+                0,
+                idempotency_key=f"{self._request_id}:void",
+                extra=self._upto.capture_extra(0),
+                also=_both(self._billing.usage_event_writer(event), self._upto.capture_writer(0)),
+            )
         notify(self._billing.observers, event)
 
     def _event(
@@ -199,6 +221,25 @@ class BillingSession:
         )
 
 
+def _merged(first: ExtraTransaction | None, second: ExtraTransaction | None) -> ExtraTransaction | None:
+    """One extra transaction of both sets of balanced postings (a capture carries at most one)."""
+    if first is None or second is None:
+        return first or second
+    return ExtraTransaction(
+        code=first.code,
+        postings=first.postings + second.postings,
+        metadata={**second.metadata, **first.metadata, "also_code": second.code},
+    )
+
+
+def _both(first: InTransaction, second: InTransaction) -> InTransaction:
+    async def run_both(connection: AsyncConnection) -> None:
+        await first(connection)
+        await second(connection)
+
+    return run_both
+
+
 class Billing:
     """Opens billing sessions: one hold per request on the payer's credit account."""
 
@@ -249,6 +290,7 @@ class Billing:
         strategy: str | None,
         streamed: bool,
         route_explanation: dict[str, Any] | None = None,
+        upto: UptoCharge | None = None,
     ) -> BillingSession:
         """Holds `amount_nano_usd`; raises ledger InsufficientFunds when the credit cannot cover it."""
         assert amount_nano_usd > 0
@@ -277,4 +319,5 @@ class Billing:
             strategy=strategy,
             streamed=streamed,
             route_explanation=route_explanation,
+            upto=upto,
         )

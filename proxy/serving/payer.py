@@ -123,6 +123,7 @@ async def open_paid_session(
     `signed_in_wallet`: the wallet that proved itself with `sign-in-with-x` on this request (no key)."""
     assert principal is None or signed_in_wallet is None
     headers: dict[str, str] = {}
+    upto = None
     key_id: int | None = None
     if principal is not None or signed_in_wallet is not None:
         wallet = principal.wallet if principal is not None else signed_in_wallet
@@ -154,8 +155,10 @@ async def open_paid_session(
                     headers={},
                 )
     else:
-        payment = await gate.accept(request, quote_nano_usd=hold_nano_usd, request_id=request_id)
-        credit_account, headers = payment.credit_account, dict(payment.response_headers)
+        # Without a key, the request may pay with `upto` too: its real cost is settled after the inference.
+        payment = await gate.accept(request, quote_nano_usd=hold_nano_usd, request_id=request_id, upto=True)
+        credit_account, key_id, headers = payment.credit_account, None, dict(payment.response_headers)
+        upto = payment.upto
     try:
         session = await billing.open(
             request_id=request_id,
@@ -166,6 +169,7 @@ async def open_paid_session(
             strategy=strategy,
             streamed=streamed,
             route_explanation=route_explanation,
+            upto=upto,
         )
     except InsufficientFunds as error:
         available = (await billing.ledger.balance(credit_account)).available

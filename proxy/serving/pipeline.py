@@ -160,7 +160,8 @@ class Pipeline:
                 quote_nano_usd=plan.hold_nano_usd,
                 cost_nano_usd=cost_nano_usd,
             )
-            return Served(result=message, model=model, headers={**payment_headers, **headers})
+            settled = self._upto_settled(call, plan, billing)
+            return Served(result=message, model=model, headers={**payment_headers, **settled, **headers})
 
     async def messages_raw_stream(
         self,
@@ -205,7 +206,8 @@ class Pipeline:
             quote_nano_usd=plan.hold_nano_usd,
             cost_nano_usd=cost_nano_usd,
         )
-        return Served(result=result, model=model, headers={**payment_headers, **headers})
+        settled = self._upto_settled(call, plan, billing)
+        return Served(result=result, model=model, headers={**payment_headers, **settled, **headers})
 
     async def _chat_stream(
         self,
@@ -274,7 +276,8 @@ class Pipeline:
             quote_nano_usd=plan.hold_nano_usd,
             cost_nano_usd=cost_nano_usd,
         )
-        return Served(result=result, model=model, headers={**payment_headers, **headers})
+        settled = self._upto_settled(call, plan, billing)
+        return Served(result=result, model=model, headers={**payment_headers, **settled, **headers})
 
     def _stream_bounds(self, billing: BillingSession) -> StreamBounds:
         """The relay ends by `stream_duration_s_max` from its first event, and within the time the settings
@@ -285,6 +288,26 @@ class Pipeline:
             duration_s=min(settings.stream_duration_s_max, budget_s - billing.held_s),
             write_timeout_s=settings.stream_write_timeout_s,
         )
+
+    def _upto_settled(
+        self, call: PaidCall, plan: ServePlan | EmbeddingsPlan, billing: BillingSession
+    ) -> dict[str, str]:
+        """PAYMENT-RESPONSE of an `upto` payment, settled after the capture (amount and transaction).
+
+        A settlement that failed (the payer withdrew its allowance or balance, or spent the nonce, after
+        verification) withholds the answer: a 402 with the reason code, the loss booked by the payments
+        layer. A pending one (the chain is slow) answers: recovery finishes it, exactly once.
+        """
+        outcome = billing.upto_outcome
+        if outcome is None:
+            return {}
+        if outcome.failed:
+            refusal = self._gate.payment_required(
+                call.request, plan.hold_nano_usd, reason=outcome.reason, upto=True
+            )
+            refusal.headers.update(outcome.headers)
+            raise refusal
+        return outcome.headers
 
     async def _hold(
         self, call: PaidCall, plan: ServePlan | EmbeddingsPlan, *, streamed: bool

@@ -28,9 +28,15 @@ DEVNET_NETWORK = "eip155:31337"
 
 
 async def pay_with_official_sdk(
-    router: RunningRouter, *, path: str, body: dict[str, Any], payer: LocalAccount, asset: str
+    router: RunningRouter,
+    *,
+    path: str,
+    body: dict[str, Any],
+    payer: LocalAccount,
+    asset: str,
+    scheme: str = "exact",
 ) -> dict[str, Any]:
-    """The agent's answer to `POST path` with `body`, paid by `payer` in `asset`.
+    """The agent's answer to `POST path` with `body`, paid by `payer` in `asset` with `scheme`.
 
     Returns {"status", "body", "payment_response"}: the final HTTP status, the JSON (or text) body, and the
     PAYMENT-RESPONSE header (None when absent).
@@ -45,6 +51,7 @@ async def pay_with_official_sdk(
         asset,
         DEVNET_NETWORK,
         json.dumps(body),
+        scheme,
         # A separate program: our own x402 package must never shadow the SDK's through PYTHONPATH.
         env={name: value for name, value in os.environ.items() if name != "PYTHONPATH"},
         stdout=asyncio.subprocess.PIPE,

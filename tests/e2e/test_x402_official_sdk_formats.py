@@ -121,7 +121,10 @@ async def test_official_sdk_agent_pays_each_door_and_gets_its_format(
     assert decode_b64_json(unpaid.headers["PAYMENT-REQUIRED"]) == offer
     assert offer["x402Version"] == 2
     assert offer["resource"]["url"].endswith(door.path)
-    [usdc_offer] = [entry for entry in offer["accepts"] if entry["asset"].lower() == usdc.lower()]
+    # The SDK agent registers `exact`; an `upto` offer for the same token follows it (test_x402_upto.py).
+    usdc_offers = [entry for entry in offer["accepts"] if entry["asset"].lower() == usdc.lower()]
+    assert [entry["scheme"] for entry in usdc_offers] == ["exact", "upto"]
+    usdc_offer = usdc_offers[0]
     assert usdc_offer["network"] == DEVNET_NETWORK
     quote_atomic = int(usdc_offer["amount"])
     assert quote_atomic > 0

@@ -45,7 +45,9 @@ async def test_unpaid_request_gets_402_with_header_and_body_agreeing(router: Run
         router.tokens.usdc.address.lower(),
         router.tokens.usdt.address.lower(),
     }
-    for entry in body["accepts"]:
+    # One `exact` offer per token, then one `upto` offer per token (tests/e2e/test_x402_upto.py).
+    assert [entry["scheme"] for entry in body["accepts"]] == ["exact", "exact", "upto", "upto"]
+    for entry in body["accepts"][:2]:
         assert entry["scheme"] == "exact"
         assert entry["network"] == "eip155:31337"
         assert entry["amount"].isdigit()
@@ -115,7 +117,7 @@ def _bad_payment_cases() -> list[Any]:
     now = int(time.time())
     return [
         pytest.param({"document_overrides": {"x402Version": 3}}, "invalid_x402_version", id="wrong-version"),
-        pytest.param({"accepted_overrides": {"scheme": "upto"}}, "unsupported_scheme", id="wrong-scheme"),
+        pytest.param({"accepted_overrides": {"scheme": "deferred"}}, "unsupported_scheme", id="wrong-scheme"),
         pytest.param(
             {"accepted_overrides": {"network": "eip155:8453"}}, "invalid_network", id="wrong-network"
         ),

@@ -48,3 +48,20 @@ def test_artifact_records_source_hashes(name: str) -> None:
     assert ("transferWithAuthorization", 9) in functions
     assert ("transferWithAuthorization", 7) in functions
     assert ("authorizationState", 2) in functions
+
+
+def test_permit2_and_the_upto_proxy_expose_what_x402_calls() -> None:
+    """The SignatureTransfer half of Permit2 and the proxy's `settle`, in the shapes the official SDK uses."""
+    permit2 = {(e["name"], len(e["inputs"])) for e in load_artifact("Permit2").abi if e["type"] == "function"}
+    assert {
+        ("permitWitnessTransferFrom", 6),
+        ("permitTransferFrom", 4),
+        ("nonceBitmap", 2),
+        ("invalidateUnorderedNonces", 2),
+        ("DOMAIN_SEPARATOR", 0),
+    } <= permit2
+    [settle] = [e for e in load_artifact("X402UptoPermit2Proxy").abi if e.get("name") == "settle"]
+    assert [i["type"] for i in settle["inputs"]] == ["tuple", "uint256", "address", "tuple", "bytes"]
+    assert [c["name"] for c in settle["inputs"][3]["components"]] == ["to", "facilitator", "validAfter"]
+    # Placed with anvil_setCode, so no constructor may set state: the runtime code is all there is.
+    assert load_artifact("X402UptoPermit2Proxy").deployed_bytecode != "0x"

@@ -117,7 +117,10 @@ async def test_transfer_with_authorization_reverts_with_fiat_token_reasons(
     case: str,
     message: str,
 ) -> None:
-    payer, now_unix_s = anvil_accounts[1], int(time.time())
+    # The chain's clock, not the wall's: eth_call runs at the latest block's timestamp, which lags the wall
+    # clock by however long the chain sat idle (a slow test before this one would make "expired" valid).
+    await w3.provider.make_request("evm_mine", [])
+    payer, now_unix_s = anvil_accounts[1], int((await w3.eth.get_block("latest"))["timestamp"])
     auth = authorization(payer, anvil_accounts[2].address)
     if case == "expired":
         auth = authorization(payer, anvil_accounts[2].address, valid_before=now_unix_s - 10)
