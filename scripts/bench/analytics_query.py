@@ -204,7 +204,7 @@ async def _load(dsn: str, *, events: int, days: int, seed: int) -> float:
 
 
 async def _backfill(engine: AsyncEngine) -> tuple[float, int]:
-    """Builds the roll-ups with the migration's own backfill; returns (seconds, roll-up rows)."""
+    """Builds the roll-ups with the migration's own backfill; returns (seconds, hour rows)."""
     module = importlib.import_module("proxy.db.migrations.versions.0009_usage_rollups")
     started = time.perf_counter()
     async with engine.begin() as connection:
@@ -213,7 +213,9 @@ async def _backfill(engine: AsyncEngine) -> tuple[float, int]:
         await connection.exec_driver_sql("ANALYZE usage_rollups")
     elapsed = time.perf_counter() - started
     async with engine.connect() as connection:
-        rows = (await connection.exec_driver_sql("SELECT count(*) FROM usage_rollups")).scalar_one()
+        rows = (
+            await connection.exec_driver_sql("SELECT count(*) FROM usage_rollups WHERE period_s = 3600")
+        ).scalar_one()
     return elapsed, int(rows)
 
 
@@ -320,8 +322,8 @@ async def _run(args: argparse.Namespace) -> None:
                 backfill_s, rollup_rows = await _backfill(engine)
                 print(
                     f"{args.events:,} usage events over {args.days} days loaded by COPY in {load_s:.1f} s; "
-                    f"{rollup_rows:,} hourly roll-up rows built by the migration's backfill in "
-                    f"{backfill_s:.1f} s ({args.events / rollup_rows:.1f} events per row)"
+                    f"{rollup_rows:,} hour roll-up rows (and their day rows) built by the migration's "
+                    f"backfill in {backfill_s:.1f} s ({args.events / rollup_rows:.1f} events per hour row)"
                 )
                 await _queries(engine, dsn, args)
             finally:
@@ -331,10 +333,12 @@ async def _run(args: argparse.Namespace) -> None:
 async def _queries(engine: AsyncEngine, dsn: str, args: argparse.Namespace) -> None:
     end = START_UNIX_S + args.days * DAY_S
 
-    def month(bucket: str, *group_by: str, provider: str | None = None) -> AnalyticsQuery:
+    def month(
+        bucket: str, *group_by: str, provider: str | None = None, days: int = args.days
+    ) -> AnalyticsQuery:
         return AnalyticsQuery.model_validate(
             {
-                "start_unix_s": START_UNIX_S,
+                "start_unix_s": end - days * DAY_S,
                 "end_unix_s": end,
                 "bucket": bucket,
                 "group_by": group_by,
@@ -351,6 +355,8 @@ async def _queries(engine: AsyncEngine, dsn: str, args: argparse.Namespace) -> N
         ("operator: day x key", month("day", "key"), everything),
         ("operator: hour, no grouping", month("hour"), everything),
         ("operator: hour x model", month("hour", "model"), everything),
+        ("operator: hour x model, last 7 days", month("hour", "model", days=7), everything),
+        ("operator: hour x model, last day", month("hour", "model", days=1), everything),
         ("operator: day x model, provider=openai", month("day", "model", provider="openai"), everything),
         ("busiest key's wallet: day x model", month("day", "model"), busiest),
     ]
