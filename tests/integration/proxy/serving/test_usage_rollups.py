@@ -83,17 +83,17 @@ async def test_concurrent_events_roll_up_exactly_once(engine: AsyncEngine) -> No
     start_s = int(HOUR_START.timestamp())
     query = AnalyticsQuery(start_unix_s=start_s, end_unix_s=start_s + 7_200, group_by=("key",))
     report = await run_analytics(engine, query, AnalyticsScope(everything=True))
-    assert sum(row.requests for row in report.data) == EVENTS
-    assert sum(row.errors for row in report.data) == sum(e["outcome"] != "completed" for e in events)
-    assert sum(row.spend_nano_usd for row in report.data) == sum(e["cost_nano_usd"] for e in events)
-    assert {row.bucket_start for row in report.data} == {start_s, start_s + 3_600}
-    assert {row.group["key"] for row in report.data} == {None, 1, 2}
+    assert sum(row["requests"] for row in report["data"]) == EVENTS
+    assert sum(row["errors"] for row in report["data"]) == sum(e["outcome"] != "completed" for e in events)
+    assert sum(row["spend_nano_usd"] for row in report["data"]) == sum(e["cost_nano_usd"] for e in events)
+    assert {row["bucket_start"] for row in report["data"]} == {start_s, start_s + 3_600}
+    assert {row["group"]["key"] for row in report["data"]} == {None, 1, 2}
     by_day = await run_analytics(
         engine, query.model_copy(update={"bucket": "day"}), AnalyticsScope(everything=True)
     )
-    assert {row.bucket_start for row in by_day.data} == {start_s - start_s % 86_400}
-    assert sum(row.requests for row in by_day.data) == EVENTS
-    assert sum(row.spend_nano_usd for row in by_day.data) == sum(e["cost_nano_usd"] for e in events)
+    assert {row["bucket_start"] for row in by_day["data"]} == {start_s - start_s % 86_400}
+    assert sum(row["requests"] for row in by_day["data"]) == EVENTS
+    assert sum(row["spend_nano_usd"] for row in by_day["data"]) == sum(e["cost_nano_usd"] for e in events)
     # A scope that matches no row sees nothing.
     nobody = AnalyticsScope(payer_accounts=frozenset({"credit:wallet:0x" + "f" * 40}))
-    assert (await run_analytics(engine, query, nobody)).data == []
+    assert (await run_analytics(engine, query, nobody))["data"] == []
