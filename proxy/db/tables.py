@@ -266,10 +266,12 @@ alert_deliveries = Table(
     Index("ix_alert_deliveries_due", "state", "next_attempt_at_unix_ms"),
 )
 
-# Usage roll-ups (proxy/serving/usage_rollups.py): one row per (hour, model, provider, strategy, key, payer,
+# Usage roll-ups (proxy/serving/usage_rollups.py): one row per (period, model, provider, strategy, key, payer,
 # org, unit, member), upserted in the transaction that writes each usage event, so analytics never scan raw
-# events. A dimension that does not apply is '' (strings) or 0 (the key id), never NULL: NULLs are distinct
-# under UNIQUE, and the upsert's ON CONFLICT must find the row. `wallet` is derived from `payer_account`
+# events. Each event counts in its hour's row (period_s 3600) and in its UTC day's (86400), which holds the
+# sum of that day's hours: a month by day reads far fewer rows than by hour. A dimension that does not apply
+# is '' (strings) or 0 (the key id), never NULL: NULLs are distinct under UNIQUE, and the upsert's ON
+# CONFLICT must find the row. `wallet` is derived from `payer_account`
 # (its address when a wallet pays). org/unit/member stay '' until governance records them on usage events.
 # Latency and time-to-first-token are kept as fixed log-scale histograms (proxy/db/latency_buckets.py),
 # one count column per bucket, so percentiles over any rows come from sums.
@@ -277,7 +279,8 @@ usage_rollups = Table(
     "usage_rollups",
     PROXY_METADATA,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("hour_start_unix_s", BigInteger, nullable=False),
+    Column("period_s", Integer, nullable=False),
+    Column("period_start_unix_s", BigInteger, nullable=False),
     Column("model_id", String(255), nullable=False),
     Column("provider", String(64), nullable=False),
     Column("strategy", String(32), nullable=False),
@@ -305,7 +308,8 @@ usage_rollups = Table(
     *(Column(latency_column(bucket), Integer, nullable=False) for bucket in range(LATENCY_BUCKETS)),
     *(Column(ttft_column(bucket), Integer, nullable=False) for bucket in range(LATENCY_BUCKETS)),
     UniqueConstraint(
-        "hour_start_unix_s",
+        "period_s",
+        "period_start_unix_s",
         "model_id",
         "provider",
         "strategy",
@@ -316,5 +320,5 @@ usage_rollups = Table(
         "member_id",
         name="uq_usage_rollups_dims",
     ),
-    Index("ix_usage_rollups_payer_hour", "payer_account", "hour_start_unix_s"),
+    Index("ix_usage_rollups_payer_period", "payer_account", "period_s", "period_start_unix_s"),
 )

@@ -8,8 +8,11 @@ percentiles merge the rows' fixed histograms (proxy/db/latency_buckets.py). Who 
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from collections.abc import Sequence
-from typing import Any, Literal
+from itertools import accumulate
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import ColumnElement, Select, false, func, or_, select
@@ -23,6 +26,7 @@ from proxy.db.latency_buckets import (
 )
 from proxy.db.tables import usage_rollups
 from proxy.money import NANO_USD_PER_USD
+from proxy.serving.usage_rollups import PERIODS_S
 
 __all__ = [
     "ANALYTICS_ROWS_MAX",
@@ -44,10 +48,12 @@ __all__ = [
 Bucket = Literal["hour", "day"]
 Dimension = Literal["model", "provider", "strategy", "key", "wallet", "org", "unit", "member"]
 BUCKET_S: dict[str, int] = {"hour": 3_600, "day": 86_400}
+assert tuple(BUCKET_S.values()) == PERIODS_S, "a bucket is a period the roll-ups keep"
 # A month of hours or a year of days per query; beyond that, a caller asks in pieces.
 BUCKETS_MAX: dict[str, int] = {"hour": 31 * 24, "day": 366}
 GROUP_BY_MAX = 3
 ANALYTICS_ROWS_MAX = 10_000
+QUERY_WORK_MEM_MB = 64
 _DIMENSION_COLUMNS: dict[str, str] = {
     "model": "model_id",
     "provider": "provider",
@@ -68,7 +74,14 @@ _SUMS = (
     "reasoning_tokens",
     "spend_nano_usd",
 )
-_PERCENTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+_QUANTILES = (0.50, 0.95, 0.99)
+# Position of the first histogram count in a result row with no group columns.
+_HISTOGRAMS_AT = 1 + len(_SUMS) + 5
+# The last whole ms of each bucket (None: the open-ended last bucket).
+_BUCKET_LAST_MS: tuple[int | None, ...] = tuple(
+    None if upper is None else upper - 1
+    for upper in (latency_bucket_bounds_ms(bucket)[1] for bucket in range(LATENCY_BUCKETS))
+)
 
 
 class AnalyticsTooLarge(Exception):
@@ -141,13 +154,15 @@ class AnalyticsQuery(BaseModel):
         return (end - start) // self.bucket_s
 
 
-class Percentiles(BaseModel):
+# The answer's rows are TypedDicts, not models: built from integers computed here, they need no validation,
+# and a month by hour is thousands of rows, where a model's validation and dump would double the time.
+class Percentiles(TypedDict):
     p50: int
     p95: int
     p99: int
 
 
-class AnalyticsRow(BaseModel):
+class AnalyticsRow(TypedDict):
     bucket_start: int
     group: dict[str, str | int | None]
     requests: int
@@ -163,8 +178,10 @@ class AnalyticsRow(BaseModel):
     ttft_ms: Percentiles | None
 
 
-class AnalyticsReport(BaseModel):
-    object: Literal["analytics"] = "analytics"
+class AnalyticsReport(TypedDict):
+    """The answer, JSON as it is (GET /v1/analytics renders it unchanged)."""
+
+    object: Literal["analytics"]
     bucket: Bucket
     start: int
     end: int
@@ -179,46 +196,52 @@ def nano_usd_text(amount_nano_usd: int) -> str:
     return f"{whole}.{fraction:09d}"
 
 
-def histogram_percentile_ms(counts: Sequence[int], quantile: float, *, min_ms: int, max_ms: int) -> int:
-    """The nearest-rank `quantile` of the values counted in `counts`, to within its bucket.
+def histogram_percentiles_ms(
+    counts: Sequence[int], quantiles: Sequence[float], *, min_ms: int, max_ms: int
+) -> list[int]:
+    """The nearest-rank `quantiles` (ascending) of the values counted in `counts`, each to within its bucket.
 
-    The value of rank ceil(q·n) lies in bucket i; we answer that bucket's upper edge, clamped to the observed
-    [min, max], so the answer is never below the true percentile's bucket nor above any value seen.
+    The value of rank ceil(q·n) lies in bucket i; we answer that bucket's last whole ms, clamped to the
+    observed [min, max]: never below the true percentile, never above any value seen, always in its bucket.
     """
     assert len(counts) == LATENCY_BUCKETS
-    assert 0 < quantile <= 1
-    total = sum(counts)
+    cumulative = list(accumulate(counts))
+    total = cumulative[-1]
     assert total > 0
-    rank = max(1, -int(-quantile * total // 1))  # ceil(q·n), at least the first value
-    seen = 0
-    for bucket, count in enumerate(counts):
-        seen += count
-        if seen >= rank:
-            lower, upper = latency_bucket_bounds_ms(bucket)
-            edge = max_ms if upper is None else upper - 1
-            return max(min_ms, min(max_ms, max(lower, edge)))
-    raise AssertionError("the ranks of a histogram end at its total")
+    answers = []
+    for quantile in quantiles:
+        assert 0 < quantile <= 1
+        # The bucket holding the value of rank ceil(q·n): the first whose running count reaches it.
+        bucket = bisect_left(cumulative, max(1, math.ceil(quantile * total)))
+        upper = _BUCKET_LAST_MS[bucket]
+        answers.append(max(min_ms, max_ms if upper is None else min(max_ms, upper)))
+    return answers
+
+
+def histogram_percentile_ms(counts: Sequence[int], quantile: float, *, min_ms: int, max_ms: int) -> int:
+    """One nearest-rank percentile (see histogram_percentiles_ms)."""
+    return histogram_percentiles_ms(counts, [quantile], min_ms=min_ms, max_ms=max_ms)[0]
 
 
 def _select(query: AnalyticsQuery, scope: AnalyticsScope) -> Select[Any]:
     c = usage_rollups.c
-    bucket_start = (
-        c.hour_start_unix_s if query.bucket == "hour" else (c.hour_start_unix_s // 86_400) * 86_400
-    ).label("bucket_start")
+    bucket_start = c.period_start_unix_s
     groups = [c[_DIMENSION_COLUMNS[name]].label(f"g_{name}") for name in query.group_by]
+    # The order `_row` reads by position: bucket, groups, sums, min/max, TTFT count, then the histograms.
     measures = [
-        *(func.sum(c[name]).label(name) for name in _SUMS),
-        func.min(c.latency_ms_min).label("latency_ms_min"),
-        func.max(c.latency_ms_max).label("latency_ms_max"),
-        func.min(c.ttft_ms_min).label("ttft_ms_min"),
-        func.max(c.ttft_ms_max).label("ttft_ms_max"),
-        func.sum(c.ttft_count).label("ttft_count"),
-        *(func.sum(c[latency_column(b)]).label(latency_column(b)) for b in range(LATENCY_BUCKETS)),
-        *(func.sum(c[ttft_column(b)]).label(ttft_column(b)) for b in range(LATENCY_BUCKETS)),
+        *(func.sum(c[name]) for name in _SUMS),
+        func.min(c.latency_ms_min),
+        func.max(c.latency_ms_max),
+        func.min(c.ttft_ms_min),
+        func.max(c.ttft_ms_max),
+        func.sum(c.ttft_count),
+        *(func.sum(c[latency_column(b)]) for b in range(LATENCY_BUCKETS)),
+        *(func.sum(c[ttft_column(b)]) for b in range(LATENCY_BUCKETS)),
     ]
+    assert len(measures) == _HISTOGRAMS_AT - 1 + 2 * LATENCY_BUCKETS
     start, end = query.range_unix_s
     statement = select(bucket_start, *groups, *measures).where(
-        c.hour_start_unix_s >= start, c.hour_start_unix_s < end
+        c.period_s == query.bucket_s, c.period_start_unix_s >= start, c.period_start_unix_s < end
     )
     if query.model is not None:
         statement = statement.where(c.model_id == query.model)
@@ -240,58 +263,74 @@ def _group_value(name: str, stored: Any) -> str | int | None:
     return str(stored) if stored else None
 
 
-def _row(query: AnalyticsQuery, row: Any) -> AnalyticsRow:
-    requests, errors = int(row.requests), int(row.errors)
+def _percentiles(counts: Sequence[int], *, min_ms: int, max_ms: int) -> Percentiles:
+    p50, p95, p99 = histogram_percentiles_ms(counts, _QUANTILES, min_ms=min_ms, max_ms=max_ms)
+    return {"p50": p50, "p95": p95, "p99": p99}
+
+
+def _row(query: AnalyticsQuery, row: Sequence[Any]) -> AnalyticsRow:
+    """One result row, read by position (the layout `_select` builds): by name it costs several times more."""
+    groups = len(query.group_by)
+    (
+        bucket_start,
+        requests,
+        errors,
+        input_tokens,
+        cached_input_tokens,
+        output_tokens,
+        reasoning_tokens,
+        spend_nano_usd,
+        latency_ms_min,
+        latency_ms_max,
+        ttft_ms_min,
+        ttft_ms_max,
+        ttft_count,
+    ) = (
+        # PostgreSQL sums BIGINTs as NUMERIC (Decimal): exact, and integral here. Only the TTFT min and max
+        # can be NULL, when no request of the group had a TTFT (ttft_count 0: they are not read then).
+        int(value or 0)
+        for value in (row[0], *row[1 + groups : _HISTOGRAMS_AT + groups])
+    )
     assert requests > 0
-    latency_counts = [int(row._mapping[latency_column(b)]) for b in range(LATENCY_BUCKETS)]
-    ttft_counts = [int(row._mapping[ttft_column(b)]) for b in range(LATENCY_BUCKETS)]
-    latency = Percentiles(
-        **{
-            label: histogram_percentile_ms(
-                latency_counts, q, min_ms=int(row.latency_ms_min), max_ms=int(row.latency_ms_max)
-            )
-            for label, q in _PERCENTILES
-        }
-    )
+    latency_at = _HISTOGRAMS_AT + groups
+    ttft_at = latency_at + LATENCY_BUCKETS
+    latency = _percentiles(row[latency_at:ttft_at], min_ms=latency_ms_min, max_ms=latency_ms_max)
     ttft = None
-    if int(row.ttft_count) > 0:
-        ttft = Percentiles(
-            **{
-                label: histogram_percentile_ms(
-                    ttft_counts, q, min_ms=int(row.ttft_ms_min), max_ms=int(row.ttft_ms_max)
-                )
-                for label, q in _PERCENTILES
-            }
-        )
-    spend_nano_usd = int(row.spend_nano_usd)
-    return AnalyticsRow(
-        bucket_start=int(row.bucket_start),
-        group={name: _group_value(name, row._mapping[f"g_{name}"]) for name in query.group_by},
-        requests=requests,
-        errors=errors,
-        error_rate=errors / requests,
-        input_tokens=int(row.input_tokens),
-        cached_input_tokens=int(row.cached_input_tokens),
-        output_tokens=int(row.output_tokens),
-        reasoning_tokens=int(row.reasoning_tokens),
-        spend_nano_usd=spend_nano_usd,
-        spend_usd=nano_usd_text(spend_nano_usd),
-        latency_ms=latency,
-        ttft_ms=ttft,
-    )
+    if ttft_count:
+        ttft = _percentiles(row[ttft_at : ttft_at + LATENCY_BUCKETS], min_ms=ttft_ms_min, max_ms=ttft_ms_max)
+    return {
+        "bucket_start": bucket_start,
+        "group": {name: _group_value(name, row[1 + index]) for index, name in enumerate(query.group_by)},
+        "requests": requests,
+        "errors": errors,
+        "error_rate": errors / requests,
+        "input_tokens": input_tokens,
+        "cached_input_tokens": cached_input_tokens,
+        "output_tokens": output_tokens,
+        "reasoning_tokens": reasoning_tokens,
+        "spend_nano_usd": spend_nano_usd,
+        "spend_usd": nano_usd_text(spend_nano_usd),
+        "latency_ms": latency,
+        "ttft_ms": ttft,
+    }
 
 
 async def run_analytics(engine: AsyncEngine, query: AnalyticsQuery, scope: AnalyticsScope) -> AnalyticsReport:
     """The report for `query` over what `scope` may see; raises AnalyticsTooLarge past ANALYTICS_ROWS_MAX."""
     async with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # Enough memory to hash-aggregate the wide roll-up rows: with the default 4 MB, PostgreSQL
+            # sorts them on disk instead, several times slower. SET LOCAL ends with this transaction.
+            await connection.exec_driver_sql(f"SET LOCAL work_mem = '{QUERY_WORK_MEM_MB}MB'")
         rows = (await connection.execute(_select(query, scope))).all()
     if len(rows) > ANALYTICS_ROWS_MAX:
         raise AnalyticsTooLarge(f"more than {ANALYTICS_ROWS_MAX} rows")
     start, end = query.range_unix_s
-    return AnalyticsReport(
-        bucket=query.bucket,
-        start=start,
-        end=end,
-        group_by=list(query.group_by),
-        data=[_row(query, row) for row in rows],
-    )
+    return {
+        "object": "analytics",
+        "bucket": query.bucket,
+        "start": start,
+        "end": end,
+        "group_by": list(query.group_by),
+        "data": [_row(query, row) for row in rows],
+    }

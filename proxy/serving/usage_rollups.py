@@ -1,9 +1,10 @@
-"""Hourly usage roll-ups, kept as requests complete: each usage event adds itself to its hour's row.
+"""Usage roll-ups, kept as requests complete: each usage event adds itself to its hour's row and its day's.
 
 The upsert runs on the connection (and in the transaction) that inserts the usage event, which is the one
 that captures or voids the request's hold: a roll-up never counts a request whose charge did not commit,
 and never misses one that did. The row's key is (hour, model, provider, strategy, key, payer, org, unit,
-member); a dimension that does not apply is '' or 0 (proxy/db/tables.py says why not NULL).
+member) and the period (hour or UTC day); a dimension that does not apply is '' or 0 (proxy/db/tables.py
+says why not NULL).
 """
 
 from __future__ import annotations
@@ -21,18 +22,19 @@ from proxy.db.tables import usage_rollups
 
 __all__ = [
     "COMPLETED_OUTCOME",
-    "HOUR_S",
+    "PERIODS_S",
     "ROLLUP_DIMENSIONS",
     "RollupDimensions",
     "upsert_usage_rollup",
     "wallet_of_payer",
 ]
 
-HOUR_S = 3_600
+PERIODS_S = (3_600, 86_400)  # An hour row and a day row per event.
 COMPLETED_OUTCOME = "completed"  # Every other outcome counts as an error.
 WALLET_PREFIX = "credit:wallet:"
 ROLLUP_DIMENSIONS = (
-    "hour_start_unix_s",
+    "period_s",
+    "period_start_unix_s",
     "model_id",
     "provider",
     "strategy",
@@ -82,7 +84,8 @@ class RollupDimensions:
 def _row(
     dims: RollupDimensions,
     *,
-    hour_start_unix_s: int,
+    period_s: int,
+    period_start_unix_s: int,
     outcome: str,
     tokens: dict[str, int],
     spend_nano_usd: int,
@@ -92,7 +95,8 @@ def _row(
 ) -> dict[str, Any]:
     row: dict[str, Any] = {name: 0 for name in _SUMMED}
     row |= {
-        "hour_start_unix_s": hour_start_unix_s,
+        "period_s": period_s,
+        "period_start_unix_s": period_start_unix_s,
         "model_id": dims.model_id,
         "provider": dims.provider,
         "strategy": dims.strategy,
@@ -131,22 +135,28 @@ async def upsert_usage_rollup(
     latency_ms: int,
     ttft_ms: int | None,
 ) -> None:
-    """Adds one usage event to its hour's roll-up row on `connection` (inside the caller's transaction)."""
+    """Adds one usage event to its hour's and its day's roll-up rows on `connection`, in one statement
+    (inside the caller's transaction)."""
     assert set(tokens) == {"input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens"}
     assert spend_nano_usd >= 0
     assert latency_ms >= 0
-    row = _row(
-        dims,
-        hour_start_unix_s=created_unix_s - created_unix_s % HOUR_S,
-        outcome=outcome,
-        tokens=tokens,
-        spend_nano_usd=spend_nano_usd,
-        overage_nano_usd=overage_nano_usd,
-        latency_ms=latency_ms,
-        ttft_ms=ttft_ms,
-    )
+    rows = [
+        _row(
+            dims,
+            period_s=period_s,
+            period_start_unix_s=created_unix_s - created_unix_s % period_s,
+            outcome=outcome,
+            tokens=tokens,
+            spend_nano_usd=spend_nano_usd,
+            overage_nano_usd=overage_nano_usd,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+        )
+        for period_s in PERIODS_S
+    ]
+    row = rows[0]
     insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(usage_rollups).values(**row)
+    statement = insert(usage_rollups).values(rows)
     table, new = usage_rollups.c, statement.excluded
     # Only what this event adds is written: zero columns stay as they are (a smaller, cheaper UPDATE).
     updates: dict[str, Any] = {name: table[name] + new[name] for name in _SUMMED if row[name]}

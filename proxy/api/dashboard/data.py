@@ -123,7 +123,7 @@ async def analytics(request: web.Request) -> web.Response:
         raise InvalidRequest(
             f"the answer has {error}: narrow the range or the grouping", code="result_too_large"
         ) from error
-    document = report.model_dump(mode="json")
+    document: dict[str, Any] = dict(report)
     key_names = await _key_names(request, document["data"]) if "key" in query.group_by else {}
     return _json(document | {"key_names": key_names})
 

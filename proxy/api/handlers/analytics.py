@@ -124,4 +124,4 @@ async def get_analytics(request: web.Request) -> web.Response:
         raise InvalidRequest(
             f"the answer has {error}: narrow the range, group_by or filters", code="result_too_large"
         ) from error
-    return web.json_response(report.model_dump(mode="json"))
+    return web.json_response(report)

@@ -12,27 +12,23 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections import defaultdict
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
 from proxy.api.app_keys import DB_ENGINE
-from proxy.db.latency_buckets import latency_bucket, latency_column, ttft_column
-from proxy.db.tables import usage_events, usage_rollups
+from proxy.db.tables import usage_rollups
 from proxy.devnet.simulator import ANY_MODEL
-from proxy.serving.usage_rollups import ROLLUP_DIMENSIONS, wallet_of_payer
 from tests.e2e.accounts.helpers import bearer
 from tests.e2e.api.support import funded_key, post_paid_with_x402
 from tests.fixtures.app import RouterWith, RunningRouter
+from tests.fixtures.rollups import expected_rollups, raw_usage_events, stored_rollups
 
 ADMIN_TOKEN = "operator-admin-token-for-tests"
 OTHER_MODEL = "openai/gpt-4.1-nano"
 BACKFILL = importlib.import_module("proxy.db.migrations.versions.0009_usage_rollups")
-Row = dict[str, Any]
 
 
 @pytest.fixture
@@ -75,70 +71,6 @@ async def _mixed_requests(router: RunningRouter) -> tuple[str, str]:
     return key_a, key_b
 
 
-def _unix_s(created_at: datetime) -> int:
-    # SQLite hands back the stored UTC time without its zone.
-    aware = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
-    return int(aware.timestamp())
-
-
-def _expected_rollups(events: list[Row]) -> dict[tuple[Any, ...], Row]:
-    """The roll-up rows, aggregated here straight from the raw usage events."""
-    rows: dict[tuple[Any, ...], Row] = {}
-    for event in events:
-        hour = _unix_s(event["created_at"]) // 3600 * 3600
-        dims = (
-            hour,
-            event["model_id"] or "",
-            event["provider"] or "",
-            event["strategy"] or "",
-            event["api_key_id"] or 0,
-            event["payer_account"],
-            "",
-            "",
-            "",
-        )
-        row = rows.setdefault(dims, defaultdict(int))
-        row["wallet"] = wallet_of_payer(event["payer_account"])
-        row["requests"] += 1
-        row["errors"] += event["outcome"] != "completed"
-        for name in ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens"):
-            row[name] += event[name]
-        row["spend_nano_usd"] += event["cost_nano_usd"]
-        row["overage_nano_usd"] += event["overage_nano_usd"]
-        latency, ttft = event["latency_ms"], event["time_to_first_token_ms"]
-        row["latency_ms_sum"] += latency
-        row["latency_ms_min"] = min(row.get("latency_ms_min", latency), latency)
-        row["latency_ms_max"] = max(row.get("latency_ms_max", latency), latency)
-        row[latency_column(latency_bucket(latency))] += 1
-        row.setdefault("ttft_ms_min", None)
-        row.setdefault("ttft_ms_max", None)
-        if ttft is not None:
-            row["ttft_count"] += 1
-            row["ttft_ms_sum"] += ttft
-            row["ttft_ms_min"] = min(row["ttft_ms_min"] or ttft, ttft)
-            row["ttft_ms_max"] = max(row["ttft_ms_max"] or ttft, ttft)
-            row[ttft_column(latency_bucket(ttft))] += 1
-    measures = [c.name for c in usage_rollups.columns if c.name not in {"id", *ROLLUP_DIMENSIONS}]
-    return {dims: {name: row[name] for name in measures} for dims, row in rows.items()}
-
-
-async def _stored_rollups(router: RunningRouter) -> dict[tuple[Any, ...], Row]:
-    async with router.app[DB_ENGINE].connect() as connection:
-        rows = (await connection.execute(select(usage_rollups))).mappings().all()
-    dims = set(ROLLUP_DIMENSIONS)
-    return {
-        tuple(row[name] for name in ROLLUP_DIMENSIONS): {
-            name: value for name, value in row.items() if name != "id" and name not in dims
-        }
-        for row in rows
-    }
-
-
-async def _raw_events(router: RunningRouter) -> list[Row]:
-    async with router.app[DB_ENGINE].connect() as connection:
-        return [dict(row) for row in (await connection.execute(select(usage_events))).mappings().all()]
-
-
 async def _analytics(router: RunningRouter, token: str | None, **params: str) -> tuple[int, Any]:
     headers = bearer(token) if token else None
     response = await router.client.get("/v1/analytics", params=params, headers=headers)
@@ -155,18 +87,19 @@ async def test_rollups_equal_the_raw_events_and_the_api_answers_from_them(
 ) -> None:
     router = analytics_router
     key_a, key_b = await _mixed_requests(router)
-    events = await _raw_events(router)
+    engine = router.app[DB_ENGINE]
+    events = await raw_usage_events(engine)
     assert len(events) == 6
     assert {event["outcome"] for event in events} == {"completed", "upstream_failed"}
     assert any(event["time_to_first_token_ms"] is not None for event in events)
-    expected = _expected_rollups(events)
-    assert await _stored_rollups(router) == expected
+    expected = expected_rollups(events)
+    assert await stored_rollups(engine) == expected
 
     # The migration's backfill rebuilds the same rows from the raw events alone.
-    async with router.app[DB_ENGINE].begin() as connection:
+    async with engine.begin() as connection:
         await connection.execute(delete(usage_rollups))
         await connection.run_sync(BACKFILL.backfill_usage_rollups)
-    assert await _stored_rollups(router) == expected
+    assert await stored_rollups(engine) == expected
 
     status, report = await _analytics(router, ADMIN_TOKEN, bucket="day", group_by="model,key", **_range())
     assert status == 200, report
@@ -191,7 +124,9 @@ async def test_rollups_equal_the_raw_events_and_the_api_answers_from_them(
     await _check_visibility(router, key_a, key_b, events)
 
 
-async def _check_visibility(router: RunningRouter, key_a: str, key_b: str, events: list[Row]) -> None:
+async def _check_visibility(
+    router: RunningRouter, key_a: str, key_b: str, events: list[dict[str, Any]]
+) -> None:
     wallet_a = router.payers[2].address.lower()
     status, own = await _analytics(router, key_a, group_by="wallet,model", **_range())
     assert status == 200, own

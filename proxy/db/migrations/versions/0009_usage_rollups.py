@@ -21,8 +21,10 @@ branch_labels = None
 depends_on = None
 
 PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+PERIODS_S = (3_600, 86_400)  # Hour rows and day rows (proxy/db/tables.py).
 DIMENSIONS = (
-    "hour_start_unix_s",
+    "period_s",
+    "period_start_unix_s",
     "model_id",
     "provider",
     "strategy",
@@ -41,7 +43,8 @@ def upgrade() -> None:
     op.create_table(
         "usage_rollups",
         sa.Column("id", PK, primary_key=True, autoincrement=True, nullable=False),
-        sa.Column("hour_start_unix_s", sa.BigInteger(), nullable=False),
+        sa.Column("period_s", sa.Integer(), nullable=False),
+        sa.Column("period_start_unix_s", sa.BigInteger(), nullable=False),
         sa.Column("model_id", sa.String(255), nullable=False),
         sa.Column("provider", sa.String(64), nullable=False),
         sa.Column("strategy", sa.String(32), nullable=False),
@@ -75,12 +78,14 @@ def upgrade() -> None:
         *(sa.Column(ttft_column(b), sa.Integer(), nullable=False) for b in range(LATENCY_BUCKETS)),
         sa.UniqueConstraint(*DIMENSIONS, name="uq_usage_rollups_dims"),
     )
-    op.create_index("ix_usage_rollups_payer_hour", "usage_rollups", ["payer_account", "hour_start_unix_s"])
+    op.create_index(
+        "ix_usage_rollups_payer_period", "usage_rollups", ["payer_account", "period_s", "period_start_unix_s"]
+    )
     backfill_usage_rollups(op.get_bind())
 
 
 def downgrade() -> None:
-    op.drop_index("ix_usage_rollups_payer_hour", table_name="usage_rollups")
+    op.drop_index("ix_usage_rollups_payer_period", table_name="usage_rollups")
     op.drop_table("usage_rollups")
 
 
@@ -99,12 +104,17 @@ def _bucket_counts(value: str, column: Callable[[int], str]) -> list[str]:
 
 
 def backfill_usage_rollups(connection: Connection) -> None:
-    """Rolls every usage event up with one INSERT … SELECT (the same sums the serving path keeps)."""
+    """Rolls every usage event up, one INSERT … SELECT per period (the same sums the serving path keeps)."""
+    for period_s in PERIODS_S:
+        _backfill_period(connection, period_s)
+
+
+def _backfill_period(connection: Connection, period_s: int) -> None:
     if connection.dialect.name == "postgresql":
-        hour = "CAST(FLOOR(EXTRACT(EPOCH FROM created_at) / 3600) AS BIGINT) * 3600"
+        unix_s = "CAST(FLOOR(EXTRACT(EPOCH FROM created_at)) AS BIGINT)"
         text_of = "CAST({} AS VARCHAR)"
     else:
-        hour = "(CAST(strftime('%s', created_at) AS INTEGER) / 3600) * 3600"
+        unix_s = "CAST(strftime('%s', created_at) AS INTEGER)"
         text_of = "CAST({} AS TEXT)"
     event_columns = {column["name"] for column in sa.inspect(connection).get_columns("usage_events")}
     governance = [
@@ -112,7 +122,8 @@ def backfill_usage_rollups(connection: Connection) -> None:
         for name in GOVERNANCE_COLUMNS
     ]
     keys = [
-        f"{hour}",
+        str(period_s),
+        f"({unix_s} / {period_s}) * {period_s}",
         "COALESCE(model_id, '')",
         "COALESCE(provider, '')",
         "COALESCE(strategy, '')",
