@@ -16,6 +16,7 @@ from proxy.db.tables import usage_events
 __all__ = ["USAGE_EVENTS_LISTED_MAX", "Attempt", "UsageEvent", "UsageLog"]
 
 USAGE_EVENTS_LISTED_MAX = 1_000
+_INSERT_USAGE_EVENT = insert(usage_events)
 
 
 class Attempt(BaseModel):
@@ -92,7 +93,8 @@ class UsageLog:
             "streamed": int(event.streamed),
             "usage_estimated": int(event.usage_estimated),
         }
-        await connection.execute(insert(usage_events).values(**row))
+        # A statement built once, its parameters given at execution: building it per request cost more.
+        await connection.execute(_INSERT_USAGE_EVENT, row)
 
     async def for_request(self, request_id: str, *, payer_account: str | None = None) -> list[UsageEvent]:
         """One request's events; with `payer_account`, only that payer's (what a key may see)."""
