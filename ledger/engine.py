@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, make_url
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 __all__ = [
@@ -20,7 +20,6 @@ __all__ = [
     "SQLITE_BUSY_TIMEOUT_MS",
     "create_ledger_engine",
     "install_sqlite_hooks",
-    "install_sqlite_sync_hooks",
     "migrate",
 ]
 
@@ -33,15 +32,9 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 def install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
     """Make an aiosqlite engine safe for concurrent ledger writes: WAL, busy_timeout, BEGIN IMMEDIATE."""
     assert engine.dialect.name == "sqlite"
-    install_sqlite_sync_hooks(engine.sync_engine, busy_timeout_ms=busy_timeout_ms)
-
-
-def install_sqlite_sync_hooks(engine: Engine, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
-    """The hooks of `install_sqlite_hooks` on a synchronous engine (also the ledger's batch writer's)."""
-    assert engine.dialect.name == "sqlite"
     assert busy_timeout_ms > 0
 
-    @event.listens_for(engine, "connect")
+    @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the driver so the "begin" hook below decides how to BEGIN.
         dbapi_connection.isolation_level = None
@@ -51,7 +44,7 @@ def install_sqlite_sync_hooks(engine: Engine, *, busy_timeout_ms: int = SQLITE_B
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
+    @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 

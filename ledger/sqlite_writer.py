@@ -10,10 +10,11 @@ caller: nothing is acknowledged before its COMMIT returned, so a write a caller 
 
 The statements run on a dedicated synchronous connection (stdlib `sqlite3` under SQLAlchemy Core, compiled
 statements cached) directly on the event loop: a local SQLite statement under a write lock already held
-takes microseconds, much less than a thread hop. The two steps that can wait, `BEGIN IMMEDIATE` (on another
-process's lock, bounded by busy_timeout) and `COMMIT` (fsync, checkpoint), run on one worker thread: two
-thread hops per batch. A write is an async callable given `SyncOnLoopConnection`, which offers the subset
-of `AsyncConnection` that the ledger and its `also=` callbacks use; its awaits never suspend.
+takes microseconds, much less than a thread hop. `BEGIN IMMEDIATE` is tried on the loop without waiting;
+only when another process holds the lock does it wait (bounded by busy_timeout) on one worker thread.
+`COMMIT` (fsync, checkpoint) always runs on that thread: one thread hop per batch in the common case. A write
+is an async callable given `SyncOnLoopConnection`, which offers the subset of `AsyncConnection` that the
+ledger and its `also=` callbacks use; its awaits never suspend.
 
 A caller cancelled while its write is queued is dropped from the queue; once its batch has started, the
 write commits with the batch (the caller no longer learns it).
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,8 +36,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import StaticPool
-
-from ledger.engine import install_sqlite_sync_hooks
 
 __all__ = ["BATCH_OPS_MAX", "SqliteBatchWriter", "SyncOnLoopConnection"]
 
@@ -102,7 +102,8 @@ class SqliteBatchWriter:
             # Used by the loop and by the one worker thread, never by both at once (the writer awaits).
             connect_args={"check_same_thread": False},
         )
-        install_sqlite_sync_hooks(self._engine, busy_timeout_ms=busy_timeout_ms)
+        self._busy_timeout_ms = busy_timeout_ms
+        sa.event.listen(self._engine, "connect", _on_connect)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite-writer")
         self._connection: sa.Connection | None = None
         self._queue: list[_Op] = []
@@ -140,15 +141,22 @@ class SqliteBatchWriter:
     async def _hop(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
 
-    def _begin(self) -> sa.Connection:
+    async def _begin(self) -> sa.Connection:
+        """BEGIN IMMEDIATE: at once on the loop when the lock is free, else waiting on the thread."""
         if self._connection is None:
             self._connection = self._engine.connect()
-        self._connection.begin()  # BEGIN IMMEDIATE (install_sqlite_sync_hooks): waits here for the lock.
+        driver = _driver(self._connection)
+        try:
+            driver.execute("BEGIN IMMEDIATE")  # busy_timeout is 0 on this connection: never waits.
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            await self._hop(lambda: _begin_waiting(driver, busy_timeout_ms=self._busy_timeout_ms))
         return self._connection
 
     async def _run_batch(self, batch: list[_Op]) -> None:
         try:
-            connection = await self._hop(self._begin)
+            connection = await self._begin()
         except BaseException as error:
             _answer_all(batch, error)
             if not isinstance(error, Exception):
@@ -161,13 +169,13 @@ class SqliteBatchWriter:
             for op in batch:
                 await _run_op(connection, facade, op, savepoint=not alone)
             if alone and batch[0].outcome is not None and not batch[0].outcome[0]:
-                await self._hop(connection.rollback)
+                await self._hop(lambda: _end(connection, commit=False))
             else:
-                await self._hop(connection.commit)
+                await self._hop(lambda: _end(connection, commit=True))
         except BaseException as error:
             # Nothing of this batch committed: every caller learns it, those whose write went well too.
             with contextlib.suppress(Exception):
-                await self._hop(connection.rollback)
+                await self._hop(lambda: _end(connection, commit=False))
             _answer_all(batch, error)
             if not isinstance(error, Exception):
                 raise
@@ -195,6 +203,45 @@ async def _run_op(connection: sa.Connection, facade: AsyncConnection, op: _Op, *
     if nested is not None:
         nested.commit()
     op.outcome = (True, result)
+
+
+def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The writer issues BEGIN IMMEDIATE itself (`_begin`), so the driver must not begin transactions.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=0")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _driver(connection: sa.Connection) -> sqlite3.Connection:
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
+
+
+def _begin_waiting(driver: sqlite3.Connection, *, busy_timeout_ms: int) -> None:
+    """BEGIN IMMEDIATE waiting up to busy_timeout for another process's write lock (on the thread)."""
+    driver.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    try:
+        driver.execute("BEGIN IMMEDIATE")
+    finally:
+        driver.execute("PRAGMA busy_timeout=0")
+
+
+def _end(connection: sa.Connection, *, commit: bool) -> None:
+    """COMMIT (or ROLLBACK) the batch: SQLAlchemy's view of the transaction and the driver's together."""
+    if commit:
+        connection.commit()
+    else:
+        connection.rollback()
+    driver = _driver(connection)
+    if driver.in_transaction:  # SQLAlchemy had not begun (no statement ran): end it at the driver.
+        if commit:
+            driver.commit()
+        else:
+            driver.rollback()
 
 
 def _answer_all(batch: list[_Op], error: BaseException) -> None:
