@@ -11,15 +11,17 @@ This module must not import `proxy` or `x402`.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ledger.engine import SQLITE_BUSY_TIMEOUT_MS
 from ledger.errors import (
     AccountConflict,
     AccountNotFound,
@@ -35,6 +37,7 @@ from ledger.errors import (
     UnitMismatch,
 )
 from ledger.postings import body_hash, normal_balance, outgoing_pending, validate_postings, would_go_negative
+from ledger.sqlite_writer import SqliteBatchWriter
 from ledger.tables import ledger_metadata
 from ledger.types import (
     INT64_MAX,
@@ -130,6 +133,27 @@ class Ledger:
         self._lock_rows = engine.dialect.name == "postgresql"
         # Account names and units never change once created, so caching them per instance is safe.
         self._names_by_id: dict[int, tuple[str, str]] = {}
+        # On a SQLite file, writes go through one batch writer (group commit, ledger/sqlite_writer.py),
+        # opened on first write and closed when the engine is disposed.
+        self._batch_writes = _is_sqlite_file(engine)
+        self._writer: SqliteBatchWriter | None = None
+        if self._batch_writes:
+            sa.event.listen(engine.sync_engine, "engine_disposed", self._close_writer)
+
+    def _close_writer(self, _engine: Any = None) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+
+    async def _write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`work` in a database transaction: a savepoint of a shared transaction of the batch writer on
+        SQLite, a transaction of its own on PostgreSQL. Returns once committed."""
+        if not self._batch_writes:
+            async with self._engine.begin() as conn:
+                return await work(conn)
+        if self._writer is None:
+            self._writer = SqliteBatchWriter(self._engine.url, busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS)
+        return await self._writer.run(work)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -221,16 +245,14 @@ class Ledger:
     async def _post_in(
         self, conn: AsyncConnection, request: PostRequest, digest: str, names: list[str]
     ) -> LedgerTransaction:
-        existing = await self._one(
-            conn, TRANSACTIONS, TRANSACTIONS.c.idempotency_key == request.idempotency_key
-        )
+        existing = await self._one(conn, TRANSACTIONS, "idempotency_key", request.idempotency_key)
         if existing is not None:
             _check_replay(existing, digest, request.idempotency_key)
             return await self._load_transaction(conn, existing)
         accounts = await self._lock_accounts_by_name(conn, names)
         validate_postings(request.postings, {name: row["unit"] for name, row in accounts.items()})
         if request.external_ref is not None:
-            other = await self._one(conn, TRANSACTIONS, TRANSACTIONS.c.external_ref == request.external_ref)
+            other = await self._one(conn, TRANSACTIONS, "external_ref", request.external_ref)
             if other is not None:
                 raise DuplicateExternalRef(
                     f"external_ref {request.external_ref} is already booked as transaction {other['id']}"
@@ -253,22 +275,22 @@ class Ledger:
         )
         for name, sums in new_sums.items():
             await self._write_sums(conn, accounts[name]["id"], sums)
-        row = await self._one(conn, TRANSACTIONS, TRANSACTIONS.c.id == transaction_id)
+        row = await self._one(conn, TRANSACTIONS, "id", transaction_id)
         assert row is not None
         return await self._load_transaction(conn, row)
 
     async def get_transaction(self, transaction_id: int) -> LedgerTransaction | None:
-        return await self._find_transaction(TRANSACTIONS.c.id == transaction_id)
+        return await self._find_transaction("id", transaction_id)
 
     async def transaction_by_external_ref(self, external_ref: str) -> LedgerTransaction | None:
-        return await self._find_transaction(TRANSACTIONS.c.external_ref == external_ref)
+        return await self._find_transaction("external_ref", external_ref)
 
     async def transaction_by_idempotency_key(self, idempotency_key: str) -> LedgerTransaction | None:
-        return await self._find_transaction(TRANSACTIONS.c.idempotency_key == idempotency_key)
+        return await self._find_transaction("idempotency_key", idempotency_key)
 
-    async def _find_transaction(self, where: sa.ColumnElement[bool]) -> LedgerTransaction | None:
+    async def _find_transaction(self, column: str, value: object) -> LedgerTransaction | None:
         async with self._engine.connect() as conn:
-            row = await self._one(conn, TRANSACTIONS, where)
+            row = await self._one(conn, TRANSACTIONS, column, value)
             return None if row is None else await self._load_transaction(conn, row)
 
     async def transactions(self, *, after_id: int = 0, limit: int = 1_000) -> list[LedgerTransaction]:
@@ -327,7 +349,7 @@ class Ledger:
     async def _hold_in(
         self, conn: AsyncConnection, request: HoldRequest, digest: str, names: list[str]
     ) -> Hold:
-        existing = await self._one(conn, HOLDS, HOLDS.c.idempotency_key == request.idempotency_key)
+        existing = await self._one(conn, HOLDS, "idempotency_key", request.idempotency_key)
         if existing is not None:
             _check_replay(existing, digest, request.idempotency_key)
             return await self._hold_model(conn, existing)
@@ -344,18 +366,19 @@ class Ledger:
         _check_limits(credit, credit_sums)
         now = self._clock()
         result = await conn.execute(
-            HOLDS.insert().values(
-                idempotency_key=request.idempotency_key,
-                body_hash=digest,
-                code=request.code,
-                debit_account_id=debit["id"],
-                credit_account_id=credit["id"],
-                amount=request.amount,
-                metadata_json=request.metadata,
-                created_at_unix_ms=now,
-                expires_at_unix_ms=now + max(1, round(request.timeout_s * 1000)),
-                state=HoldState.PENDING.value,
-            )
+            HOLDS.insert(),
+            {
+                "idempotency_key": request.idempotency_key,
+                "body_hash": digest,
+                "code": request.code,
+                "debit_account_id": debit["id"],
+                "credit_account_id": credit["id"],
+                "amount": request.amount,
+                "metadata_json": request.metadata,
+                "created_at_unix_ms": now,
+                "expires_at_unix_ms": now + max(1, round(request.timeout_s * 1000)),
+                "state": HoldState.PENDING.value,
+            },
         )
         hold_id = _inserted_id(result)
         await self._write_sums(conn, debit["id"], debit_sums)
@@ -439,15 +462,20 @@ class Ledger:
         A unique-key race (a concurrent writer of the same idempotency key) is retried once, and the retry
         replays. An IntegrityError raised once `also` has started is the caller's: never retried.
         """
+        also_started = False
+
+        async def work_and_also(conn: AsyncConnection) -> T:
+            nonlocal also_started
+            result, wrote = await work(conn)
+            if wrote and also is not None:
+                also_started = True
+                await also(conn)
+            return result
+
         for attempt in range(2):
             also_started = False
             try:
-                async with self._engine.begin() as conn:
-                    result, wrote = await work(conn)
-                    if wrote and also is not None:
-                        also_started = True
-                        await also(conn)
-                return result
+                return await self._write(work_and_also)
             except IntegrityError:
                 if attempt == 1 or also_started:
                     raise
@@ -464,7 +492,7 @@ class Ledger:
         replayed = await self._replayed_resolution(conn, resolution)
         if replayed is not None:
             return replayed, False
-        hold = await self._one(conn, HOLDS, HOLDS.c.id == hold_id)
+        hold = await self._one(conn, HOLDS, "id", hold_id)
         if hold is None:
             raise HoldNotFound(f"hold {hold_id}")
         if hold["group_id"] is not None:
@@ -478,7 +506,7 @@ class Ledger:
         if self._lock_rows:
             # Read again under the row lock, taken after the account locks (the fixed lock order). On
             # SQLite, BEGIN IMMEDIATE already serialized this transaction before the first read.
-            hold = await self._one(conn, HOLDS, HOLDS.c.id == hold_id, for_update=True)
+            hold = await self._one(conn, HOLDS, "id", hold_id, for_update=True)
             assert hold is not None
         if hold["state"] != HoldState.PENDING.value:
             # A concurrent call with this very key may have won the lock: then this is its replay.
@@ -516,13 +544,11 @@ class Ledger:
         return await self._hold_model(conn, resolved), True
 
     async def _replayed_resolution(self, conn: AsyncConnection, resolution: _Resolution) -> Hold | None:
-        existing = await self._one(
-            conn, RESOLUTIONS, RESOLUTIONS.c.idempotency_key == resolution.idempotency_key
-        )
+        existing = await self._one(conn, RESOLUTIONS, "idempotency_key", resolution.idempotency_key)
         if existing is None:
             return None
         _check_replay(existing, resolution.digest, resolution.idempotency_key)
-        row = await self._one(conn, HOLDS, HOLDS.c.id == existing["hold_id"])
+        row = await self._one(conn, HOLDS, "id", existing["hold_id"])
         assert row is not None
         return await self._hold_model(conn, row)
 
@@ -570,25 +596,26 @@ class Ledger:
                 entries=[(debit_id, amount), (target_id, -amount)],
             )
         await conn.execute(
-            RESOLUTIONS.insert().values(
-                hold_id=hold["id"],
-                idempotency_key=idempotency_key,
-                body_hash=digest,
-                kind=kind.value,
-                amount=amount,
-                transaction_id=transaction_id,
-                created_at_unix_ms=now,
-            )
+            RESOLUTIONS.insert(),
+            {
+                "hold_id": hold["id"],
+                "idempotency_key": idempotency_key,
+                "body_hash": digest,
+                "kind": kind.value,
+                "amount": amount,
+                "transaction_id": transaction_id,
+                "created_at_unix_ms": now,
+            },
         )
         updated = await conn.execute(
-            HOLDS.update()
-            .where(HOLDS.c.id == hold["id"], HOLDS.c.state == HoldState.PENDING.value)
-            .values(
-                state=kind.value,
-                captured_amount=amount,
-                resolved_at_unix_ms=now,
-                resolution_transaction_id=transaction_id,
-            )
+            _RESOLVE_HOLD,
+            {
+                "hold_id": hold["id"],
+                "state": kind.value,
+                "captured_amount": amount,
+                "resolved_at_unix_ms": now,
+                "resolution_transaction_id": transaction_id,
+            },
         )
         assert updated.rowcount == 1, "a hold is resolved exactly once"
         return {
@@ -668,7 +695,7 @@ class Ledger:
     async def _hold_group_in(
         self, conn: AsyncConnection, request: HoldGroupRequest, digest: str, names: list[str]
     ) -> HoldGroup:
-        existing = await self._one(conn, GROUPS, GROUPS.c.idempotency_key == request.idempotency_key)
+        existing = await self._one(conn, GROUPS, "idempotency_key", request.idempotency_key)
         if existing is not None:
             _check_replay(existing, digest, request.idempotency_key)
             return await self._load_group(conn, existing["id"])
@@ -769,7 +796,7 @@ class Ledger:
         replayed = await self._replayed_group_resolution(conn, resolution)
         if replayed is not None:
             return replayed, False
-        group = await self._one(conn, GROUPS, GROUPS.c.id == group_id)
+        group = await self._one(conn, GROUPS, "id", group_id)
         if group is None:
             raise HoldNotFound(f"hold group {group_id}")
         members = await self._group_members(conn, group_id)
@@ -783,7 +810,7 @@ class Ledger:
         )
         target_ids = _target_ids(members, legs, by_id, by_name)
         if self._lock_rows:
-            group = await self._one(conn, GROUPS, GROUPS.c.id == group_id, for_update=True)
+            group = await self._one(conn, GROUPS, "id", group_id, for_update=True)
             assert group is not None
         if group["state"] != HoldState.PENDING.value:
             replayed = await self._replayed_group_resolution(conn, resolution)
@@ -812,9 +839,7 @@ class Ledger:
     async def _replayed_group_resolution(
         self, conn: AsyncConnection, resolution: _Resolution
     ) -> HoldGroup | None:
-        existing = await self._one(
-            conn, GROUP_RESOLUTIONS, GROUP_RESOLUTIONS.c.idempotency_key == resolution.idempotency_key
-        )
+        existing = await self._one(conn, GROUP_RESOLUTIONS, "idempotency_key", resolution.idempotency_key)
         if existing is None:
             return None
         _check_replay(existing, resolution.digest, resolution.idempotency_key)
@@ -900,7 +925,7 @@ class Ledger:
         """Expire a whole group in the caller's transaction; None when it is resolved or not due."""
         members = await self._group_members(conn, group_id)
         by_id, _ = await self._lock_accounts(conn, ids=_member_account_ids(members), names=())
-        group = await self._one(conn, GROUPS, GROUPS.c.id == group_id, for_update=True)
+        group = await self._one(conn, GROUPS, "id", group_id, for_update=True)
         assert group is not None
         if group["state"] != HoldState.PENDING.value or group["expires_at_unix_ms"] > now:
             return None
@@ -912,13 +937,12 @@ class Ledger:
     async def get_hold_group(self, group_id: int) -> HoldGroup:
         """A hold group with its members, after expiring it when it is due."""
         async with self._engine.connect() as conn:
-            group = await self._one(conn, GROUPS, GROUPS.c.id == group_id)
+            group = await self._one(conn, GROUPS, "id", group_id)
         if group is None:
             raise HoldNotFound(f"hold group {group_id}")
         now = self._clock()
         if group["state"] == HoldState.PENDING.value and group["expires_at_unix_ms"] <= now:
-            async with self._engine.begin() as conn:
-                await self._expire_group_in(conn, group_id, now)
+            await self._write(lambda conn: self._expire_group_in(conn, group_id, now))
         async with self._engine.connect() as conn:
             return await self._load_group(conn, group_id)
 
@@ -948,26 +972,28 @@ class Ledger:
 
     async def _expire_one(self, hold_id: int, now: int) -> list[Hold]:
         """Expire one hold (or its whole group) in its own transaction; [] when resolved first."""
-        async with self._engine.begin() as conn:
-            hold = await self._one(conn, HOLDS, HOLDS.c.id == hold_id)
-            assert hold is not None
-            if hold["group_id"] is not None:
-                group = await self._expire_group_in(conn, hold["group_id"], now)
-                return [] if group is None else list(group.holds)
-            accounts = await self._lock_accounts_by_id(
-                conn, [hold["debit_account_id"], hold["credit_account_id"]]
-            )
-            hold = await self._one(conn, HOLDS, HOLDS.c.id == hold_id, for_update=True)
-            assert hold is not None
-            if hold["state"] != HoldState.PENDING.value or hold["expires_at_unix_ms"] > now:
-                return []
-            digest = body_hash({"op": "expire", "hold_id": hold_id})
-            sums: dict[int, Sums] = {}
-            resolved = await self._apply_resolution(
-                conn, hold, accounts, sums, HoldState.EXPIRED, 0, _expire_key(hold_id), digest, now
-            )
-            await self._write_all_sums(conn, sums)
-            return [await self._hold_model(conn, resolved)]
+        return await self._write(lambda conn: self._expire_one_in(conn, hold_id, now))
+
+    async def _expire_one_in(self, conn: AsyncConnection, hold_id: int, now: int) -> list[Hold]:
+        hold = await self._one(conn, HOLDS, "id", hold_id)
+        assert hold is not None
+        if hold["group_id"] is not None:
+            group = await self._expire_group_in(conn, hold["group_id"], now)
+            return [] if group is None else list(group.holds)
+        accounts = await self._lock_accounts_by_id(
+            conn, [hold["debit_account_id"], hold["credit_account_id"]]
+        )
+        hold = await self._one(conn, HOLDS, "id", hold_id, for_update=True)
+        assert hold is not None
+        if hold["state"] != HoldState.PENDING.value or hold["expires_at_unix_ms"] > now:
+            return []
+        digest = body_hash({"op": "expire", "hold_id": hold_id})
+        sums: dict[int, Sums] = {}
+        resolved = await self._apply_resolution(
+            conn, hold, accounts, sums, HoldState.EXPIRED, 0, _expire_key(hold_id), digest, now
+        )
+        await self._write_all_sums(conn, sums)
+        return [await self._hold_model(conn, resolved)]
 
     async def _expire_due_for_names(self, names: Iterable[str]) -> None:
         """Lazy expiry: release due holds touching these accounts before anything reads their balance."""
@@ -999,43 +1025,32 @@ class Ledger:
         are due, they expire first, each in its own transaction (locking their accounts in id order as
         always), and `work` then runs in a fresh transaction."""
         now = self._clock()
-        async with self._engine.begin() as conn:
-            due = await self._due_hold_ids(conn, names, now)
-            if not due:
-                return await work(conn)
+        due: list[int] = []
+
+        async def work_unless_due(conn: AsyncConnection) -> T | None:
+            due[:] = await self._due_hold_ids(conn, names, now)
+            return None if due else await work(conn)
+
+        result = await self._write(work_unless_due)
+        if not due:
+            return cast(T, result)
         for hold_id in due:
             await self._expire_one(hold_id, now)
-        async with self._engine.begin() as conn:
-            return await work(conn)
+        return await self._write(work)
 
     async def _due_hold_ids(self, conn: AsyncConnection, names: Iterable[str], now: int) -> list[int]:
-        account_ids = sa.select(ACCOUNTS.c.id).where(ACCOUNTS.c.name.in_(list(names))).scalar_subquery()
-        ids = (
-            await conn.execute(
-                sa.select(HOLDS.c.id)
-                .where(
-                    HOLDS.c.state == HoldState.PENDING.value,
-                    HOLDS.c.expires_at_unix_ms <= now,
-                    sa.or_(
-                        HOLDS.c.debit_account_id.in_(account_ids),
-                        HOLDS.c.credit_account_id.in_(account_ids),
-                    ),
-                )
-                .order_by(HOLDS.c.id)
-                .limit(EXPIRE_BATCH_MAX)
-            )
-        ).scalars()
+        ids = (await conn.execute(_DUE_HOLD_IDS, {"names": list(names), "now": now})).scalars()
         return list(ids.all())
 
     async def get_hold(self, hold_id: int) -> Hold:
         async with self._engine.connect() as conn:
-            row = await self._one(conn, HOLDS, HOLDS.c.id == hold_id)
+            row = await self._one(conn, HOLDS, "id", hold_id)
         if row is None:
             raise HoldNotFound(f"hold {hold_id}")
         if row["state"] == HoldState.PENDING.value and row["expires_at_unix_ms"] <= self._clock():
             await self._expire_one(hold_id, self._clock())
         async with self._engine.connect() as conn:
-            row = await self._one(conn, HOLDS, HOLDS.c.id == hold_id)
+            row = await self._one(conn, HOLDS, "id", hold_id)
             assert row is not None
             return await self._hold_model(conn, row)
 
@@ -1165,21 +1180,22 @@ class Ledger:
         self,
         conn: AsyncConnection,
         table: sa.Table,
-        where: sa.ColumnElement[bool],
+        column: str,
+        value: object,
         *,
         for_update: bool = False,
     ) -> Row | None:
-        query = sa.select(table).where(where)
-        if for_update and self._lock_rows:
-            query = query.with_for_update()
-        return (await conn.execute(query)).mappings().one_or_none()
+        """The row of `table` whose `column` equals `value` (a unique column), or None."""
+        query = _select_by(table, column, for_update=for_update and self._lock_rows)
+        row: Row | None = (await conn.execute(query, {"value": value})).mappings().one_or_none()
+        return row
 
     async def _account_row(self, conn: AsyncConnection, name: str) -> Row | None:
-        return await self._one(conn, ACCOUNTS, ACCOUNTS.c.name == name)
+        return await self._one(conn, ACCOUNTS, "name", name)
 
     async def _lock_accounts_by_name(self, conn: AsyncConnection, names: Sequence[str]) -> dict[str, Row]:
         """Lock the named accounts in ascending id order and return their fresh rows."""
-        rows = await self._lock(conn, ACCOUNTS.c.name.in_(list(names)))
+        rows = await self._lock(conn, ids=(), names=names)
         by_name = {row["name"]: row for row in rows}
         missing = sorted(set(names) - set(by_name))
         if missing:
@@ -1193,12 +1209,7 @@ class Ledger:
         all; returns the fresh rows by id and by name."""
         ids, names = set(ids), set(names)
         assert ids or names
-        conditions = []
-        if ids:
-            conditions.append(ACCOUNTS.c.id.in_(sorted(ids)))
-        if names:
-            conditions.append(ACCOUNTS.c.name.in_(sorted(names)))
-        rows = await self._lock(conn, sa.or_(*conditions))
+        rows = await self._lock(conn, ids=sorted(ids), names=sorted(names))
         by_id = {row["id"]: row for row in rows}
         by_name = {row["name"]: row for row in rows}
         assert ids <= set(by_id), "hold accounts exist (foreign keys)"
@@ -1208,23 +1219,22 @@ class Ledger:
         return by_id, by_name
 
     async def _lock_accounts_by_id(self, conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Row]:
-        rows = await self._lock(conn, ACCOUNTS.c.id.in_(list(ids)))
+        rows = await self._lock(conn, ids=ids, names=())
         by_id = {row["id"]: row for row in rows}
         assert set(by_id) == set(ids), "hold accounts exist (foreign keys)"
         return by_id
 
-    async def _lock(self, conn: AsyncConnection, where: sa.ColumnElement[bool]) -> list[Row]:
-        # ORDER BY id before FOR UPDATE: every writer takes row locks in the same order, so none deadlock.
-        query = sa.select(ACCOUNTS).where(where).order_by(ACCOUNTS.c.id)
-        if self._lock_rows:
-            query = query.with_for_update()
-        rows = list((await conn.execute(query)).mappings().all())
+    async def _lock(self, conn: AsyncConnection, *, ids: Sequence[int], names: Sequence[str]) -> list[Row]:
+        """The accounts with these ids or names, row-locked in ascending id order on PostgreSQL."""
+        query = _lock_accounts_query(by_ids=bool(ids), by_names=bool(names), for_update=self._lock_rows)
+        parameters = {"ids": list(ids), "names": list(names)}
+        rows = list((await conn.execute(query, parameters)).mappings().all())
         for row in rows:
             self._names_by_id[row["id"]] = (row["name"], row["unit"])
         return rows
 
     async def _write_sums(self, conn: AsyncConnection, account_id: int, sums: Sums) -> None:
-        result = await conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.id == account_id).values(**sums))
+        result = await conn.execute(_WRITE_SUMS, {"account_id": account_id, **sums})
         assert result.rowcount == 1
 
     async def _write_all_sums(self, conn: AsyncConnection, sums: Mapping[int, Sums]) -> None:
@@ -1247,15 +1257,16 @@ class Ledger:
         assert len(entries) >= 2
         assert sum(amount for _, amount in entries) == 0 or len({a for a, _ in entries}) == len(entries)
         result = await conn.execute(
-            TRANSACTIONS.insert().values(
-                idempotency_key=idempotency_key,
-                body_hash=digest,
-                code=code,
-                external_ref=external_ref,
-                metadata_json=metadata,
-                hold_id=hold_id,
-                created_at_unix_ms=self._clock(),
-            )
+            TRANSACTIONS.insert(),
+            {
+                "idempotency_key": idempotency_key,
+                "body_hash": digest,
+                "code": code,
+                "external_ref": external_ref,
+                "metadata_json": metadata,
+                "hold_id": hold_id,
+                "created_at_unix_ms": self._clock(),
+            },
         )
         transaction_id = _inserted_id(result)
         await conn.execute(
@@ -1325,7 +1336,7 @@ class Ledger:
         return members
 
     async def _load_group(self, conn: AsyncConnection, group_id: int) -> HoldGroup:
-        group = await self._one(conn, GROUPS, GROUPS.c.id == group_id)
+        group = await self._one(conn, GROUPS, "id", group_id)
         assert group is not None
         return await self._group_model(conn, group, await self._group_members(conn, group_id))
 
@@ -1346,6 +1357,66 @@ class Ledger:
             resolved_at_unix_ms=group["resolved_at_unix_ms"],
             holds=tuple([await self._hold_model(conn, member) for member in members]),
         )
+
+
+# The hot path's statements, built once: building a Core statement and its cache key costs several times
+# more than executing the compiled one (the compiled form is cached per statement by SQLAlchemy).
+_WRITE_SUMS = (
+    ACCOUNTS.update()
+    .where(ACCOUNTS.c.id == sa.bindparam("account_id"))
+    .values({column: sa.bindparam(column) for column in SUM_COLUMNS})
+)
+_RESOLVE_HOLD = (
+    HOLDS.update()
+    .where(HOLDS.c.id == sa.bindparam("hold_id"), HOLDS.c.state == HoldState.PENDING.value)
+    .values(
+        state=sa.bindparam("state"),
+        captured_amount=sa.bindparam("captured_amount"),
+        resolved_at_unix_ms=sa.bindparam("resolved_at_unix_ms"),
+        resolution_transaction_id=sa.bindparam("resolution_transaction_id"),
+    )
+)
+_DUE_ACCOUNT_IDS = (
+    sa.select(ACCOUNTS.c.id)
+    .where(ACCOUNTS.c.name.in_(sa.bindparam("names", expanding=True)))
+    .scalar_subquery()
+)
+_DUE_HOLD_IDS = (
+    sa.select(HOLDS.c.id)
+    .where(
+        HOLDS.c.state == HoldState.PENDING.value,
+        HOLDS.c.expires_at_unix_ms <= sa.bindparam("now"),
+        sa.or_(
+            HOLDS.c.debit_account_id.in_(_DUE_ACCOUNT_IDS), HOLDS.c.credit_account_id.in_(_DUE_ACCOUNT_IDS)
+        ),
+    )
+    .order_by(HOLDS.c.id)
+    .limit(EXPIRE_BATCH_MAX)
+)
+
+
+@functools.cache
+def _select_by(table: sa.Table, column: str, *, for_update: bool) -> sa.Select[Any]:
+    query = sa.select(table).where(table.c[column] == sa.bindparam("value"))
+    return query.with_for_update() if for_update else query
+
+
+@functools.cache
+def _lock_accounts_query(*, by_ids: bool, by_names: bool, for_update: bool) -> sa.Select[Any]:
+    assert by_ids or by_names
+    conditions = []
+    if by_ids:
+        conditions.append(ACCOUNTS.c.id.in_(sa.bindparam("ids", expanding=True)))
+    if by_names:
+        conditions.append(ACCOUNTS.c.name.in_(sa.bindparam("names", expanding=True)))
+    # ORDER BY id before FOR UPDATE: every writer takes row locks in the same order, so none deadlock.
+    query = sa.select(ACCOUNTS).where(sa.or_(*conditions)).order_by(ACCOUNTS.c.id)
+    return query.with_for_update() if for_update else query
+
+
+def _is_sqlite_file(engine: AsyncEngine) -> bool:
+    database = engine.url.database
+    return engine.dialect.name == "sqlite" and bool(database) and database != ":memory:"
 
 
 def _expire_key(hold_id: int) -> str:

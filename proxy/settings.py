@@ -101,6 +101,11 @@ class AccountsSettings(BaseModel):
     api_keys_per_wallet_max: int = Field(default=50, ge=1, le=1000)
     # last_used is a hint, not an audit trail: writing it on every request would serialize keyed requests.
     key_last_used_resolution_s: int = Field(default=60, ge=0)
+    # Keys looked up in the last this-many seconds are served from process memory (issue 10: the lookup was
+    # a database round trip per request). A revoke takes effect at once in the process that revoked, and
+    # within this bound in every other replica. 0 disables the cache.
+    api_key_cache_ttl_s: float = Field(default=2.0, ge=0, le=60)
+    api_key_cache_entries_max: int = Field(default=10_000, ge=1, le=1_000_000)
     # A signed withdrawal request may be valid at most this long ahead.
     withdrawal_request_validity_s_max: int = Field(default=600, ge=10, le=86_400)
     # The withdrawal's hold must outlive the slowest send + receipt, and a restart that finishes it.

@@ -77,6 +77,16 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+_KEY_BY_SHA256 = sa.select(account_api_keys).where(
+    account_api_keys.c.key_sha256 == sa.bindparam("key_sha256")
+)
+_TOUCH_KEY = (
+    account_api_keys.update()
+    .where(account_api_keys.c.id == sa.bindparam("key_id"))
+    .values(last_used_at_unix_s=sa.bindparam("now"))
+)
+
+
 def _info(row: sa.RowMapping) -> ApiKeyInfo:
     return ApiKeyInfo(
         id=row["id"],
@@ -106,6 +116,10 @@ class ApiKeys:
         self._clock_unix_s = clock_unix_s
         # Makes the pending-challenge caps exact within a process (replicas may each add one at once).
         self._issue_lock = asyncio.Lock()
+        # Live keys by SHA-256, with when they were read (settings.api_key_cache_ttl_s; see `authenticate`).
+        self._cache: dict[str, tuple[ApiKeyInfo, float]] = {}
+        # Bumped by every revoke: a read that began before one is not cached (it may predate the UPDATE).
+        self._revocations = 0
 
     @property
     def scope(self) -> SiweScope:
@@ -292,33 +306,48 @@ class ApiKeys:
             )
 
     async def authenticate(self, key: str) -> ApiKeyInfo:
-        """The live key's info (last use refreshed), or AuthenticationFailed."""
+        """The live key's info (last use refreshed), or AuthenticationFailed.
+
+        A live key read less than `api_key_cache_ttl_s` ago is answered from memory: a revoke made by this
+        process drops it at once (`revoke`), one made by another replica is seen within the TTL. Unknown
+        and revoked keys are never cached (every refusal reads the database).
+        """
+        key_sha256 = hash_api_key(key)
+        now_s = self._clock_unix_s()
+        cached = self._cache.get(key_sha256)
+        revocations = self._revocations
+        if cached is not None and now_s - cached[1] < self._settings.api_key_cache_ttl_s:
+            info, read_at_s = cached
+        else:
+            info, read_at_s = await self._read_live_key(key_sha256), now_s
+        now = int(now_s)
+        last = info.last_used_at_unix_s
+        if last is None or now - last >= self._settings.key_last_used_resolution_s:
+            async with self._engine.begin() as conn:
+                await conn.execute(_TOUCH_KEY, {"key_id": info.id, "now": now})
+            info = info.model_copy(update={"last_used_at_unix_s": now})
+        if (cached is None or cached[0] is not info) and revocations == self._revocations:
+            self._remember(key_sha256, info, read_at_s=read_at_s)
+        return info
+
+    async def _read_live_key(self, key_sha256: str) -> ApiKeyInfo:
         async with self._engine.connect() as conn:
-            row = (
-                (
-                    await conn.execute(
-                        sa.select(account_api_keys).where(account_api_keys.c.key_sha256 == hash_api_key(key))
-                    )
-                )
-                .mappings()
-                .first()
-            )
+            row = (await conn.execute(_KEY_BY_SHA256, {"key_sha256": key_sha256})).mappings().first()
         if row is None:
             raise AuthenticationFailed("Incorrect API key provided", code="invalid_api_key")
         info = _info(row)
         if info.revoked:
+            self._cache.pop(key_sha256, None)
             raise AuthenticationFailed("This API key has been revoked", code="api_key_revoked")
-        now = self._now()
-        last = info.last_used_at_unix_s
-        if last is None or now - last >= self._settings.key_last_used_resolution_s:
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    account_api_keys.update()
-                    .where(account_api_keys.c.id == info.id)
-                    .values(last_used_at_unix_s=now)
-                )
-            info = info.model_copy(update={"last_used_at_unix_s": now})
         return info
+
+    def _remember(self, key_sha256: str, info: ApiKeyInfo, *, read_at_s: float) -> None:
+        if self._settings.api_key_cache_ttl_s <= 0:
+            return
+        self._cache.pop(key_sha256, None)
+        while len(self._cache) >= self._settings.api_key_cache_entries_max:
+            del self._cache[next(iter(self._cache))]  # The oldest read goes first (insertion order).
+        self._cache[key_sha256] = (info, read_at_s)
 
     async def list_keys(self, wallet: str) -> list[ApiKeyInfo]:
         async with self._engine.connect() as conn:
@@ -336,7 +365,9 @@ class ApiKeys:
         return [_info(row) for row in rows]
 
     async def revoke(self, key_id: int, *, wallet: str) -> ApiKeyInfo | None:
-        """Revokes the wallet's key (idempotent); None when the wallet has no key with this id."""
+        """Revokes the wallet's key (idempotent); None when the wallet has no key with this id. This
+        process stops accepting it at once; other replicas within `api_key_cache_ttl_s`."""
+        self._forget(key_id)
         async with self._engine.begin() as conn:
             await conn.execute(
                 account_api_keys.update()
@@ -358,4 +389,10 @@ class ApiKeys:
                 .mappings()
                 .first()
             )
+        self._forget(key_id)  # Again: an authenticate may have cached it while the UPDATE ran.
         return None if row is None else _info(row)
+
+    def _forget(self, key_id: int) -> None:
+        self._revocations += 1
+        for key_sha256 in [k for k, (info, _) in self._cache.items() if info.id == key_id]:
+            del self._cache[key_sha256]

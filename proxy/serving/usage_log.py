@@ -21,6 +21,7 @@ USAGE_EVENTS_LISTED_MAX = 1_000
 _ENCODED_FIELDS = frozenset(
     {"attempts", "prices_nano_usd_per_mtok", "streamed", "usage_estimated", "route_explanation"}
 )
+_INSERT_USAGE_EVENT = insert(usage_events)
 
 
 class Attempt(BaseModel):
@@ -110,7 +111,8 @@ class UsageLog:
             if event.route_explanation is None
             else json.dumps(event.route_explanation, sort_keys=True),
         }
-        await connection.execute(insert(usage_events).values(**row))
+        # A statement built once, its parameters given at execution: building it per request cost more.
+        await connection.execute(_INSERT_USAGE_EVENT, row)
         # The same transaction keeps the hourly roll-up that analytics read (proxy/serving/usage_rollups.py).
         await upsert_usage_rollup(
             connection,

@@ -49,6 +49,7 @@ __all__ = [
     "RequestOutcome",
     "anvil_accounts",
     "bench_main",
+    "child_passthrough",
     "child_router",
     "child_simulators",
     "deploy_and_fund",
@@ -61,6 +62,7 @@ __all__ = [
     "percentile_ms",
     "process_tree",
     "processes_cpu_s",
+    "rss_mb",
     "run_client_job",
     "serve",
 ]
@@ -151,6 +153,15 @@ def processes_cpu_s(pids: Sequence[int]) -> float:
             fields = _proc_stat_fields(pid)
             total_ticks += int(fields[11]) + int(fields[12])
     return total_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of the process in MB, from /proc (0.0 when it is gone)."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 async def deploy_and_fund(
@@ -311,6 +322,51 @@ def child_simulators(names: Sequence[str]) -> contextlib.AbstractAsyncContextMan
     """Simulated providers (one server per name) in a child process; `urls` maps name → base URL."""
     assert names
     return _child(_simulators_child_main, (tuple(names),), what="simulator", log_path=None)
+
+
+def _passthrough_app(upstream_url: str) -> web.Application:
+    """The floor: a bare aiohttp proxy forwarding the body and streaming the answer back, no accounting."""
+
+    async def session_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)) as session:
+            app["session"] = session
+            yield
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        session: aiohttp.ClientSession = request.app["session"]
+        headers = {
+            "Authorization": request.headers.get("Authorization", ""),
+            "Content-Type": "application/json",
+        }
+        async with session.post(
+            upstream_url + request.path, data=await request.read(), headers=headers
+        ) as upstream:
+            response = web.StreamResponse(status=upstream.status)
+            response.content_type = upstream.content_type
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+
+    app = web.Application()
+    app.cleanup_ctx.append(session_ctx)
+    app.router.add_post("/v1/chat/completions", forward)
+    return app
+
+
+async def _passthrough_child(connection: multiprocessing.connection.Connection, upstream_url: str) -> None:
+    async with serve(_passthrough_app(upstream_url)) as url:
+        await _serve_until_told(connection, {"passthrough": url})
+
+
+def _passthrough_child_main(connection: multiprocessing.connection.Connection, upstream_url: str) -> None:
+    asyncio.run(_passthrough_child(connection, upstream_url))
+
+
+def child_passthrough(upstream_url: str) -> contextlib.AbstractAsyncContextManager[ChildServer]:
+    """A bare aiohttp pass-through proxy to `upstream_url` in a child process (the benchmarks' floor)."""
+    return _child(_passthrough_child_main, (upstream_url,), what="pass-through", log_path=None)
 
 
 def child_router(settings: Settings, log_path: Path) -> contextlib.AbstractAsyncContextManager[ChildServer]:

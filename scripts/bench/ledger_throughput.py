@@ -73,6 +73,7 @@ class WorkerResult:
     pairs: int
     errors: int
     insufficient: int
+    cpu_s: float = 0.0  # the worker processes' own CPU time over the measured window (threads included)
 
 
 def credit_account(index: int) -> str:
@@ -138,6 +139,7 @@ async def _worker(
         await ledger.balance(PAYABLE_ACCOUNT)  # Open a connection before the clock starts.
         await asyncio.sleep(max(0.0, start_at - time.time()))
         deadline = time.monotonic() + seconds
+        cpu_started_s = time.process_time()
         counts = [[0, 0, 0] for _ in range(tasks)]
         run_id = uuid.uuid4().hex[:8]
         await asyncio.gather(
@@ -153,7 +155,9 @@ async def _worker(
                 for task in range(tasks)
             )
         )
-        return WorkerResult(*(sum(c[k] for c in counts) for k in range(3)))
+        cpu_s = time.process_time() - cpu_started_s
+        pairs, errors, insufficient = (sum(c[k] for c in counts) for k in range(3))
+        return WorkerResult(pairs, errors, insufficient, cpu_s=cpu_s)
     finally:
         await engine.dispose()
 
@@ -194,7 +198,12 @@ def run_scenario(url: str, scenario: Scenario, *, seconds: float, tasks: int, ac
     for process in processes:
         process.join(timeout=WORKER_JOIN_TIMEOUT_S)
         assert process.exitcode == 0, f"worker exited with {process.exitcode}"
-    return WorkerResult(*(sum(getattr(r, f) for r in results) for f in ("pairs", "errors", "insufficient")))
+    return WorkerResult(
+        pairs=sum(r.pairs for r in results),
+        errors=sum(r.errors for r in results),
+        insufficient=sum(r.insufficient for r in results),
+        cpu_s=sum(r.cpu_s for r in results),
+    )
 
 
 async def _pg_create(dsn: str) -> str | None:
@@ -283,7 +292,10 @@ def main() -> int:
         f"{args.seconds:g} s per scenario; {args.tasks} tasks per process; "
         f"'many' = {args.accounts} accounts, 'hot' = 1 account\n"
     )
-    print(f"{'backend':<10} {'procs':>5} {'accounts':>8} {'pairs':>8} {'pairs/s':>9} {'errors':>6}")
+    print(
+        f"{'backend':<10} {'procs':>5} {'accounts':>8} {'pairs':>8} {'pairs/s':>9} {'errors':>6} "
+        f"{'cpu ms/pair':>11}"
+    )
     with tempfile.TemporaryDirectory(prefix="megarouter-bench-") as directory:
         urls = {"sqlite": f"sqlite+aiosqlite:///{Path(directory) / 'ledger.db'}"}
         if pg_name:
@@ -300,7 +312,7 @@ def main() -> int:
                     shape = str(args.accounts) if scenario.shape == "many" else "1 (hot)"
                     print(
                         f"{backend:<10} {scenario.processes:>5} {shape:>8} {result.pairs:>8} {rate:>9.0f} "
-                        f"{result.errors:>6}",
+                        f"{result.errors:>6} {result.cpu_s * 1000 / max(1, result.pairs):>11.2f}",
                         flush=True,
                     )
                     assert result.insufficient == 0, "funding too small for this run"

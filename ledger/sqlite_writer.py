@@ -1,0 +1,252 @@
+"""Group commit for the ledger on SQLite: one writer per process, many requests' writes per transaction.
+
+SQLite has one writer per database file, so concurrent ledger writes through the async engine queue on
+`BEGIN IMMEDIATE`, each holding the write lock across a dozen aiosqlite thread hops. Here the writes of a
+process go through one queue instead. A writer task takes everything queued (up to `BATCH_OPS_MAX`), opens
+ONE transaction, runs each write in a SAVEPOINT of its own (a refused write, e.g. InsufficientFunds, rolls
+back only itself; a write alone in its batch needs none), commits once, and only then answers every
+caller: nothing is acknowledged before its COMMIT returned, so a write a caller saw succeed survives
+`kill -9`.
+
+The statements run on a dedicated synchronous connection (stdlib `sqlite3` under SQLAlchemy Core, compiled
+statements cached) directly on the event loop: a local SQLite statement under a write lock already held
+takes microseconds, much less than a thread hop. `BEGIN IMMEDIATE` is tried on the loop without waiting;
+only when another process holds the lock does it wait (bounded by busy_timeout) on one worker thread.
+`COMMIT` (fsync, checkpoint) always runs on that thread: one thread hop per batch in the common case. A write
+is an async callable given `SyncOnLoopConnection`, which offers the subset of `AsyncConnection` that the
+ledger and its `also=` callbacks use; its awaits never suspend.
+
+A caller cancelled while its write is queued is dropped from the queue; once its batch has started, the
+write commits with the batch (the caller no longer learns it).
+
+This module must not import `proxy` or `x402`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.pool import StaticPool
+
+__all__ = ["BATCH_OPS_MAX", "SqliteBatchWriter", "SyncOnLoopConnection"]
+
+# Writes per transaction: bounds how long one batch holds the write lock.
+BATCH_OPS_MAX = 256
+T = TypeVar("T")
+
+
+class SyncOnLoopConnection:
+    """The part of `AsyncConnection` that ledger writes and their `also=` callbacks use, over a synchronous
+    connection inside the writer's transaction. Awaiting any of these never suspends."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.sync_connection = connection
+        self.dialect = connection.dialect
+
+    async def execute(self, statement: Any, parameters: Any = None, **kwargs: Any) -> sa.CursorResult[Any]:
+        return self.sync_connection.execute(statement, parameters, **kwargs)
+
+    async def exec_driver_sql(self, statement: str, parameters: Any = None) -> sa.CursorResult[Any]:
+        return self.sync_connection.exec_driver_sql(statement, parameters)
+
+    async def scalar(self, statement: Any, parameters: Any = None, **kwargs: Any) -> Any:
+        return self.sync_connection.scalar(statement, parameters, **kwargs)
+
+    async def scalars(self, statement: Any, parameters: Any = None, **kwargs: Any) -> sa.ScalarResult[Any]:
+        return self.sync_connection.scalars(statement, parameters, **kwargs)
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return fn(self.sync_connection, *args, **kwargs)
+
+    def in_transaction(self) -> bool:
+        return self.sync_connection.in_transaction()
+
+    @contextlib.asynccontextmanager
+    async def begin_nested(self) -> AsyncIterator[None]:
+        """A SAVEPOINT: released when the block ends normally, rolled back when it raises."""
+        nested = self.sync_connection.begin_nested()
+        try:
+            yield
+        except BaseException:
+            nested.rollback()
+            raise
+        nested.commit()
+
+
+@dataclass
+class _Op:
+    work: Callable[[AsyncConnection], Awaitable[Any]]
+    future: asyncio.Future[Any]
+    outcome: tuple[bool, Any] | None = None  # (succeeded, result or exception), set inside the batch.
+
+
+class SqliteBatchWriter:
+    """Runs ledger writes of one process in shared transactions on a SQLite file (see the module doc)."""
+
+    def __init__(self, url: URL, *, busy_timeout_ms: int) -> None:
+        assert url.get_backend_name() == "sqlite"
+        assert url.database, "a second connection must see the same file"
+        assert url.database != ":memory:", "a second connection must see the same file"
+        self._engine = sa.create_engine(
+            url.set(drivername="sqlite"),
+            poolclass=StaticPool,
+            # Used by the loop and by the one worker thread, never by both at once (the writer awaits).
+            connect_args={"check_same_thread": False},
+        )
+        self._busy_timeout_ms = busy_timeout_ms
+        sa.event.listen(self._engine, "connect", _on_connect)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite-writer")
+        self._connection: sa.Connection | None = None
+        self._queue: list[_Op] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`work(conn)` inside a savepoint of the next batch's transaction; its result once committed."""
+        assert not self._closed, "the ledger's engine was disposed"
+        loop = asyncio.get_running_loop()
+        op = _Op(work=work, future=loop.create_future())
+        self._queue.append(op)
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain())
+        return cast(T, await op.future)
+
+    def close(self) -> None:
+        """Closes the connection and the thread (the ledger engine's dispose calls this)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            self._thread.submit(connection.close).result()
+        self._thread.shutdown(wait=True)
+        self._engine.dispose()
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch = [op for op in self._queue[:BATCH_OPS_MAX] if not op.future.done()]
+            del self._queue[:BATCH_OPS_MAX]
+            if batch:
+                await self._run_batch(batch)
+
+    async def _hop(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+
+    async def _begin(self) -> sa.Connection:
+        """BEGIN IMMEDIATE: at once on the loop when the lock is free, else waiting on the thread."""
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        driver = _driver(self._connection)
+        try:
+            driver.execute("BEGIN IMMEDIATE")  # busy_timeout is 0 on this connection: never waits.
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            await self._hop(lambda: _begin_waiting(driver, busy_timeout_ms=self._busy_timeout_ms))
+        return self._connection
+
+    async def _run_batch(self, batch: list[_Op]) -> None:
+        try:
+            connection = await self._begin()
+        except BaseException as error:
+            _answer_all(batch, error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        facade = cast(AsyncConnection, SyncOnLoopConnection(connection))
+        # A write alone in its batch needs no savepoint: if it fails, the whole transaction rolls back.
+        alone = len(batch) == 1
+        try:
+            for op in batch:
+                await _run_op(connection, facade, op, savepoint=not alone)
+            if alone and batch[0].outcome is not None and not batch[0].outcome[0]:
+                await self._hop(lambda: _end(connection, commit=False))
+            else:
+                await self._hop(lambda: _end(connection, commit=True))
+        except BaseException as error:
+            # Nothing of this batch committed: every caller learns it, those whose write went well too.
+            with contextlib.suppress(Exception):
+                await self._hop(lambda: _end(connection, commit=False))
+            _answer_all(batch, error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for op in batch:
+            assert op.outcome is not None
+            if op.future.done():
+                continue
+            succeeded, value = op.outcome
+            if succeeded:
+                op.future.set_result(value)
+            else:
+                op.future.set_exception(value)
+
+
+async def _run_op(connection: sa.Connection, facade: AsyncConnection, op: _Op, *, savepoint: bool) -> None:
+    nested = connection.begin_nested() if savepoint else None
+    try:
+        result = await op.work(facade)
+    except Exception as error:  # The op's own refusal: only its savepoint (or lone transaction) rolls back.
+        if nested is not None:
+            nested.rollback()
+        op.outcome = (False, error)
+        return
+    if nested is not None:
+        nested.commit()
+    op.outcome = (True, result)
+
+
+def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The writer issues BEGIN IMMEDIATE itself (`_begin`), so the driver must not begin transactions.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=0")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _driver(connection: sa.Connection) -> sqlite3.Connection:
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
+
+
+def _begin_waiting(driver: sqlite3.Connection, *, busy_timeout_ms: int) -> None:
+    """BEGIN IMMEDIATE waiting up to busy_timeout for another process's write lock (on the thread)."""
+    driver.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    try:
+        driver.execute("BEGIN IMMEDIATE")
+    finally:
+        driver.execute("PRAGMA busy_timeout=0")
+
+
+def _end(connection: sa.Connection, *, commit: bool) -> None:
+    """COMMIT (or ROLLBACK) the batch: SQLAlchemy's view of the transaction and the driver's together."""
+    if commit:
+        connection.commit()
+    else:
+        connection.rollback()
+    driver = _driver(connection)
+    if driver.in_transaction:  # SQLAlchemy had not begun (no statement ran): end it at the driver.
+        if commit:
+            driver.commit()
+        else:
+            driver.rollback()
+
+
+def _answer_all(batch: list[_Op], error: BaseException) -> None:
+    for op in batch:
+        if not op.future.done():
+            op.future.set_exception(
+                error if isinstance(error, Exception) else RuntimeError(f"ledger writer stopped: {error!r}")
+            )
