@@ -60,6 +60,11 @@ class UsageEvent(BaseModel):
     hold_id: int | None
     latency_ms: int
     time_to_first_token_ms: int | None
+    # Set when an org key made the request (proxy/governance), so spend can be grouped by any of them.
+    org_id: int | None = None
+    org_unit_id: int | None = None
+    org_member_id: int | None = None
+    org_key_id: int | None = None
 
 
 def _utcnow() -> datetime:
