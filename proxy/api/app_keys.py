@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,8 @@ from proxy.accounts.withdrawals import Withdrawals
 from proxy.catalog import Catalog
 from proxy.chain.watcher import ChainWatcher, WatcherSettings
 from proxy.chart_accounts import ChartAccounts
+from proxy.governance.budgets import BudgetLedger, StoredBudgetAlerts
+from proxy.governance.store import Organizations
 from proxy.observability.metrics import RouterMetrics
 from proxy.payments.gate import PaymentGate
 from proxy.payments.intents import SettlementIntents
@@ -51,6 +54,10 @@ __all__ = [
     "LEDGER",
     "METRICS",
     "MODEL_INDEX",
+    "ORGANIZATIONS",
+    "ORG_BUDGET_ALERTS",
+    "ORG_BUDGET_LEDGER",
+    "ORG_CLOCK",
     "PAYMENT_GATE",
     "SERVING_INSTANCE",
     "SETTINGS",
@@ -101,3 +108,10 @@ METRICS = web.AppKey("METRICS", RouterMetrics)
 # The app's tracer: the no-op tracer unless an OTLP endpoint is configured or a test injects SPAN_EXPORTER.
 TRACER = web.AppKey("TRACER", Tracer)
 SPAN_EXPORTER = web.AppKey("SPAN_EXPORTER", SpanExporter)
+
+# Organizations (proxy/governance): the org store, budgets in the ledger, stored threshold crossings, and
+# (optional before startup, tests) the clock of budget periods and org records in unix seconds.
+ORGANIZATIONS = web.AppKey("ORGANIZATIONS", Organizations)
+ORG_BUDGET_LEDGER = web.AppKey("ORG_BUDGET_LEDGER", BudgetLedger)
+ORG_BUDGET_ALERTS = web.AppKey("ORG_BUDGET_ALERTS", StoredBudgetAlerts)
+ORG_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("ORG_CLOCK")

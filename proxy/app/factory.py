@@ -20,6 +20,7 @@ from proxy.api.handlers import (
     metrics,
     models,
     openapi,
+    orgs,
     responses,
     topup,
     usage,
@@ -92,6 +93,7 @@ def create_app(
         usage,
         keys,
         credits,
+        orgs,
         openapi,
         metrics,
     ):

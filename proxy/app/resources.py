@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -40,6 +41,10 @@ from proxy.api.app_keys import (
     LEDGER,
     METRICS,
     MODEL_INDEX,
+    ORG_BUDGET_ALERTS,
+    ORG_BUDGET_LEDGER,
+    ORG_CLOCK,
+    ORGANIZATIONS,
     PAYMENT_GATE,
     SERVING_INSTANCE,
     SETTINGS,
@@ -58,6 +63,9 @@ from proxy.catalog import load_catalog
 from proxy.chain.watcher import ChainWatcher, watcher_settings_from
 from proxy.chart_accounts import ChartAccounts
 from proxy.db.migrate import migrate_proxy
+from proxy.governance.budgets import BudgetLedger, StoredBudgetAlerts
+from proxy.governance.enforcement import OrgBudgets
+from proxy.governance.store import Organizations
 from proxy.observability.metrics import RouterMetrics
 from proxy.observability.tracing import record_usage_on_span, tracer_of, tracer_provider
 from proxy.payments.gate import PaymentGate
@@ -226,6 +234,10 @@ async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
         usage_observers.append(metrics.usage_recorded)
         attempt_observers.append(metrics.attempt_finished)
     app[USAGE_LOG] = UsageLog(app[DB_ENGINE])
+    org_clock = app.get(ORG_CLOCK, time.time)
+    app[ORGANIZATIONS] = Organizations(app[DB_ENGINE], clock_unix_s=org_clock)
+    app[ORG_BUDGET_ALERTS] = StoredBudgetAlerts(app[DB_ENGINE])
+    app[ORG_BUDGET_LEDGER] = BudgetLedger(app[LEDGER], alerts=app[ORG_BUDGET_ALERTS], clock_unix_s=org_clock)
     app[BILLING] = Billing(
         ledger=app[LEDGER],
         accounts=app[CHART_ACCOUNTS],
@@ -234,6 +246,7 @@ async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
         hold_timeout_s=settings.hold_timeout_s,
         instance_id=lambda: instance.id,
         observers=usage_observers,
+        org_budgets=OrgBudgets(app[ORGANIZATIONS], app[ORG_BUDGET_LEDGER]),
     )
     app[DISPATCHER] = Dispatcher(
         upstreams=app[UPSTREAMS],

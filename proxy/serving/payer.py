@@ -50,6 +50,17 @@ async def open_paid_session(
     request_id: str,
 ) -> tuple[BillingSession, dict[str, str]]:
     """The open billing session and the headers to answer with (x402 settlement headers where x402 paid)."""
+    if principal is not None and principal.org is not None:
+        session = await _open_org_session(
+            billing,
+            principal=principal,
+            hold_nano_usd=hold_nano_usd,
+            first_provider=first_provider,
+            strategy=strategy,
+            streamed=streamed,
+            request_id=request_id,
+        )
+        return session, {}
     key_payer = principal
     if key_payer is not None:
         credit_account, key_id, headers = key_payer.credit_account, key_payer.key_id, {}
@@ -83,3 +94,40 @@ async def open_paid_session(
         refusal.headers.update(headers)
         raise refusal from error
     return session, headers
+
+
+async def _open_org_session(
+    billing: Billing,
+    *,
+    principal: KeyPrincipal,
+    hold_nano_usd: int,
+    first_provider: str,
+    strategy: str | None,
+    streamed: bool,
+    request_id: str,
+) -> BillingSession:
+    """An org key's request: the org's credit pays, and every budget on the key's path holds the quote too,
+    all in one hold group. A refusal (429 insufficient_quota) holds nothing and nothing goes upstream. No
+    x402 here: a payment would land on the paying wallet's credit, not the org's."""
+    org = principal.org
+    assert org is not None
+    org_budgets = billing.org_budgets
+    assert org_budgets is not None, "org keys authenticate only where organizations are set up"
+    budgets, legs = await org_budgets.hold_legs(org, hold_nano_usd)
+    try:
+        return await billing.open(
+            request_id=request_id,
+            payer_account=org.credit_account,
+            api_key_id=None,
+            amount_nano_usd=hold_nano_usd,
+            first_provider=first_provider,
+            strategy=strategy,
+            streamed=streamed,
+            org=org,
+            budgets=budgets,
+            budget_legs=legs,
+        )
+    except InsufficientFunds as error:
+        raise org_budgets.refusal(
+            error, principal=org, budgets=budgets, quote_nano_usd=hold_nano_usd
+        ) from error
