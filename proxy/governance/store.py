@@ -141,11 +141,13 @@ def _dump(model: Any) -> str | None:
 
 
 async def _one(conn: AsyncConnection, statement: sa.Select[Any]) -> sa.RowMapping | None:
-    return (await conn.execute(statement)).mappings().first()
+    row: sa.RowMapping | None = (await conn.execute(statement)).mappings().first()
+    return row
 
 
 async def _all(conn: AsyncConnection, statement: sa.Select[Any]) -> Sequence[sa.RowMapping]:
-    return (await conn.execute(statement)).mappings().all()
+    rows: Sequence[sa.RowMapping] = (await conn.execute(statement)).mappings().all()
+    return rows
 
 
 def _inserted_id(result: sa.CursorResult[Any]) -> int:
