@@ -184,6 +184,8 @@ class BudgetLedger:
         legs = []
         for budget in budgets:
             key = await self._open_period(budget, now)
+            if budget.mode is BudgetMode.HARD:
+                await self._precheck(allowance_account(budget.id, key), amount_nano_usd)
             legs.append(
                 HoldLeg(
                     debit_account=allowance_account(budget.id, key),
@@ -192,6 +194,19 @@ class BudgetLedger:
                 )
             )
         return legs
+
+    async def _precheck(self, allowance: str, amount_nano_usd: int) -> None:
+        """Refuses without taking any lock when the committed allowance already cannot fit the quote.
+
+        Safe both ways: the hold group's check under the row locks still decides every request that passes
+        here, and a refusal here saw an allowance that only holds released since could have raised. Under
+        load this keeps refused requests from queueing on the budget's row lock behind the admitted ones.
+        """
+        available = (await self._ledger.balance(allowance)).available
+        if available < amount_nano_usd:
+            raise InsufficientFunds(
+                f"{allowance} has {available} available, {amount_nano_usd} asked", account=allowance
+            )
 
     async def _open_period(self, budget: Budget, now_unix_s: int) -> str:
         start = period_start_unix_s(budget.period, now_unix_s)

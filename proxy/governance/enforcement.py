@@ -25,12 +25,14 @@ class OrgBudgets:
         self.orgs = orgs
         self.budget_ledger = budget_ledger
 
-    async def hold_legs(
-        self, principal: OrgPrincipal, amount_nano_usd: int
-    ) -> tuple[list[Budget], list[HoldLeg]]:
-        """Every budget on the key's path (most specific first) and one hold leg per budget."""
-        budgets = await self.orgs.budgets_on_path(principal)
-        return budgets, await self.budget_ledger.hold_legs(budgets, amount_nano_usd)
+    async def budgets_on_path(self, principal: OrgPrincipal) -> list[Budget]:
+        """Every budget on the key's path, most specific first."""
+        return await self.orgs.budgets_on_path(principal)
+
+    async def hold_legs(self, budgets: Sequence[Budget], amount_nano_usd: int) -> list[HoldLeg]:
+        """One hold leg per budget; InsufficientFunds when a hard budget's committed allowance is already
+        short (refused without taking a lock)."""
+        return await self.budget_ledger.hold_legs(budgets, amount_nano_usd)
 
     @staticmethod
     def refusal(

@@ -113,8 +113,9 @@ async def _open_org_session(
     assert org is not None
     org_budgets = billing.org_budgets
     assert org_budgets is not None, "org keys authenticate only where organizations are set up"
-    budgets, legs = await org_budgets.hold_legs(org, hold_nano_usd)
+    budgets = await org_budgets.budgets_on_path(org)
     try:
+        legs = await org_budgets.hold_legs(budgets, hold_nano_usd)
         return await billing.open(
             request_id=request_id,
             payer_account=org.credit_account,
