@@ -12,7 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from proxy.routing.health import HealthPolicy
 
-__all__ = ["DEFAULT_DATABASE_URL", "AccountsSettings", "AssetSettings", "ProviderSettings", "Settings"]
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "AccountsSettings",
+    "AssetSettings",
+    "OrgSettings",
+    "ProviderSettings",
+    "Settings",
+]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.megarouter/megarouter.db"
 
@@ -77,6 +84,17 @@ class AccountsSettings(BaseModel):
         return self
 
 
+class OrgSettings(BaseModel):
+    """Organizations (`[orgs]` in the config file). Stripe secrets come from the environment only:
+    MEGAROUTER_STRIPE_WEBHOOK_SECRET (verifies webhook signatures; without it the webhook answers 503)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stripe_webhook_secret: SecretStr | None = None
+    # How old a signed webhook may be (Stripe's own default tolerance): older deliveries are refused.
+    stripe_webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -106,6 +124,8 @@ class Settings(BaseModel):
     health_policy: HealthPolicy = Field(default_factory=HealthPolicy)
     # Prepaid accounts: API keys, sign-in challenges, withdrawals (`[accounts]` in the config file).
     accounts: AccountsSettings = Field(default_factory=AccountsSettings)
+    # Organizations: Stripe top-ups (`[orgs]` in the config file).
+    orgs: OrgSettings = Field(default_factory=OrgSettings)
 
     # The chain watcher books plain token transfers to the settlement wallet as deposits.
     chain_watcher_enabled: bool = True

@@ -76,6 +76,13 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
         )
     if environ.get("MEGAROUTER_METRICS_BEARER_TOKEN"):
         raw["metrics_bearer_token"] = environ["MEGAROUTER_METRICS_BEARER_TOKEN"]
+    orgs = raw.setdefault("orgs", {})
+    if isinstance(orgs, dict) and "stripe_webhook_secret" in orgs:
+        raise ConfigError(
+            "orgs.stripe_webhook_secret: keep it out of the file; set MEGAROUTER_STRIPE_WEBHOOK_SECRET"
+        )
+    if isinstance(orgs, dict) and environ.get("MEGAROUTER_STRIPE_WEBHOOK_SECRET"):
+        orgs["stripe_webhook_secret"] = environ["MEGAROUTER_STRIPE_WEBHOOK_SECRET"]
     if environ.get("MEGAROUTER_DATABASE_URL"):
         raw["database_url"] = environ["MEGAROUTER_DATABASE_URL"]
     try:

@@ -22,6 +22,7 @@ from proxy.api.handlers import (
     openapi,
     orgs,
     responses,
+    stripe_webhook,
     topup,
     usage,
 )
@@ -94,6 +95,7 @@ def create_app(
         keys,
         credits,
         orgs,
+        stripe_webhook,
         openapi,
         metrics,
     ):

@@ -62,9 +62,13 @@ class Admin:
     def __init__(self, session: aiohttp.ClientSession, base_url: str, key: str) -> None:
         self.session, self.base_url, self.key = session, base_url, key
 
-    async def post(self, path: str, body: dict[str, Any] | None = None, **headers: str) -> tuple[int, Any]:
+    async def post(
+        self, path: str, body: dict[str, Any] | None = None, *, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         async with self.session.post(
-            self.base_url + path, json=body, headers={"Authorization": f"Bearer {self.key}", **headers}
+            self.base_url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {self.key}", **(headers or {})},
         ) as response:
             return response.status, await response.json()
 
@@ -102,7 +106,7 @@ async def _build_org(admin: Admin, payer: LocalAccount) -> dict[str, Any]:
     status, offer = await admin.post(topup)
     assert status == 402, offer
     status, paid = await admin.post(
-        topup, **{"PAYMENT-SIGNATURE": encode_b64_json(sign_v2_payment(payer, offer))}
+        topup, headers={"PAYMENT-SIGNATURE": encode_b64_json(sign_v2_payment(payer, offer))}
     )
     assert status == 200, paid
     return {"org": org, "base": base, "team": team, "member": member, "keys": (member_key, service_key)}
