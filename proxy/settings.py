@@ -93,6 +93,8 @@ class OrgSettings(BaseModel):
     stripe_webhook_secret: SecretStr | None = None
     # How old a signed webhook may be (Stripe's own default tolerance): older deliveries are refused.
     stripe_webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
+    # Rate-limit counters in Redis (when `redis_url` is set) live under this prefix.
+    rate_limit_key_prefix: str = Field(default="megarouter:ratelimit:", min_length=1, max_length=100)
 
 
 class Settings(BaseModel):

@@ -65,6 +65,7 @@ from proxy.chart_accounts import ChartAccounts
 from proxy.db.migrate import migrate_proxy
 from proxy.governance.budgets import BudgetLedger, StoredBudgetAlerts
 from proxy.governance.enforcement import OrgBudgets
+from proxy.governance.rate_limits import InProcessCounters, RateLimiter, RedisCounters, WindowCounters
 from proxy.governance.store import Organizations
 from proxy.observability.metrics import RouterMetrics
 from proxy.observability.tracing import record_usage_on_span, tracer_of, tracer_provider
@@ -238,6 +239,19 @@ async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ORGANIZATIONS] = Organizations(app[DB_ENGINE], clock_unix_s=org_clock)
     app[ORG_BUDGET_ALERTS] = StoredBudgetAlerts(app[DB_ENGINE])
     app[ORG_BUDGET_LEDGER] = BudgetLedger(app[LEDGER], alerts=app[ORG_BUDGET_ALERTS], clock_unix_s=org_clock)
+    # Org keys' rate limits: shared by every replica through Redis when configured, else per process.
+    redis_client = (
+        None
+        if settings.redis_url is None
+        else Redis.from_url(
+            settings.redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+        )
+    )
+    counters: WindowCounters = (
+        InProcessCounters(org_clock)
+        if redis_client is None
+        else RedisCounters(redis_client, key_prefix=settings.orgs.rate_limit_key_prefix)
+    )
     app[BILLING] = Billing(
         ledger=app[LEDGER],
         accounts=app[CHART_ACCOUNTS],
@@ -246,7 +260,9 @@ async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
         hold_timeout_s=settings.hold_timeout_s,
         instance_id=lambda: instance.id,
         observers=usage_observers,
-        org_budgets=OrgBudgets(app[ORGANIZATIONS], app[ORG_BUDGET_LEDGER]),
+        org_budgets=OrgBudgets(
+            app[ORGANIZATIONS], app[ORG_BUDGET_LEDGER], RateLimiter(counters, clock_s=org_clock)
+        ),
     )
     app[DISPATCHER] = Dispatcher(
         upstreams=app[UPSTREAMS],
@@ -256,7 +272,11 @@ async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
         attempt_observers=attempt_observers,
         tracer=app[TRACER],
     )
-    yield
+    try:
+        yield
+    finally:
+        if redis_client is not None:
+            await redis_client.aclose()
 
 
 async def payment_gate_ctx(app: web.Application) -> AsyncIterator[None]:

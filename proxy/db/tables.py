@@ -27,6 +27,7 @@ __all__ = [
     "org_keys",
     "org_members",
     "org_organizations",
+    "org_rate_limits",
     "org_units",
     "serving_instances",
     "usage_events",
@@ -284,6 +285,21 @@ org_budgets = Table(
     Column("created_at_unix_s", BigInteger, nullable=False),
     Column("deleted_at_unix_s", BigInteger, nullable=True),
     Index("ix_org_budgets_scope", "scope_kind", "scope_id"),
+)
+
+# Requests and tokens per minute on a unit (shared by everything beneath it) or a key; NULL: no limit.
+org_rate_limits = Table(
+    "org_rate_limits",
+    PROXY_METADATA,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("scope_kind", String(8), nullable=False),
+    Column("scope_id", BigInteger, nullable=False),
+    Column("requests_per_minute", BigInteger, nullable=True),
+    Column("tokens_per_minute", BigInteger, nullable=True),
+    Column("created_at_unix_s", BigInteger, nullable=False),
+    Column("deleted_at_unix_s", BigInteger, nullable=True),
+    Index("ix_org_rate_limits_scope", "scope_kind", "scope_id"),
 )
 
 # A budget threshold crossed in a period: recorded once (unique), for the alert outbox to deliver.

@@ -1,5 +1,6 @@
-"""What the serving pipeline asks of organizations for a request made with an org key: the budget holds to
-take with the payer's, the refusal to answer when one does not fit, and threshold checks after a capture."""
+"""What the serving pipeline asks of organizations for a request made with an org key: admission by the rate
+limits on its path, the budget holds to take with the payer's, the refusal to answer when one does not fit,
+and threshold checks after a capture."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from proxy.errors import ApiError
 from proxy.governance.budgets import BudgetLedger
 from proxy.governance.errors import BudgetExceeded, OrgCreditExhausted
 from proxy.governance.models import Budget, OrgPrincipal, usd_text
+from proxy.governance.rate_limits import Admission, RateLimiter
 from proxy.governance.store import Organizations
 
 __all__ = ["OrgBudgets"]
@@ -21,9 +23,16 @@ log = structlog.get_logger("megarouter.org_budgets")
 
 
 class OrgBudgets:
-    def __init__(self, orgs: Organizations, budget_ledger: BudgetLedger) -> None:
+    def __init__(self, orgs: Organizations, budget_ledger: BudgetLedger, limiter: RateLimiter) -> None:
         self.orgs = orgs
         self.budget_ledger = budget_ledger
+        self.limiter = limiter
+
+    async def admit(self, principal: OrgPrincipal, *, tokens: int) -> Admission:
+        """Rate limits on the key's path: admitted (its token bound reserved), or RateLimited."""
+        return await self.limiter.admit(
+            principal, await self.orgs.rate_limits_on_path(principal), tokens=tokens
+        )
 
     async def budgets_on_path(self, principal: OrgPrincipal) -> list[Budget]:
         """Every budget on the key's path, most specific first."""

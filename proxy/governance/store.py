@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from proxy.db.tables import (
@@ -24,6 +25,7 @@ from proxy.db.tables import (
     org_keys,
     org_members,
     org_organizations,
+    org_rate_limits,
     org_units,
 )
 from proxy.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
@@ -42,9 +44,10 @@ from proxy.governance.models import (
     org_credit_account,
 )
 from proxy.governance.periods import Period
+from proxy.governance.rate_limits import RateLimit
 from proxy.governance.roles import ORG_WIDE_ACTIONS, Action, Role, role_allows
 
-__all__ = ["ORG_KEY_PREFIX", "Organizations"]
+__all__ = ["ORG_KEY_PREFIX", "Organizations", "rate_limit_view"]
 
 ORG_KEY_PREFIX = "mr-org-"
 _KEY_RANDOM_BYTES = 32
@@ -110,6 +113,34 @@ def _budget(row: sa.RowMapping) -> Budget:
         alert_at_bp=tuple(json.loads(row["alert_at_bp_json"])),
         created_at=row["created_at_unix_s"],
     )
+
+
+def _rate_limit(row: sa.RowMapping) -> RateLimit:
+    return RateLimit(
+        id=row["id"],
+        org_id=row["org_id"],
+        scope_kind=ScopeKind(row["scope_kind"]),
+        scope_id=row["scope_id"],
+        requests_per_minute=row["requests_per_minute"],
+        tokens_per_minute=row["tokens_per_minute"],
+    )
+
+
+class _RateLimitView(BaseModel):
+    """A rate limit as the API and the audit log show it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    org_id: int
+    scope_kind: ScopeKind
+    scope_id: int
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+
+    @classmethod
+    def of(cls, limit: RateLimit) -> _RateLimitView:
+        return cls(**limit.__dict__)
 
 
 def _org(row: sa.RowMapping) -> Org:
@@ -1030,6 +1061,152 @@ class Organizations:
 
         return sorted((_budget(row) for row in rows), key=specificity)
 
+    # ------------------------------------------------------------------------------------- rate limits
+
+    async def _rate_limit_in(self, conn: AsyncConnection, org_id: int, limit_id: int) -> RateLimit:
+        row = await _one(
+            conn,
+            sa.select(org_rate_limits).where(
+                org_rate_limits.c.id == limit_id,
+                org_rate_limits.c.org_id == org_id,
+                org_rate_limits.c.deleted_at_unix_s.is_(None),
+            ),
+        )
+        if row is None:
+            raise NotFound(
+                f"no rate limit {limit_id} in organization {org_id}",
+                code="rate_limit_not_found",
+                param="rate_limit",
+            )
+        return _rate_limit(row)
+
+    async def get_rate_limit(self, org_id: int, limit_id: int) -> RateLimit:
+        async with self._engine.connect() as conn:
+            return await self._rate_limit_in(conn, org_id, limit_id)
+
+    async def list_rate_limits(self, org_id: int) -> list[RateLimit]:
+        async with self._engine.connect() as conn:
+            rows = await _all(
+                conn,
+                sa.select(org_rate_limits)
+                .where(org_rate_limits.c.org_id == org_id, org_rate_limits.c.deleted_at_unix_s.is_(None))
+                .order_by(org_rate_limits.c.id),
+            )
+        return [_rate_limit(row) for row in rows]
+
+    async def create_rate_limit(
+        self,
+        org_id: int,
+        *,
+        actor: str,
+        scope_kind: ScopeKind,
+        scope_id: int,
+        requests_per_minute: int | None,
+        tokens_per_minute: int | None,
+    ) -> RateLimit:
+        assert scope_kind in (ScopeKind.UNIT, ScopeKind.KEY)
+        async with self._engine.begin() as conn:
+            limit_id = _inserted_id(
+                await conn.execute(
+                    org_rate_limits.insert().values(
+                        org_id=org_id,
+                        scope_kind=scope_kind.value,
+                        scope_id=scope_id,
+                        requests_per_minute=requests_per_minute,
+                        tokens_per_minute=tokens_per_minute,
+                        created_at_unix_s=self._now(),
+                    )
+                )
+            )
+            limit = RateLimit(limit_id, org_id, scope_kind, scope_id, requests_per_minute, tokens_per_minute)
+            await self._audit(
+                conn,
+                org_id=org_id,
+                actor=actor,
+                action="rate_limit.create",
+                target_kind="rate_limit",
+                target_id=limit_id,
+                before=None,
+                after=_RateLimitView.of(limit),
+            )
+        return limit
+
+    async def update_rate_limit(
+        self,
+        org_id: int,
+        limit_id: int,
+        *,
+        actor: str,
+        requests_per_minute: int | None,
+        tokens_per_minute: int | None,
+    ) -> RateLimit:
+        """Both values are set as given (None removes that limit)."""
+        async with self._engine.begin() as conn:
+            before = await self._rate_limit_in(conn, org_id, limit_id)
+            await conn.execute(
+                org_rate_limits.update()
+                .where(org_rate_limits.c.id == limit_id)
+                .values(requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
+            )
+            after = RateLimit(
+                limit_id, org_id, before.scope_kind, before.scope_id, requests_per_minute, tokens_per_minute
+            )
+            await self._audit(
+                conn,
+                org_id=org_id,
+                actor=actor,
+                action="rate_limit.update",
+                target_kind="rate_limit",
+                target_id=limit_id,
+                before=_RateLimitView.of(before),
+                after=_RateLimitView.of(after),
+            )
+        return after
+
+    async def delete_rate_limit(self, org_id: int, limit_id: int, *, actor: str) -> RateLimit:
+        async with self._engine.begin() as conn:
+            before = await self._rate_limit_in(conn, org_id, limit_id)
+            await conn.execute(
+                org_rate_limits.update()
+                .where(org_rate_limits.c.id == limit_id)
+                .values(deleted_at_unix_s=self._now())
+            )
+            await self._audit(
+                conn,
+                org_id=org_id,
+                actor=actor,
+                action="rate_limit.delete",
+                target_kind="rate_limit",
+                target_id=limit_id,
+                before=_RateLimitView.of(before),
+                after=None,
+            )
+        return before
+
+    async def rate_limits_on_path(self, principal: OrgPrincipal) -> list[RateLimit]:
+        """The key's rate limits and each unit's on its path, most specific first."""
+        async with self._engine.connect() as conn:
+            rows = await _all(
+                conn,
+                sa.select(org_rate_limits).where(
+                    org_rate_limits.c.org_id == principal.org_id,
+                    org_rate_limits.c.deleted_at_unix_s.is_(None),
+                    sa.or_(
+                        sa.and_(
+                            org_rate_limits.c.scope_kind == ScopeKind.KEY.value,
+                            org_rate_limits.c.scope_id == principal.key_id,
+                        ),
+                        sa.and_(
+                            org_rate_limits.c.scope_kind == ScopeKind.UNIT.value,
+                            org_rate_limits.c.scope_id.in_(principal.unit_path),
+                        ),
+                    ),
+                ),
+            )
+        depth = {unit_id: index for index, unit_id in enumerate(principal.unit_path)}
+        limits = [_rate_limit(row) for row in rows]
+        return sorted(limits, key=lambda x: (x.scope_kind is ScopeKind.UNIT, -depth.get(x.scope_id, 0), x.id))
+
     # ------------------------------------------------------------------------------------------- audit
 
     async def audit(
@@ -1059,3 +1236,7 @@ class Organizations:
                 before=None,
                 after=after,
             )
+
+
+def rate_limit_view(limit: RateLimit) -> BaseModel:
+    return _RateLimitView.of(limit)

@@ -28,6 +28,7 @@ from proxy.catalog.pricing import charge_for_usage
 from proxy.chart_accounts import ChartAccounts
 from proxy.governance.enforcement import OrgBudgets
 from proxy.governance.models import Budget, OrgPrincipal
+from proxy.governance.rate_limits import Admission
 from proxy.providers.base import TokenUsage
 from proxy.request_ids import is_server_request_id
 from proxy.serving.observers import UsageObserver, notify
@@ -54,8 +55,11 @@ class BillingSession:
         group: HoldGroup | None = None,
         org: OrgPrincipal | None = None,
         budgets: Sequence[Budget] = (),
+        admission: Admission | None = None,
     ) -> None:
         self._billing = billing
+        # An org key's rate-limit admission: settled with the tokens used once the hold is resolved.
+        self._admission = admission
         self.hold = hold
         # An org key's request: `hold` (the payer's) is the last of the group, after one per budget.
         self._group = group
@@ -154,6 +158,8 @@ class BillingSession:
                 also=self._billing.usage_event_writer(event),
             )
         notify(self._billing.observers, event)
+        if self._admission is not None:
+            await self._admission.settle(usage.input_tokens + usage.output_tokens)
         if self._budgets and self._billing.org_budgets is not None:
             await self._billing.org_budgets.after_capture(self._budgets)
         log.info(
@@ -189,6 +195,8 @@ class BillingSession:
                 also=self._billing.usage_event_writer(event),
             )
         notify(self._billing.observers, event)
+        if self._admission is not None:
+            await self._admission.settle(0)
 
     def _event(
         self,
@@ -298,6 +306,7 @@ class Billing:
         org: OrgPrincipal | None = None,
         budgets: Sequence[Budget] = (),
         budget_legs: Sequence[HoldLeg] = (),
+        admission: Admission | None = None,
     ) -> BillingSession:
         """Holds `amount_nano_usd`; raises ledger InsufficientFunds when the credit cannot cover it.
 
@@ -325,6 +334,7 @@ class Billing:
                 org=org,
                 budgets=budgets,
                 budget_legs=budget_legs,
+                admission=admission,
             )
         hold = await self.ledger.hold(
             idempotency_key=f"{request_id}:hold",
@@ -360,6 +370,7 @@ class Billing:
         org: OrgPrincipal | None,
         budgets: Sequence[Budget],
         budget_legs: Sequence[HoldLeg],
+        admission: Admission | None,
     ) -> BillingSession:
         assert len(budgets) == len(budget_legs)
         assert all(leg.amount == amount_nano_usd for leg in budget_legs)
@@ -385,4 +396,5 @@ class Billing:
             group=group,
             org=org,
             budgets=budgets,
+            admission=admission,
         )

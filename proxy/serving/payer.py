@@ -13,6 +13,7 @@ from aiohttp import web
 from ledger import InsufficientFunds
 from proxy.accounts.principal import KeyPrincipal
 from proxy.errors import ApiError
+from proxy.governance.models import Budget
 from proxy.payments.gate import PaymentGate
 from proxy.serving.billing import Billing, BillingSession
 
@@ -48,13 +49,18 @@ async def open_paid_session(
     strategy: str | None,
     streamed: bool,
     request_id: str,
+    tokens_max: int = 0,
 ) -> tuple[BillingSession, dict[str, str]]:
-    """The open billing session and the headers to answer with (x402 settlement headers where x402 paid)."""
+    """The open billing session and the headers to answer with (x402 settlement headers where x402 paid).
+
+    `tokens_max`: the request's token bound (prompt + output), what an org key's tokens-per-minute limits
+    reserve."""
     if principal is not None and principal.org is not None:
         session = await _open_org_session(
             billing,
             principal=principal,
             hold_nano_usd=hold_nano_usd,
+            tokens_max=tokens_max,
             first_provider=first_provider,
             strategy=strategy,
             streamed=streamed,
@@ -101,20 +107,23 @@ async def _open_org_session(
     *,
     principal: KeyPrincipal,
     hold_nano_usd: int,
+    tokens_max: int,
     first_provider: str,
     strategy: str | None,
     streamed: bool,
     request_id: str,
 ) -> BillingSession:
     """An org key's request: the org's credit pays, and every budget on the key's path holds the quote too,
-    all in one hold group. A refusal (429 insufficient_quota) holds nothing and nothing goes upstream. No
-    x402 here: a payment would land on the paying wallet's credit, not the org's."""
+    all in one hold group. A refusal (429 rate_limit_exceeded or insufficient_quota) holds nothing and
+    nothing goes upstream. No x402 here: a payment would land on the paying wallet's credit, not the org's."""
     org = principal.org
     assert org is not None
     org_budgets = billing.org_budgets
     assert org_budgets is not None, "org keys authenticate only where organizations are set up"
-    budgets = await org_budgets.budgets_on_path(org)
+    admission = await org_budgets.admit(org, tokens=tokens_max)
+    budgets: list[Budget] = []
     try:
+        budgets = await org_budgets.budgets_on_path(org)
         legs = await org_budgets.hold_legs(budgets, hold_nano_usd)
         return await billing.open(
             request_id=request_id,
@@ -127,8 +136,12 @@ async def _open_org_session(
             org=org,
             budgets=budgets,
             budget_legs=legs,
+            admission=admission,
         )
-    except InsufficientFunds as error:
+    except BaseException as error:
+        await admission.settle(0)  # Not served: its token bound goes back to the window.
+        if not isinstance(error, InsufficientFunds):
+            raise
         raise org_budgets.refusal(
             error, principal=org, budgets=budgets, quote_nano_usd=hold_nano_usd
         ) from error

@@ -35,8 +35,9 @@ from proxy.db.tables import usage_events
 from proxy.errors import InvalidRequest, NotFound
 from proxy.governance.models import Budget, BudgetMode, Member, ScopeKind, UnitKind, usd_text
 from proxy.governance.periods import Period, period_start_unix_s
+from proxy.governance.rate_limits import RateLimit
 from proxy.governance.roles import Action, Role
-from proxy.governance.store import Organizations
+from proxy.governance.store import Organizations, rate_limit_view
 from proxy.money import usd_text_to_nano_usd
 
 __all__ = ["routes"]
@@ -140,6 +141,33 @@ class BudgetPatch(_Body):
         if value is not None:
             _alert_bp(value)
         return value
+
+
+class RateLimitBody(_Body):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    scope: dict[Literal["unit", "key"], int] = Field(min_length=1, max_length=1)
+    requests_per_minute: int | None = Field(default=None, ge=1, le=10**9)
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=10**15)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> RateLimitBody:
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError("give requests_per_minute, tokens_per_minute or both")
+        return self
+
+
+class RateLimitPatch(_Body):
+    requests_per_minute: int | None = Field(default=None, ge=1, le=10**9)
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=10**15)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> RateLimitPatch:
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError(
+                "give requests_per_minute, tokens_per_minute or both (delete the limit to lift it)"
+            )
+        return self
 
 
 class SpendBy(enum.StrEnum):
@@ -475,6 +503,86 @@ async def delete_budget(request: web.Request) -> web.Response:
     budget, wallet = await _budget_target(request, Action.BUDGET_WRITE)
     deleted = await _orgs(request).delete_budget(budget.org_id, budget.id, actor=wallet)
     return web.json_response(_json(deleted, "organization.budget", deleted=True))
+
+
+# ------------------------------------------------------------------------------------------ rate limits
+# Rate limits are budget policy: the same permission (budget.write) sets them.
+
+
+def _limit_json(limit: RateLimit) -> dict[str, Any]:
+    return _json(rate_limit_view(limit), "organization.rate_limit")
+
+
+@routes.post("/v1/orgs/{org}/rate_limits")
+async def create_rate_limit(request: web.Request) -> web.Response:
+    await _caller(request)
+    org_id = _id(request, "org")
+    body = await read_json_model(request, RateLimitBody)
+    [(kind, scope_id)] = body.scope.items()
+    scope_kind = ScopeKind(kind)
+    orgs = _orgs(request)
+    _, wallet, _ = await _authorized(
+        request, Action.BUDGET_WRITE, await orgs.scope_unit(org_id, scope_kind, scope_id)
+    )
+    limit = await orgs.create_rate_limit(
+        org_id,
+        actor=wallet,
+        scope_kind=scope_kind,
+        scope_id=scope_id,
+        requests_per_minute=body.requests_per_minute,
+        tokens_per_minute=body.tokens_per_minute,
+    )
+    return web.json_response(_limit_json(limit), status=201)
+
+
+@routes.get("/v1/orgs/{org}/rate_limits")
+async def list_rate_limits(request: web.Request) -> web.Response:
+    org_id, _, member = await _authorized_read_anywhere(request)
+    orgs = _orgs(request)
+    visible = await orgs.visible_unit_ids(org_id, member)
+    limits = [
+        limit
+        for limit in await orgs.list_rate_limits(org_id)
+        if await orgs.scope_unit(org_id, limit.scope_kind, limit.scope_id) in visible
+    ]
+    return web.json_response({"object": "list", "data": [_limit_json(limit) for limit in limits]})
+
+
+async def _limit_target(request: web.Request, action: Action) -> tuple[RateLimit, str]:
+    await _caller(request)
+    org_id = _id(request, "org")
+    orgs = _orgs(request)
+    limit = await orgs.get_rate_limit(org_id, _id(request, "rate_limit"))
+    unit_id = await orgs.scope_unit(org_id, limit.scope_kind, limit.scope_id)
+    _, wallet, _ = await _authorized(request, action, unit_id)
+    return limit, wallet
+
+
+@routes.get("/v1/orgs/{org}/rate_limits/{rate_limit}")
+async def get_rate_limit(request: web.Request) -> web.Response:
+    limit, _ = await _limit_target(request, Action.READ)
+    return web.json_response(_limit_json(limit))
+
+
+@routes.patch("/v1/orgs/{org}/rate_limits/{rate_limit}")
+async def update_rate_limit(request: web.Request) -> web.Response:
+    limit, wallet = await _limit_target(request, Action.BUDGET_WRITE)
+    body = await read_json_model(request, RateLimitPatch)
+    updated = await _orgs(request).update_rate_limit(
+        limit.org_id,
+        limit.id,
+        actor=wallet,
+        requests_per_minute=body.requests_per_minute,
+        tokens_per_minute=body.tokens_per_minute,
+    )
+    return web.json_response(_limit_json(updated))
+
+
+@routes.delete("/v1/orgs/{org}/rate_limits/{rate_limit}")
+async def delete_rate_limit(request: web.Request) -> web.Response:
+    limit, wallet = await _limit_target(request, Action.BUDGET_WRITE)
+    deleted = await _orgs(request).delete_rate_limit(limit.org_id, limit.id, actor=wallet)
+    return web.json_response({**_limit_json(deleted), "deleted": True})
 
 
 # ------------------------------------------------------------------------------- credits, spend, audit

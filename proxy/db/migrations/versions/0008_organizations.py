@@ -1,5 +1,5 @@
-"""Organizations: units, members with roles, org keys, budgets, budget alerts, the audit log; usage events
-name the org, unit, member and key that made a request.
+"""Organizations: units, members with roles, org keys, budgets, rate limits, budget alerts, audit log;
+usage events name the org, unit, member and key that made a request.
 
 Revision ID: p0008
 Revises: p0007
@@ -84,6 +84,18 @@ def upgrade() -> None:
     )
     op.create_index("ix_org_budgets_scope", "org_budgets", ["scope_kind", "scope_id"])
     op.create_table(
+        "org_rate_limits",
+        _id(),
+        sa.Column("org_id", sa.BigInteger, nullable=False),
+        sa.Column("scope_kind", sa.String(8), nullable=False),
+        sa.Column("scope_id", sa.BigInteger, nullable=False),
+        sa.Column("requests_per_minute", sa.BigInteger, nullable=True),
+        sa.Column("tokens_per_minute", sa.BigInteger, nullable=True),
+        sa.Column("created_at_unix_s", sa.BigInteger, nullable=False),
+        sa.Column("deleted_at_unix_s", sa.BigInteger, nullable=True),
+    )
+    op.create_index("ix_org_rate_limits_scope", "org_rate_limits", ["scope_kind", "scope_id"])
+    op.create_table(
         "org_budget_alerts",
         _id(),
         sa.Column("org_id", sa.BigInteger, nullable=False),
@@ -124,6 +136,8 @@ def downgrade() -> None:
     op.drop_index("ix_org_audit_log_org", table_name="org_audit_log")
     op.drop_table("org_audit_log")
     op.drop_table("org_budget_alerts")
+    op.drop_index("ix_org_rate_limits_scope", table_name="org_rate_limits")
+    op.drop_table("org_rate_limits")
     op.drop_index("ix_org_budgets_scope", table_name="org_budgets")
     op.drop_table("org_budgets")
     op.drop_index("ix_org_keys_org", table_name="org_keys")
