@@ -34,6 +34,7 @@ from proxy.governance.budgets import BudgetLedger, StoredBudgetAlerts
 from proxy.governance.enforcement import OrgBudgets
 from proxy.governance.models import BudgetMode, OrgPrincipal, ScopeKind, UnitKind
 from proxy.governance.periods import Period
+from proxy.governance.rate_limits import InProcessCounters, RateLimiter
 from proxy.governance.roles import Role
 from proxy.governance.store import Organizations
 from proxy.providers.base import TokenUsage
@@ -104,7 +105,9 @@ async def _bench(requests: int, budgets: int, database_url: str) -> None:
                 Posting(account=account, amount=-(10**15)),
             ],
         )
-    org_budgets = OrgBudgets(orgs, BudgetLedger(ledger, alerts=StoredBudgetAlerts(engine)))
+    org_budgets = OrgBudgets(
+        orgs, BudgetLedger(ledger, alerts=StoredBudgetAlerts(engine)), RateLimiter(InProcessCounters())
+    )
     billing = Billing(
         ledger=ledger,
         accounts=accounts,

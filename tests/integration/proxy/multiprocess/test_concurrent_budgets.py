@@ -1,4 +1,5 @@
-"""Two MegaRouter processes on one PostgreSQL can never spend past a hard team budget or a hard member budget.
+"""Two MegaRouter processes on one PostgreSQL never spend past a hard team or member budget, nor past a team's
+rate limit shared through Redis.
 
 Goal (issue 11): 500 concurrent requests made with org keys under a hard team budget (a quota pool) and a hard
 member budget, split across two server processes: the total captured on each budget stays within it,
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -34,11 +36,13 @@ from proxy.devnet.simulator import Simulators
 from proxy.devnet.tokens import DevnetTokens
 from proxy.governance.budgets import allowance_account, spent_account
 from proxy.governance.models import usd_text
+from proxy.settings import OrgSettings
 from tests.e2e.accounts.helpers import sign_text
 from tests.e2e.payments import encode_b64_json, sign_v2_payment
 from tests.e2e.server_process import ServerProcess, run_server_process
 from tests.fixtures.app import router_settings
 from tests.fixtures.db import PgDatabases
+from tests.fixtures.router import REDIS_URL, RedisForTest
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anvil, pytest.mark.slow]
 
@@ -245,3 +249,101 @@ async def _check_ledger_after(
         return spent[0], spent[1]
     finally:
         await engine.dispose()
+
+
+TEAM_REQUESTS_PER_MINUTE = 40
+
+
+async def _chat_rate_limited(session: aiohttp.ClientSession, base_url: str, key: str) -> int:
+    """The status of one request; refusals must be the team's rate limit."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with session.post(f"{base_url}/v1/chat/completions", json=CHAT_BODY, headers=headers) as response:
+        document = await response.json()
+        if response.status != 200:
+            assert response.status == 429, document
+            assert (document["error"]["type"], document["error"]["code"]) == (
+                "rate_limit_error",
+                "rate_limit_exceeded",
+            )
+            assert int(response.headers["Retry-After"]) >= 1
+        return response.status
+
+
+async def test_two_processes_share_a_team_rate_limit_through_redis(
+    tmp_path: Path,
+    anvil: AnvilNode,
+    tokens: DevnetTokens,
+    anvil_accounts: list[LocalAccount],
+    simulator: Simulators,
+    pg_databases: PgDatabases | None,
+    redis_for_test: RedisForTest,
+) -> None:
+    """500 concurrent requests with two org keys of one team over two processes sharing Redis: at most the
+    team's requests per minute are served in each UTC minute the load spans, the rest are refused before
+    anything is held or sent upstream."""
+    if pg_databases is None:
+        pytest.skip("PostgreSQL not reachable: the multi-process test needs one shared PostgreSQL")
+    database_url = await pg_databases.create()
+    settings = router_settings(
+        anvil=anvil,
+        tokens=tokens,
+        settlement_key=anvil_accounts[0].key.hex(),
+        simulator_base_url=simulator.base_url,
+        database_url=database_url,
+        db_pool_size_max=20,
+        redis_url=REDIS_URL,
+        orgs=OrgSettings(rate_limit_key_prefix=redis_for_test.key_prefix),
+    )
+    connector = aiohttp.TCPConnector(limit=REQUESTS)
+    async with (
+        contextlib.AsyncExitStack() as stack,
+        aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
+        ) as session,
+    ):
+        servers: list[ServerProcess] = []
+        for index in range(SERVER_PROCESSES):
+            config_dir = tmp_path / f"server{index}"
+            config_dir.mkdir()
+            servers.append(await stack.enter_async_context(run_server_process(settings, config_dir)))
+            if index == 0:
+                owner_key = await _wallet_key(session, servers[0].base_url, Account.create())
+                admin = Admin(session, servers[0].base_url, owner_key)
+                tree = await _build_org(admin, anvil_accounts[7])
+        await admin.created(
+            f"{tree['base']}/rate_limits",
+            {"scope": {"unit": tree["team"]["id"]}, "requests_per_minute": TEAM_REQUESTS_PER_MINUTE},
+        )
+        member_key, service_key = (key["key"] for key in tree["keys"])
+        upstream_before = _upstream_requests(simulator)
+        # The bound is per UTC minute: the load may span a minute's end, so the minutes it touched count.
+        first_minute = int(time.time()) // 60
+        async with asyncio.timeout(LOAD_TIMEOUT_S):
+            statuses = Counter(
+                await asyncio.gather(
+                    *(
+                        _chat_rate_limited(
+                            session,
+                            servers[i % SERVER_PROCESSES].base_url,
+                            member_key if i % 3 else service_key,
+                        )
+                        for i in range(REQUESTS)
+                    )
+                )
+            )
+        minutes = int(time.time()) // 60 - first_minute + 1
+        upstream_calls = _upstream_requests(simulator) - upstream_before
+    assert sum(statuses.values()) == REQUESTS
+    assert 1 <= statuses[200] <= TEAM_REQUESTS_PER_MINUTE * minutes, statuses
+    assert statuses[429] == REQUESTS - statuses[200]
+    assert upstream_calls == statuses[200], "refused requests never reached upstream"
+    engine = create_ledger_engine(database_url)
+    try:
+        assert await check_ledger(engine) == []
+        assert await Ledger(engine).open_holds() == []
+    finally:
+        await engine.dispose()
+    print(
+        f"org rate limit through Redis: {REQUESTS} requests over {SERVER_PROCESSES} processes in {minutes} "
+        f"minute window(s), limit {TEAM_REQUESTS_PER_MINUTE}/min: {dict(statuses)}"
+    )
