@@ -47,7 +47,7 @@ from proxy.governance.periods import Period
 from proxy.governance.rate_limits import RateLimit
 from proxy.governance.roles import ORG_WIDE_ACTIONS, Action, Role, role_allows
 
-__all__ = ["ORG_KEY_PREFIX", "Organizations", "rate_limit_view"]
+__all__ = ["AUDIT_LISTED_MAX", "ORG_KEY_PREFIX", "Organizations", "rate_limit_view"]
 
 ORG_KEY_PREFIX = "mr-org-"
 _KEY_RANDOM_BYTES = 32
@@ -332,6 +332,22 @@ class Organizations:
                 .order_by(org_organizations.c.id),
             )
         return [_org(row) for row in rows]
+
+    async def all_orgs(self) -> list[Org]:
+        """Every live organization (the operator's view)."""
+        async with self._engine.connect() as conn:
+            rows = await _all(
+                conn,
+                sa.select(org_organizations)
+                .where(org_organizations.c.deleted_at_unix_s.is_(None))
+                .order_by(org_organizations.c.id),
+            )
+        return [_org(row) for row in rows]
+
+    async def all_unit_ids(self, org_id: int) -> set[int]:
+        async with self._engine.connect() as conn:
+            rows = await _all(conn, sa.select(org_units.c.id).where(org_units.c.org_id == org_id))
+        return {row["id"] for row in rows}
 
     async def update_org(self, org_id: int, *, actor: str, name: str) -> Org:
         async with self._engine.begin() as conn:
