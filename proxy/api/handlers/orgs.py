@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -45,6 +45,11 @@ __all__ = ["routes"]
 routes = web.RouteTableDef()
 _ID_DIGITS_MAX = 18
 _NAME = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+# Ids are BIGINT columns: anything larger could only be an error, and must not reach the database.
+_ID_MAX = 2**63 - 1
+# A budget's amount stays far inside int64 nano-USD (9.2 billion USD).
+_AMOUNT_NANO_USD_MAX = 10**18
+AnId = Annotated[int, Field(gt=0, le=_ID_MAX)]
 ORG_TOPUP_CODE = "org_topup"
 
 
@@ -58,7 +63,7 @@ class OrgBody(_Body):
 
 class UnitBody(_Body):
     name: str = _NAME
-    parent: int | None = Field(default=None, gt=0)
+    parent: AnId | None = None
     kind: Literal["department", "team"]
 
 
@@ -68,19 +73,19 @@ class UnitPatch(_Body):
 
 class MemberBody(_Body):
     wallet: str = Field(pattern=ADDRESS_PATTERN)
-    unit: int = Field(gt=0)
+    unit: AnId
     role: Role = Field(strict=False)
 
 
 class MemberPatch(_Body):
-    unit: int | None = Field(default=None, gt=0)
+    unit: AnId | None = None
     role: Role | None = Field(default=None, strict=False)
 
 
 class KeyBody(_Body):
     name: str = _NAME
-    member: int | None = Field(default=None, gt=0)
-    unit: int | None = Field(default=None, gt=0)
+    member: AnId | None = None
+    unit: AnId | None = None
 
     @model_validator(mode="after")
     def _one_owner(self) -> KeyBody:
@@ -102,7 +107,7 @@ def _alert_bp(values: list[Decimal]) -> list[int]:
 class BudgetBody(_Body):
     model_config = ConfigDict(extra="forbid", strict=False)
 
-    scope: dict[ScopeKind, int] = Field(min_length=1, max_length=1)
+    scope: dict[ScopeKind, AnId] = Field(min_length=1, max_length=1)
     amount_usd: str = Field(max_length=40)
     period: Period
     mode: BudgetMode = BudgetMode.HARD
@@ -111,8 +116,8 @@ class BudgetBody(_Body):
     @field_validator("amount_usd")
     @classmethod
     def _amount(cls, value: str) -> str:
-        if usd_text_to_nano_usd(value) <= 0:
-            raise ValueError("amount_usd must be above 0")
+        if not 0 < usd_text_to_nano_usd(value) <= _AMOUNT_NANO_USD_MAX:
+            raise ValueError("amount_usd must be above 0 and at most 1000000000")
         return value
 
     @field_validator("alert_at")
@@ -131,8 +136,8 @@ class BudgetPatch(_Body):
     @field_validator("amount_usd")
     @classmethod
     def _amount(cls, value: str | None) -> str | None:
-        if value is not None and usd_text_to_nano_usd(value) <= 0:
-            raise ValueError("amount_usd must be above 0")
+        if value is not None and not 0 < usd_text_to_nano_usd(value) <= _AMOUNT_NANO_USD_MAX:
+            raise ValueError("amount_usd must be above 0 and at most 1000000000")
         return value
 
     @field_validator("alert_at")
@@ -146,7 +151,7 @@ class BudgetPatch(_Body):
 class RateLimitBody(_Body):
     model_config = ConfigDict(extra="forbid", strict=False)
 
-    scope: dict[Literal["unit", "key"], int] = Field(min_length=1, max_length=1)
+    scope: dict[Literal["unit", "key"], AnId] = Field(min_length=1, max_length=1)
     requests_per_minute: int | None = Field(default=None, ge=1, le=10**9)
     tokens_per_minute: int | None = Field(default=None, ge=1, le=10**15)
 
