@@ -86,7 +86,7 @@ class AccountsSettings(BaseModel):
 
 class OrgSettings(BaseModel):
     """Organizations (`[orgs]` in the config file). Stripe secrets come from the environment only:
-    MEGAROUTER_STRIPE_WEBHOOK_SECRET (verifies webhook signatures; without it the webhook answers 503)."""
+    MEGAROUTER_STRIPE_WEBHOOK_SECRET (verifies webhook signatures; without it the webhook answers 404)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -366,7 +366,11 @@ async def chain_watcher_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     watcher = ChainWatcher(
-        app[CHAIN_WEB3], settings=settings, accounts=app[CHART_ACCOUNTS], engine=app[DB_ENGINE]
+        app[CHAIN_WEB3],
+        settings=settings,
+        accounts=app[CHART_ACCOUNTS],
+        engine=app[DB_ENGINE],
+        credit_account_for=app[ORGANIZATIONS].deposit_credit_account,
     )
     app[CHAIN_WATCHER] = watcher
     task = asyncio.create_task(watcher.run(), name="chain_watcher")

@@ -24,6 +24,7 @@ __all__ = [
     "org_audit_log",
     "org_budget_alerts",
     "org_budgets",
+    "org_deposit_wallets",
     "org_keys",
     "org_members",
     "org_organizations",
@@ -300,6 +301,16 @@ org_rate_limits = Table(
     Column("created_at_unix_s", BigInteger, nullable=False),
     Column("deleted_at_unix_s", BigInteger, nullable=True),
     Index("ix_org_rate_limits_scope", "scope_kind", "scope_id"),
+)
+
+# A wallet whose plain token transfers to the settlement wallet credit an org (the chain watcher books them
+# to `credit:org:<id>` instead of the wallet's own credit). Registered by the wallet itself.
+org_deposit_wallets = Table(
+    "org_deposit_wallets",
+    PROXY_METADATA,
+    Column("wallet", String(42), primary_key=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("registered_at_unix_s", BigInteger, nullable=False),
 )
 
 # A budget threshold crossed in a period: recorded once (unique), for the alert outbox to deliver.

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from proxy.db.tables import (
     org_audit_log,
     org_budgets,
+    org_deposit_wallets,
     org_keys,
     org_members,
     org_organizations,
@@ -1222,6 +1223,81 @@ class Organizations:
         depth = {unit_id: index for index, unit_id in enumerate(principal.unit_path)}
         limits = [_rate_limit(row) for row in rows]
         return sorted(limits, key=lambda x: (x.scope_kind is ScopeKind.UNIT, -depth.get(x.scope_id, 0), x.id))
+
+    # --------------------------------------------------------------------------------- deposit wallets
+
+    async def register_deposit_wallet(self, org_id: int, *, wallet: str) -> None:
+        """From now on the wallet's plain transfers to the settlement wallet credit this org (the wallet
+        itself asks: nobody can send another wallet's deposits to their org). Idempotent."""
+        wallet = wallet.lower()
+        async with self._engine.begin() as conn:
+            await self._org_in(conn, org_id)
+            existing = await _one(
+                conn, sa.select(org_deposit_wallets).where(org_deposit_wallets.c.wallet == wallet)
+            )
+            if existing is not None:
+                if existing["org_id"] != org_id:
+                    raise OrgConflict(
+                        f"wallet {wallet} already deposits to organization {existing['org_id']}",
+                        code="deposit_wallet_taken",
+                    )
+                return
+            await conn.execute(
+                org_deposit_wallets.insert().values(
+                    wallet=wallet, org_id=org_id, registered_at_unix_s=self._now()
+                )
+            )
+            await self._audit(
+                conn,
+                org_id=org_id,
+                actor=wallet,
+                action="deposit_wallet.register",
+                target_kind="wallet",
+                target_id=None,
+                before=None,
+                after=None,
+            )
+
+    async def unregister_deposit_wallet(self, org_id: int, *, wallet: str, actor: str) -> bool:
+        wallet = wallet.lower()
+        async with self._engine.begin() as conn:
+            removed = await conn.execute(
+                org_deposit_wallets.delete().where(
+                    org_deposit_wallets.c.wallet == wallet, org_deposit_wallets.c.org_id == org_id
+                )
+            )
+            if removed.rowcount != 1:
+                return False
+            await self._audit(
+                conn,
+                org_id=org_id,
+                actor=actor,
+                action="deposit_wallet.unregister",
+                target_kind="wallet",
+                target_id=None,
+                before=None,
+                after=None,
+            )
+        return True
+
+    async def deposit_wallets(self, org_id: int) -> list[str]:
+        async with self._engine.connect() as conn:
+            rows = await _all(
+                conn,
+                sa.select(org_deposit_wallets.c.wallet)
+                .where(org_deposit_wallets.c.org_id == org_id)
+                .order_by(org_deposit_wallets.c.wallet),
+            )
+        return [row["wallet"] for row in rows]
+
+    async def deposit_credit_account(self, sender: str) -> str | None:
+        """The org credit a plain transfer from `sender` goes to, or None (the sender's own credit)."""
+        async with self._engine.connect() as conn:
+            row = await _one(
+                conn,
+                sa.select(org_deposit_wallets.c.org_id).where(org_deposit_wallets.c.wallet == sender.lower()),
+            )
+        return None if row is None else org_credit_account(row["org_id"])
 
     # ------------------------------------------------------------------------------------------- audit
 

@@ -266,12 +266,7 @@ def _paths() -> dict[str, Any]:
             )
         },
         **_org_paths(),
-        "/v1/stripe/webhook": {
-            "post": _operation(
-                "A Stripe event (signed): org top-ups, refunds, disputes",
-                extra={"503": "Stripe top-ups are not configured"},
-            )
-        },
+        "/v1/stripe/webhook": {"post": _operation("A Stripe event (signed): org top-ups, refunds, disputes")},
         "/healthz": {"get": _operation("Database and chain reachable", extra={"503": "degraded"})},
         "/metrics": {"get": _metrics_operation()},
     }
@@ -338,6 +333,15 @@ def _org_paths() -> dict[str, Any]:
         **_org_resource("budgets", "budget", BudgetBody, BudgetPatch),
         **_org_resource("rate_limits", "rate limit", RateLimitBody, RateLimitPatch),
         "/v1/orgs/{org}/credits": {"get": _org_operation("The organization's credit")},
+        "/v1/orgs/{org}/deposit_wallets": {
+            "post": _org_operation(
+                "Register the caller's wallet: its token transfers credit the org", ok="201"
+            ),
+            "get": _org_operation("Wallets whose token transfers credit the org"),
+        },
+        "/v1/orgs/{org}/deposit_wallets/{wallet}": {
+            "delete": _org_operation("Unregister a deposit wallet", ids=("wallet",)),
+        },
         "/v1/orgs/{org}/credits/topup": {
             "post": {
                 **_operation(

@@ -590,6 +590,42 @@ async def delete_rate_limit(request: web.Request) -> web.Response:
     return web.json_response({**_limit_json(deleted), "deleted": True})
 
 
+# -------------------------------------------------------------------------------------- deposit wallets
+# A wallet registered here deposits to the org: its plain token transfers to the settlement wallet are
+# booked to the org's credit by the chain watcher. Only the wallet itself registers (its own wallet key).
+
+
+@routes.post("/v1/orgs/{org}/deposit_wallets")
+async def register_deposit_wallet(request: web.Request) -> web.Response:
+    org_id, wallet, _ = await _authorized(request, Action.CREDITS_TOPUP)
+    await _orgs(request).register_deposit_wallet(org_id, wallet=wallet)
+    return web.json_response(
+        {"object": "organization.deposit_wallet", "org_id": org_id, "wallet": wallet}, status=201
+    )
+
+
+@routes.get("/v1/orgs/{org}/deposit_wallets")
+async def list_deposit_wallets(request: web.Request) -> web.Response:
+    org_id, _, _ = await _authorized(request, Action.CREDITS_READ)
+    wallets = await _orgs(request).deposit_wallets(org_id)
+    data = [{"object": "organization.deposit_wallet", "org_id": org_id, "wallet": w} for w in wallets]
+    return web.json_response({"object": "list", "data": data})
+
+
+@routes.delete("/v1/orgs/{org}/deposit_wallets/{wallet}")
+async def unregister_deposit_wallet(request: web.Request) -> web.Response:
+    org_id, caller, _ = await _authorized(request, Action.CREDITS_TOPUP)
+    wallet = request.match_info["wallet"].lower()
+    if not await _orgs(request).unregister_deposit_wallet(org_id, wallet=wallet, actor=caller):
+        raise NotFound(
+            f"wallet {wallet[:42]!r} does not deposit to organization {org_id}",
+            code="deposit_wallet_not_found",
+        )
+    return web.json_response(
+        {"object": "organization.deposit_wallet", "org_id": org_id, "wallet": wallet, "deleted": True}
+    )
+
+
 # ------------------------------------------------------------------------------- credits, spend, audit
 
 

@@ -1,7 +1,8 @@
 """POST /v1/stripe/webhook: Stripe's signed events that top up (or reverse) an organization's credit.
 
 Stripe retries any answer other than 2xx, so: a verified event that concerns no booking, or was booked
-before, is a 200; a bad signature a 400 (nothing booked); a webhook secret not configured a 503.
+before, is a 200; a bad signature a 400 (nothing booked). Without a webhook secret configured the endpoint
+does not exist (404 `stripe_not_configured`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from aiohttp import web
 
 from proxy.api.app_keys import BILLING, ORGANIZATIONS, SETTINGS
 from proxy.api.request_parsing import read_body
-from proxy.errors import UpstreamUnavailable
+from proxy.errors import NotFound
 from proxy.governance.stripe_topups import StripeTopups
 
 __all__ = ["routes"]
@@ -22,7 +23,7 @@ routes = web.RouteTableDef()
 async def stripe_webhook(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS].orgs
     if settings.stripe_webhook_secret is None:
-        raise UpstreamUnavailable(
+        raise NotFound(
             "Stripe top-ups are not configured (MEGAROUTER_STRIPE_WEBHOOK_SECRET)",
             code="stripe_not_configured",
         )

@@ -130,8 +130,8 @@ async def test_checkout_credits_once_bad_signature_nothing_refund_and_dispute_re
         assert await check_ledger(router.app[DB_ENGINE]) == []
 
 
-async def test_webhook_without_a_secret_is_unavailable(router: RunningRouter) -> None:
+async def test_webhook_without_a_secret_does_not_exist(router: RunningRouter) -> None:
     response = await router.client.post(
         "/v1/stripe/webhook", data=b"{}", headers={"Stripe-Signature": "t=1,v1=x"}
     )
-    assert (response.status, (await response.json())["error"]["code"]) == (503, "stripe_not_configured")
+    assert (response.status, (await response.json())["error"]["code"]) == (404, "stripe_not_configured")

@@ -96,6 +96,12 @@ def upgrade() -> None:
     )
     op.create_index("ix_org_rate_limits_scope", "org_rate_limits", ["scope_kind", "scope_id"])
     op.create_table(
+        "org_deposit_wallets",
+        sa.Column("wallet", sa.String(42), primary_key=True),
+        sa.Column("org_id", sa.BigInteger, nullable=False),
+        sa.Column("registered_at_unix_s", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
         "org_budget_alerts",
         _id(),
         sa.Column("org_id", sa.BigInteger, nullable=False),
@@ -136,6 +142,7 @@ def downgrade() -> None:
     op.drop_index("ix_org_audit_log_org", table_name="org_audit_log")
     op.drop_table("org_audit_log")
     op.drop_table("org_budget_alerts")
+    op.drop_table("org_deposit_wallets")
     op.drop_index("ix_org_rate_limits_scope", table_name="org_rate_limits")
     op.drop_table("org_rate_limits")
     op.drop_index("ix_org_budgets_scope", table_name="org_budgets")
