@@ -9,8 +9,8 @@ import pytest
 from proxy.governance.periods import Period, period_key, period_start_unix_s, previous_period_start_unix_s
 
 
-def _unix(*parts: int) -> int:
-    return int(datetime(*parts, tzinfo=UTC).timestamp())
+def _unix(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
+    return int(datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp())
 
 
 @pytest.mark.parametrize(
