@@ -56,6 +56,7 @@ BUDGET_OPEN_CODE = "budget_open"
 BUDGET_CLOSE_CODE = "budget_close"
 BUDGET_ADJUST_CODE = "budget_adjust"
 BP_PER_WHOLE = 10_000
+ADJUST_ATTEMPTS_MAX = 3
 log = structlog.get_logger("megarouter.budgets")
 
 
@@ -263,29 +264,34 @@ class BudgetLedger:
 
     async def adjust(self, before: Budget, after: Budget, *, change_id: str) -> None:
         """After an amount change: the open period's allowance moves by the difference (a decrease takes at
-        most what is left; spend is never undone)."""
-        delta = after.amount_nano_usd - before.amount_nano_usd
-        if delta == 0:
-            return
+        most what is left; spend is never undone). A decrease racing with new holds reads the allowance
+        again and takes what is left then."""
         start = period_start_unix_s(after.period, self.now_unix_s())
         allowance = allowance_account(after.id, period_key(after.period, start))
-        try:
-            balance = await self._ledger.balance(allowance)
-        except AccountNotFound:
-            return  # The period opens later, with the new amount.
-        if delta < 0 and after.mode is BudgetMode.HARD:
-            delta = -min(-delta, max(balance.available, 0))
+        for attempt in range(ADJUST_ATTEMPTS_MAX):
+            delta = after.amount_nano_usd - before.amount_nano_usd
+            try:
+                balance = await self._ledger.balance(allowance)
+            except AccountNotFound:
+                return  # The period opens later, with the new amount.
+            if delta < 0 and after.mode is BudgetMode.HARD:
+                delta = -min(-delta, max(balance.available, 0))
             if delta == 0:
                 return
-        await self._ledger.post(
-            idempotency_key=f"{allowance}:adjust:{change_id}",
-            code=BUDGET_ADJUST_CODE,
-            postings=[
-                Posting(account=limit_account(after.id), amount=delta),
-                Posting(account=allowance, amount=-delta),
-            ],
-            metadata={"budget_id": after.id, "period_start_unix_s": start},
-        )
+            try:
+                await self._ledger.post(
+                    idempotency_key=f"{allowance}:adjust:{change_id}",
+                    code=BUDGET_ADJUST_CODE,
+                    postings=[
+                        Posting(account=limit_account(after.id), amount=delta),
+                        Posting(account=allowance, amount=-delta),
+                    ],
+                    metadata={"budget_id": after.id, "period_start_unix_s": start},
+                )
+                return
+            except InsufficientFunds:
+                if attempt == ADJUST_ATTEMPTS_MAX - 1:
+                    raise
 
     @staticmethod
     def budget_of_account(name: str) -> int | None:
