@@ -22,6 +22,7 @@ __all__ = [
     "AlertsSettings",
     "AssetSettings",
     "DashboardSettings",
+    "OrgSettings",
     "ProviderSettings",
     "ResponsesSettings",
     "ReturningPayersSettings",
@@ -252,6 +253,19 @@ class RoutePreviewSettings(BaseModel):
     clients_max: int = Field(default=10_000, ge=1, le=1_000_000)
 
 
+class OrgSettings(BaseModel):
+    """Organizations (`[orgs]` in the config file). Stripe secrets come from the environment only:
+    MEGAROUTER_STRIPE_WEBHOOK_SECRET (verifies webhook signatures; without it the webhook answers 404)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stripe_webhook_secret: SecretStr | None = None
+    # How old a signed webhook may be (Stripe's own default tolerance): older deliveries are refused.
+    stripe_webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
+    # Rate-limit counters in Redis (when `redis_url` is set) live under this prefix.
+    rate_limit_key_prefix: str = Field(default="megarouter:ratelimit:", min_length=1, max_length=100)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -290,6 +304,8 @@ class Settings(BaseModel):
     # The web dashboard at /dashboard (`[dashboard]` in the config file); the operator signs in to it with
     # admin_token, wallets with an EIP-4361 signature.
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    # Organizations: Stripe top-ups (`[orgs]` in the config file).
+    orgs: OrgSettings = Field(default_factory=OrgSettings)
 
     # The chain watcher books plain token transfers to the settlement wallet as deposits.
     chain_watcher_enabled: bool = True

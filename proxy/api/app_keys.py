@@ -25,6 +25,8 @@ from proxy.api.dashboard.sessions import DashboardSessions
 from proxy.catalog import Catalog
 from proxy.chain.watcher import ChainWatcher, WatcherSettings
 from proxy.chart_accounts import ChartAccounts
+from proxy.governance.budgets import BudgetLedger, StoredBudgetAlerts
+from proxy.governance.store import Organizations
 from proxy.observability.alerts import AlertDeliverer, Alerts, Detector
 from proxy.observability.metrics import RouterMetrics
 from proxy.payments.gate import PaymentGate
@@ -65,6 +67,10 @@ __all__ = [
     "LEDGER",
     "METRICS",
     "MODEL_INDEX",
+    "ORGANIZATIONS",
+    "ORG_BUDGET_ALERTS",
+    "ORG_BUDGET_LEDGER",
+    "ORG_CLOCK",
     "PAYMENT_GATE",
     "ROUTE_PREVIEW_LIMITER",
     "SERVING_INSTANCE",
@@ -143,3 +149,10 @@ ROUTE_PREVIEW_LIMITER = web.AppKey("ROUTE_PREVIEW_LIMITER", TokenBuckets)
 # The web dashboard: its session cookie's key and pending login links, and its static files (bytes by name).
 DASHBOARD_SESSIONS = web.AppKey("DASHBOARD_SESSIONS", DashboardSessions)
 DASHBOARD_ASSETS = web.AppKey("DASHBOARD_ASSETS", DashboardAssets)
+
+# Organizations (proxy/governance): the org store, budgets in the ledger, stored threshold crossings, and
+# (optional before startup, tests) the clock of budget periods and org records in unix seconds.
+ORGANIZATIONS = web.AppKey("ORGANIZATIONS", Organizations)
+ORG_BUDGET_LEDGER = web.AppKey("ORG_BUDGET_LEDGER", BudgetLedger)
+ORG_BUDGET_ALERTS = web.AppKey("ORG_BUDGET_ALERTS", StoredBudgetAlerts)
+ORG_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("ORG_CLOCK")

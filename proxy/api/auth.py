@@ -11,8 +11,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy.accounts.principal import KeyPrincipal
-from proxy.api.app_keys import API_KEYS
-from proxy.errors import AuthenticationFailed
+from proxy.api.app_keys import API_KEYS, ORGANIZATIONS
+from proxy.errors import AuthenticationFailed, PermissionDenied
+from proxy.governance.store import ORG_KEY_PREFIX
 
 __all__ = ["authenticate_bearer", "authenticate_key", "require_bearer"]
 
@@ -42,6 +43,9 @@ async def authenticate_key(request: web.Request) -> KeyPrincipal | None:
 async def _principal(request: web.Request, key: str) -> KeyPrincipal:
     if not key or len(key) > _KEY_LENGTH_MAX:
         raise AuthenticationFailed("Incorrect API key provided", code="invalid_api_key")
+    if key.startswith(ORG_KEY_PREFIX):
+        org = await request.app[ORGANIZATIONS].authenticate_key(key)
+        return KeyPrincipal(key_id=org.key_id, wallet="", credit_account=org.credit_account, org=org)
     info = await request.app[API_KEYS].authenticate(key)
     assert info.credit_account.endswith(info.wallet)
     return KeyPrincipal(
@@ -57,5 +61,11 @@ async def require_bearer(request: web.Request) -> KeyPrincipal:
     if principal is None:
         raise AuthenticationFailed(
             "This endpoint needs 'Authorization: Bearer <api key>'", code="missing_api_key"
+        )
+    if principal.org is not None:
+        # Wallet accounts and org administration act for a wallet; an org key has none.
+        raise PermissionDenied(
+            "This endpoint needs a wallet's own API key (POST /v1/keys), not an organization key",
+            code="wallet_key_required",
         )
     return principal

@@ -109,6 +109,13 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
     alerts = raw.get("alerts")
     if isinstance(alerts, dict) and "endpoints" in alerts:
         raw["alerts"] = {**alerts, "endpoints": _alert_endpoints_with_secrets(alerts["endpoints"], environ)}
+    orgs = raw.setdefault("orgs", {})
+    if isinstance(orgs, dict) and "stripe_webhook_secret" in orgs:
+        raise ConfigError(
+            "orgs.stripe_webhook_secret: keep it out of the file; set MEGAROUTER_STRIPE_WEBHOOK_SECRET"
+        )
+    if isinstance(orgs, dict) and environ.get("MEGAROUTER_STRIPE_WEBHOOK_SECRET"):
+        orgs["stripe_webhook_secret"] = environ["MEGAROUTER_STRIPE_WEBHOOK_SECRET"]
     if environ.get("MEGAROUTER_DATABASE_URL"):
         raw["database_url"] = environ["MEGAROUTER_DATABASE_URL"]
     try:

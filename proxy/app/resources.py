@@ -45,6 +45,10 @@ from proxy.api.app_keys import (
     LEDGER,
     METRICS,
     MODEL_INDEX,
+    ORG_BUDGET_ALERTS,
+    ORG_BUDGET_LEDGER,
+    ORG_CLOCK,
+    ORGANIZATIONS,
     PAYMENT_GATE,
     ROUTE_PREVIEW_LIMITER,
     SERVING_INSTANCE,
@@ -65,10 +69,15 @@ from proxy.catalog import load_catalog
 from proxy.chain.watcher import ChainWatcher, watcher_settings_from
 from proxy.chart_accounts import ChartAccounts
 from proxy.db.migrate import migrate_proxy
+from proxy.governance.budgets import BudgetLedger, StoredBudgetAlerts
+from proxy.governance.enforcement import OrgBudgets
+from proxy.governance.rate_limits import InProcessCounters, RateLimiter, RedisCounters, WindowCounters
+from proxy.governance.store import Organizations
 from proxy.observability.alerts import (
     AlertDeliverer,
     Alerts,
     BreakerOpenDetector,
+    BudgetThresholdDetector,
     DeliveryPolicy,
     ReconciliationBreakDetector,
     SettlementFailureDetector,
@@ -257,6 +266,23 @@ async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
     app[USAGE_LOG] = (
         UsageLog(app[DB_ENGINE]) if usage_clock is None else UsageLog(app[DB_ENGINE], clock=usage_clock)
     )
+    org_clock = app.get(ORG_CLOCK, time.time)
+    app[ORGANIZATIONS] = Organizations(app[DB_ENGINE], clock_unix_s=org_clock)
+    app[ORG_BUDGET_ALERTS] = StoredBudgetAlerts(app[DB_ENGINE])
+    app[ORG_BUDGET_LEDGER] = BudgetLedger(app[LEDGER], alerts=app[ORG_BUDGET_ALERTS], clock_unix_s=org_clock)
+    # Org keys' rate limits: shared by every replica through Redis when configured, else per process.
+    redis_client = (
+        None
+        if settings.redis_url is None
+        else Redis.from_url(
+            settings.redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+        )
+    )
+    counters: WindowCounters = (
+        InProcessCounters(org_clock)
+        if redis_client is None
+        else RedisCounters(redis_client, key_prefix=settings.orgs.rate_limit_key_prefix)
+    )
     app[BILLING] = Billing(
         ledger=app[LEDGER],
         accounts=app[CHART_ACCOUNTS],
@@ -265,6 +291,9 @@ async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
         hold_timeout_s=settings.hold_timeout_s,
         instance_id=lambda: instance.id,
         observers=usage_observers,
+        org_budgets=OrgBudgets(
+            app[ORGANIZATIONS], app[ORG_BUDGET_LEDGER], RateLimiter(counters, clock_s=org_clock)
+        ),
     )
     app[DISPATCHER] = Dispatcher(
         upstreams=app[UPSTREAMS],
@@ -274,7 +303,11 @@ async def serving_ctx(app: web.Application) -> AsyncIterator[None]:
         attempt_observers=attempt_observers,
         tracer=app[TRACER],
     )
-    yield
+    try:
+        yield
+    finally:
+        if redis_client is not None:
+            await redis_client.aclose()
 
 
 async def payment_gate_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -365,7 +398,11 @@ async def chain_watcher_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     watcher = ChainWatcher(
-        app[CHAIN_WEB3], settings=settings, accounts=app[CHART_ACCOUNTS], engine=app[DB_ENGINE]
+        app[CHAIN_WEB3],
+        settings=settings,
+        accounts=app[CHART_ACCOUNTS],
+        engine=app[DB_ENGINE],
+        credit_account_for=app[ORGANIZATIONS].deposit_credit_account,
     )
     app[CHAIN_WATCHER] = watcher
     task = asyncio.create_task(watcher.run(), name="chain_watcher")
@@ -417,6 +454,7 @@ def _alert_detectors(app: web.Application, alerts: Alerts, clock: Any) -> tuple[
         BreakerOpenDetector(alerts, app[HEALTH_TRACKER], open_after_s=settings.breaker_open_after_s),
         SettlementFailureDetector(alerts, app[DB_ENGINE], lookback_s=settings.lookback_s, clock=clock),
         ReconciliationBreakDetector(alerts, app[DB_ENGINE], lookback_s=settings.lookback_s, clock=clock),
+        BudgetThresholdDetector(alerts, app[DB_ENGINE], lookback_s=settings.lookback_s, clock=clock),
     ]
     if settings.spend_anomaly.enabled:
         source = UsageEventsHourlySpend(app[DB_ENGINE])

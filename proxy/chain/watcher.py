@@ -26,7 +26,7 @@ Imports: ledger, x402 (errors, log topics) and proxy modules; never aiohttp hand
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -141,8 +141,12 @@ class ChainWatcher:
         settings: WatcherSettings,
         accounts: ChartAccounts,
         engine: AsyncEngine,
+        credit_account_for: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
+        """`credit_account_for(sender)`: the credit account a sender's transfers go to when it is not the
+        sender's own (a wallet registered to an organization deposits to the org's credit); None: its own."""
         self._w3 = w3
+        self._credit_account_for = credit_account_for
         self._settings = settings
         self._accounts = accounts
         self._engine = engine
@@ -279,6 +283,8 @@ class ChainWatcher:
         amount_nano_usd = atomic_to_nano_usd(transfer.value_atomic, decimals=token.decimals)
         cash_account = chart.cash(network, transfer.asset, self._wallet)
         credit_account = chart.credit_wallet(transfer.sender)
+        if self._credit_account_for is not None:
+            credit_account = await self._credit_account_for(transfer.sender) or credit_account
         await self._accounts.ensure([cash_account, credit_account])
         try:
             await self._accounts.ledger.post(

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ledger.cli import add_ledger_commands
+from proxy.cli.org import add_org_command
 from proxy.cli.reconcile_args import add_reconcile_command
 from proxy.cli.route_eval import add_route_eval_command
 from proxy.cli.usage import add_usage_command
@@ -74,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     add_route_eval_command(commands)
     add_usage_command(commands)
     add_wallet_commands(commands)
+    add_org_command(commands)
     return parser
 
 
@@ -115,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from proxy.cli.usage import run_usage_command
 
         return asyncio.run(run_usage_command(args))
+    if args.command == "org":
+        from proxy.cli.org import run_org_command
+
+        return asyncio.run(run_org_command(args))
     if args.command == "route-eval":
         from proxy.cli.route_eval import run_route_eval
 

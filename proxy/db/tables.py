@@ -25,6 +25,15 @@ __all__ = [
     "alert_deliveries",
     "alerts",
     "chain_watch_cursors",
+    "org_audit_log",
+    "org_budget_alerts",
+    "org_budgets",
+    "org_deposit_wallets",
+    "org_keys",
+    "org_members",
+    "org_organizations",
+    "org_rate_limits",
+    "org_units",
     "serving_instances",
     "siwx_nonces",
     "stored_responses",
@@ -109,6 +118,12 @@ usage_events = Table(
     # The spend-anomaly detector reads one hour of everyone, and trailing hours of one key (alerts, p0010).
     Index("ix_usage_events_created", "created_at"),
     Index("ix_usage_events_key_created", "api_key_id", "created_at"),
+    # Set when an org key made the request (proxy/governance): spend can be grouped by any of them.
+    Column("org_id", BigInteger, nullable=True),
+    Column("org_unit_id", BigInteger, nullable=True),
+    Column("org_member_id", BigInteger, nullable=True),
+    Column("org_key_id", BigInteger, nullable=True),
+    Index("ix_usage_events_org_created", "org_id", "created_at"),
 )
 
 # The chain watcher's progress per (network, token): every block below `next_block` has been scanned for
@@ -321,4 +336,145 @@ usage_rollups = Table(
         name="uq_usage_rollups_dims",
     ),
     Index("ix_usage_rollups_payer_period", "payer_account", "period_s", "period_start_unix_s"),
+)
+
+# ---- Organizations (proxy/governance): a tree of units, members with roles, org keys, budgets, audit. ----
+# Times are unix seconds; amounts are integer nano-USD. Rows are never deleted: `deleted_at_unix_s` (or
+# `revoked_at_unix_s`) marks them gone, so the audit log and usage events keep pointing at real rows.
+
+# An organization; its root unit (kind "organization") is the top of its tree and carries org-wide grants
+# and budgets. `credit_account` is the ledger account (`credit:org:<id>`) that pays for its keys.
+org_organizations = Table(
+    "org_organizations",
+    PROXY_METADATA,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("root_unit_id", BigInteger, nullable=True),
+    Column("created_at_unix_s", BigInteger, nullable=False),
+    Column("deleted_at_unix_s", BigInteger, nullable=True),
+)
+
+# A unit of an organization: its root ("organization"), a department or a team. `path` lists the ids from
+# the root down to this unit ("/1/4/9/"), so "is X at or below Y" is a prefix test and a request's budget
+# path is read from one row.
+org_units = Table(
+    "org_units",
+    PROXY_METADATA,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("parent_id", BigInteger, nullable=True),
+    Column("name", String(100), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("path", String(512), nullable=False),
+    Column("created_at_unix_s", BigInteger, nullable=False),
+    Column("deleted_at_unix_s", BigInteger, nullable=True),
+    Index("ix_org_units_org", "org_id"),
+)
+
+# A member: a wallet placed in a unit with one role there, inherited by every unit below it.
+org_members = Table(
+    "org_members",
+    PROXY_METADATA,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("wallet", String(42), nullable=False),
+    Column("unit_id", BigInteger, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at_unix_s", BigInteger, nullable=False),
+    Column("deleted_at_unix_s", BigInteger, nullable=True),
+    Index("ix_org_members_wallet", "wallet"),
+    Index("ix_org_members_org", "org_id"),
+)
+
+# An org key: a member's own (member_id set) or a team's service key (member_id NULL). Stored as SHA-256.
+org_keys = Table(
+    "org_keys",
+    PROXY_METADATA,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("unit_id", BigInteger, nullable=False),
+    Column("member_id", BigInteger, nullable=True),
+    Column("name", String(100), nullable=False),
+    Column("key_sha256", String(64), nullable=False, unique=True),
+    Column("key_prefix", String(32), nullable=False),
+    Column("created_at_unix_s", BigInteger, nullable=False),
+    Column("revoked_at_unix_s", BigInteger, nullable=True),
+    Index("ix_org_keys_org", "org_id"),
+)
+
+# A budget on a unit (a quota pool for everything beneath it), a member or a key. Its spend lives in the
+# ledger, one pair of accounts per period (proxy/governance/budgets.py); this row is the policy.
+org_budgets = Table(
+    "org_budgets",
+    PROXY_METADATA,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("scope_kind", String(8), nullable=False),
+    Column("scope_id", BigInteger, nullable=False),
+    Column("amount_nano_usd", BigInteger, nullable=False),
+    Column("period", String(8), nullable=False),
+    Column("mode", String(8), nullable=False),
+    # Alert thresholds in basis points of the amount (5000 = 50 %), JSON list, ascending.
+    Column("alert_at_bp_json", Text, nullable=False),
+    Column("created_at_unix_s", BigInteger, nullable=False),
+    Column("deleted_at_unix_s", BigInteger, nullable=True),
+    Index("ix_org_budgets_scope", "scope_kind", "scope_id"),
+)
+
+# Requests and tokens per minute on a unit (shared by everything beneath it) or a key; NULL: no limit.
+org_rate_limits = Table(
+    "org_rate_limits",
+    PROXY_METADATA,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("scope_kind", String(8), nullable=False),
+    Column("scope_id", BigInteger, nullable=False),
+    Column("requests_per_minute", BigInteger, nullable=True),
+    Column("tokens_per_minute", BigInteger, nullable=True),
+    Column("created_at_unix_s", BigInteger, nullable=False),
+    Column("deleted_at_unix_s", BigInteger, nullable=True),
+    Index("ix_org_rate_limits_scope", "scope_kind", "scope_id"),
+)
+
+# A wallet whose plain token transfers to the settlement wallet credit an org (the chain watcher books them
+# to `credit:org:<id>` instead of the wallet's own credit). Registered by the wallet itself.
+org_deposit_wallets = Table(
+    "org_deposit_wallets",
+    PROXY_METADATA,
+    Column("wallet", String(42), primary_key=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("registered_at_unix_s", BigInteger, nullable=False),
+)
+
+# A budget threshold crossed in a period: recorded once (unique), for the alert outbox to deliver.
+org_budget_alerts = Table(
+    "org_budget_alerts",
+    PROXY_METADATA,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("budget_id", BigInteger, nullable=False),
+    Column("period_start_unix_s", BigInteger, nullable=False),
+    Column("threshold_bp", Integer, nullable=False),
+    Column("spend_nano_usd", BigInteger, nullable=False),
+    Column("amount_nano_usd", BigInteger, nullable=False),
+    Column("crossed_at_unix_s", BigInteger, nullable=False),
+    UniqueConstraint(
+        "budget_id", "period_start_unix_s", "threshold_bp", name="uq_org_budget_alerts_crossing"
+    ),
+)
+
+# Every admin action, append-only: who (wallet), what (action, target), when, and the row before → after.
+org_audit_log = Table(
+    "org_audit_log",
+    PROXY_METADATA,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target_kind", String(16), nullable=False),
+    Column("target_id", BigInteger, nullable=True),
+    Column("before_json", Text, nullable=True),
+    Column("after_json", Text, nullable=True),
+    Column("at_unix_s", BigInteger, nullable=False),
+    Index("ix_org_audit_log_org", "org_id", "id"),
 )

@@ -11,10 +11,25 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger import AccountNotFound, ExtraTransaction, Hold, HoldState, InTransaction, Ledger, Posting, chart
+from ledger import (
+    AccountNotFound,
+    CaptureLeg,
+    ExtraTransaction,
+    Hold,
+    HoldGroup,
+    HoldLeg,
+    HoldState,
+    InTransaction,
+    Ledger,
+    Posting,
+    chart,
+)
 from proxy.catalog import CatalogModel
 from proxy.catalog.pricing import charge_for_usage
 from proxy.chart_accounts import ChartAccounts
+from proxy.governance.enforcement import OrgBudgets
+from proxy.governance.models import Budget, OrgPrincipal
+from proxy.governance.rate_limits import Admission
 from proxy.payments.upto import UptoCharge, UptoOutcome
 from proxy.providers.base import TokenUsage
 from proxy.request_ids import is_server_request_id
@@ -41,10 +56,22 @@ class BillingSession:
         streamed: bool,
         route_explanation: dict[str, Any] | None = None,
         upto: UptoCharge | None = None,
+        group: HoldGroup | None = None,
+        org: OrgPrincipal | None = None,
+        budgets: Sequence[Budget] = (),
+        admission: Admission | None = None,
     ) -> None:
+        assert upto is None or group is None, "an upto payment pays for a keyless request, never an org key's"
         self._billing = billing
         self._route_explanation = route_explanation
+        # An org key's rate-limit admission: settled with the tokens used once the hold is resolved.
+        self._admission = admission
         self.hold = hold
+        # An org key's request: `hold` (the payer's) is the last of the group, after one per budget.
+        self._group = group
+        self._org = org
+        self._budgets = tuple(budgets)
+        assert group is None or (group.holds[-1] == hold and len(group.holds) == len(self._budgets) + 1)
         self._request_id = request_id
         self._payer_account = payer_account
         self._api_key_id = api_key_id
@@ -122,17 +149,34 @@ class BillingSession:
         if self._upto is not None:
             overage = _merged(overage, self._upto.capture_extra(cost_nano_usd))
             also = _both(also, self._upto.capture_writer(cost_nano_usd))
-        await self._billing.ledger.capture(
-            self.hold.id,
-            cost_nano_usd,
-            idempotency_key=f"{self._request_id}:capture",
-            credit_account=payable,
-            extra=overage,
-            also=also,
-        )
+        if self._group is None:
+            await self._billing.ledger.capture(
+                self.hold.id,
+                cost_nano_usd,
+                idempotency_key=f"{self._request_id}:capture",
+                credit_account=payable,
+                extra=overage,
+                also=also,
+            )
+        else:
+            # Each budget on the path is charged what the payer is; the rest of every hold is released.
+            await self._billing.ledger.capture_group(
+                self._group.id,
+                [
+                    *(CaptureLeg(amount=cost_nano_usd) for _ in self._budgets),
+                    CaptureLeg(amount=cost_nano_usd, credit_account=payable),
+                ],
+                idempotency_key=f"{self._request_id}:capture",
+                extra=overage,
+                also=also,
+            )
         notify(self._billing.observers, event)
         if self._upto is not None:
             self.upto_outcome = await self._upto.settle(cost_nano_usd)
+        if self._admission is not None:
+            await self._admission.settle(usage.input_tokens + usage.output_tokens)
+        if self._budgets and self._billing.org_budgets is not None:
+            await self._billing.org_budgets.after_capture(self._budgets)
         log.info(
             "inference_charged",
             model=model.id,
@@ -153,7 +197,13 @@ class BillingSession:
         event = self._event(
             None, None, attempts=attempts, outcome=outcome, cost_nano_usd=0, time_to_first_token_ms=None
         )
-        if self._upto is None:
+        if self._group is not None:
+            await self._billing.ledger.void_group(
+                self._group.id,
+                idempotency_key=f"{self._request_id}:void",
+                also=self._billing.usage_event_writer(event),
+            )
+        elif self._upto is None:
             await self._billing.ledger.void(
                 self.hold.id,
                 idempotency_key=f"{self._request_id}:void",
@@ -170,6 +220,8 @@ class BillingSession:
                 also=_both(self._billing.usage_event_writer(event), self._upto.capture_writer(0)),
             )
         notify(self._billing.observers, event)
+        if self._admission is not None:
+            await self._admission.settle(0)
 
     def _event(
         self,
@@ -218,6 +270,10 @@ class BillingSession:
             latency_ms=self._elapsed_ms(),
             time_to_first_token_ms=time_to_first_token_ms,
             route_explanation=self._route_explanation,
+            org_id=self._org.org_id if self._org else None,
+            org_unit_id=self._org.unit_id if self._org else None,
+            org_member_id=self._org.member_id if self._org else None,
+            org_key_id=self._org.key_id if self._org else None,
         )
 
 
@@ -253,8 +309,11 @@ class Billing:
         hold_timeout_s: int,
         instance_id: Callable[[], str],
         observers: Sequence[UsageObserver] = (),
+        org_budgets: OrgBudgets | None = None,
     ) -> None:
         self.ledger = ledger
+        # Budgets of org keys (proxy/governance); None: no org key can be served.
+        self.org_budgets = org_budgets
         self.accounts = accounts
         self.usage_log = usage_log
         self.catalog_version = catalog_version
@@ -291,8 +350,17 @@ class Billing:
         streamed: bool,
         route_explanation: dict[str, Any] | None = None,
         upto: UptoCharge | None = None,
+        org: OrgPrincipal | None = None,
+        budgets: Sequence[Budget] = (),
+        budget_legs: Sequence[HoldLeg] = (),
+        admission: Admission | None = None,
     ) -> BillingSession:
-        """Holds `amount_nano_usd`; raises ledger InsufficientFunds when the credit cannot cover it."""
+        """Holds `amount_nano_usd`; raises ledger InsufficientFunds when the credit cannot cover it.
+
+        With `budget_legs` (an org key's request: one per budget of `budgets`, same order), the payer's
+        hold and the budgets' are one hold group, taken in one database transaction: all or none, so a
+        refusal (InsufficientFunds naming the first refusing account, budgets before the payer) holds nothing.
+        """
         assert amount_nano_usd > 0
         # The id keys the hold, capture and void: a caller-chosen one would replay an earlier request's hold.
         assert is_server_request_id(request_id)
@@ -300,6 +368,22 @@ class Billing:
         assert instance_id
         payable = chart.provider_payable(first_provider)
         await self.accounts.ensure([payer_account, payable])
+        if budget_legs or org is not None:
+            return await self._open_group(
+                request_id=request_id,
+                payer_account=payer_account,
+                payable=payable,
+                amount_nano_usd=amount_nano_usd,
+                instance_id=instance_id,
+                api_key_id=api_key_id,
+                strategy=strategy,
+                streamed=streamed,
+                org=org,
+                budgets=budgets,
+                budget_legs=budget_legs,
+                admission=admission,
+                route_explanation=route_explanation,
+            )
         hold = await self.ledger.hold(
             idempotency_key=f"{request_id}:hold",
             code=HOLD_CODE,
@@ -320,4 +404,49 @@ class Billing:
             streamed=streamed,
             route_explanation=route_explanation,
             upto=upto,
+        )
+
+    async def _open_group(
+        self,
+        *,
+        request_id: str,
+        payer_account: str,
+        payable: str,
+        amount_nano_usd: int,
+        instance_id: str,
+        api_key_id: int | None,
+        strategy: str | None,
+        streamed: bool,
+        org: OrgPrincipal | None,
+        budgets: Sequence[Budget],
+        budget_legs: Sequence[HoldLeg],
+        admission: Admission | None,
+        route_explanation: dict[str, Any] | None,
+    ) -> BillingSession:
+        assert len(budgets) == len(budget_legs)
+        assert all(leg.amount == amount_nano_usd for leg in budget_legs)
+        group = await self.ledger.hold_group(
+            idempotency_key=f"{request_id}:hold",
+            code=HOLD_CODE,
+            holds=[
+                *budget_legs,
+                HoldLeg(debit_account=payer_account, credit_account=payable, amount=amount_nano_usd),
+            ],
+            timeout_s=self._hold_timeout_s,
+            metadata={"request_id": request_id, "instance_id": instance_id},
+        )
+        assert group.state is HoldState.PENDING, "a fresh request id takes a fresh hold, never a replayed one"
+        return BillingSession(
+            billing=self,
+            hold=group.holds[-1],
+            request_id=request_id,
+            payer_account=payer_account,
+            api_key_id=api_key_id,
+            strategy=strategy,
+            streamed=streamed,
+            group=group,
+            org=org,
+            budgets=budgets,
+            admission=admission,
+            route_explanation=route_explanation,
         )

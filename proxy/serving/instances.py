@@ -172,15 +172,60 @@ async def release_orphaned_holds(
     owned = [hold for hold in pending if isinstance(hold.metadata.get("instance_id"), str)]
     live = await instance.live_ids(str(hold.metadata["instance_id"]) for hold in owned)
     released = []
+    groups_seen: set[int] = set()
     for hold in owned:
         if hold.metadata["instance_id"] in live:
             continue
-        voided = await _void_orphan(
-            ledger, hold, releaser_id=instance.id, usage_log=usage_log, catalog_version=catalog_version
-        )
+        if hold.group_id is not None:
+            # An org key's request holds on its payer and its budgets as one group: released as one.
+            if hold.group_id in groups_seen:
+                continue
+            groups_seen.add(hold.group_id)
+            voided = await _void_orphan_group(
+                ledger,
+                hold.group_id,
+                releaser_id=instance.id,
+                usage_log=usage_log,
+                catalog_version=catalog_version,
+            )
+        else:
+            voided = await _void_orphan(
+                ledger, hold, releaser_id=instance.id, usage_log=usage_log, catalog_version=catalog_version
+            )
         if voided is not None:
             released.append(voided)
     return released
+
+
+async def _void_orphan_group(
+    ledger: Ledger, group_id: int, *, releaser_id: str, usage_log: UsageLog, catalog_version: str
+) -> Hold | None:
+    """As `_void_orphan`, for a hold group: every hold of it released, one usage event naming the payer's
+    hold (a group's last, proxy/serving/billing.py); returns that hold, or None when resolved already."""
+    payer_hold = (await ledger.get_hold_group(group_id)).holds[-1]
+
+    async def insert_usage_event(connection: AsyncConnection) -> None:
+        event = _orphan_usage_event(payer_hold, catalog_version, released_at_unix_ms=unix_ms_now())
+        await usage_log.insert(connection, event)
+
+    try:
+        group = await ledger.void_group(
+            group_id,
+            idempotency_key=f"hold_group:{group_id}:orphan_void:{releaser_id}",
+            also=insert_usage_event,
+        )
+    except (HoldAlreadyResolved, HoldExpired):
+        return None
+    assert group.state is HoldState.VOIDED
+    log.warning(
+        "orphaned_hold_group_released",
+        hold_group_id=group_id,
+        request_id=group.metadata.get("request_id"),
+        instance_id=group.metadata.get("instance_id"),
+        payer_account=payer_hold.debit_account,
+        amount_nano_usd=payer_hold.amount,
+    )
+    return group.holds[-1]
 
 
 async def _void_orphan(

@@ -22,6 +22,7 @@ from proxy.accounts.credits import nano_usd_to_usd_string
 from proxy.accounts.principal import KeyPrincipal
 from proxy.accounts.sign_in_with_x import WalletSignIns
 from proxy.errors import ApiError, CreditShort
+from proxy.governance.models import Budget
 from proxy.money import div_ceil
 from proxy.payments.gate import PaymentGate
 from proxy.serving.billing import Billing, BillingSession
@@ -117,11 +118,27 @@ async def open_paid_session(
     request_id: str,
     signed_in_wallet: str | None = None,
     route_explanation: dict[str, Any] | None = None,
+    tokens_max: int = 0,
 ) -> tuple[BillingSession, dict[str, str]]:
     """The open billing session and the headers to answer with (x402 settlement headers where x402 paid).
 
-    `signed_in_wallet`: the wallet that proved itself with `sign-in-with-x` on this request (no key)."""
+    `signed_in_wallet`: the wallet that proved itself with `sign-in-with-x` on this request (no key).
+    `tokens_max`: the request's token bound (prompt + output), what an org key's tokens-per-minute limits
+    reserve."""
     assert principal is None or signed_in_wallet is None
+    if principal is not None and principal.org is not None:
+        session = await _open_org_session(
+            billing,
+            principal=principal,
+            hold_nano_usd=hold_nano_usd,
+            tokens_max=tokens_max,
+            first_provider=first_provider,
+            strategy=strategy,
+            streamed=streamed,
+            request_id=request_id,
+            route_explanation=route_explanation,
+        )
+        return session, {}
     headers: dict[str, str] = {}
     upto = None
     key_id: int | None = None
@@ -204,3 +221,50 @@ def _shortfall_refusal(
         return offer
     message = credit_short_message(available_nano_usd=available, quote_nano_usd=hold_nano_usd)
     return with_payment_outcome(CreditShort(message, headers=dict(offer.headers)), headers)
+
+
+async def _open_org_session(
+    billing: Billing,
+    *,
+    principal: KeyPrincipal,
+    hold_nano_usd: int,
+    tokens_max: int,
+    first_provider: str,
+    strategy: str | None,
+    streamed: bool,
+    request_id: str,
+    route_explanation: dict[str, Any] | None,
+) -> BillingSession:
+    """An org key's request: the org's credit pays, and every budget on the key's path holds the quote too,
+    all in one hold group. A refusal (429 rate_limit_exceeded or insufficient_quota) holds nothing and
+    nothing goes upstream. No x402 here: a payment would land on the paying wallet's credit, not the org's."""
+    org = principal.org
+    assert org is not None
+    org_budgets = billing.org_budgets
+    assert org_budgets is not None, "org keys authenticate only where organizations are set up"
+    admission = await org_budgets.admit(org, tokens=tokens_max)
+    budgets: list[Budget] = []
+    try:
+        budgets = await org_budgets.budgets_on_path(org)
+        legs = await org_budgets.hold_legs(budgets, hold_nano_usd)
+        return await billing.open(
+            request_id=request_id,
+            payer_account=org.credit_account,
+            api_key_id=None,
+            amount_nano_usd=hold_nano_usd,
+            first_provider=first_provider,
+            strategy=strategy,
+            streamed=streamed,
+            org=org,
+            budgets=budgets,
+            budget_legs=legs,
+            admission=admission,
+            route_explanation=route_explanation,
+        )
+    except BaseException as error:
+        await admission.settle(0)  # Not served: its token bound goes back to the window.
+        if not isinstance(error, InsufficientFunds):
+            raise
+        raise org_budgets.refusal(
+            error, principal=org, budgets=budgets, quote_nano_usd=hold_nano_usd
+        ) from error

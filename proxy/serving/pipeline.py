@@ -333,6 +333,7 @@ class Pipeline:
             route_explanation=plan.explanation if isinstance(plan, ServePlan) else None,
             request_id=call.request_id,
             signed_in_wallet=signed_in_wallet,
+            tokens_max=_tokens_max(plan),
         )
         crash_if_enabled(self._settings.fault_injection, "after_inference_held")
         return billing, payment_headers
@@ -364,3 +365,11 @@ class Pipeline:
             # Cancelled, or a bug: release the money before the error travels on.
             await billing.release(attempts=[], outcome="aborted")
             raise
+
+
+def _tokens_max(plan: ServePlan | EmbeddingsPlan) -> int:
+    """A chat request's token bound over its candidates (what its quote assumed); embeddings: 0 (their
+    tokens are not bounded before the call, so tokens-per-minute limits count chat requests only)."""
+    if isinstance(plan, EmbeddingsPlan):
+        return 0
+    return max(quote.prompt_tokens_max + quote.output_tokens_max for quote in plan.quotes.values())

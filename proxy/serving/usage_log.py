@@ -69,6 +69,11 @@ class UsageEvent(BaseModel):
     # How `auto` (or the named model's fallbacks) were chosen: the same object as POST /v1/route/preview
     # returns. None for embeddings and for events written before it existed.
     route_explanation: dict[str, Any] | None = None
+    # Set when an org key made the request (proxy/governance), so spend can be grouped by any of them.
+    org_id: int | None = None
+    org_unit_id: int | None = None
+    org_member_id: int | None = None
+    org_key_id: int | None = None
 
 
 def _utcnow() -> datetime:
@@ -155,15 +160,22 @@ class UsageLog:
 
 
 def rollup_dimensions(event: UsageEvent) -> RollupDimensions:
-    """The roll-up row `event` counts in. Governance hook: once usage events carry org_id, unit_id and
-    member_id (the orgs issue), pass them here; the roll-up table and the analytics API group on them."""
+    """The roll-up row `event` counts in: an org key's request also under its org, unit and member (ids as
+    text, '' where none), so the analytics API groups on them."""
     return RollupDimensions(
         model_id=event.model_id or "",
         provider=event.provider or "",
         strategy=event.strategy or "",
         api_key_id=event.api_key_id or 0,
         payer_account=event.payer_account,
+        org_id=_dimension(event.org_id),
+        unit_id=_dimension(event.org_unit_id),
+        member_id=_dimension(event.org_member_id),
     )
+
+
+def _dimension(value: int | None) -> str:
+    return "" if value is None else str(value)
 
 
 def _event(row: RowMapping) -> UsageEvent:

@@ -14,6 +14,18 @@ from pydantic import BaseModel
 from proxy.accounts.withdrawals import WithdrawalRequest
 from proxy.anthropic_types import AnthropicErrorBody, CountTokensRequest, MessagesRequest
 from proxy.api.handlers.keys import ChallengeBody, CreateKeyBody
+from proxy.api.handlers.orgs import (
+    BudgetBody,
+    BudgetPatch,
+    KeyBody,
+    MemberBody,
+    MemberPatch,
+    OrgBody,
+    RateLimitBody,
+    RateLimitPatch,
+    UnitBody,
+    UnitPatch,
+)
 from proxy.api.responses_types import ResponsesRequest
 from proxy.openai_types import ChatCompletionRequest, EmbeddingsRequest, ErrorBody
 from proxy.serving.analytics import DIMENSIONS as ANALYTICS_DIMENSIONS
@@ -23,6 +35,18 @@ __all__ = ["openapi_document", "routes"]
 routes = web.RouteTableDef()
 
 _SCHEMA_REF = "#/components/schemas/{model}"
+ORG_BODY_MODELS: tuple[type[BaseModel], ...] = (
+    OrgBody,
+    UnitBody,
+    UnitPatch,
+    MemberBody,
+    MemberPatch,
+    KeyBody,
+    BudgetBody,
+    BudgetPatch,
+    RateLimitBody,
+    RateLimitPatch,
+)
 _BODY_MODELS: tuple[type[BaseModel], ...] = (
     ChatCompletionRequest,
     ResponsesRequest,
@@ -34,6 +58,7 @@ _BODY_MODELS: tuple[type[BaseModel], ...] = (
     WithdrawalRequest,
     ErrorBody,
     AnthropicErrorBody,
+    *ORG_BODY_MODELS,
 )
 # Caller errors any operation may answer; 5xx are documented only where an upstream or the chain is involved.
 _CALLER_ERRORS = {"400": "invalid request", "404": "unknown route or resource", "413": "body too large"}
@@ -343,8 +368,101 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/v1/analytics": {"get": _analytics_operation()},
+        **_org_paths(),
+        "/v1/stripe/webhook": {"post": _operation("A Stripe event (signed): org top-ups, refunds, disputes")},
         "/healthz": {"get": _operation("Database and chain reachable", extra={"503": "degraded"})},
         "/metrics": {"get": _metrics_operation()},
+    }
+
+
+_ORG_ERRORS = {"403": "the caller's role or grant does not allow it", "409": "conflicts with the org's state"}
+
+
+def _org_operation(
+    summary: str,
+    *,
+    ok: str = "200",
+    body: type[BaseModel] | None = None,
+    ids: tuple[str, ...] = (),
+    query: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """An admin operation: the caller's wallet key, the org and resource ids in the path."""
+    parameters = [_path_parameter(name) for name in ("org", *ids)]
+    parameters += [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in query
+    ]
+    return _operation(summary, ok=ok, body=body, keyed=True, parameters=parameters, extra=_ORG_ERRORS)
+
+
+def _org_resource(name: str, noun: str, body: type[BaseModel], patch: type[BaseModel]) -> dict[str, Any]:
+    base = f"/v1/orgs/{{org}}/{name}"
+    one = f"{base}/{{{name[:-1]}}}"
+    return {
+        base: {
+            "post": _org_operation(f"Create a {noun}", ok="201", body=body),
+            "get": _org_operation(f"The {noun}s at or below the caller's grant"),
+        },
+        one: {
+            "get": _org_operation(f"One {noun}", ids=(name[:-1],)),
+            "patch": _org_operation(f"Change a {noun}", body=patch, ids=(name[:-1],)),
+            "delete": _org_operation(f"Delete a {noun}", ids=(name[:-1],)),
+        },
+    }
+
+
+def _org_paths() -> dict[str, Any]:
+    return {
+        "/v1/orgs": {
+            "post": _operation(
+                "Create an organization (the caller owns it)", ok="201", body=OrgBody, keyed=True
+            ),
+            "get": _operation("The caller's organizations", keyed=True),
+        },
+        "/v1/orgs/{org}": {
+            "get": _org_operation("An organization"),
+            "patch": _org_operation("Rename an organization", body=OrgBody),
+            "delete": _org_operation("Delete an organization (revokes its keys)"),
+        },
+        **_org_resource("units", "unit", UnitBody, UnitPatch),
+        **_org_resource("members", "member", MemberBody, MemberPatch),
+        "/v1/orgs/{org}/keys": {
+            "post": _org_operation("Issue an org key (shown once)", ok="201", body=KeyBody),
+            "get": _org_operation("The org keys at or below the caller's grant"),
+        },
+        "/v1/orgs/{org}/keys/{key}": {
+            "get": _org_operation("One org key", ids=("key",)),
+            "delete": _org_operation("Revoke an org key", ids=("key",)),
+        },
+        **_org_resource("budgets", "budget", BudgetBody, BudgetPatch),
+        **_org_resource("rate_limits", "rate limit", RateLimitBody, RateLimitPatch),
+        "/v1/orgs/{org}/credits": {"get": _org_operation("The organization's credit")},
+        "/v1/orgs/{org}/deposit_wallets": {
+            "post": _org_operation(
+                "Register the caller's wallet: its token transfers credit the org", ok="201"
+            ),
+            "get": _org_operation("Wallets whose token transfers credit the org"),
+        },
+        "/v1/orgs/{org}/deposit_wallets/{wallet}": {
+            "delete": _org_operation("Unregister a deposit wallet", ids=("wallet",)),
+        },
+        "/v1/orgs/{org}/credits/topup": {
+            "post": {
+                **_operation(
+                    "Top up the organization's credit with an x402 payment",
+                    paid=True,
+                    parameters=[
+                        _path_parameter("org"),
+                        {"name": "amount", "in": "query", "required": True, "schema": {"type": "string"}},
+                    ],
+                    extra=_ORG_ERRORS,
+                ),
+                "security": [{"apiKey": []}],
+            }
+        },
+        "/v1/orgs/{org}/spend": {
+            "get": _org_operation("Spend grouped by unit, member, key or model", query=("by", "period"))
+        },
+        "/v1/orgs/{org}/audit": {"get": _org_operation("The audit log, newest first")},
     }
 
 

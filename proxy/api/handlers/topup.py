@@ -10,7 +10,7 @@ from proxy.api.middlewares import request_id_of
 from proxy.errors import InvalidRequest
 from proxy.money import NANO_USD_PER_USD, usd_text_to_nano_usd
 
-__all__ = ["TOPUP_NANO_USD_MAX", "TOPUP_USD_MAX", "routes"]
+__all__ = ["TOPUP_NANO_USD_MAX", "TOPUP_USD_MAX", "routes", "topup_amount_nano_usd"]
 
 routes = web.RouteTableDef()
 # A bound on one payment; larger deposits can be made as plain token transfers (the chain watcher books them).
@@ -18,7 +18,7 @@ TOPUP_USD_MAX = 1_000_000
 TOPUP_NANO_USD_MAX = TOPUP_USD_MAX * NANO_USD_PER_USD
 
 
-def _amount_nano_usd(raw: str | None) -> int:
+def topup_amount_nano_usd(raw: str | None) -> int:
     if raw is None:
         raise InvalidRequest(
             "amount is required, in USD, e.g. ?amount=5.00", code="missing_amount", param="amount"
@@ -37,7 +37,7 @@ def _amount_nano_usd(raw: str | None) -> int:
 @routes.post("/v1/credits/topup")
 async def topup(request: web.Request) -> web.Response:
     app = request.app
-    amount_nano_usd = _amount_nano_usd(request.query.get("amount"))
+    amount_nano_usd = topup_amount_nano_usd(request.query.get("amount"))
     request_id = request_id_of(request)
     payment = await app[PAYMENT_GATE].accept(request, quote_nano_usd=amount_nano_usd, request_id=request_id)
     balance = await app[BILLING].ledger.balance(payment.credit_account)

@@ -11,6 +11,7 @@ Raising an alert from anywhere above this package (governance's budget threshold
 from proxy.observability.alerts.delivery import AlertDeliverer, DeliveryPolicy, WebhookEndpoint, backoff_s
 from proxy.observability.alerts.detectors import (
     BreakerOpenDetector,
+    BudgetThresholdDetector,
     Detector,
     ReconciliationBreakDetector,
     SettlementFailureDetector,
@@ -35,6 +36,7 @@ __all__ = [
     "AlertRecord",
     "Alerts",
     "BreakerOpenDetector",
+    "BudgetThresholdDetector",
     "DeliveryPolicy",
     "Detector",
     "HourlySpendSource",

@@ -23,7 +23,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.reconcile import list_runs, run_breaks
-from proxy.db.tables import x402_settlements
+from proxy.db.tables import org_budget_alerts, x402_settlements
 from proxy.observability.alerts.kinds import AlertKind
 from proxy.observability.alerts.outbox import Alerts, RaisedAlert
 from proxy.observability.alerts.spend import spend_baseline
@@ -44,6 +44,7 @@ Clock = Callable[[], float]
 log = structlog.get_logger("megarouter.alerts.detectors")
 MS_PER_S = 1000
 FAILED_SETTLEMENTS_PER_PASS_MAX = 200
+BUDGET_CROSSINGS_PER_PASS_MAX = 500
 RUNS_PER_PASS_MAX = 50
 BREAKS_IN_PAYLOAD_MAX = 20
 
@@ -219,6 +220,50 @@ class ReconciliationBreakDetector:
             raised.append(
                 await self._alerts.raise_alert(
                     AlertKind.RECONCILIATION_BREAK, dedup_key, f"reconcile_run:{run.id}", payload
+                )
+            )
+        return raised
+
+
+class BudgetThresholdDetector:
+    """Budget threshold crossings that governance recorded (table org_budget_alerts, one row per budget,
+    period and threshold, whichever replica saw it) within `lookback_s`, each raised once as
+    `budget_threshold`: the crossing is durable before it is an alert, so a crash between the two loses
+    nothing."""
+
+    def __init__(self, alerts: Alerts, engine: AsyncEngine, *, lookback_s: int, clock: Clock) -> None:
+        self._alerts = alerts
+        self._engine = engine
+        self._lookback_s = lookback_s
+        self._clock = clock
+
+    async def evaluate(self) -> list[RaisedAlert]:
+        table = org_budget_alerts
+        since_s = int(self._clock()) - self._lookback_s
+        statement = (
+            sa.select(table)
+            .where(table.c.crossed_at_unix_s >= since_s)
+            .order_by(table.c.id)
+            .limit(BUDGET_CROSSINGS_PER_PASS_MAX)
+        )
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(statement)).mappings().all()
+        raised: list[RaisedAlert] = []
+        for row in rows:
+            percent = row["threshold_bp"] / 100
+            payload = {
+                "org_id": row["org_id"],
+                "budget_id": row["budget_id"],
+                "period_start_unix_s": row["period_start_unix_s"],
+                "threshold_percent": percent,
+                "spent_nano_usd": row["spend_nano_usd"],
+                "limit_nano_usd": row["amount_nano_usd"],
+                "crossed_at_unix_s": row["crossed_at_unix_s"],
+            }
+            dedup_key = f"{row['budget_id']}:{row['period_start_unix_s']}:{row['threshold_bp']}"
+            raised.append(
+                await self._alerts.raise_alert(
+                    AlertKind.BUDGET_THRESHOLD, dedup_key, f"budget:{row['budget_id']}", payload
                 )
             )
         return raised

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger import Ledger, Posting, chart, check_ledger, create_ledger_engine, migrate
+from ledger import AccountType, HoldLeg, Ledger, Posting, chart, check_ledger, create_ledger_engine, migrate
 from proxy.chart_accounts import ChartAccounts
 from proxy.db.migrate import migrate_proxy
+from proxy.governance.models import Budget, BudgetMode, ScopeKind
+from proxy.governance.periods import Period
 from proxy.request_ids import new_request_id
 from proxy.serving.billing import HOLD_CODE, Billing, BillingSession
 from proxy.serving.instances import INSTANCE_STALE_S, ServingInstance, release_orphaned_holds
@@ -163,3 +165,63 @@ async def test_a_previous_incarnation_and_a_stopped_instance_lose_their_holds_at
     await restarted.heartbeat()
     assert before_crash.id != replaced_id
     assert restarted.id == restarted_id
+
+
+async def test_an_org_requests_hold_group_is_released_as_one(world: World) -> None:
+    """An org key's request holds on a budget and on its payer as one group: a dead instance's group is
+    voided whole (budget released too), with one usage event naming the payer."""
+    crashed, sweeper = world.instance("a:8000"), world.instance("c:8000")
+    for instance in (crashed, sweeper):
+        await instance.register()
+    budget, spent = "budget:1:total", "budget_spent:1:total"
+    for name in (budget, spent):
+        await world.ledger.ensure_account(name, type=AccountType.LIABILITY, unit="budget_nano_usd")
+    await world.ledger.ensure_account("budget_limit:1", type=AccountType.EQUITY, unit="budget_nano_usd")
+    await world.ledger.post(
+        idempotency_key="fund",
+        code="budget_open",
+        postings=[
+            Posting(account="budget_limit:1", amount=HOLD_NANO_USD),
+            Posting(account=budget, amount=-HOLD_NANO_USD),
+        ],
+    )
+    billing = Billing(
+        ledger=world.ledger,
+        accounts=world.accounts,
+        usage_log=world.usage_log,
+        catalog_version="test",
+        hold_timeout_s=900,
+        instance_id=lambda: crashed.id,
+    )
+    session = await billing.open(
+        request_id=new_request_id(),
+        payer_account=PAYER,
+        api_key_id=None,
+        amount_nano_usd=HOLD_NANO_USD,
+        first_provider="openai",
+        strategy=None,
+        streamed=False,
+        budget_legs=[HoldLeg(debit_account=budget, credit_account=spent, amount=HOLD_NANO_USD)],
+        budgets=[_budget()],
+    )
+    await crashed.end()
+    assert await world.sweep(sweeper) == [session.hold.id]
+    await _assert_released_once(world, session)
+    assert (await world.ledger.balance(budget)).available == HOLD_NANO_USD
+    assert await world.ledger.open_holds() == []
+    assert await world.sweep(sweeper) == []
+    assert await check_ledger(world.engine) == []
+
+
+def _budget() -> Budget:
+    return Budget(
+        id=1,
+        org_id=1,
+        scope_kind=ScopeKind.UNIT,
+        scope_id=1,
+        amount_nano_usd=HOLD_NANO_USD,
+        period=Period.TOTAL,
+        mode=BudgetMode.HARD,
+        alert_at_bp=(),
+        created_at=0,
+    )

@@ -20,6 +20,7 @@ from proxy.chain.watcher import ChainWatcher, PollReport, WatchedToken, WatcherS
 from proxy.chart_accounts import ChartAccounts
 from proxy.db.tables import chain_watch_cursors
 from proxy.devnet.tokens import mint
+from proxy.governance.store import Organizations
 from tests.integration.proxy.chain.watcher.conftest import PrivateChain
 
 pytestmark = pytest.mark.anvil
@@ -213,3 +214,32 @@ async def test_batches_are_bounded_per_poll(
     # Summed over both tokens: each token scans at most one batch of two blocks per poll.
     assert [r.blocks_scanned for r in reports] == [4, 4, 2, 0]
     assert sum(r.booked for r in reports) == 5
+
+
+async def test_transfer_from_a_wallet_registered_to_an_org_credits_the_org(
+    private_chain: PrivateChain, chart_accounts: ChartAccounts, watcher_engine: AsyncEngine
+) -> None:
+    chain, sender, other = private_chain, private_chain.accounts[1], private_chain.accounts[2]
+    orgs = Organizations(watcher_engine)
+    org = await orgs.create_org(name="Deposits", owner_wallet=sender.address)
+    await orgs.register_deposit_wallet(org.id, wallet=sender.address)
+    settings = WatcherSettings(
+        network=NETWORK,
+        settlement_wallet=chain.wallet.address,
+        tokens=tuple(WatchedToken(address=t.address, decimals=t.decimals) for t in chain.tokens.all()),
+        confirmations=0,
+        start_block=await chain.w3.eth.block_number + 1,
+    )
+    watcher = ChainWatcher(
+        chain.w3,
+        settings=settings,
+        accounts=chart_accounts,
+        engine=watcher_engine,
+        credit_account_for=orgs.deposit_credit_account,
+    )
+    await chain.transfer(sender, chain.tokens.usdc.address, chain.wallet.address, 3_000_000)
+    await chain.transfer(other, chain.tokens.usdc.address, chain.wallet.address, 1_000_000)
+    assert (await watcher.poll_once()).booked == 2
+    assert (await chart_accounts.ledger.balance(org.credit_account)).posted == 3_000_000 * NANO_USD_PER_ATOMIC
+    assert await _credit_nano_usd(chart_accounts, sender.address) == 0
+    assert await _credit_nano_usd(chart_accounts, other.address) == 1_000_000 * NANO_USD_PER_ATOMIC
