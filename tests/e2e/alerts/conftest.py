@@ -11,18 +11,17 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
 from eth_account.signers.local import LocalAccount
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from proxy.api.app_keys import ALERT_DETECTORS, ALERTS_CLOCK, USAGE_CLOCK
-from proxy.app import create_app
+from proxy.api.app_keys import ALERT_DETECTORS, ALERTS_CLOCK
 from proxy.devnet.anvil import AnvilNode
 from proxy.devnet.simulator import Simulators
 from proxy.devnet.tokens import DevnetTokens
 from proxy.observability.alerts import RaisedAlert, evaluate_all
 from proxy.routing.health import Clock
 from proxy.settings import AlertEndpointSettings, AlertsSettings, Settings
-from tests.fixtures.app import RunningRouter, router_settings
+from tests.fixtures.app import RunningRouter, router_settings, start_router
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.webhook_receiver import WebhookReceiver
 
@@ -70,27 +69,23 @@ async def alerting_router(
             alerts=alerts,
         )
     )
-    app = create_app(settings, clock=health_clock)
-    alerts_clock: Clock = clock
-    app[ALERTS_CLOCK] = alerts_clock
+
+    def prepare(app: web.Application) -> None:
+        alerts_clock: Clock = clock
+        app[ALERTS_CLOCK] = alerts_clock
 
     def usage_now() -> datetime:
         return datetime.fromtimestamp(clock(), UTC)
 
-    usage_clock: Callable[[], datetime] = usage_now
-    app[USAGE_CLOCK] = usage_clock
-    client = await aiohttp_client(app)
-    w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
-    try:
-        yield RunningRouter(
-            client=client,
-            app=app,
-            settings=settings,
-            tokens=tokens,
-            w3=w3,
-            payers=anvil_accounts[1:],
-            settlement_account=anvil_accounts[0],
-            simulator=simulator,
-        )
-    finally:
-        await w3.provider.disconnect()
+    async with start_router(
+        aiohttp_client,
+        settings,
+        anvil=anvil,
+        tokens=tokens,
+        anvil_accounts=anvil_accounts,
+        simulator=simulator,
+        health_clock=health_clock,
+        usage_clock=usage_now,
+        prepare=prepare,
+    ) as running:
+        yield running

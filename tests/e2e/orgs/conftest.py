@@ -8,15 +8,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 from eth_account.signers.local import LocalAccount
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from proxy.api.app_keys import ORG_CLOCK
-from proxy.app import create_app
 from proxy.devnet.anvil import AnvilNode
 from proxy.devnet.simulator import Simulators
 from proxy.devnet.tokens import DevnetTokens
-from tests.fixtures.app import RunningRouter, router_settings
+from tests.fixtures.app import RunningRouter, router_settings, start_router
 
 OrgRouterWithClock = Callable[[Callable[[], float]], contextlib.AbstractAsyncContextManager[RunningRouter]]
 
@@ -39,22 +38,19 @@ def org_router_with_clock(
             simulator_base_url=simulator.base_url,
             database_url=database_url,
         )
-        app = create_app(settings)
-        app[ORG_CLOCK] = clock
-        client = await aiohttp_client(app)
-        w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
-        try:
-            yield RunningRouter(
-                client=client,
-                app=app,
-                settings=settings,
-                tokens=tokens,
-                w3=w3,
-                payers=anvil_accounts[1:],
-                settlement_account=anvil_accounts[0],
-                simulator=simulator,
-            )
-        finally:
-            await w3.provider.disconnect()
+
+        def prepare(app: web.Application) -> None:
+            app[ORG_CLOCK] = clock
+
+        async with start_router(
+            aiohttp_client,
+            settings,
+            anvil=anvil,
+            tokens=tokens,
+            anvil_accounts=anvil_accounts,
+            simulator=simulator,
+            prepare=prepare,
+        ) as running:
+            yield running
 
     return make
