@@ -22,6 +22,7 @@ from proxy.api.app_keys import (
     CHAIN_WEB3,
     CHART_ACCOUNTS,
     DB_ENGINE,
+    ORGANIZATIONS,
     SETTINGS,
     SETTLER,
     WATCHER_SETTINGS,
@@ -120,6 +121,7 @@ async def test_chain_watcher_ctx_runs_the_watcher_in_the_background(router: Runn
     app[CHAIN_WEB3] = router.app[CHAIN_WEB3]
     app[CHART_ACCOUNTS] = router.app[CHART_ACCOUNTS]
     app[DB_ENGINE] = router.app[DB_ENGINE]
+    app[ORGANIZATIONS] = router.app[ORGANIZATIONS]  # Transfers from an org's deposit wallet credit the org.
     app[WATCHER_SETTINGS] = watcher_settings_from(
         router.settings,
         settlement_wallet=router.settlement_wallet,
