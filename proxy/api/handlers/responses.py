@@ -48,7 +48,9 @@ def _store_of(app: web.Application) -> ResponseStore:
 def _wants_state(body: ResponsesRequest, principal: KeyPrincipal | None) -> bool:
     """Whether this response is stored: by default for a keyed caller; never without a key (a 400 when
     asked for)."""
-    if principal is None:
+    # Stored responses are keyed by a wallet key's id; an org key's id comes from another table and could
+    # name another tenant's row, so org keys keep no state (as callers without a key).
+    if principal is None or principal.org is not None:
         for field, asked in (("store", body.store), ("previous_response_id", body.previous_response_id)):
             if asked:
                 raise InvalidRequest(
@@ -141,8 +143,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
 
 async def _key_of(request: web.Request) -> KeyPrincipal:
     principal = await authenticate_bearer(request)
-    if principal is None:
-        raise AuthenticationFailed("stored responses are read with the API key that created them")
+    if principal is None or principal.org is not None:
+        raise AuthenticationFailed("stored responses are read with the wallet API key that created them")
     return principal
 
 
