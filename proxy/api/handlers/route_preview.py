@@ -40,7 +40,9 @@ routes = web.RouteTableDef()
 async def route_preview(request: web.Request) -> web.Response:
     app = request.app
     principal = await authenticate_bearer(request)
-    client = f"key:{principal.key_id}" if principal is not None else f"ip:{request.remote or 'unknown'}"
+    # Org keys' ids come from another table than wallet keys': each kind has its own buckets.
+    kind = "key" if principal is None or principal.org is None else "org_key"
+    client = f"{kind}:{principal.key_id}" if principal is not None else f"ip:{request.remote or 'unknown'}"
     retry_after_s = app[ROUTE_PREVIEW_LIMITER].take(client)
     if retry_after_s is not None:
         raise RateLimited(
