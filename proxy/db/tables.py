@@ -231,7 +231,8 @@ serving_instances = Table(
 
 
 # Responses API conversation state (`store`, `previous_response_id`): one row per stored response, owned by
-# the API key that created it, gone after its retention. `items` is the whole conversation up to and
+# the API key that created it — (`key_kind`, `key_id`), since wallet keys and org keys are numbered
+# independently — gone after its retention. `items` is the whole conversation up to and
 # including this response's output (JSON), so continuing one reads one row; `response` is the Response
 # object returned.
 stored_responses = Table(
@@ -239,6 +240,7 @@ stored_responses = Table(
     PROXY_METADATA,
     Column("id", String(64), primary_key=True),
     Column("key_id", BigInteger, nullable=False),
+    Column("key_kind", String(8), nullable=False, server_default="wallet"),
     Column("created_at_unix_ms", BigInteger, nullable=False),
     Column("expires_at_unix_ms", BigInteger, nullable=False),
     Column("items", Text, nullable=False),

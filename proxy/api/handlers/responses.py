@@ -23,7 +23,7 @@ from proxy.api.app_keys import DB_ENGINE, SETTINGS
 from proxy.api.auth import authenticate_bearer
 from proxy.api.paid import paid_call, pipeline_of, plan_chat
 from proxy.api.request_parsing import read_json_model
-from proxy.api.responses_store import ResponseStore
+from proxy.api.responses_store import ResponseOwner, ResponseStore
 from proxy.api.responses_stream import ResponsesStreamRenderer
 from proxy.api.responses_translation import (
     chat_request_of,
@@ -45,12 +45,15 @@ def _store_of(app: web.Application) -> ResponseStore:
     return ResponseStore(app[DB_ENGINE], app[SETTINGS].responses)
 
 
+def _owner(principal: KeyPrincipal) -> ResponseOwner:
+    # Wallet keys and org keys are numbered in separate tables: the kind keeps equal ids apart.
+    return ResponseOwner(kind="wallet" if principal.org is None else "org", key_id=principal.key_id)
+
+
 def _wants_state(body: ResponsesRequest, principal: KeyPrincipal | None) -> bool:
-    """Whether this response is stored: by default for a keyed caller; never without a key (a 400 when
-    asked for)."""
-    # Stored responses are keyed by a wallet key's id; an org key's id comes from another table and could
-    # name another tenant's row, so org keys keep no state (as callers without a key).
-    if principal is None or principal.org is not None:
+    """Whether this response is stored: by default for a keyed caller (wallet or org key); never without a
+    key (a 400 when asked for)."""
+    if principal is None:
         for field, asked in (("store", body.store), ("previous_response_id", body.previous_response_id)):
             if asked:
                 raise InvalidRequest(
@@ -73,7 +76,7 @@ async def _conversation(
     if body.previous_response_id is None:
         return new_items
     assert principal is not None
-    previous = await store.load(key_id=principal.key_id, response_id=body.previous_response_id)
+    previous = await store.load(owner=_owner(principal), response_id=body.previous_response_id)
     if previous is None:
         raise InvalidRequest(
             f"Previous response with id '{body.previous_response_id}' not found.",
@@ -111,7 +114,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     async def save(answer: dict[str, Any]) -> None:
         assert call.principal is not None
         output = _ITEMS.validate_python(answer["output"])
-        await store.save(key_id=call.principal.key_id, items=conversation + output, response=answer)
+        await store.save(owner=_owner(call.principal), items=conversation + output, response=answer)
 
     if chat_body.stream:
         renderer = ResponsesStreamRenderer(
@@ -141,11 +144,11 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     return web.json_response(answer, headers=served.headers)
 
 
-async def _key_of(request: web.Request) -> KeyPrincipal:
+async def _owner_of(request: web.Request) -> ResponseOwner:
     principal = await authenticate_bearer(request)
-    if principal is None or principal.org is not None:
-        raise AuthenticationFailed("stored responses are read with the wallet API key that created them")
-    return principal
+    if principal is None:
+        raise AuthenticationFailed("stored responses are read with the API key that created them")
+    return _owner(principal)
 
 
 def _not_found(response_id: str) -> NotFound:
@@ -154,9 +157,9 @@ def _not_found(response_id: str) -> NotFound:
 
 @routes.get("/v1/responses/{response_id}")
 async def retrieve_response(request: web.Request) -> web.Response:
-    principal = await _key_of(request)
+    owner = await _owner_of(request)
     response_id = request.match_info["response_id"]
-    stored = await _store_of(request.app).load(key_id=principal.key_id, response_id=response_id)
+    stored = await _store_of(request.app).load(owner=owner, response_id=response_id)
     if stored is None:
         raise _not_found(response_id)
     return web.json_response(stored.response)
@@ -164,8 +167,8 @@ async def retrieve_response(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/responses/{response_id}")
 async def delete_response(request: web.Request) -> web.Response:
-    principal = await _key_of(request)
+    owner = await _owner_of(request)
     response_id = request.match_info["response_id"]
-    if not await _store_of(request.app).delete(key_id=principal.key_id, response_id=response_id):
+    if not await _store_of(request.app).delete(owner=owner, response_id=response_id):
         raise _not_found(response_id)
     return web.json_response({"id": response_id, "object": "response", "deleted": True})
