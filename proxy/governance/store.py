@@ -925,6 +925,18 @@ class Organizations:
         budgets = [_budget(row) for row in rows]
         return [b for b in budgets if await self.scope_unit(org_id, b.scope_kind, b.scope_id) in visible]
 
+    async def live_budgets(self) -> list[tuple[str, Budget]]:
+        """Every budget of every live organization, with its organization's name (the operator's view)."""
+        statement = (
+            sa.select(org_budgets, org_organizations.c.name.label("org_name"))
+            .join(org_organizations, org_organizations.c.id == org_budgets.c.org_id)
+            .where(org_budgets.c.deleted_at_unix_s.is_(None), org_organizations.c.deleted_at_unix_s.is_(None))
+            .order_by(org_budgets.c.org_id, org_budgets.c.id)
+        )
+        async with self._engine.connect() as conn:
+            rows = await _all(conn, statement)
+        return [(row["org_name"], _budget(row)) for row in rows]
+
     async def create_budget(
         self,
         org_id: int,

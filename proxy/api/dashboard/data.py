@@ -2,8 +2,9 @@
 
 The operator sees everything; a wallet sees its own requests, credit and analytics, and the deployments'
 health (public anyway at /v1/deployments). Analytics come from the roll-ups (proxy.serving.analytics) under
-the principal's scope, as GET /v1/analytics answers them. Alerts and budgets are read through their /v1
-routes with the admin token (see dispatch.py), so the dashboard shows what those modules serve, if any.
+the principal's scope, as GET /v1/analytics answers them. Alerts are read through their /v1 route with the
+admin token (see dispatch.py), so the dashboard shows what that module serves, if any; budgets are every
+organization's, with their current period's spend, read from the org store.
 Amounts stay integers in nano-USD, with exact decimal USD strings beside them for display.
 """
 
@@ -25,6 +26,8 @@ from proxy.api.app_keys import (
     HEALTH_TRACKER,
     LEDGER,
     METRICS,
+    ORG_BUDGET_LEDGER,
+    ORGANIZATIONS,
     SETTINGS,
     UPSTREAMS,
     USAGE_LOG,
@@ -35,11 +38,10 @@ from proxy.db.tables import account_api_keys
 from proxy.errors import InvalidRequest, NotFound
 from proxy.serving.analytics import AnalyticsQuery, AnalyticsScope, AnalyticsTooLarge, run_analytics
 
-__all__ = ["ALERTS_PATH", "BUDGETS_PATH", "routes"]
+__all__ = ["ALERTS_PATH", "routes"]
 
 routes = web.RouteTableDef()
 ALERTS_PATH = "/v1/alerts"
-BUDGETS_PATH = "/v1/budgets"
 _USAGE_LIMIT_MAX = 500
 _CREDIT_POINTS_MAX = 500
 _BALANCES_SHOWN_MAX = 200
@@ -85,7 +87,7 @@ async def session(request: web.Request) -> web.Response:
             **principal.model_dump(),
             "features": {
                 "alerts": admin and route_exists(app, ALERTS_PATH),
-                "budgets": admin and route_exists(app, BUDGETS_PATH),
+                "budgets": principal.kind == "operator" and ORGANIZATIONS in app,
                 "metrics": METRICS in app,
             },
         }
@@ -278,14 +280,25 @@ async def alerts(request: web.Request) -> web.Response:
 
 @routes.get("/dashboard/api/budgets")
 async def budgets(request: web.Request) -> web.Response:
-    """Budgets as GET /v1/budgets lists them; 404 (the page hides the panel) when that is not served."""
+    """Every organization's budgets with their current period's spend (as /v1/orgs/{org}/budgets shows
+    each); 404 (the page hides the panel) where organizations are not served."""
     require_operator(request)
-    admin_key = _admin_key(request)
-    answer = None
-    if admin_key is not None:
-        answer = await sub_request_json(request, BUDGETS_PATH, query={}, bearer=admin_key)
-    if answer is None:
+    app = request.app
+    if ORGANIZATIONS not in app:
         raise NotFound("budgets are not served here", code="budgets_unavailable")
-    rows = answer.get("data", [])
-    assert isinstance(rows, list)
+    rows = []
+    for org_name, budget in await app[ORGANIZATIONS].live_budgets():
+        spend = await app[ORG_BUDGET_LEDGER].spend(budget)
+        rows.append(
+            {
+                "id": budget.id,
+                "org_id": budget.org_id,
+                "name": f"{org_name} · {budget.scope_kind.value} {budget.scope_id} · {budget.period.value}, "
+                f"{budget.mode.value}",
+                "amount_nano_usd": budget.amount_nano_usd,
+                "spent_nano_usd": spend.spent_nano_usd,
+                "held_nano_usd": spend.held_nano_usd,
+                "period_start_unix_s": spend.period_start_unix_s,
+            }
+        )
     return _json({"object": "list", "data": rows})

@@ -19,6 +19,7 @@ from proxy.api.app_keys import DASHBOARD_SESSIONS
 from proxy.api.dashboard.sessions import DashboardPrincipal
 from tests.e2e.accounts.helpers import bearer, obtain_key, sign_text, top_up_credit
 from tests.e2e.dashboard.support import ADMIN_TOKEN, MODELS, UsageClock, generate_traffic
+from tests.e2e.orgs.helpers import created, wallet_key
 from tests.fixtures.app import RouterWith, RunningRouter
 
 READY_TIMEOUT_MS = 20_000
@@ -93,6 +94,16 @@ async def test_the_operator_link_opens_every_page_with_charts_of_real_traffic(
         }
         for m, model in enumerate(MODELS)
     }
+    # An organization with two budgets: the money page draws each one's share spent.
+    _, owner_key = await wallet_key(router)
+    org = await created(router, "/v1/orgs", owner_key, {"name": "Acme"})
+    for period in ("day", "month"):
+        await created(
+            router,
+            f"/v1/orgs/{org['id']}/budgets",
+            owner_key,
+            {"scope": {"org": org["id"]}, "amount_usd": "5", "period": period},
+        )
     token = router.app[DASHBOARD_SESSIONS].issue_login_token(DashboardPrincipal(kind="operator"))
     page, errors = await open_page(browser_context)
 
@@ -140,7 +151,7 @@ async def test_the_operator_link_opens_every_page_with_charts_of_real_traffic(
     assert burn["balance"] >= 2  # The top-up, then the requests it paid for.
     balances = await series_points(page, "balances")
     assert balances["items"] >= 4  # Two wallets' credit, cash, provider payables.
-    assert await page.locator("#budgets").count() == 0  # No budget API on this server: no panel.
+    assert await series_points(page, "budgets") == {"items": 2}
     reconciliation = await page.text_content("#reconciliation")
     assert reconciliation is not None
     assert "no reconciliation has run yet" in reconciliation
