@@ -82,7 +82,7 @@ from proxy.observability.alerts import (
     ReconciliationBreakDetector,
     SettlementFailureDetector,
     SpendAnomalyDetector,
-    UsageEventsHourlySpend,
+    UsageRollupsHourlySpend,
     WebhookEndpoint,
     evaluate_all,
 )
@@ -457,7 +457,7 @@ def _alert_detectors(app: web.Application, alerts: Alerts, clock: Any) -> tuple[
         BudgetThresholdDetector(alerts, app[DB_ENGINE], lookback_s=settings.lookback_s, clock=clock),
     ]
     if settings.spend_anomaly.enabled:
-        source = UsageEventsHourlySpend(app[DB_ENGINE])
+        source = UsageRollupsHourlySpend(app[DB_ENGINE])
         detectors.append(SpendAnomalyDetector(alerts, source, settings=settings.spend_anomaly, clock=clock))
     return tuple(detectors)
 

@@ -21,6 +21,7 @@ from proxy.observability.alerts.detectors import (
 from proxy.observability.alerts.kinds import AlertKind
 from proxy.observability.alerts.outbox import ALERTS_LISTED_MAX, AlertPage, AlertRecord, Alerts, RaisedAlert
 from proxy.observability.alerts.spend import SpendBaseline, spend_baseline
+from proxy.observability.alerts.spend_rollups import UsageRollupsHourlySpend
 from proxy.observability.alerts.spend_source import (
     HourlySpendSource,
     SpendSubject,
@@ -48,6 +49,7 @@ __all__ = [
     "SpendSubject",
     "SubjectSpend",
     "UsageEventsHourlySpend",
+    "UsageRollupsHourlySpend",
     "WebhookEndpoint",
     "backoff_s",
     "evaluate_all",

@@ -1,10 +1,10 @@
 """Where the spend-anomaly detector reads hourly spend: the `HourlySpendSource` protocol, and its
-implementation over raw usage events (`UsageEventsHourlySpend`).
+implementation over raw usage events (`UsageEventsHourlySpend`), the reference that the roll-up source the
+app uses (`UsageRollupsHourlySpend`, spend_rollups.py) is tested against.
 
 Every query reads one bounded, indexed time range: one hour of everyone (ix_usage_events_created) for the
 top spenders, and the trailing hours of one subject (ix_usage_events_key_created,
-ix_usage_events_payer_created) for its baseline, summed per hour in SQL. Hourly roll-ups answer the same
-protocol without scanning events.
+ix_usage_events_payer_created) for its baseline, summed per hour in SQL.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class UsageEventsHourlySpend:
                     .where(in_hour, column.is_not(None))
                     .group_by(column)
                     .having(sa.func.sum(events.cost_nano_usd) > 0)
-                    .order_by(spend.desc())
+                    .order_by(spend.desc(), column)
                     .limit(limit)
                 )
                 for subject_id, total in (await connection.execute(statement)).all():

@@ -3,7 +3,8 @@ transaction, as concurrent requests do) land in their hour's row exactly once ea
 
 Method: UsageLog with an injected clock records events concurrently on SQLite and PostgreSQL, spread over
 two hours, several dimensions and outcomes, some with a time to first token; the roll-ups then equal the
-oracle's aggregate of the raw events (tests/fixtures/rollups.py), and the analytics query sums them.
+oracle's aggregate of the raw events (tests/fixtures/rollups.py), and the analytics query sums them. The
+spend-anomaly detector's roll-up source answers as its raw-event reference does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ledger import migrate
 from proxy.db.migrate import migrate_proxy
+from proxy.observability.alerts import (
+    SpendSubject,
+    UsageEventsHourlySpend,
+    UsageRollupsHourlySpend,
+)
 from proxy.serving.analytics import AnalyticsQuery, AnalyticsScope, run_analytics
 from proxy.serving.usage_log import UsageEvent, UsageLog
 from tests.fixtures.rollups import expected_rollups, raw_usage_events, stored_rollups
@@ -97,3 +103,33 @@ async def test_concurrent_events_roll_up_exactly_once(engine: AsyncEngine) -> No
     # A scope that matches no row sees nothing.
     nobody = AnalyticsScope(payer_accounts=frozenset({"credit:wallet:0x" + "f" * 40}))
     assert (await run_analytics(engine, query, nobody))["data"] == []
+
+
+async def test_the_spend_anomaly_source_over_roll_ups_answers_as_the_raw_events_do(
+    engine: AsyncEngine,
+) -> None:
+    """The detector reads hourly spend from the roll-ups; the raw-event source is the reference."""
+    times = itertools.count()
+
+    def clock() -> datetime:  # Events 13 minutes apart: about four hours, some hours spanning two keys.
+        return HOUR_START + timedelta(minutes=13 * next(times))
+
+    usage_log = UsageLog(engine, clock=clock)
+    for index in range(EVENTS):
+        await usage_log.record(_event(index))
+    start_s = int(HOUR_START.timestamp())
+    raw, rolled = UsageEventsHourlySpend(engine), UsageRollupsHourlySpend(engine)
+    subjects = set()
+    for hour in range(-1, 12):
+        hour_start_s = start_s + hour * 3_600
+        expected = await raw.top_spenders(hour_start_unix_s=hour_start_s, limit=10)
+        assert await rolled.top_spenders(hour_start_unix_s=hour_start_s, limit=10) == expected
+        subjects |= {spender.subject for spender in expected}
+    assert {subject.kind for subject in subjects} == {"key", "payer"}
+    assert SpendSubject(kind="key", id="0") not in subjects  # Roll-ups' "no key" is nobody.
+    for subject in subjects:
+        expected_hours = await raw.hourly_spend(subject, first_hour_unix_s=start_s - 3_600, hours=14)
+        assert sum(expected_hours) > 0
+        assert (
+            await rolled.hourly_spend(subject, first_hour_unix_s=start_s - 3_600, hours=14) == expected_hours
+        )
