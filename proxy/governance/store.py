@@ -334,6 +334,25 @@ class Organizations:
             )
         return [_org(row) for row in rows]
 
+    async def orgs_allowing(self, wallet: str, action: Action) -> list[int]:
+        """The live organizations where `wallet`'s role allows the org-wide `action` (a grant on the root,
+        as `authorize` demands for org-wide actions)."""
+        assert action in ORG_WIDE_ACTIONS
+        async with self._engine.connect() as conn:
+            rows = await _all(
+                conn,
+                sa.select(org_members.c.org_id, org_members.c.role)
+                .join(org_organizations, org_organizations.c.id == org_members.c.org_id)
+                .where(
+                    org_members.c.wallet == wallet.lower(),
+                    org_members.c.deleted_at_unix_s.is_(None),
+                    org_members.c.unit_id == org_organizations.c.root_unit_id,
+                    org_organizations.c.deleted_at_unix_s.is_(None),
+                )
+                .order_by(org_members.c.org_id),
+            )
+        return [row["org_id"] for row in rows if role_allows(Role(row["role"]), action)]
+
     async def all_orgs(self) -> list[Org]:
         """Every live organization (the operator's view)."""
         async with self._engine.connect() as conn:

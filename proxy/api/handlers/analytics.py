@@ -2,8 +2,10 @@
 grouped by up to three of model, provider, strategy, key, wallet, org, unit and member.
 
 Answered from the hourly roll-ups (proxy/serving/analytics.py). Who sees what: the operator's admin token
-sees every row; an API key sees its wallet's account (every key of that wallet); governance's org roles
-will see their subtree through `analytics_scope` (its hook below).
+sees every row; a wallet's API key sees its wallet's account (every key of that wallet) and, where the
+wallet's org role allows reading the org's spend (owner, admin, billing, viewer on the root), every org key
+request of that organization. An org key is refused (403 wallet_key_required), as on the other account
+endpoints: a developer's service key must not read its whole organization's spend.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import hmac
 from aiohttp import web
 from pydantic import ValidationError
 
-from proxy.api.app_keys import DB_ENGINE, SETTINGS
+from proxy.api.app_keys import DB_ENGINE, ORGANIZATIONS, SETTINGS
 from proxy.api.auth import require_bearer
 from proxy.errors import InvalidRequest
+from proxy.governance.roles import Action
 from proxy.serving.analytics import (
     DIMENSIONS,
     GROUP_BY_MAX,
@@ -41,12 +44,20 @@ def _is_admin(request: web.Request) -> bool:
 
 
 async def analytics_scope(request: web.Request) -> AnalyticsScope:
-    """The rows the caller may see. Governance hook: a member's org roles add `org_ids`/`unit_ids` (their
-    subtree) here; AnalyticsScope ORs them with the key's own account."""
+    """The rows the caller may see: everything for the operator; a wallet key's own account, ORed with the
+    organizations whose spend its wallet's role may read."""
     if _is_admin(request):
         return AnalyticsScope(everything=True)
     principal = await require_bearer(request)
-    return AnalyticsScope(payer_accounts=frozenset({principal.credit_account}))
+    organizations = request.app.get(ORGANIZATIONS)
+    org_ids = (
+        []
+        if organizations is None
+        else await organizations.orgs_allowing(principal.wallet, Action.SPEND_READ)
+    )
+    return AnalyticsScope(
+        payer_accounts=frozenset({principal.credit_account}), org_ids=frozenset(str(org) for org in org_ids)
+    )
 
 
 def _integer(request: web.Request, name: str, *, required: bool) -> int | None:
