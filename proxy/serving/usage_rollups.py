@@ -123,6 +123,32 @@ def _row(
     return row
 
 
+# Either side may be NULL: the stored one when its row has no TTFT yet, the new one when this event has
+# none. PostgreSQL's LEAST/GREATEST skip NULLs; SQLite's two-argument min/max return NULL, hence COALESCE.
+def _least(stored: ColumnElement[Any], new: ColumnElement[Any], *, postgresql: bool) -> ColumnElement[Any]:
+    return func.least(stored, new) if postgresql else func.coalesce(func.min(stored, new), stored, new)
+
+
+def _greatest(stored: ColumnElement[Any], new: ColumnElement[Any], *, postgresql: bool) -> ColumnElement[Any]:
+    return func.greatest(stored, new) if postgresql else func.coalesce(func.max(stored, new), stored, new)
+
+
+def _upsert(insert: Any, *, postgresql: bool) -> Any:
+    """The upsert of one roll-up row, every value a bind parameter: built once per dialect and compiled once
+    (a statement built per event cost more to compile than the rest of the request's accounting)."""
+    statement = insert(usage_rollups)
+    table, new = usage_rollups.c, statement.excluded
+    updates: dict[str, Any] = {name: table[name] + new[name] for name in _SUMMED}
+    for low, high in (("latency_ms_min", "latency_ms_max"), ("ttft_ms_min", "ttft_ms_max")):
+        updates[low] = _least(table[low], new[low], postgresql=postgresql)
+        updates[high] = _greatest(table[high], new[high], postgresql=postgresql)
+    return statement.on_conflict_do_update(index_elements=list(ROLLUP_DIMENSIONS), set_=updates)
+
+
+_UPSERT_POSTGRESQL = _upsert(postgresql_insert, postgresql=True)
+_UPSERT_SQLITE = _upsert(sqlite_insert, postgresql=False)
+
+
 async def upsert_usage_rollup(
     connection: AsyncConnection,
     dims: RollupDimensions,
@@ -135,8 +161,8 @@ async def upsert_usage_rollup(
     latency_ms: int,
     ttft_ms: int | None,
 ) -> None:
-    """Adds one usage event to its hour's and its day's roll-up rows on `connection`, in one statement
-    (inside the caller's transaction)."""
+    """Adds one usage event to its hour's and its day's roll-up rows on `connection` (inside the caller's
+    transaction)."""
     assert set(tokens) == {"input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens"}
     assert spend_nano_usd >= 0
     assert latency_ms >= 0
@@ -154,32 +180,6 @@ async def upsert_usage_rollup(
         )
         for period_s in PERIODS_S
     ]
-    row = rows[0]
-    insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(usage_rollups).values(rows)
-    table, new = usage_rollups.c, statement.excluded
-    # Only what this event adds is written: zero columns stay as they are (a smaller, cheaper UPDATE).
-    updates: dict[str, Any] = {name: table[name] + new[name] for name in _SUMMED if row[name]}
-    postgresql = connection.dialect.name == "postgresql"
-    updates |= {
-        "latency_ms_min": _least(table.latency_ms_min, new.latency_ms_min, postgresql=postgresql),
-        "latency_ms_max": _greatest(table.latency_ms_max, new.latency_ms_max, postgresql=postgresql),
-    }
-    if ttft_ms is not None:
-        updates |= {
-            "ttft_ms_min": _least(table.ttft_ms_min, new.ttft_ms_min, postgresql=postgresql),
-            "ttft_ms_max": _greatest(table.ttft_ms_max, new.ttft_ms_max, postgresql=postgresql),
-        }
-    await connection.execute(
-        statement.on_conflict_do_update(index_elements=list(ROLLUP_DIMENSIONS), set_=updates)
-    )
-
-
-# The stored side may be NULL (no TTFT yet in that row); the new side never is when these are used.
-# PostgreSQL's LEAST/GREATEST skip NULLs; SQLite's two-argument min/max return NULL, hence the COALESCE.
-def _least(stored: ColumnElement[Any], new: ColumnElement[Any], *, postgresql: bool) -> ColumnElement[Any]:
-    return func.least(stored, new) if postgresql else func.coalesce(func.min(stored, new), new)
-
-
-def _greatest(stored: ColumnElement[Any], new: ColumnElement[Any], *, postgresql: bool) -> ColumnElement[Any]:
-    return func.greatest(stored, new) if postgresql else func.coalesce(func.max(stored, new), new)
+    upsert = _UPSERT_POSTGRESQL if connection.dialect.name == "postgresql" else _UPSERT_SQLITE
+    for row in rows:
+        await connection.execute(upsert, row)
