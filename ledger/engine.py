@@ -18,12 +18,19 @@ __all__ = [
     "PG_LOCK_TIMEOUT_MS",
     "PG_STATEMENT_TIMEOUT_MS",
     "SQLITE_BUSY_TIMEOUT_MS",
+    "SQLITE_SYNCHRONOUS",
     "create_ledger_engine",
     "install_sqlite_hooks",
     "migrate",
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# WAL with synchronous=NORMAL: a COMMIT writes the WAL without waiting for fsync, which happens at
+# checkpoints. A committed transaction survives the process being killed (kill -9, OOM, a crash) — SQLite
+# guarantees that whatever the synchronous setting — and only an OS crash or power loss can take back the
+# last ones. FULL would fsync on every commit (about 6 ms on this machine's disk) to survive those too;
+# an operator who needs that runs PostgreSQL.
+SQLITE_SYNCHRONOUS = "NORMAL"
 PG_LOCK_TIMEOUT_MS = 10_000
 PG_STATEMENT_TIMEOUT_MS = 30_000
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -40,6 +47,7 @@ def install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int = SQLITE_B
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

@@ -37,6 +37,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import StaticPool
 
+from ledger.engine import SQLITE_SYNCHRONOUS
+
 __all__ = ["BATCH_OPS_MAX", "SqliteBatchWriter", "SyncOnLoopConnection"]
 
 # Writes per transaction: bounds how long one batch holds the write lock.
@@ -210,6 +212,7 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")  # Durable on kill -9 (ledger/engine.py).
     cursor.execute("PRAGMA busy_timeout=0")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
