@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from proxy.catalog import CatalogModel
 from proxy.routing.errors import InvalidRoute
+from proxy.routing.requirements import StaticPools
 
 __all__ = [
     "ModelIndex",
@@ -84,6 +85,8 @@ class ModelIndex:
     by_id: Mapping[str, CatalogModel]
     key_by_id: Mapping[str, str]
     by_key: Mapping[str, tuple[CatalogModel, ...]]
+    # Request shapes' size-independent filtering over `models` (requirements.filter_deployments).
+    static_pools: StaticPools = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(cls, models: Iterable[CatalogModel]) -> ModelIndex:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Hashable, Iterable, Mapping, MutableMapping
 from decimal import Decimal
 from typing import Literal, get_args
 
@@ -235,16 +235,16 @@ def quote_ceiling_nano_usd(model: CatalogModel, needs: RequestNeeds) -> int:
     return quote.cost_nano_usd_max
 
 
-def _exclusion(
+def _static_exclusion(
     model: CatalogModel,
     *,
     route: RouteRequest,
-    needs: RequestNeeds,
     required: frozenset[Capability],
+    content_part_types: frozenset[str],
     providers_available: Collection[str],
     models_allowed: Collection[str] | None,
 ) -> str | None:
-    """Why `model` may not serve this request (the first hard requirement it breaks), or None."""
+    """Why `model` may not serve requests of this shape, whatever their size (the checks that come first)."""
     if model.capabilities.embeddings:
         return "embeddings model"
     if model.provider not in providers_available:
@@ -253,12 +253,18 @@ def _exclusion(
         return "provider not in route.providers"
     if models_allowed is not None and model.id not in models_allowed:
         return "model not in route.models"
-    missing = sorted(name for name in required if not getattr(model.capabilities, name))
-    if missing:
-        return f"lacks {missing[0]}"
+    if required:
+        missing = sorted(name for name in required if not getattr(model.capabilities, name))
+        if missing:
+            return f"lacks {missing[0]}"
     carried = CONTENT_PART_TYPES_CARRIED[model.api_kind]
-    if carried is not None and not needs.content_part_types <= carried:
-        return f"cannot carry content part {sorted(needs.content_part_types - carried)[0]}"
+    if carried is not None and not content_part_types <= carried:
+        return f"cannot carry content part {sorted(content_part_types - carried)[0]}"
+    return None
+
+
+def _sized_exclusion(model: CatalogModel, *, route: RouteRequest, needs: RequestNeeds) -> str | None:
+    """Why `model` may not serve this very request: its size against the context window and the ceilings."""
     if needs.prompt_tokens + needs.output_tokens_reserved > model.context_window_tokens:
         return "context window too small"
     ceiling = route.max_price
@@ -279,6 +285,11 @@ def _exclusion(
     return None
 
 
+# Shapes remembered per catalog index; past this many the memo starts afresh (a bound, not an LRU).
+STATIC_POOLS_MAX = 256
+StaticPools = MutableMapping[Hashable, tuple[tuple[CatalogModel, ...], Counter[str]]]
+
+
 def filter_deployments(
     models: Iterable[CatalogModel],
     *,
@@ -286,23 +297,48 @@ def filter_deployments(
     needs: RequestNeeds,
     providers_available: Collection[str],
     models_allowed: Collection[str] | None,
+    static_pools: StaticPools | None = None,
 ) -> tuple[list[CatalogModel], Counter[str]]:
     """(deployments meeting every hard requirement, in input order; count of exclusions per reason).
 
-    `models_allowed` is the set of catalog ids `route.models` resolved to (None: no allow-list).
+    `models_allowed` is the set of catalog ids `route.models` resolved to (None: no allow-list). With
+    `static_pools` (owned by the caller, for one fixed `models`), the size-independent checks of a request
+    shape are done once and remembered: each request then only checks its size, deployment by deployment.
     """
     required = frozenset(route.require) | needs.capabilities_used()
+    shape = (
+        frozenset(providers_available),
+        frozenset(route.providers) if route.providers else None,
+        None if models_allowed is None else frozenset(models_allowed),
+        required,
+        needs.content_part_types,
+    )
+    remembered = None if static_pools is None else static_pools.get(shape)
+    if remembered is None:
+        static_kept: list[CatalogModel] = []
+        static_excluded: Counter[str] = Counter()
+        for model in models:
+            reason = _static_exclusion(
+                model,
+                route=route,
+                required=required,
+                content_part_types=needs.content_part_types,
+                providers_available=providers_available,
+                models_allowed=models_allowed,
+            )
+            if reason is None:
+                static_kept.append(model)
+            else:
+                static_excluded[reason] += 1
+        remembered = (tuple(static_kept), static_excluded)
+        if static_pools is not None:
+            if len(static_pools) >= STATIC_POOLS_MAX:
+                static_pools.clear()
+            static_pools[shape] = remembered
     kept: list[CatalogModel] = []
-    excluded: Counter[str] = Counter()
-    for model in models:
-        reason = _exclusion(
-            model,
-            route=route,
-            needs=needs,
-            required=required,
-            providers_available=providers_available,
-            models_allowed=models_allowed,
-        )
+    excluded = Counter(remembered[1])
+    for model in remembered[0]:
+        reason = _sized_exclusion(model, route=route, needs=needs)
         if reason is None:
             kept.append(model)
         else:

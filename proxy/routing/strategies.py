@@ -337,7 +337,12 @@ def plan_route(
     if allowed is not None and explicit:
         allowed |= {m.id for m in index.same_model(model_key)}
     pool, excluded = filter_deployments(
-        catalog, route=route, needs=needs, providers_available=providers_available, models_allowed=allowed
+        catalog,
+        route=route,
+        needs=needs,
+        providers_available=providers_available,
+        models_allowed=allowed,
+        static_pools=index.static_pools,
     )
     reasons = [
         f"excluded {count}: {why}" for why, count in sorted(excluded.items(), key=lambda item: -item[1])
