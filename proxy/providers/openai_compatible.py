@@ -197,6 +197,12 @@ class OpenAICompatibleAdapter(ProviderAdapter):
 
 
 def _parse_chunk(data: str) -> ChatCompletionChunk:
+    # The common case parses and validates in one pass (pydantic-core's parser); anything that fails it,
+    # an in-stream error event included, is read again the slow way to say what it is.
+    try:
+        return ChatCompletionChunk.model_validate_json(data)
+    except pydantic.ValidationError:
+        pass
     body = decode_json_object(data)
     if "error" in body and "choices" not in body:
         # Some compatible servers (OpenRouter, vLLM) report a failure inside the stream this way.
