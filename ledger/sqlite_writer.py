@@ -194,16 +194,22 @@ class SqliteBatchWriter:
 
 
 async def _run_op(connection: sa.Connection, facade: AsyncConnection, op: _Op, *, savepoint: bool) -> None:
-    nested = connection.begin_nested() if savepoint else None
+    # The op's savepoint is plain SQL: SQLAlchemy's nested-transaction bookkeeping around it cost more than
+    # the op's own statements. SQLAlchemy's view of the transaction is untouched (an op's own nested
+    # transactions still nest inside this one and end before it does).
+    driver = connection if savepoint else None
+    if driver is not None:
+        driver.exec_driver_sql("SAVEPOINT ledger_op")
     try:
         result = await op.work(facade)
     except Exception as error:  # The op's own refusal: only its savepoint (or lone transaction) rolls back.
-        if nested is not None:
-            nested.rollback()
+        if driver is not None:
+            driver.exec_driver_sql("ROLLBACK TO ledger_op")
+            driver.exec_driver_sql("RELEASE ledger_op")
         op.outcome = (False, error)
         return
-    if nested is not None:
-        nested.commit()
+    if driver is not None:
+        driver.exec_driver_sql("RELEASE ledger_op")
     op.outcome = (True, result)
 
 
