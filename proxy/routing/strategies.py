@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -180,6 +180,35 @@ def _open(health: DeploymentHealth | None) -> bool:
     return health is not None and health.breaker == "open"
 
 
+def _cheapest_expected_cost(pool: Sequence[CatalogModel], needs: RequestNeeds) -> int:
+    """min(expected_cost_nano_usd) over the pool (0 when empty), in one pass: the ceiling of the smallest
+    numerator is the smallest ceiling."""
+    if not pool:
+        return 0
+    output_tokens = EXPECTED_OUTPUT_TOKENS
+    if needs.output_tokens_max is not None:
+        output_tokens = min(output_tokens, needs.output_tokens_max)
+    prompt_tokens = needs.prompt_tokens
+    smallest = min(
+        prompt_tokens * m.input_price_nano_usd_per_mtok + output_tokens * m.output_price_nano_usd_per_mtok
+        for m in pool
+    )
+    return div_ceil(smallest, TOKENS_PER_MTOK)
+
+
+def _slowest_latency_s(
+    pool: Sequence[CatalogModel], health: Mapping[str, DeploymentHealth], *, streaming: bool
+) -> float:
+    """max(_latency_s) over the pool (0.0 when empty): the deployments without a health record all count
+    the prior, so only the recorded ones need reading."""
+    if not pool:
+        return 0.0
+    recorded = [_latency_s(health[m.id], streaming=streaming) for m in pool if m.id in health]
+    if len(recorded) < len(pool):
+        recorded.append(LATENCY_PRIOR_S)
+    return max(recorded)
+
+
 def _strategy_key(
     strategy: Strategy,
     pool: list[CatalogModel],
@@ -197,12 +226,27 @@ def _strategy_key(
         score = m.quality.for_task(kind)
         return quality_needed if score is None else score
 
-    cost = {model.id: expected_cost_nano_usd(model, needs) for model in pool}
-    latency = {model.id: _latency_s(health.get(model.id), streaming=needs.streaming) for model in pool}
+    # Costs and latencies are computed for the models actually keyed (with `among`, a handful), once each;
+    # the balanced strategy's scale over the whole pool is read in one pass without building them all.
+    costs: dict[str, int] = {}
+    latencies: dict[str, float] = {}
+
+    def cost_of(m: CatalogModel) -> int:
+        found = costs.get(m.id)
+        if found is None:
+            found = costs[m.id] = expected_cost_nano_usd(m, needs)
+        return found
+
+    def latency_of(m: CatalogModel) -> float:
+        found = latencies.get(m.id)
+        if found is None:
+            found = latencies[m.id] = _latency_s(health.get(m.id), streaming=needs.streaming)
+        return found
+
     if strategy == "cost":
-        return lambda m: (cost[m.id], -quality(m), m.id)
+        return lambda m: (cost_of(m), -quality(m), m.id)
     if strategy == "latency":
-        return lambda m: (_half_open(health.get(m.id)), latency[m.id], -quality(m), m.id)
+        return lambda m: (_half_open(health.get(m.id)), latency_of(m), -quality(m), m.id)
     if strategy == "availability":
         healthy = Counter(index.key(m) for m in pool if not _open(health.get(m.id)))
         return lambda m: (
@@ -210,20 +254,20 @@ def _strategy_key(
             _smoothed_error_rate(health.get(m.id)),
             -healthy[index.key(m)],
             -quality(m),
-            cost[m.id],
+            cost_of(m),
             m.id,
         )
     assert strategy == "balanced", strategy
-    cost_floor = min(cost.values(), default=0) + BALANCED_COST_FLOOR_NANO_USD
-    latency_max = max(latency.values(), default=0.0) or 1.0
+    cost_floor = _cheapest_expected_cost(pool, needs) + BALANCED_COST_FLOOR_NANO_USD
+    latency_max = _slowest_latency_s(pool, health, streaming=needs.streaming) or 1.0
 
     def balanced(m: CatalogModel) -> tuple[float | int | str, ...]:
         headroom = min(float(quality(m) - quality_needed), BALANCED_HEADROOM_POINTS_MAX)
-        cost_doublings = math.log2((cost[m.id] + BALANCED_COST_FLOOR_NANO_USD) / cost_floor)
+        cost_doublings = math.log2((cost_of(m) + BALANCED_COST_FLOOR_NANO_USD) / cost_floor)
         score = (
             headroom
             - BALANCED_POINTS_PER_COST_DOUBLING * cost_doublings
-            - BALANCED_LATENCY_POINTS * latency[m.id] / latency_max
+            - BALANCED_LATENCY_POINTS * latency_of(m) / latency_max
             - BALANCED_ERROR_POINTS * _smoothed_error_rate(health.get(m.id))
         )
         return (-score, m.id)
