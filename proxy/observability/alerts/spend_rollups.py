@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.db.tables import usage_rollups
-from proxy.observability.alerts.spend_source import HOUR_S, SpendSubject, SubjectSpend
+from proxy.observability.alerts.spend_source import HOUR_S, SpendSubject, SubjectSpend, top_spenders_of
 
 __all__ = ["UsageRollupsHourlySpend"]
 
@@ -30,25 +30,17 @@ class UsageRollupsHourlySpend:
         assert limit >= 1
         rollups = usage_rollups.c
         in_hour = sa.and_(rollups.period_s == HOUR_S, rollups.period_start_unix_s == hour_start_unix_s)
-        spend = sa.func.sum(rollups.spend_nano_usd).label("spend")
-        found: list[SubjectSpend] = []
         async with self._engine.connect() as connection:
-            for kind, column, none in (
-                ("key", rollups.api_key_id, _NO_KEY),
-                ("payer", rollups.payer_account, ""),
-            ):
-                statement = (
-                    sa.select(column, spend)
-                    .where(in_hour, column != none)
-                    .group_by(column)
-                    .having(sa.func.sum(rollups.spend_nano_usd) > 0)
-                    .order_by(spend.desc(), column)
-                    .limit(limit)
-                )
-                for subject_id, total in (await connection.execute(statement)).all():
-                    subject = SpendSubject(kind=kind, id=str(subject_id))
-                    found.append(SubjectSpend(subject=subject, spend_nano_usd=int(total)))
-        return found
+            return await top_spenders_of(
+                connection,
+                cost=rollups.spend_nano_usd,
+                in_hour=in_hour,
+                subjects=(
+                    ("key", rollups.api_key_id, rollups.api_key_id != _NO_KEY),
+                    ("payer", rollups.payer_account, rollups.payer_account != ""),
+                ),
+                limit=limit,
+            )
 
     async def hourly_spend(self, subject: SpendSubject, *, first_hour_unix_s: int, hours: int) -> list[int]:
         assert first_hour_unix_s % HOUR_S == 0

@@ -9,16 +9,24 @@ ix_usage_events_payer_created) for its baseline, summed per hour in SQL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from proxy.db.tables import usage_events
 
-__all__ = ["HOUR_S", "HourlySpendSource", "SpendSubject", "SubjectSpend", "UsageEventsHourlySpend"]
+__all__ = [
+    "HOUR_S",
+    "HourlySpendSource",
+    "SpendSubject",
+    "SubjectSpend",
+    "UsageEventsHourlySpend",
+    "top_spenders_of",
+]
 
 HOUR_S = 3_600
 # Subjects are API keys (by id) and payer credit accounts (`credit:wallet:0x…`, later `credit:org:…`).
@@ -55,6 +63,33 @@ def _at(unix_s: int) -> datetime:
     return datetime.fromtimestamp(unix_s, UTC)
 
 
+async def top_spenders_of(
+    connection: AsyncConnection,
+    *,
+    cost: sa.ColumnElement[Any],
+    in_hour: sa.ColumnElement[bool],
+    subjects: Sequence[tuple[SubjectKind, sa.ColumnElement[Any], sa.ColumnElement[bool]]],
+    limit: int,
+) -> list[SubjectSpend]:
+    """For each (kind, column, present) subject: its `limit` biggest spenders among the rows `in_hour`
+    where it is `present`, summing `cost`; biggest first, ties by id."""
+    spend = sa.func.sum(cost).label("spend")
+    found: list[SubjectSpend] = []
+    for kind, column, present in subjects:
+        statement = (
+            sa.select(column, spend)
+            .where(in_hour, present)
+            .group_by(column)
+            .having(sa.func.sum(cost) > 0)
+            .order_by(spend.desc(), column)
+            .limit(limit)
+        )
+        for subject_id, total in (await connection.execute(statement)).all():
+            subject = SpendSubject(kind=kind, id=str(subject_id))
+            found.append(SubjectSpend(subject=subject, spend_nano_usd=int(total)))
+    return found
+
+
 class UsageEventsHourlySpend:
     """`HourlySpendSource` over `usage_events` (charged cost per request)."""
 
@@ -68,22 +103,17 @@ class UsageEventsHourlySpend:
         in_hour = sa.and_(
             events.created_at >= _at(hour_start_unix_s), events.created_at < _at(hour_start_unix_s + HOUR_S)
         )
-        spend = sa.func.sum(events.cost_nano_usd).label("spend")
-        found: list[SubjectSpend] = []
         async with self._engine.connect() as connection:
-            for kind, column in (("key", events.api_key_id), ("payer", events.payer_account)):
-                statement = (
-                    sa.select(column, spend)
-                    .where(in_hour, column.is_not(None))
-                    .group_by(column)
-                    .having(sa.func.sum(events.cost_nano_usd) > 0)
-                    .order_by(spend.desc(), column)
-                    .limit(limit)
-                )
-                for subject_id, total in (await connection.execute(statement)).all():
-                    subject = SpendSubject(kind=kind, id=str(subject_id))
-                    found.append(SubjectSpend(subject=subject, spend_nano_usd=int(total)))
-        return found
+            return await top_spenders_of(
+                connection,
+                cost=events.cost_nano_usd,
+                in_hour=in_hour,
+                subjects=(
+                    ("key", events.api_key_id, events.api_key_id.is_not(None)),
+                    ("payer", events.payer_account, events.payer_account.is_not(None)),
+                ),
+                limit=limit,
+            )
 
     async def hourly_spend(self, subject: SpendSubject, *, first_hour_unix_s: int, hours: int) -> list[int]:
         assert first_hour_unix_s % HOUR_S == 0

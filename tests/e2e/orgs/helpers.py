@@ -57,3 +57,22 @@ async def chat(router: RunningRouter, key: str) -> tuple[int, dict[str, Any], in
     response = await router.client.post("/v1/chat/completions", json=CHAT_BODY, headers=bearer(key))
     document: dict[str, Any] = await response.json()
     return response.status, document, int(response.headers.get("X-MegaRouter-Cost-Nano-USD", "0"))
+
+
+async def funded_org_with_developer_key(
+    router: RunningRouter, owner_key: str, developer: LocalAccount | None = None
+) -> dict[str, Any]:
+    """An org "Acme" owned by `owner_key`'s wallet, funded with $0.01 by x402, with one department and in
+    it a developer member (`developer`, or a new wallet) holding one org key.
+
+    Returns {"org", "unit", "member", "key"}, each as the admin API answered it."""
+    org = await created(router, "/v1/orgs", owner_key, {"name": "Acme"})
+    base = f"/v1/orgs/{org['id']}"
+    unit = await created(router, f"{base}/units", owner_key, {"name": "R&D", "kind": "department"})
+    wallet = (developer or Account.create()).address
+    member = await created(
+        router, f"{base}/members", owner_key, {"wallet": wallet, "unit": unit["id"], "role": "developer"}
+    )
+    key = await created(router, f"{base}/keys", owner_key, {"member": member["id"], "name": "agent"})
+    await top_up_org(router, org["id"], owner_key, router.payers[0], "0.01")
+    return {"org": org, "unit": unit, "member": member, "key": key}

@@ -16,7 +16,7 @@ import pytest
 from eth_account import Account
 
 from tests.e2e.accounts.helpers import bearer
-from tests.e2e.orgs.helpers import chat, created, top_up_org, wallet_key
+from tests.e2e.orgs.helpers import chat, created, funded_org_with_developer_key, wallet_key
 from tests.fixtures.app import RunningRouter
 
 REQUESTS = 3
@@ -33,26 +33,15 @@ async def _org_spend_seen(router: RunningRouter, key: str) -> tuple[int, dict[st
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 async def test_org_spend_is_seen_by_roles_that_may_read_it_only(router: RunningRouter) -> None:
     _, owner_key = await wallet_key(router)
-    org = await created(router, "/v1/orgs", owner_key, {"name": "Acme"})
-    base = f"/v1/orgs/{org['id']}"
-    team = await created(router, f"{base}/units", owner_key, {"name": "Agents", "kind": "department"})
     viewer, developer, stranger = Account.create(), Account.create(), Account.create()
+    tree = await funded_org_with_developer_key(router, owner_key, developer)
+    org, coder, org_key = tree["org"], tree["member"], tree["key"]["key"]
     await created(
         router,
-        f"{base}/members",
+        f"/v1/orgs/{org['id']}/members",
         owner_key,
         {"wallet": viewer.address, "unit": org["root_unit_id"], "role": "viewer"},
     )
-    coder = await created(
-        router,
-        f"{base}/members",
-        owner_key,
-        {"wallet": developer.address, "unit": team["id"], "role": "developer"},
-    )
-    org_key = (await created(router, f"{base}/keys", owner_key, {"member": coder["id"], "name": "agent"}))[
-        "key"
-    ]
-    await top_up_org(router, org["id"], owner_key, router.payers[0], "0.01")
     charged = 0
     for _ in range(REQUESTS):
         status, document, cost = await chat(router, org_key)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import openai
 import pytest
-from eth_account import Account
 
 from tests.e2e.api.support import funded_key, openai_client
-from tests.e2e.orgs.helpers import created, top_up_org, wallet_key
+from tests.e2e.orgs.helpers import funded_org_with_developer_key, wallet_key
 from tests.fixtures.app import RunningRouter
 
 MODEL = "openai/gpt-4o-mini"
@@ -22,17 +21,7 @@ MODEL = "openai/gpt-4o-mini"
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 async def test_org_key_state_is_its_own_even_when_a_wallet_key_shares_its_id(router: RunningRouter) -> None:
     _, owner_key = await wallet_key(router)
-    org = await created(router, "/v1/orgs", owner_key, {"name": "Acme"})
-    base = f"/v1/orgs/{org['id']}"
-    unit = await created(router, f"{base}/units", owner_key, {"name": "R&D", "kind": "department"})
-    member = await created(
-        router,
-        f"{base}/members",
-        owner_key,
-        {"wallet": Account.create().address, "unit": unit["id"], "role": "developer"},
-    )
-    org_key = await created(router, f"{base}/keys", owner_key, {"member": member["id"], "name": "agent"})
-    await top_up_org(router, org["id"], owner_key, router.payers[0], "0.01")
+    org_key = (await funded_org_with_developer_key(router, owner_key))["key"]
     # The owner's wallet key was the first wallet key issued, the org key the first org key: equal ids.
     assert org_key["id"] == 1
     wallet_key_same_id = owner_key
