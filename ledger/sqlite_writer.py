@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -38,50 +38,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import StaticPool
 
 from ledger.engine import SQLITE_SYNCHRONOUS
+from ledger.sync_connection import SyncOnLoopConnection
 
-__all__ = ["BATCH_OPS_MAX", "SqliteBatchWriter", "SyncOnLoopConnection"]
+__all__ = ["BATCH_OPS_MAX", "SqliteBatchWriter"]
 
 # Writes per transaction: bounds how long one batch holds the write lock.
 BATCH_OPS_MAX = 256
 T = TypeVar("T")
-
-
-class SyncOnLoopConnection:
-    """The part of `AsyncConnection` that ledger writes and their `also=` callbacks use, over a synchronous
-    connection inside the writer's transaction. Awaiting any of these never suspends."""
-
-    def __init__(self, connection: sa.Connection) -> None:
-        self.sync_connection = connection
-        self.dialect = connection.dialect
-
-    async def execute(self, statement: Any, parameters: Any = None, **kwargs: Any) -> sa.CursorResult[Any]:
-        return self.sync_connection.execute(statement, parameters, **kwargs)
-
-    async def exec_driver_sql(self, statement: str, parameters: Any = None) -> sa.CursorResult[Any]:
-        return self.sync_connection.exec_driver_sql(statement, parameters)
-
-    async def scalar(self, statement: Any, parameters: Any = None, **kwargs: Any) -> Any:
-        return self.sync_connection.scalar(statement, parameters, **kwargs)
-
-    async def scalars(self, statement: Any, parameters: Any = None, **kwargs: Any) -> sa.ScalarResult[Any]:
-        return self.sync_connection.scalars(statement, parameters, **kwargs)
-
-    async def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return fn(self.sync_connection, *args, **kwargs)
-
-    def in_transaction(self) -> bool:
-        return self.sync_connection.in_transaction()
-
-    @contextlib.asynccontextmanager
-    async def begin_nested(self) -> AsyncIterator[None]:
-        """A SAVEPOINT: released when the block ends normally, rolled back when it raises."""
-        nested = self.sync_connection.begin_nested()
-        try:
-            yield
-        except BaseException:
-            nested.rollback()
-            raise
-        nested.commit()
 
 
 @dataclass

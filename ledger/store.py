@@ -38,6 +38,7 @@ from ledger.errors import (
 )
 from ledger.postings import body_hash, normal_balance, outgoing_pending, validate_postings, would_go_negative
 from ledger.sqlite_writer import SqliteBatchWriter
+from ledger.sync_connection import run_to_end
 from ledger.tables import ledger_metadata
 from ledger.types import (
     INT64_MAX,
@@ -149,11 +150,27 @@ class Ledger:
         """`work` in a database transaction: a savepoint of a shared transaction of the batch writer on
         SQLite, a transaction of its own on PostgreSQL. Returns once committed."""
         if not self._batch_writes:
-            async with self._engine.begin() as conn:
-                return await work(conn)
+            return await self._write_in_one_greenlet(work)
         if self._writer is None:
             self._writer = SqliteBatchWriter(self._engine.url, busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS)
         return await self._writer.run(work)
+
+    async def _write_in_one_greenlet(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`work` in a transaction of its own, its statements run from one greenlet (sync_connection.py).
+
+        The pool does not ping a connection before lending it (a round trip per transaction); instead a
+        write whose connection turns out dead (the server restarted) is run once more on a fresh one. That
+        is safe because every ledger write is idempotent by its key: if the first attempt committed before
+        the connection died, the second finds it and answers the same.
+        """
+        for attempt in range(2):
+            try:
+                async with self._engine.begin() as conn:
+                    return await conn.run_sync(run_to_end, work)
+            except sa.exc.DBAPIError as error:
+                if attempt or not error.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
 
     @property
     def engine(self) -> AsyncEngine:
