@@ -383,7 +383,7 @@ class Ledger:
         _check_limits(credit, credit_sums)
         now = self._clock()
         result = await conn.execute(
-            HOLDS.insert(),
+            _INSERT_HOLD,
             {
                 "idempotency_key": request.idempotency_key,
                 "body_hash": digest,
@@ -613,7 +613,7 @@ class Ledger:
                 entries=[(debit_id, amount), (target_id, -amount)],
             )
         await conn.execute(
-            RESOLUTIONS.insert(),
+            _INSERT_RESOLUTION,
             {
                 "hold_id": hold["id"],
                 "idempotency_key": idempotency_key,
@@ -1274,7 +1274,7 @@ class Ledger:
         assert len(entries) >= 2
         assert sum(amount for _, amount in entries) == 0 or len({a for a, _ in entries}) == len(entries)
         result = await conn.execute(
-            TRANSACTIONS.insert(),
+            _INSERT_TRANSACTION,
             {
                 "idempotency_key": idempotency_key,
                 "body_hash": digest,
@@ -1287,7 +1287,7 @@ class Ledger:
         )
         transaction_id = _inserted_id(result)
         await conn.execute(
-            ENTRIES.insert(),
+            _INSERT_ENTRIES,
             [{"transaction_id": transaction_id, "account_id": a, "amount": amount} for a, amount in entries],
         )
         return transaction_id
@@ -1378,6 +1378,10 @@ class Ledger:
 
 # The hot path's statements, built once: building a Core statement and its cache key costs several times
 # more than executing the compiled one (the compiled form is cached per statement by SQLAlchemy).
+_INSERT_HOLD = HOLDS.insert()
+_INSERT_RESOLUTION = RESOLUTIONS.insert()
+_INSERT_TRANSACTION = TRANSACTIONS.insert()
+_INSERT_ENTRIES = ENTRIES.insert()
 _WRITE_SUMS = (
     ACCOUNTS.update()
     .where(ACCOUNTS.c.id == sa.bindparam("account_id"))
