@@ -398,8 +398,7 @@ class Ledger:
             },
         )
         hold_id = _inserted_id(result)
-        await self._write_sums(conn, debit["id"], debit_sums)
-        await self._write_sums(conn, credit["id"], credit_sums)
+        await self._write_all_sums(conn, {debit["id"]: debit_sums, credit["id"]: credit_sums})
         # The row as inserted (JSON metadata reads back as written): no need to read it back.
         row = {
             "id": hold_id,
@@ -1256,8 +1255,10 @@ class Ledger:
 
     async def _write_all_sums(self, conn: AsyncConnection, sums: Mapping[int, Sums]) -> None:
         # In id order, like the locks: the UPDATEs take no lock this transaction does not hold already.
-        for account_id in sorted(sums):
-            await self._write_sums(conn, account_id, sums[account_id])
+        # One executemany: on PostgreSQL one round trip for all of them (asyncpg pipelines the rows).
+        rows = [{"account_id": account_id, **sums[account_id]} for account_id in sorted(sums)]
+        result = await conn.execute(_WRITE_SUMS, rows)
+        assert result.rowcount in (len(rows), -1), (result.rowcount, len(rows))
 
     async def _insert_transaction(
         self,
