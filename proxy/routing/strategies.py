@@ -36,6 +36,7 @@ The plan is cut to `candidates_max`: the hold covers the most expensive candidat
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -219,29 +220,19 @@ def _strategy_key(
     health: Mapping[str, DeploymentHealth],
     index: ModelIndex,
 ) -> Callable[[CatalogModel], tuple[float | int | str, ...]]:
-    """The sort key (ascending = better) of one strategy over this pool."""
+    """The sort key (ascending = better) of the cost, latency or availability strategy over this pool (the
+    balanced one has a key of its own, `_balanced_grouped_key`). Each model is keyed once per ranking."""
 
     def quality(m: CatalogModel) -> int:
         # An unrated model ranked here counts as just meeting the need (no headroom, no tie advantage).
         score = m.quality.for_task(kind)
         return quality_needed if score is None else score
 
-    # Costs and latencies are computed for the models actually keyed (with `among`, a handful), once each;
-    # the balanced strategy's scale over the whole pool is read in one pass without building them all.
-    costs: dict[str, int] = {}
-    latencies: dict[str, float] = {}
-
     def cost_of(m: CatalogModel) -> int:
-        found = costs.get(m.id)
-        if found is None:
-            found = costs[m.id] = expected_cost_nano_usd(m, needs)
-        return found
+        return expected_cost_nano_usd(m, needs)
 
     def latency_of(m: CatalogModel) -> float:
-        found = latencies.get(m.id)
-        if found is None:
-            found = latencies[m.id] = _latency_s(health.get(m.id), streaming=needs.streaming)
-        return found
+        return _latency_s(health.get(m.id), streaming=needs.streaming)
 
     if strategy == "cost":
         return lambda m: (cost_of(m), -quality(m), m.id)
@@ -257,22 +248,63 @@ def _strategy_key(
             cost_of(m),
             m.id,
         )
-    assert strategy == "balanced", strategy
+    raise AssertionError(f"the balanced strategy has its own sort key: {strategy}")
+
+
+GroupedKey = tuple[bool, int, tuple[float | int | str, ...]]
+
+
+def _balanced_grouped_key(
+    pool: list[CatalogModel],
+    *,
+    kind: TaskKind,
+    quality_needed: int,
+    needs: RequestNeeds,
+    health: Mapping[str, DeploymentHealth],
+    allow_unrated: bool,
+) -> Callable[[CatalogModel], GroupedKey]:
+    """`rank_deployments`' whole sort key (group, then the balanced score) for the balanced strategy, with
+    everything one model needs in one call: `auto` ranks the whole pool on every request, and nested helper
+    calls per model cost more than the arithmetic. The score is the module docstring's formula, its terms
+    computed in the same order as written there (a test holds it to that definition)."""
     cost_floor = _cheapest_expected_cost(pool, needs) + BALANCED_COST_FLOOR_NANO_USD
     latency_max = _slowest_latency_s(pool, health, streaming=needs.streaming) or 1.0
+    output_tokens = EXPECTED_OUTPUT_TOKENS
+    if needs.output_tokens_max is not None:
+        output_tokens = min(output_tokens, needs.output_tokens_max)
+    prompt_tokens = needs.prompt_tokens
+    streaming = needs.streaming
+    unrated_group = 0 if allow_unrated else 2
+    # Most deployments have no health record: their latency and error terms are the priors', once.
+    unrecorded_latency_term = BALANCED_LATENCY_POINTS * LATENCY_PRIOR_S / latency_max
+    unrecorded_error_term = BALANCED_ERROR_POINTS * _smoothed_error_rate(None)
 
-    def balanced(m: CatalogModel) -> tuple[float | int | str, ...]:
-        headroom = min(float(quality(m) - quality_needed), BALANCED_HEADROOM_POINTS_MAX)
-        cost_doublings = math.log2((cost_of(m) + BALANCED_COST_FLOOR_NANO_USD) / cost_floor)
-        score = (
-            headroom
-            - BALANCED_POINTS_PER_COST_DOUBLING * cost_doublings
-            - BALANCED_LATENCY_POINTS * latency_of(m) / latency_max
-            - BALANCED_ERROR_POINTS * _smoothed_error_rate(health.get(m.id))
+    def grouped(m: CatalogModel) -> GroupedKey:
+        recorded = health.get(m.id)
+        rated = m.quality.for_task(kind)
+        quality = quality_needed if rated is None else rated
+        cost = div_ceil(
+            prompt_tokens * m.input_price_nano_usd_per_mtok
+            + output_tokens * m.output_price_nano_usd_per_mtok,
+            TOKENS_PER_MTOK,
         )
-        return (-score, m.id)
+        headroom = min(float(quality - quality_needed), BALANCED_HEADROOM_POINTS_MAX)
+        cost_doublings = math.log2((cost + BALANCED_COST_FLOOR_NANO_USD) / cost_floor)
+        if recorded is None:
+            latency_term, error_term, is_open = unrecorded_latency_term, unrecorded_error_term, False
+        else:
+            latency_term = BALANCED_LATENCY_POINTS * _latency_s(recorded, streaming=streaming) / latency_max
+            error_term = BALANCED_ERROR_POINTS * _smoothed_error_rate(recorded)
+            is_open = recorded.breaker == "open"
+        score = headroom - BALANCED_POINTS_PER_COST_DOUBLING * cost_doublings - latency_term - error_term
+        key = (-score, m.id)
+        if rated is None:
+            return (is_open, unrated_group, key)
+        if rated >= quality_needed:
+            return (is_open, 0, key)
+        return (is_open, 1, (-rated, *key))
 
-    return balanced
+    return grouped
 
 
 def rank_deployments(
@@ -286,6 +318,7 @@ def rank_deployments(
     index: ModelIndex | None = None,
     among: Collection[str] | None = None,
     allow_unrated: bool = False,
+    keep: int | None = None,
 ) -> list[CatalogModel]:
     """Order `pool` by the strategy within the groups: meets quality, below quality, unrated, breaker open.
 
@@ -296,26 +329,41 @@ def rank_deployments(
     With `among`, only those ids of the pool are returned, in the order they have in the whole pool's
     ranking (the strategy's scale, e.g. the slowest latency, is still taken over the whole pool): an
     explicitly named model without fallbacks needs a handful of deployments ordered, not the catalog.
+    With `keep`, only the first `keep` of the ranking are returned (what `auto` keeps as candidates).
     """
-    key = _strategy_key(
-        strategy,
-        pool,
-        kind=kind,
-        quality_needed=quality_needed,
-        needs=needs,
-        health=health,
-        index=ModelIndex.build(pool) if index is None else index,
-    )
+    grouped: Callable[[CatalogModel], GroupedKey]
+    if strategy == "balanced":
+        grouped = _balanced_grouped_key(
+            pool,
+            kind=kind,
+            quality_needed=quality_needed,
+            needs=needs,
+            health=health,
+            allow_unrated=allow_unrated,
+        )
+    else:
+        key = _strategy_key(
+            strategy,
+            pool,
+            kind=kind,
+            quality_needed=quality_needed,
+            needs=needs,
+            health=health,
+            index=ModelIndex.build(pool) if index is None else index,
+        )
 
-    def grouped(model: CatalogModel) -> tuple[bool, int, tuple[float | int | str, ...]]:
-        quality = model.quality.for_task(kind)
-        if quality is None:
-            return (_open(health.get(model.id)), 0 if allow_unrated else 2, key(model))
-        if quality >= quality_needed:
-            return (_open(health.get(model.id)), 0, key(model))
-        return (_open(health.get(model.id)), 1, (-quality, *key(model)))
+        def grouped(model: CatalogModel) -> GroupedKey:
+            quality = model.quality.for_task(kind)
+            if quality is None:
+                return (_open(health.get(model.id)), 0 if allow_unrated else 2, key(model))
+            if quality >= quality_needed:
+                return (_open(health.get(model.id)), 0, key(model))
+            return (_open(health.get(model.id)), 1, (-quality, *key(model)))
 
     chosen = pool if among is None else [model for model in pool if model.id in among]
+    if keep is not None:
+        # The same as sorted(...)[:keep] (heapq's documented equivalence), without ordering the rest.
+        return heapq.nsmallest(keep, chosen, key=grouped)
     ranked = sorted(chosen, key=grouped)
     assert len(ranked) == len(chosen)
     return ranked
@@ -414,6 +462,8 @@ def plan_route(
         index=index,
         among=among,
         allow_unrated=route.allow_unrated,
+        # Only an explicit model's order needs every deployment ranked (its fallbacks come from the rest).
+        keep=None if explicit else candidates_max,
     )
     if explicit:
         ranked = _explicit_order(
@@ -428,6 +478,7 @@ def plan_route(
         ranked = [m for m in ranked if not _open(health.get(m.id))] + [
             m for m in ranked if _open(health.get(m.id))
         ]
+    eligible = len(ranked) if explicit else len(pool)
     if not ranked:
         what = f"model '{requested_model}'" if explicit else "any model"
         raise NoRouteCandidate(
@@ -437,7 +488,7 @@ def plan_route(
     reasons.append(
         f"strategy {route.strategy} for {kind} (difficulty {difficulty:.2f}) needs quality {quality}"
     )
-    reasons.append(f"{len(candidates)} of {len(ranked)} eligible deployments kept as candidates")
+    reasons.append(f"{len(candidates)} of {eligible} eligible deployments kept as candidates")
     for model in candidates:
         if _open(health.get(model.id)):
             reasons.append(f"{model.id}: breaker open, kept last")
