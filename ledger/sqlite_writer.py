@@ -12,7 +12,10 @@ The statements run on a dedicated synchronous connection (stdlib `sqlite3` under
 statements cached) directly on the event loop: a local SQLite statement under a write lock already held
 takes microseconds, much less than a thread hop. `BEGIN IMMEDIATE` is tried on the loop without waiting;
 only when another process holds the lock does it wait (bounded by busy_timeout) on one worker thread.
-`COMMIT` (fsync, checkpoint) always runs on that thread: one thread hop per batch in the common case. A write
+`COMMIT` runs on the loop too: in WAL mode with synchronous=NORMAL (ledger/engine.py) it appends to the log
+without an fsync and never waits for another connection. What does fsync, the checkpoint that copies the log
+into the database file, is not left to the commit (`wal_autocheckpoint=0` on this connection): the writer
+runs it on the thread every `CHECKPOINT_EVERY_BATCHES` batches, after answering that batch's callers. A write
 is an async callable given `SyncOnLoopConnection`, which offers the subset of `AsyncConnection` that the
 ledger and its `also=` callbacks use; its awaits never suspend.
 
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import StaticPool
@@ -44,7 +48,11 @@ __all__ = ["BATCH_OPS_MAX", "SqliteBatchWriter"]
 
 # Writes per transaction: bounds how long one batch holds the write lock.
 BATCH_OPS_MAX = 256
+# Batches between two checkpoints: a batch of one request's write adds a handful of pages to the log, so
+# the log stays near SQLite's own autocheckpoint size (1,000 pages).
+CHECKPOINT_EVERY_BATCHES = 64
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -73,6 +81,7 @@ class SqliteBatchWriter:
         self._connection: sa.Connection | None = None
         self._queue: list[_Op] = []
         self._drainer: asyncio.Task[None] | None = None
+        self._batches_since_checkpoint = 0
         self._closed = False
 
     async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -133,14 +142,11 @@ class SqliteBatchWriter:
         try:
             for op in batch:
                 await _run_op(connection, facade, op, savepoint=not alone)
-            if alone and batch[0].outcome is not None and not batch[0].outcome[0]:
-                await self._hop(lambda: _end(connection, commit=False))
-            else:
-                await self._hop(lambda: _end(connection, commit=True))
+            _end(connection, commit=not (alone and batch[0].outcome is not None and not batch[0].outcome[0]))
         except BaseException as error:
             # Nothing of this batch committed: every caller learns it, those whose write went well too.
             with contextlib.suppress(Exception):
-                await self._hop(lambda: _end(connection, commit=False))
+                _end(connection, commit=False)
             _answer_all(batch, error)
             if not isinstance(error, Exception):
                 raise
@@ -154,6 +160,18 @@ class SqliteBatchWriter:
                 op.future.set_result(value)
             else:
                 op.future.set_exception(value)
+        self._batches_since_checkpoint += 1
+        if self._batches_since_checkpoint >= CHECKPOINT_EVERY_BATCHES:
+            self._batches_since_checkpoint = 0
+            await self._checkpoint(connection)
+
+    async def _checkpoint(self, connection: sa.Connection) -> None:
+        """Copy the log into the database file (fsync) on the thread; PASSIVE: never waits for readers."""
+        driver = _driver(connection)
+        try:
+            await self._hop(lambda: driver.execute("PRAGMA wal_checkpoint(PASSIVE)").close())
+        except sqlite3.Error as error:  # A later checkpoint (or another connection's) catches up.
+            log.warning("ledger_sqlite_checkpoint_failed", error=str(error))
 
 
 async def _run_op(connection: sa.Connection, facade: AsyncConnection, op: _Op, *, savepoint: bool) -> None:
@@ -183,6 +201,7 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")  # Durable on kill -9 (ledger/engine.py).
     cursor.execute("PRAGMA busy_timeout=0")
+    cursor.execute("PRAGMA wal_autocheckpoint=0")  # The writer checkpoints on its thread (module doc).
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

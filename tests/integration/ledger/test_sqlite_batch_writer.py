@@ -116,3 +116,36 @@ async def test_a_lock_held_by_another_process_is_waited_for(sqlite_ledger: Ledge
     finally:
         other.close()
     assert (await sqlite_ledger.balance(ALICE)).pending == HOLD_NANO_USD
+
+
+def _holds_in_the_database_file(sqlite_url: str) -> int:
+    """Holds in the main database file alone: `immutable=1` makes SQLite ignore the write-ahead log."""
+    path = sqlite_url.split(":///", 1)[1]
+    reader = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        known = reader.execute("SELECT 1 FROM sqlite_master WHERE name = 'ledger_holds'").fetchone()
+        return 0 if known is None else int(reader.execute("SELECT count(*) FROM ledger_holds").fetchone()[0])
+    finally:
+        reader.close()
+
+
+async def test_commits_leave_the_checkpoint_to_the_writer_which_runs_it_every_few_batches(
+    sqlite_ledger: Ledger, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COMMIT runs on the event loop and does not checkpoint (that fsyncs); the writer checkpoints on its
+    thread every CHECKPOINT_EVERY_BATCHES batches, which copies the log into the database file."""
+    before = _holds_in_the_database_file(sqlite_url)
+    monkeypatch.setattr("ledger.sqlite_writer.CHECKPOINT_EVERY_BATCHES", 10**9)
+    # One batch per write (each awaited alone), committed to the log only.
+    assert await _hold(sqlite_ledger, 0) is HoldState.PENDING
+    assert await _hold(sqlite_ledger, 1) is HoldState.PENDING
+    assert _holds_in_the_database_file(sqlite_url) == before
+
+    monkeypatch.setattr("ledger.sqlite_writer.CHECKPOINT_EVERY_BATCHES", 1)
+    assert await _hold(sqlite_ledger, 2) is HoldState.PENDING
+    # Its caller was answered before the checkpoint ran; the next write waits for that checkpoint (one
+    # writer task, one batch after another), so once it is answered the first three are in the file.
+    assert await _hold(sqlite_ledger, 3) is HoldState.PENDING
+    assert _holds_in_the_database_file(sqlite_url) >= before + 3
+    assert len(await sqlite_ledger.open_holds(ALICE)) == 4
+    assert await check_ledger(sqlite_ledger.engine) == []
