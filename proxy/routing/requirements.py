@@ -287,7 +287,8 @@ def _sized_exclusion(model: CatalogModel, *, route: RouteRequest, needs: Request
 
 # Shapes remembered per catalog index; past this many the memo starts afresh (a bound, not an LRU).
 STATIC_POOLS_MAX = 256
-StaticPools = MutableMapping[Hashable, tuple[tuple[CatalogModel, ...], Counter[str]]]
+# (kept, excluded per reason, the smallest context window among the kept).
+StaticPools = MutableMapping[Hashable, tuple[tuple[CatalogModel, ...], Counter[str], int]]
 
 
 def filter_deployments(
@@ -330,13 +331,17 @@ def filter_deployments(
                 static_kept.append(model)
             else:
                 static_excluded[reason] += 1
-        remembered = (tuple(static_kept), static_excluded)
+        smallest_window = min((model.context_window_tokens for model in static_kept), default=0)
+        remembered = (tuple(static_kept), static_excluded, smallest_window)
         if static_pools is not None:
             if len(static_pools) >= STATIC_POOLS_MAX:
                 static_pools.clear()
             static_pools[shape] = remembered
-    kept: list[CatalogModel] = []
     excluded = Counter(remembered[1])
+    if route.max_price is None and needs.prompt_tokens + needs.output_tokens_reserved <= remembered[2]:
+        # Without a price ceiling only the context window is sized, and this request fits the smallest.
+        return list(remembered[0]), excluded
+    kept: list[CatalogModel] = []
     for model in remembered[0]:
         reason = _sized_exclusion(model, route=route, needs=needs)
         if reason is None:
