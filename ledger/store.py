@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ledger.driver_sql import DriverStatement
 from ledger.engine import SQLITE_BUSY_TIMEOUT_MS
 from ledger.errors import (
     AccountConflict,
@@ -382,8 +383,8 @@ class Ledger:
         _check_limits(debit, debit_sums)
         _check_limits(credit, credit_sums)
         now = self._clock()
-        result = await conn.execute(
-            _INSERT_HOLD,
+        hold_id = await _INSERT_HOLD.inserted_id(
+            conn,
             {
                 "idempotency_key": request.idempotency_key,
                 "body_hash": digest,
@@ -397,7 +398,6 @@ class Ledger:
                 "state": HoldState.PENDING.value,
             },
         )
-        hold_id = _inserted_id(result)
         await self._write_all_sums(conn, {debit["id"]: debit_sums, credit["id"]: credit_sums})
         # The row as inserted (JSON metadata reads back as written): no need to read it back.
         row = {
@@ -611,8 +611,8 @@ class Ledger:
                 hold_id=hold["id"],
                 entries=[(debit_id, amount), (target_id, -amount)],
             )
-        await conn.execute(
-            _INSERT_RESOLUTION,
+        await _INSERT_RESOLUTION.execute(
+            conn,
             {
                 "hold_id": hold["id"],
                 "idempotency_key": idempotency_key,
@@ -623,8 +623,8 @@ class Ledger:
                 "created_at_unix_ms": now,
             },
         )
-        updated = await conn.execute(
-            _RESOLVE_HOLD,
+        updated = await _RESOLVE_HOLD.execute(
+            conn,
             {
                 "hold_id": hold["id"],
                 "state": kind.value,
@@ -1055,7 +1055,7 @@ class Ledger:
         return await self._write(work)
 
     async def _due_hold_ids(self, conn: AsyncConnection, names: Iterable[str], now: int) -> list[int]:
-        ids = (await conn.execute(_DUE_HOLD_IDS, {"names": list(names), "now": now})).scalars()
+        ids = (await _DUE_HOLD_IDS.execute(conn, {"names": list(names), "now": now})).scalars()
         return list(ids.all())
 
     async def get_hold(self, hold_id: int) -> Hold:
@@ -1203,7 +1203,7 @@ class Ledger:
     ) -> Row | None:
         """The row of `table` whose `column` equals `value` (a unique column), or None."""
         query = _select_by(table, column, for_update=for_update and self._lock_rows)
-        row: Row | None = (await conn.execute(query, {"value": value})).mappings().one_or_none()
+        row: Row | None = (await query.execute(conn, {"value": value})).mappings().one_or_none()
         return row
 
     async def _account_row(self, conn: AsyncConnection, name: str) -> Row | None:
@@ -1244,20 +1244,20 @@ class Ledger:
         """The accounts with these ids or names, row-locked in ascending id order on PostgreSQL."""
         query = _lock_accounts_query(by_ids=bool(ids), by_names=bool(names), for_update=self._lock_rows)
         parameters = {"ids": list(ids), "names": list(names)}
-        rows = list((await conn.execute(query, parameters)).mappings().all())
+        rows = list((await query.execute(conn, parameters)).mappings().all())
         for row in rows:
             self._names_by_id[row["id"]] = (row["name"], row["unit"])
         return rows
 
     async def _write_sums(self, conn: AsyncConnection, account_id: int, sums: Sums) -> None:
-        result = await conn.execute(_WRITE_SUMS, {"account_id": account_id, **sums})
+        result = await _WRITE_SUMS.execute(conn, {"account_id": account_id, **sums})
         assert result.rowcount == 1
 
     async def _write_all_sums(self, conn: AsyncConnection, sums: Mapping[int, Sums]) -> None:
         # In id order, like the locks: the UPDATEs take no lock this transaction does not hold already.
         # One executemany: on PostgreSQL one round trip for all of them (asyncpg pipelines the rows).
         rows = [{"account_id": account_id, **sums[account_id]} for account_id in sorted(sums)]
-        result = await conn.execute(_WRITE_SUMS, rows)
+        result = await _WRITE_SUMS.execute(conn, rows)
         assert result.rowcount in (len(rows), -1), (result.rowcount, len(rows))
 
     async def _insert_transaction(
@@ -1274,8 +1274,8 @@ class Ledger:
     ) -> int:
         assert len(entries) >= 2
         assert sum(amount for _, amount in entries) == 0 or len({a for a, _ in entries}) == len(entries)
-        result = await conn.execute(
-            _INSERT_TRANSACTION,
+        transaction_id = await _INSERT_TRANSACTION.inserted_id(
+            conn,
             {
                 "idempotency_key": idempotency_key,
                 "body_hash": digest,
@@ -1286,9 +1286,8 @@ class Ledger:
                 "created_at_unix_ms": self._clock(),
             },
         )
-        transaction_id = _inserted_id(result)
-        await conn.execute(
-            _INSERT_ENTRIES,
+        await _INSERT_ENTRIES.execute(
+            conn,
             [{"transaction_id": transaction_id, "account_id": a, "amount": amount} for a, amount in entries],
         )
         return transaction_id
@@ -1377,18 +1376,18 @@ class Ledger:
         )
 
 
-# The hot path's statements, built once: building a Core statement and its cache key costs several times
-# more than executing the compiled one (the compiled form is cached per statement by SQLAlchemy).
-_INSERT_HOLD = HOLDS.insert()
-_INSERT_RESOLUTION = RESOLUTIONS.insert()
-_INSERT_TRANSACTION = TRANSACTIONS.insert()
-_INSERT_ENTRIES = ENTRIES.insert()
-_WRITE_SUMS = (
+# The hot path's statements, built once (building a Core statement and its cache key costs several times
+# more than executing the compiled one) and run as driver SQL where that is exact (ledger/driver_sql.py).
+_INSERT_HOLD = DriverStatement(HOLDS.insert())
+_INSERT_RESOLUTION = DriverStatement(RESOLUTIONS.insert())
+_INSERT_TRANSACTION = DriverStatement(TRANSACTIONS.insert())
+_INSERT_ENTRIES = DriverStatement(ENTRIES.insert())
+_WRITE_SUMS = DriverStatement(
     ACCOUNTS.update()
     .where(ACCOUNTS.c.id == sa.bindparam("account_id"))
     .values({column: sa.bindparam(column) for column in SUM_COLUMNS})
 )
-_RESOLVE_HOLD = (
+_RESOLVE_HOLD = DriverStatement(
     HOLDS.update()
     .where(HOLDS.c.id == sa.bindparam("hold_id"), HOLDS.c.state == HoldState.PENDING.value)
     .values(
@@ -1403,7 +1402,7 @@ _DUE_ACCOUNT_IDS = (
     .where(ACCOUNTS.c.name.in_(sa.bindparam("names", expanding=True)))
     .scalar_subquery()
 )
-_DUE_HOLD_IDS = (
+_DUE_HOLD_IDS = DriverStatement(
     sa.select(HOLDS.c.id)
     .where(
         HOLDS.c.state == HoldState.PENDING.value,
@@ -1418,13 +1417,13 @@ _DUE_HOLD_IDS = (
 
 
 @functools.cache
-def _select_by(table: sa.Table, column: str, *, for_update: bool) -> sa.Select[Any]:
+def _select_by(table: sa.Table, column: str, *, for_update: bool) -> DriverStatement:
     query = sa.select(table).where(table.c[column] == sa.bindparam("value"))
-    return query.with_for_update() if for_update else query
+    return DriverStatement(query.with_for_update() if for_update else query)
 
 
 @functools.cache
-def _lock_accounts_query(*, by_ids: bool, by_names: bool, for_update: bool) -> sa.Select[Any]:
+def _lock_accounts_query(*, by_ids: bool, by_names: bool, for_update: bool) -> DriverStatement:
     assert by_ids or by_names
     conditions = []
     if by_ids:
@@ -1433,7 +1432,7 @@ def _lock_accounts_query(*, by_ids: bool, by_names: bool, for_update: bool) -> s
         conditions.append(ACCOUNTS.c.name.in_(sa.bindparam("names", expanding=True)))
     # ORDER BY id before FOR UPDATE: every writer takes row locks in the same order, so none deadlock.
     query = sa.select(ACCOUNTS).where(sa.or_(*conditions)).order_by(ACCOUNTS.c.id)
-    return query.with_for_update() if for_update else query
+    return DriverStatement(query.with_for_update() if for_update else query)
 
 
 def _is_sqlite_file(engine: AsyncEngine) -> bool:

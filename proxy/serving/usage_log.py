@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import RowMapping, Select, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ledger.driver_sql import DriverStatement
 from proxy.db.tables import usage_events
 from proxy.serving.usage_rollups import RollupDimensions, upsert_usage_rollup
 
@@ -21,7 +22,7 @@ USAGE_EVENTS_LISTED_MAX = 1_000
 _ENCODED_FIELDS = frozenset(
     {"attempts", "prices_nano_usd_per_mtok", "streamed", "usage_estimated", "route_explanation"}
 )
-_INSERT_USAGE_EVENT = insert(usage_events)
+_INSERT_USAGE_EVENT = DriverStatement(insert(usage_events))
 
 
 class Attempt(BaseModel):
@@ -117,7 +118,7 @@ class UsageLog:
             else json.dumps(event.route_explanation, sort_keys=True),
         }
         # A statement built once, its parameters given at execution: building it per request cost more.
-        await connection.execute(_INSERT_USAGE_EVENT, row)
+        await _INSERT_USAGE_EVENT.execute(connection, row)
         # The same transaction keeps the hourly roll-up that analytics read (proxy/serving/usage_rollups.py).
         await upsert_usage_rollup(
             connection,

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ledger.driver_sql import DriverStatement
 from proxy.db.latency_buckets import LATENCY_BUCKETS, latency_bucket, latency_column, ttft_column
 from proxy.db.tables import usage_rollups
 
@@ -145,8 +146,9 @@ def _upsert(insert: Any, *, postgresql: bool) -> Any:
     return statement.on_conflict_do_update(index_elements=list(ROLLUP_DIMENSIONS), set_=updates)
 
 
-_UPSERT_POSTGRESQL = _upsert(postgresql_insert, postgresql=True)
-_UPSERT_SQLITE = _upsert(sqlite_insert, postgresql=False)
+# Run as driver SQL: through SQLAlchemy's execution its 106 parameters cost ~5x the SQL itself.
+_UPSERT_POSTGRESQL = DriverStatement(_upsert(postgresql_insert, postgresql=True))
+_UPSERT_SQLITE = DriverStatement(_upsert(sqlite_insert, postgresql=False))
 
 
 async def upsert_usage_rollup(
@@ -182,4 +184,4 @@ async def upsert_usage_rollup(
     ]
     upsert = _UPSERT_POSTGRESQL if connection.dialect.name == "postgresql" else _UPSERT_SQLITE
     for row in rows:
-        await connection.execute(upsert, row)
+        await upsert.execute(connection, row)
