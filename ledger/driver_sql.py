@@ -3,16 +3,19 @@ SQLAlchemy's per-execution work.
 
 A cached Core statement still costs SQLAlchemy a compiled-cache lookup, building the parameters bind by
 bind and, for expanding IN lists, rendering the SQL anew on every execution: ~25 µs for a narrow statement
-and ~105 µs for the 106-column usage roll-up upsert, where the same SQL through the driver costs ~20 µs
-(measured on SQLite). `DriverStatement` does that work once per shape (the dialect, the parameter names in
-order and the length of each IN list): it takes the SQL and, per position, where the value comes from and
-the bind processor SQLAlchemy would apply, from SQLAlchemy's own compiler (`construct_expanded_state`), and
-checks the plan against SQLAlchemy's own parameters before using it. The statement then runs through
-`exec_driver_sql` on the same connection and transaction.
+and ~105 µs for the 106-column usage roll-up upsert, where the same SQL through `exec_driver_sql` costs
+~26 µs (measured on SQLite). `DriverStatement` does that work once per shape (the dialect, the parameter
+names in order and the length of each IN list): it takes the SQL and, per position, where the value comes
+from and the bind processor SQLAlchemy would apply, from SQLAlchemy's own compiler
+(`construct_expanded_state`), and checks the plan against SQLAlchemy's own parameters before using it. The
+statement then runs through `exec_driver_sql` on the same connection and transaction.
 
-Only statements whose results need no type processing get a plan (DML without RETURNING, or a SELECT whose
-columns convert nothing on this dialect), and only parameter shapes that name every bind (a column left to a
-Python-side default does not): any other shape runs as the Core statement, exactly as before.
+Only statements whose results need no type processing get a plan (DML without RETURNING, save the new row's
+id that an INSERT returns on PostgreSQL, or a SELECT whose columns convert nothing on this dialect), and only
+parameter shapes that name every bind (a column left to a Python-side default does not): any other shape
+runs as the Core statement, exactly as before. The statement's own bind processors are read from
+`SQLCompiler._bind_processors`, as SQLAlchemy's execution context reads them (SQLAlchemy is pinned in
+constraints.txt; tests/integration/ledger/test_driver_sql.py would see a change).
 
 This module must not import `proxy` or `x402`.
 """
