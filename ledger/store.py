@@ -291,8 +291,7 @@ class Ledger:
             hold_id=None,
             entries=[(accounts[p.account]["id"], p.amount) for p in request.postings],
         )
-        for name, sums in new_sums.items():
-            await self._write_sums(conn, accounts[name]["id"], sums)
+        await self._write_all_sums(conn, {accounts[name]["id"]: sums for name, sums in new_sums.items()})
         row = await self._one(conn, TRANSACTIONS, "id", transaction_id)
         assert row is not None
         return await self._load_transaction(conn, row)
@@ -751,8 +750,9 @@ class Ledger:
         )
         for member, hold_id in zip(members, inserted.scalars().all(), strict=True):
             member["id"] = hold_id
-        for name, account_sums in sums.items():
-            await self._write_sums(conn, accounts[name]["id"], account_sums)
+        await self._write_all_sums(
+            conn, {accounts[name]["id"]: account_sums for name, account_sums in sums.items()}
+        )
         return await self._group_model(conn, group, members)
 
     async def capture_group(
@@ -1248,10 +1248,6 @@ class Ledger:
         for row in rows:
             self._names_by_id[row["id"]] = (row["name"], row["unit"])
         return rows
-
-    async def _write_sums(self, conn: AsyncConnection, account_id: int, sums: Sums) -> None:
-        result = await _WRITE_SUMS.execute(conn, {"account_id": account_id, **sums})
-        assert result.rowcount == 1
 
     async def _write_all_sums(self, conn: AsyncConnection, sums: Mapping[int, Sums]) -> None:
         # In id order, like the locks: the UPDATEs take no lock this transaction does not hold already.
