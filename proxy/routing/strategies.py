@@ -264,15 +264,12 @@ def _balanced_grouped_key(
     allow_unrated: bool,
 ) -> Callable[[CatalogModel], GroupedKey]:
     """`rank_deployments`' whole sort key (group, then the balanced score) for the balanced strategy, with
-    everything one model needs in one call: `auto` ranks the whole pool on every request, and nested helper
-    calls per model cost more than the arithmetic. The score is the module docstring's formula, its terms
+    everything one model needs in one call (its cost through `expected_cost_nano_usd`, as every strategy):
+    `auto` ranks the whole pool on every request, and nested helper calls per model cost more than the
+    arithmetic. The score is the module docstring's formula, its terms
     computed in the same order as written there (a test holds it to that definition)."""
     cost_floor = _cheapest_expected_cost(pool, needs) + BALANCED_COST_FLOOR_NANO_USD
     latency_max = _slowest_latency_s(pool, health, streaming=needs.streaming) or 1.0
-    output_tokens = EXPECTED_OUTPUT_TOKENS
-    if needs.output_tokens_max is not None:
-        output_tokens = min(output_tokens, needs.output_tokens_max)
-    prompt_tokens = needs.prompt_tokens
     streaming = needs.streaming
     unrated_group = 0 if allow_unrated else 2
     # Most deployments have no health record: their latency and error terms are the priors', once.
@@ -283,11 +280,7 @@ def _balanced_grouped_key(
         recorded = health.get(m.id)
         rated = m.quality.for_task(kind)
         quality = quality_needed if rated is None else rated
-        cost = div_ceil(
-            prompt_tokens * m.input_price_nano_usd_per_mtok
-            + output_tokens * m.output_price_nano_usd_per_mtok,
-            TOKENS_PER_MTOK,
-        )
+        cost = expected_cost_nano_usd(m, needs)
         headroom = min(float(quality - quality_needed), BALANCED_HEADROOM_POINTS_MAX)
         cost_doublings = math.log2((cost + BALANCED_COST_FLOOR_NANO_USD) / cost_floor)
         if recorded is None:
