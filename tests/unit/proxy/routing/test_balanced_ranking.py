@@ -26,6 +26,7 @@ from proxy.routing.strategies import (
     expected_cost_nano_usd,
     rank_deployments,
 )
+from tests.fixtures.health_records import health_record
 
 CATALOG = tuple(load_catalog())
 latencies = st.none() | st.floats(min_value=0.001, max_value=60)
@@ -41,20 +42,13 @@ records = st.tuples(
 def _health(deployment_id: str, record: tuple[str, float | None, float | None, int, int]) -> DeploymentHealth:
     breaker, latency_s, ttft_s, requests, failures = record
     failures = min(failures, requests)
-    return DeploymentHealth(
-        deployment_id=deployment_id,
+    return health_record(
+        deployment_id,
         breaker=breaker,
-        open_remaining_s=0.0,
-        probe_in_flight=False,
-        latency_ewma_s=latency_s,
-        ttft_ewma_s=ttft_s,
-        error_rate=0.0,
-        requests_in_window=requests,
-        failures_in_window=failures,
-        consecutive_failures=0,
-        last_failure_kind=None,
-        successes_total=requests - failures,
-        failures_total=failures,
+        latency_s=latency_s,
+        ttft_s=ttft_s,
+        requests=requests,
+        failures=failures,
     )
 
 

@@ -14,6 +14,7 @@ from proxy.routing.errors import InvalidRoute, NoRouteCandidate
 from proxy.routing.health import DeploymentHealth
 from proxy.routing.requirements import RequestNeeds, RouteRequest
 from proxy.routing.strategies import RoutePlan, RouteTask, needed_quality, plan_route
+from tests.fixtures.health_records import health_record
 
 MTOK_USD = 1_000_000_000  # 1 USD per million tokens, in nano-USD per MTok
 
@@ -86,43 +87,17 @@ NEEDS = RequestNeeds(prompt_tokens=1_000, output_tokens_max=1_000)
 MEDIUM_CHAT = RouteTask("chat", 0.23)  # needs quality 65
 
 
-def health(
-    deployment_id: str,
-    *,
-    breaker: str = "closed",
-    latency_s: float | None = None,
-    ttft_s: float | None = None,
-    requests: int = 0,
-    failures: int = 0,
-) -> DeploymentHealth:
-    return DeploymentHealth(
-        deployment_id=deployment_id,
-        breaker=breaker,
-        open_remaining_s=30.0 if breaker == "open" else 0.0,
-        probe_in_flight=False,
-        latency_ewma_s=latency_s,
-        ttft_ewma_s=ttft_s,
-        error_rate=failures / requests if requests else 0.0,
-        requests_in_window=requests,
-        failures_in_window=failures,
-        consecutive_failures=0,
-        last_failure_kind=None,
-        successes_total=requests - failures,
-        failures_total=failures,
-    )
-
-
 HEALTH = {
-    "cheapco/tiny": health("cheapco/tiny", latency_s=0.2, requests=100, failures=1),
-    "groq/llama-3.3-70b-versatile": health(
+    "cheapco/tiny": health_record("cheapco/tiny", latency_s=0.2, requests=100, failures=1),
+    "groq/llama-3.3-70b-versatile": health_record(
         "groq/llama-3.3-70b-versatile", latency_s=0.4, ttft_s=0.1, requests=100, failures=30
     ),
-    "together/meta-llama/Llama-3.3-70B-Instruct-Turbo": health(
+    "together/meta-llama/Llama-3.3-70B-Instruct-Turbo": health_record(
         "together/meta-llama/Llama-3.3-70B-Instruct-Turbo", latency_s=1.2, requests=100, failures=2
     ),
-    "openai/gpt-mid": health("openai/gpt-mid", latency_s=0.9, ttft_s=0.5, requests=100, failures=0),
-    "openai/gpt-top": health("openai/gpt-top", latency_s=3.0, requests=100, failures=1),
-    "anthropic/claude-top": health("anthropic/claude-top", latency_s=2.5, requests=100, failures=5),
+    "openai/gpt-mid": health_record("openai/gpt-mid", latency_s=0.9, ttft_s=0.5, requests=100, failures=0),
+    "openai/gpt-top": health_record("openai/gpt-top", latency_s=3.0, requests=100, failures=1),
+    "anthropic/claude-top": health_record("anthropic/claude-top", latency_s=2.5, requests=100, failures=5),
 }
 
 
@@ -194,7 +169,7 @@ def test_cost_for_a_hard_task_keeps_only_strong_models_in_front() -> None:
 
 def test_latency_picks_the_fastest_healthy_and_puts_open_breakers_last() -> None:
     health_by_id = dict(HEALTH)
-    health_by_id["openai/gpt-mid"] = health("openai/gpt-mid", breaker="open", latency_s=0.1)
+    health_by_id["openai/gpt-mid"] = health_record("openai/gpt-mid", breaker="open", latency_s=0.1)
     route_plan = plan(
         RouteRequest(strategy="latency"), task=RouteTask("chat", 0.0), health_by_id=health_by_id
     )
@@ -217,7 +192,7 @@ def test_latency_uses_time_to_first_token_when_streaming() -> None:
 
 def test_latency_ranks_half_open_after_closed() -> None:
     health_by_id = dict(HEALTH)
-    health_by_id["groq/llama-3.3-70b-versatile"] = health(
+    health_by_id["groq/llama-3.3-70b-versatile"] = health_record(
         "groq/llama-3.3-70b-versatile", breaker="half_open", latency_s=0.1
     )
     route_plan = plan(RouteRequest(strategy="latency"), health_by_id=health_by_id)
@@ -344,7 +319,9 @@ def test_explicit_model_listed_fallbacks_then_strategy_fallbacks() -> None:
 
 
 def test_explicit_model_with_open_breaker_goes_after_its_sibling() -> None:
-    health_by_id = {"groq/llama-3.3-70b-versatile": health("groq/llama-3.3-70b-versatile", breaker="open")}
+    health_by_id = {
+        "groq/llama-3.3-70b-versatile": health_record("groq/llama-3.3-70b-versatile", breaker="open")
+    }
     route_plan = plan(
         RouteRequest(), requested_model="groq/llama-3.3-70b-versatile", health_by_id=health_by_id
     )

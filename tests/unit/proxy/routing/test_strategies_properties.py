@@ -17,6 +17,7 @@ from proxy.routing.errors import NoRouteCandidate
 from proxy.routing.health import DeploymentHealth
 from proxy.routing.requirements import CAPABILITIES, PriceCeiling, RequestNeeds, RouteRequest
 from proxy.routing.strategies import RouteTask, plan_route
+from tests.fixtures.health_records import health_record
 
 CATALOG = tuple(load_catalog())
 IDS = [model.id for model in CATALOG]
@@ -31,20 +32,13 @@ def snapshots(draw: st.DrawFn) -> dict[str, DeploymentHealth]:
     for deployment_id in chosen:
         requests = draw(st.integers(0, 200))
         failures = draw(st.integers(0, requests))
-        result[deployment_id] = DeploymentHealth(
-            deployment_id=deployment_id,
+        result[deployment_id] = health_record(
+            deployment_id,
             breaker=draw(st.sampled_from(["closed", "open", "half_open"])),
-            open_remaining_s=0.0,
-            probe_in_flight=False,
-            latency_ewma_s=draw(st.none() | st.floats(0.01, 60.0)),
-            ttft_ewma_s=draw(st.none() | st.floats(0.01, 30.0)),
-            error_rate=failures / requests if requests else 0.0,
-            requests_in_window=requests,
-            failures_in_window=failures,
-            consecutive_failures=0,
-            last_failure_kind=None,
-            successes_total=requests - failures,
-            failures_total=failures,
+            latency_s=draw(st.none() | st.floats(0.01, 60.0)),
+            ttft_s=draw(st.none() | st.floats(0.01, 30.0)),
+            requests=requests,
+            failures=failures,
         )
     return result
 
